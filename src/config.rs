@@ -1,0 +1,126 @@
+//! The configuration file (TOML): server settings and layers. Unknown keys are refused by
+//! name; command-line flags and environment variables override the file.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole file. Every field is optional; defaults are documented in `config/example.toml`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub bind: Option<String>,
+    /// Base URL for links in TileJSON and `/layers` (behind a proxy); default: from the request.
+    pub public_url: Option<String>,
+    pub handoff_zoom: Option<u8>,
+    pub tile_cache_control: Option<String>,
+    /// Serve the bundled demo layer even when other layers are configured.
+    pub demo: Option<bool>,
+    #[serde(default)]
+    pub points: PointsConfig,
+    #[serde(default)]
+    pub layers: Vec<LayerConfig>,
+}
+
+/// Limits of the raw-points endpoints.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PointsConfig {
+    pub default_limit: Option<u32>,
+    pub max_limit: Option<u32>,
+}
+
+/// A layer loaded from a points file into memory.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LayerConfig {
+    pub name: String,
+    pub file: PathBuf,
+    pub attribution: Option<String>,
+    /// Use the file's weights (default true); false counts every point once.
+    pub weighted: Option<bool>,
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads and parses `path`; relative layer files are resolved against the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for layer in &mut config.layers {
+            if layer.file.is_relative() {
+                layer.file = base.join(&layer.file);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses TOML text; the message names the unknown or malformed key and its line.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        if let Some(z) = config.handoff_zoom {
+            if z > crate::tile::MAX_ZOOM {
+                return Err(format!("handoff_zoom = {z}: allowed 0..={}", crate::tile::MAX_ZOOM));
+            }
+        }
+        if config.points.default_limit == Some(0) || config.points.max_limit == Some(0) {
+            return Err("points limits must be at least 1".into());
+        }
+        if let (Some(d), Some(m)) = (config.points.default_limit, config.points.max_limit) {
+            if d > m {
+                return Err(format!("points.default_limit ({d}) is above points.max_limit ({m})"));
+            }
+        }
+        for layer in &config.layers {
+            if !crate::layer::valid_layer_name(&layer.name) {
+                return Err(format!(
+                    "layer name {:?}: use 1 to 64 ASCII letters, digits, '_' or '-'",
+                    layer.name
+                ));
+            }
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../config/example.toml");
+        let config = Config::parse(text).expect("example config");
+        assert_eq!(config.handoff_zoom, Some(8));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("bind = \"127.0.0.1:1\"\nbindd = 3\n").expect_err("unknown key");
+        assert!(err.contains("bindd"), "{err}");
+        let err = Config::parse("[[layers]]\nname = \"a\"\nfile = \"a.csv\"\ncolour = 1\n").expect_err("unknown");
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Config::parse("handoff_zoom = 99").is_err());
+        assert!(Config::parse("[points]\ndefault_limit = 10\nmax_limit = 5").is_err());
+        assert!(Config::parse("[[layers]]\nname = \"a/b\"\nfile = \"a.csv\"").is_err());
+        assert!(Config::parse("handoff_zoom = \"eight\"").is_err());
+    }
+}

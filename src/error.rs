@@ -1,0 +1,80 @@
+//! The API's errors and their one mapping to HTTP statuses and JSON bodies.
+
+use crate::source::SourceError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// Everything a request can fail with. Each variant carries what the client needs to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A query or path parameter is malformed or out of range.
+    #[error("invalid parameter `{param}`")]
+    BadParam { param: String, detail: String },
+    #[error("unknown layer `{name}`")]
+    UnknownLayer { name: String, known: Vec<String> },
+    #[error("not found")]
+    NotFound { detail: String },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("internal error")]
+    Internal { detail: String },
+}
+
+impl ApiError {
+    pub fn bad(param: impl Into<String>, detail: impl Into<String>) -> ApiError {
+        ApiError::BadParam {
+            param: param.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: String,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameter: Option<&'a str>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadParam { .. } => StatusCode::BAD_REQUEST,
+            ApiError::UnknownLayer { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Source(SourceError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Source(SourceError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let known_layers;
+        let source_detail;
+        let (detail, parameter): (&str, Option<&str>) = match self {
+            ApiError::BadParam { param, detail } => (detail, Some(param)),
+            ApiError::UnknownLayer { known, .. } => {
+                known_layers = format!("known layers: {}", known.join(", "));
+                (&known_layers, None)
+            }
+            ApiError::NotFound { detail } | ApiError::Internal { detail } => (detail, None),
+            ApiError::Source(e) => {
+                source_detail = e.to_string();
+                (&source_detail, None)
+            }
+        };
+        if let ApiError::Internal { detail } = self {
+            tracing::error!(%detail, "internal error");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Source(SourceError::Unavailable(_))) {
+            response.insert_header((header::RETRY_AFTER, "5"));
+        }
+        response.json(ErrorBody {
+            error: self.to_string(),
+            detail,
+            parameter,
+        })
+    }
+}

@@ -1,0 +1,96 @@
+//! Descriptive routes: `/layers`, TileJSON, `/health`, and the JSON 404.
+
+use super::params::{Query, StyleSpec, STYLE_PARAMS};
+use super::AppState;
+use crate::error::ApiError;
+use crate::layer::Layer;
+use crate::tile::MAX_ZOOM;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+/// Attribution of the bundled demo layer.
+pub const DEMO_ATTRIBUTION: &str =
+    "Demo data: <a href=\"https://www.geonames.org/\">GeoNames</a> (CC BY 4.0)";
+
+/// `GET /layers`: name, bounds, point count and TileJSON URL of every layer.
+pub async fn layers(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Query::parse(req.query_string(), &[])?;
+    let base = state.base_url(&req);
+    let list: Vec<_> = state
+        .layers
+        .iter()
+        .map(|layer| {
+            let info = layer.info();
+            json!({
+                "name": layer.name,
+                "bounds": info.bounds,
+                "count": info.count,
+                "tilejson": format!("{base}/tiles/{}.json", layer.name),
+                "attribution": info.attribution,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// `GET /tiles/{layer}.json`: TileJSON 3.0.0; style parameters given here are carried into
+/// the tile URL template, so a client configured from this URL gets those tiles.
+pub async fn tilejson(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    file: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let file = file.into_inner();
+    let name = file.strip_suffix(".json").ok_or_else(|| ApiError::NotFound {
+        detail: "TileJSON is at /tiles/{layer}.json; tiles at /tiles/{layer}/{z}/{x}/{y}.png".into(),
+    })?;
+    let query = Query::parse(req.query_string(), &[STYLE_PARAMS])?;
+    let spec = StyleSpec::from_query(&query)?;
+    let layer = state.layer(name)?;
+    Ok(HttpResponse::Ok().json(tilejson_doc(&state, &state.base_url(&req), layer, &spec)))
+}
+
+fn tilejson_doc(state: &AppState, base: &str, layer: &Layer, spec: &StyleSpec) -> serde_json::Value {
+    let info = layer.info();
+    let [w, s, e, n] = info.bounds;
+    let center_zoom = 2;
+    json!({
+        "tilejson": "3.0.0",
+        "name": layer.name,
+        "description": format!("Heatmap of {} points", info.count),
+        "scheme": "xyz",
+        "tiles": [format!("{base}/tiles/{}/{{z}}/{{x}}/{{y}}.png?{}", layer.name, spec.canonical())],
+        "minzoom": 0,
+        "maxzoom": MAX_ZOOM,
+        "bounds": info.bounds,
+        "center": [(w + e) / 2.0, (s + n) / 2.0, center_zoom],
+        "attribution": info.attribution,
+        "heatmap": {
+            "handoffZoom": state.handoff_zoom,
+            "points": format!("{base}/points/{}/{{z}}/{{x}}/{{y}}.json", layer.name),
+            "style": spec.canonical(),
+        },
+    })
+}
+
+/// `GET /health`: liveness plus what the server is serving from.
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let points: u64 = state.layers.iter().map(|l| l.info().count).sum();
+    HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "layers": state.layers.len(),
+        "points": points,
+        "database": "not configured",
+    }))
+}
+
+/// Any other path: a JSON 404 listing the routes.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound {
+        detail: format!(
+            "no route for {} {}; routes: /layers, /tiles/{{layer}}.json, /tiles/{{layer}}/{{z}}/{{x}}/{{y}}.png, /heatmap.png, /points/{{layer}}/{{z}}/{{x}}/{{y}}.json, /points/{{layer}}?bbox=, /health",
+            req.method(),
+            req.path().chars().take(128).collect::<String>()
+        ),
+    })
+}

@@ -1,0 +1,109 @@
+//! The HTTP API: routes, shared state, and the server's start and graceful stop.
+
+pub mod meta;
+pub mod params;
+pub mod points;
+pub mod tiles;
+
+use crate::error::ApiError;
+use crate::layer::Layers;
+use actix_web::dev::Service;
+use actix_web::{web, App, HttpRequest, HttpServer};
+use std::time::Instant;
+
+/// Settings the handlers read; fixed for the server's life.
+#[derive(Clone)]
+pub struct AppState {
+    pub layers: Layers,
+    /// Zoom at which the web map hands off from tiles to client-side Leaflet.heat.
+    pub handoff_zoom: u8,
+    pub points_limit_default: u32,
+    pub points_limit_max: u32,
+    /// Public base URL for links in TileJSON and `/layers`; by default taken from the request.
+    pub public_url: Option<String>,
+    /// `Cache-Control` value of tiles and overlays.
+    pub tile_cache_control: String,
+}
+
+impl AppState {
+    pub fn layer(&self, name: &str) -> Result<&std::sync::Arc<crate::layer::Layer>, ApiError> {
+        self.layers.get(name).ok_or_else(|| ApiError::UnknownLayer {
+            name: name.chars().take(64).collect(),
+            known: self.layers.names(),
+        })
+    }
+
+    /// The base URL clients use to reach this server.
+    pub fn base_url(&self, req: &HttpRequest) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => {
+                let info = req.connection_info();
+                format!("{}://{}", info.scheme(), info.host())
+            }
+        }
+    }
+}
+
+/// Registers every route on an actix app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(meta::health))
+        .route("/layers", web::get().to(meta::layers))
+        .route("/heatmap.png", web::get().to(tiles::overlay))
+        .route("/tiles/{file}", web::get().to(meta::tilejson))
+        .route("/tiles/{layer}/{z}/{x}/{file}", web::get().to(tiles::tile))
+        .route("/points/{layer}", web::get().to(points::bbox_points))
+        .route("/points/{layer}/{z}/{x}/{file}", web::get().to(points::tile_points))
+        .default_service(web::to(meta::not_found));
+}
+
+/// Builds the app for `state` (used by `serve` and by the in-process tests).
+pub fn app(
+    state: AppState,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(web::PathConfig::default().error_handler(|err, _| {
+            ApiError::bad("path", err.to_string()).into()
+        }))
+        .wrap_fn(|req, srv| {
+            let started = Instant::now();
+            let method = req.method().clone();
+            let path = req.path().to_string();
+            let fut = srv.call(req);
+            async move {
+                let res = fut.await?;
+                tracing::info!(
+                    %method,
+                    %path,
+                    status = res.status().as_u16(),
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "request"
+                );
+                Ok(res)
+            }
+        })
+        .configure(configure)
+}
+
+/// Runs the server until SIGINT or SIGTERM, then stops gracefully: it stops accepting,
+/// lets requests in flight finish (up to 10 s), and returns.
+pub async fn serve(state: AppState, bind: &str) -> std::io::Result<()> {
+    let server = HttpServer::new(move || app(state.clone()))
+        .shutdown_timeout(10)
+        .bind(bind)?;
+    for addr in server.addrs() {
+        tracing::info!(%addr, "listening");
+    }
+    server.run().await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! Raw points for client-side heatmaps (Leaflet.heat at high zoom): per tile, padded by the
+//! client kernel's reach, or per bbox (the seed's `png=false` answer).
+
+use super::params::{parse_bbox, parse_int, Query};
+use super::tiles::parse_tile_coord;
+use super::AppState;
+use crate::error::ApiError;
+use crate::source::aggregate;
+use crate::tile::TileCoord;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+const TILE_POINT_PARAMS: &[&str] = &["limit", "radius", "blur"];
+const BBOX_POINT_PARAMS: &[&str] = &["bbox", "limit", "zoom"];
+
+/// `GET /points/{layer}/{z}/{x}/{y}.json[?limit=N&radius=R&blur=B]`.
+pub async fn tile_points(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (layer_name, z, x, file) = path.into_inner();
+    let y = file
+        .strip_suffix(".json")
+        .ok_or_else(|| ApiError::bad("y", "the points tile name must be {y}.json"))?;
+    let coord = parse_tile_coord(&z, &x, y)?;
+    let query = Query::parse(req.query_string(), &[TILE_POINT_PARAMS])?;
+    let limit = limit(&state, &query)?;
+    // Leaflet.heat draws points up to radius + blur pixels outside its canvas.
+    let reach_px = (query.int("radius", 1..=super::params::MAX_RADIUS, 25)?
+        + query.int("blur", 0..=super::params::MAX_BLUR, 15)?) as f64;
+    let layer = state.layer(&layer_name)?;
+    let vp = coord.viewport(1);
+    let area = crate::tile::WorldBox::of_viewport(&vp, reach_px);
+    let points = layer.source.points(&area).await?;
+    Ok(HttpResponse::Ok().json(aggregate::answer(&points, limit as usize, vp.scale_x)))
+}
+
+/// `GET /points/{layer}?bbox=w,s,e,n[&limit=N&zoom=Z]`: bins, when needed, are pixels of
+/// `zoom` (default: the zoom at which the bbox is about 1024 pixels wide).
+pub async fn bbox_points(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    layer: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let query = Query::parse(req.query_string(), &[BBOX_POINT_PARAMS])?;
+    let area = parse_bbox(&query)?;
+    let limit = limit(&state, &query)?;
+    let pixel_scale = match query.get("zoom") {
+        Some(z) => 256.0 * TileCoord::count(parse_int("zoom", z, 0..=crate::tile::MAX_ZOOM as u32)? as u8) as f64,
+        None => 1024.0 / (area.x1 - area.x0),
+    };
+    let layer = state.layer(&layer)?;
+    let points = layer.source.points(&area).await?;
+    Ok(HttpResponse::Ok().json(aggregate::answer(&points, limit as usize, pixel_scale)))
+}
+
+fn limit(state: &AppState, query: &Query) -> Result<u32, ApiError> {
+    query.int("limit", 1..=state.points_limit_max, state.points_limit_default)
+}

@@ -1,0 +1,134 @@
+//! Heatmap images: XYZ tiles (`/tiles/{layer}/{z}/{x}/{y}.png`, `@2x`) and the seed's
+//! bounds-sized overlay (`/heatmap.png`).
+
+use super::params::{parse_bbox, parse_int, Query, StyleSpec, STYLE_PARAMS};
+use super::AppState;
+use crate::error::ApiError;
+use crate::layer::Layer;
+use crate::render::{self, png, Viewport};
+use crate::tile::{overlay_viewport, TileCoord, WorldBox, MAX_ZOOM};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// Largest overlay side in pixels.
+pub const MAX_OVERLAY_SIDE: u32 = 4096;
+
+/// `GET /tiles/{layer}/{z}/{x}/{y}.png` and `{y}@2x.png`.
+pub async fn tile(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (layer_name, z, x, file) = path.into_inner();
+    let (y, ratio) = if let Some(y) = file.strip_suffix("@2x.png") {
+        (y, 2)
+    } else if let Some(y) = file.strip_suffix(".png") {
+        (y, 1)
+    } else {
+        return Err(ApiError::bad("y", "the tile name must be {y}.png or {y}@2x.png"));
+    };
+    let coord = parse_tile_coord(&z, &x, y)?;
+    let query = Query::parse(req.query_string(), &[STYLE_PARAMS])?;
+    let spec = StyleSpec::from_query(&query)?;
+    let layer = state.layer(&layer_name)?;
+    let png = render_png(layer, coord.viewport(ratio), &spec).await?;
+    Ok(png_response(&state, png))
+}
+
+/// Parses and range-checks z/x/y from the path.
+pub fn parse_tile_coord(z: &str, x: &str, y: &str) -> Result<TileCoord, ApiError> {
+    let z = parse_int("z", z, 0..=MAX_ZOOM as u32)? as u8;
+    let last = (TileCoord::count(z) - 1) as u32;
+    let x = parse_int("x", x, 0..=last).map_err(|e| at_zoom(e, z))?;
+    let y = parse_int("y", y, 0..=last).map_err(|e| at_zoom(e, z))?;
+    Ok(TileCoord { z, x, y })
+}
+
+fn at_zoom(err: ApiError, z: u8) -> ApiError {
+    match err {
+        ApiError::BadParam { param, detail } => ApiError::BadParam {
+            param,
+            detail: format!("{detail} (tiles per axis at zoom {z}: {})", TileCoord::count(z)),
+        },
+        other => other,
+    }
+}
+
+/// Overlay parameters besides the style.
+const OVERLAY_PARAMS: &[&str] = &["layer", "bbox", "width", "height"];
+
+/// `GET /heatmap.png?layer=L&bbox=w,s,e,n&width=W&height=H[&style params]`.
+pub async fn overlay(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let query = Query::parse(req.query_string(), &[OVERLAY_PARAMS, STYLE_PARAMS])?;
+    let layer_name = query.require("layer", "a layer name (see /layers)")?;
+    let area = parse_bbox(&query)?;
+    let width = query.int("width", 1..=MAX_OVERLAY_SIDE, 1024)?;
+    let height = query.int("height", 1..=MAX_OVERLAY_SIDE, 1024)?;
+    let spec = StyleSpec::from_query(&query)?;
+    let layer = state.layer(layer_name)?;
+    let png = render_png(layer, overlay_viewport(&area, width, height), &spec).await?;
+    Ok(png_response(&state, png))
+}
+
+fn png_response(state: &AppState, png: PngBytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/png")
+        .insert_header((header::CACHE_CONTROL, state.tile_cache_control.clone()))
+        .body(png.into_bytes())
+}
+
+/// A rendered PNG, or the shared empty tile.
+pub enum PngBytes {
+    Shared(&'static [u8]),
+    Owned(Vec<u8>),
+}
+
+impl PngBytes {
+    pub fn into_bytes(self) -> web::Bytes {
+        match self {
+            PngBytes::Shared(b) => web::Bytes::from_static(b),
+            PngBytes::Owned(v) => web::Bytes::from(v),
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            PngBytes::Shared(b) => b,
+            PngBytes::Owned(v) => v,
+        }
+    }
+}
+
+/// Queries the points within the style's reach of `vp`, renders, and encodes.
+pub async fn render_png(layer: &Layer, vp: Viewport, spec: &StyleSpec) -> Result<PngBytes, ApiError> {
+    let style = layer.resolve_style(&spec.style, &vp).await?;
+    let area = WorldBox::of_viewport(&vp, style.reach_px(&vp));
+    let points = layer.source.points(&area).await?;
+    if points.is_empty() {
+        return Ok(empty(&vp));
+    }
+    let ramp = spec.ramp.clone();
+    // Rendering is CPU-bound (milliseconds for dense tiles): keep it off the I/O workers.
+    let encoded = web::block(move || {
+        let img = render::render(&points, &vp, &style, &ramp);
+        if img.is_blank() {
+            return Ok(None);
+        }
+        png::encode_indexed(&img).map(Some)
+    })
+    .await
+    .map_err(|e| ApiError::Internal { detail: format!("render task failed: {e}") })?
+    .map_err(|e| ApiError::Internal { detail: e.to_string() })?;
+    Ok(match encoded {
+        Some(bytes) => PngBytes::Owned(bytes),
+        None => empty(&vp),
+    })
+}
+
+fn empty(vp: &Viewport) -> PngBytes {
+    if vp.width == vp.height && (vp.width == 256 || vp.width == 512) {
+        PngBytes::Shared(png::empty_png(vp.width))
+    } else {
+        PngBytes::Owned(png::encode_empty(vp.width, vp.height))
+    }
+}
