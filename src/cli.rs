@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(name = "twine-heatmap", version, about = "Heatmap tile server: seamless heatmap PNG tiles from points")]
+#[command(
+    name = "twine-heatmap",
+    version,
+    about = "Heatmap tile server: seamless heatmap PNG tiles from points"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -58,7 +62,10 @@ pub enum StartError {
     #[error("{0}")]
     Invalid(String),
     #[error("cannot listen on {bind}: {source}")]
-    Bind { bind: String, source: std::io::Error },
+    Bind {
+        bind: String,
+        source: std::io::Error,
+    },
 }
 
 /// Builds the server's state from flags, environment and config (no network yet).
@@ -75,12 +82,22 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
         let name = layer_name_from_path(path)?;
         add_file_layer(
             &mut layers,
-            &LayerConfig { name, file: path.clone(), attribution: None, weighted: Some(true) },
+            &LayerConfig {
+                name,
+                file: path.clone(),
+                attribution: None,
+                weighted: Some(true),
+            },
         )?;
     }
     if layers.is_empty() || config.demo == Some(true) {
-        let store = MemoryStore::new(demo_points()?, Some(http::meta::DEMO_ATTRIBUTION.to_string()));
-        layers.insert(Layer::new("demo", Arc::new(store))).map_err(StartError::Invalid)?;
+        let store = MemoryStore::new(
+            demo_points()?,
+            Some(http::meta::DEMO_ATTRIBUTION.to_string()),
+        );
+        layers
+            .insert(Layer::new("demo", Arc::new(store)))
+            .map_err(StartError::Invalid)?;
     }
     let handoff_zoom = args.handoff_zoom.or(config.handoff_zoom).unwrap_or(8);
     if handoff_zoom > crate::tile::MAX_ZOOM {
@@ -89,30 +106,46 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
             crate::tile::MAX_ZOOM
         )));
     }
-    let max_limit = config.points.max_limit.unwrap_or(200_000);
-    let state = AppState {
-        layers,
-        handoff_zoom,
-        points_limit_default: config.points.default_limit.unwrap_or(20_000).min(max_limit),
-        points_limit_max: max_limit,
-        public_url: args.public_url.clone().or(config.public_url),
-        tile_cache_control: config.tile_cache_control.unwrap_or_else(|| "public, max-age=300".to_string()),
-    };
-    let bind = args.bind.clone().or(config.bind).unwrap_or_else(|| "127.0.0.1:8080".to_string());
+    let mut state = AppState::new(layers);
+    state.handoff_zoom = handoff_zoom;
+    state.points_limit_max = config.points.max_limit.unwrap_or(state.points_limit_max);
+    state.points_limit_default = config
+        .points
+        .default_limit
+        .unwrap_or(state.points_limit_default)
+        .min(state.points_limit_max);
+    state.public_url = args.public_url.clone().or(config.public_url);
+    if let Some(value) = config.tile_cache_control {
+        state.tile_cache_control = value;
+    }
+    let bind = args
+        .bind
+        .clone()
+        .or(config.bind)
+        .unwrap_or_else(|| "127.0.0.1:8080".to_string());
     Ok((state, bind))
 }
 
 fn add_file_layer(layers: &mut Layers, layer: &LayerConfig) -> Result<(), StartError> {
-    let mode = if layer.weighted.unwrap_or(true) { WeightMode::FromData } else { WeightMode::Unweighted };
+    let mode = if layer.weighted.unwrap_or(true) {
+        WeightMode::FromData
+    } else {
+        WeightMode::Unweighted
+    };
     let points = load_points_file(&layer.file, mode)?;
     tracing::info!(layer = %layer.name, file = %layer.file.display(), points = points.len(), "loaded");
     let store = MemoryStore::new(points, layer.attribution.clone());
-    layers.insert(Layer::new(layer.name.clone(), Arc::new(store))).map_err(StartError::Invalid)
+    layers
+        .insert(Layer::new(layer.name.clone(), Arc::new(store)))
+        .map_err(StartError::Invalid)
 }
 
 /// `data/quakes.csv.gz` is layer `quakes`.
 fn layer_name_from_path(path: &Path) -> Result<String, StartError> {
-    let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+    let file = path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or_default();
     let name = file.split('.').next().unwrap_or_default().to_string();
     if valid_layer_name(&name) {
         Ok(name)
@@ -127,24 +160,35 @@ fn layer_name_from_path(path: &Path) -> Result<String, StartError> {
 /// Runs `serve` until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let (state, bind) = build_state(&args)?;
-    http::serve(state, &bind).await.map_err(|source| StartError::Bind { bind, source })
+    http::serve(state, &bind)
+        .await
+        .map_err(|source| StartError::Bind { bind, source })
 }
 
 /// A minimal HTTP/1.0 GET with the standard library, so the container needs no curl.
 pub fn healthcheck(url: &str) -> Result<(), String> {
     use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").ok_or("only http:// URLs are supported")?;
-    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("only http:// URLs are supported")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
     let timeout = std::time::Duration::from_secs(3);
     let addr = std::net::ToSocketAddrs::to_socket_addrs(host)
         .map_err(|e| format!("{host}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host}: no address"))?;
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{host}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{host}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
     let status = response.lines().next().unwrap_or_default();
     if status.split_whitespace().nth(1) == Some("200") {
         Ok(())

@@ -44,7 +44,10 @@ pub struct LayerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -71,10 +74,14 @@ impl Config {
 
     /// Parses TOML text; the message names the unknown or malformed key and its line.
     pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
         if let Some(z) = config.handoff_zoom {
             if z > crate::tile::MAX_ZOOM {
-                return Err(format!("handoff_zoom = {z}: allowed 0..={}", crate::tile::MAX_ZOOM));
+                return Err(format!(
+                    "handoff_zoom = {z}: allowed 0..={}",
+                    crate::tile::MAX_ZOOM
+                ));
             }
         }
         if config.points.default_limit == Some(0) || config.points.max_limit == Some(0) {
@@ -82,7 +89,9 @@ impl Config {
         }
         if let (Some(d), Some(m)) = (config.points.default_limit, config.points.max_limit) {
             if d > m {
-                return Err(format!("points.default_limit ({d}) is above points.max_limit ({m})"));
+                return Err(format!(
+                    "points.default_limit ({d}) is above points.max_limit ({m})"
+                ));
             }
         }
         for layer in &config.layers {
@@ -112,7 +121,8 @@ mod tests {
     fn unknown_keys_are_named() {
         let err = Config::parse("bind = \"127.0.0.1:1\"\nbindd = 3\n").expect_err("unknown key");
         assert!(err.contains("bindd"), "{err}");
-        let err = Config::parse("[[layers]]\nname = \"a\"\nfile = \"a.csv\"\ncolour = 1\n").expect_err("unknown");
+        let err = Config::parse("[[layers]]\nname = \"a\"\nfile = \"a.csv\"\ncolour = 1\n")
+            .expect_err("unknown");
         assert!(err.contains("colour"), "{err}");
     }
 

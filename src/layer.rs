@@ -1,8 +1,8 @@
 //! Layers: a named point source plus what is derived from its whole data set (the density
 //! style's per-zoom reference), computed once and remembered.
 
-use crate::render::{DensityParams, Style, Viewport};
 use crate::http::params::StyleRequest;
+use crate::render::{DensityParams, Style, Viewport};
 use crate::source::{LayerInfo, PointSource, SourceError};
 use lru::LruCache;
 use std::collections::BTreeMap;
@@ -33,7 +33,11 @@ impl Layer {
 
     /// Resolves a requested style against this layer for one viewport: density without an
     /// explicit `max` takes the layer's reference for the viewport's scale.
-    pub async fn resolve_style(&self, request: &StyleRequest, vp: &Viewport) -> Result<Style, SourceError> {
+    pub async fn resolve_style(
+        &self,
+        request: &StyleRequest,
+        vp: &Viewport,
+    ) -> Result<Style, SourceError> {
         Ok(match request {
             StyleRequest::Smooth(p) => Style::Smooth(*p),
             StyleRequest::Dots(p) => Style::Dots(*p),
@@ -109,5 +113,9 @@ impl Layers {
 
 /// Layer names become URL path segments: 1 to 64 ASCII letters, digits, `_` or `-`.
 pub fn valid_layer_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

@@ -11,7 +11,9 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     let result = match Cli::parse().command {
-        Command::Serve(args) => actix_web::rt::System::new().block_on(cli::serve(args)).map_err(|e| e.to_string()),
+        Command::Serve(args) => actix_web::rt::System::new()
+            .block_on(cli::serve(args))
+            .map_err(|e| e.to_string()),
         Command::Healthcheck { url } => cli::healthcheck(&url),
     };
     match result {

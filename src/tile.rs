@@ -147,7 +147,10 @@ pub fn overlay_viewport(area: &WorldBox, width: u32, height: u32) -> Viewport {
     let zoom = (scale_x / TILE_SIZE as f64).log2();
     let snapped_zoom = zoom.round();
     let same_scale = ((scale_x - scale_y) / scale_x).abs() < 1e-9;
-    if same_scale && (zoom - snapped_zoom).abs() < 1e-9 && (0.0..=MAX_ZOOM as f64 + 1.0).contains(&snapped_zoom) {
+    if same_scale
+        && (zoom - snapped_zoom).abs() < 1e-9
+        && (0.0..=MAX_ZOOM as f64 + 1.0).contains(&snapped_zoom)
+    {
         let exact = TILE_SIZE as f64 * snapped_zoom.exp2();
         let ox = area.x0 * exact;
         let oy = area.y0 * exact;

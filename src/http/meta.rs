@@ -13,7 +13,10 @@ pub const DEMO_ATTRIBUTION: &str =
     "Demo data: <a href=\"https://www.geonames.org/\">GeoNames</a> (CC BY 4.0)";
 
 /// `GET /layers`: name, bounds, point count and TileJSON URL of every layer.
-pub async fn layers(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn layers(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     Query::parse(req.query_string(), &[])?;
     let base = state.base_url(&req);
     let list: Vec<_> = state
@@ -41,16 +44,24 @@ pub async fn tilejson(
     file: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let file = file.into_inner();
-    let name = file.strip_suffix(".json").ok_or_else(|| ApiError::NotFound {
-        detail: "TileJSON is at /tiles/{layer}.json; tiles at /tiles/{layer}/{z}/{x}/{y}.png".into(),
-    })?;
+    let name = file
+        .strip_suffix(".json")
+        .ok_or_else(|| ApiError::NotFound {
+            detail: "TileJSON is at /tiles/{layer}.json; tiles at /tiles/{layer}/{z}/{x}/{y}.png"
+                .into(),
+        })?;
     let query = Query::parse(req.query_string(), &[STYLE_PARAMS])?;
     let spec = StyleSpec::from_query(&query)?;
     let layer = state.layer(name)?;
     Ok(HttpResponse::Ok().json(tilejson_doc(&state, &state.base_url(&req), layer, &spec)))
 }
 
-fn tilejson_doc(state: &AppState, base: &str, layer: &Layer, spec: &StyleSpec) -> serde_json::Value {
+fn tilejson_doc(
+    state: &AppState,
+    base: &str,
+    layer: &Layer,
+    spec: &StyleSpec,
+) -> serde_json::Value {
     let info = layer.info();
     let [w, s, e, n] = info.bounds;
     let center_zoom = 2;

@@ -7,8 +7,9 @@ pub mod tiles;
 
 use crate::error::ApiError;
 use crate::layer::Layers;
-use actix_web::dev::Service;
+use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpRequest, HttpServer};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// Settings the handlers read; fixed for the server's life.
@@ -26,6 +27,18 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// State with the documented defaults for `layers`.
+    pub fn new(layers: Layers) -> AppState {
+        AppState {
+            layers,
+            handoff_zoom: 8,
+            points_limit_default: 20_000,
+            points_limit_max: 200_000,
+            public_url: None,
+            tile_cache_control: "public, max-age=300".to_string(),
+        }
+    }
+
     pub fn layer(&self, name: &str) -> Result<&std::sync::Arc<crate::layer::Layer>, ApiError> {
         self.layers.get(name).ok_or_else(|| ApiError::UnknownLayer {
             name: name.chars().take(64).collect(),
@@ -53,7 +66,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/tiles/{file}", web::get().to(meta::tilejson))
         .route("/tiles/{layer}/{z}/{x}/{file}", web::get().to(tiles::tile))
         .route("/points/{layer}", web::get().to(points::bbox_points))
-        .route("/points/{layer}/{z}/{x}/{file}", web::get().to(points::tile_points))
+        .route(
+            "/points/{layer}/{z}/{x}/{file}",
+            web::get().to(points::tile_points),
+        )
         .default_service(web::to(meta::not_found));
 }
 
@@ -71,9 +87,10 @@ pub fn app(
 > {
     App::new()
         .app_data(web::Data::new(state))
-        .app_data(web::PathConfig::default().error_handler(|err, _| {
-            ApiError::bad("path", err.to_string()).into()
-        }))
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|err, _| ApiError::bad("path", err.to_string()).into()),
+        )
         .wrap_fn(|req, srv| {
             let started = Instant::now();
             let method = req.method().clone();
@@ -94,16 +111,24 @@ pub fn app(
         .configure(configure)
 }
 
-/// Runs the server until SIGINT or SIGTERM, then stops gracefully: it stops accepting,
-/// lets requests in flight finish (up to 10 s), and returns.
-pub async fn serve(state: AppState, bind: &str) -> std::io::Result<()> {
+/// Binds the server without running it; returns it with the addresses it listens on.
+/// Actix stops it gracefully on SIGINT or SIGTERM: it stops accepting, lets requests in
+/// flight finish (up to 10 s), and returns.
+pub fn bind(state: AppState, addr: &str) -> std::io::Result<(Server, Vec<SocketAddr>)> {
     let server = HttpServer::new(move || app(state.clone()))
         .shutdown_timeout(10)
-        .bind(bind)?;
-    for addr in server.addrs() {
+        .bind(addr)?;
+    let addrs = server.addrs();
+    Ok((server.run(), addrs))
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn serve(state: AppState, addr: &str) -> std::io::Result<()> {
+    let (server, addrs) = bind(state, addr)?;
+    for addr in addrs {
         tracing::info!(%addr, "listening");
     }
-    server.run().await?;
+    server.await?;
     tracing::info!("stopped");
     Ok(())
 }

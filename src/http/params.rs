@@ -13,7 +13,17 @@ pub const MAX_VALUE_LEN: usize = 512;
 
 /// Style parameters, as tile and overlay requests name them (camelCase, like Leaflet.heat).
 pub const STYLE_PARAMS: &[&str] = &[
-    "style", "scheme", "gradient", "radius", "blur", "max", "minOpacity", "maxZoom", "dotSize", "opacity", "scale",
+    "style",
+    "scheme",
+    "gradient",
+    "radius",
+    "blur",
+    "max",
+    "minOpacity",
+    "maxZoom",
+    "dotSize",
+    "opacity",
+    "scale",
 ];
 
 /// A parsed query string: each key at most once, only allowed keys.
@@ -26,7 +36,10 @@ impl Query {
         if raw.len() > MAX_QUERY_LEN {
             return Err(ApiError::bad(
                 "query",
-                format!("the query string is {} bytes; at most {MAX_QUERY_LEN} are allowed", raw.len()),
+                format!(
+                    "the query string is {} bytes; at most {MAX_QUERY_LEN} are allowed",
+                    raw.len()
+                ),
             ));
         }
         let mut map = BTreeMap::new();
@@ -42,11 +55,17 @@ impl Query {
             if value.len() > MAX_VALUE_LEN {
                 return Err(ApiError::bad(
                     key.as_ref(),
-                    format!("value is {} bytes; at most {MAX_VALUE_LEN} are allowed", value.len()),
+                    format!(
+                        "value is {} bytes; at most {MAX_VALUE_LEN} are allowed",
+                        value.len()
+                    ),
                 ));
             }
             if map.insert(key.to_string(), value.to_string()).is_some() {
-                return Err(ApiError::bad(key.as_ref(), "given more than once; give it once"));
+                return Err(ApiError::bad(
+                    key.as_ref(),
+                    "given more than once; give it once",
+                ));
             }
         }
         Ok(Query(map))
@@ -58,11 +77,17 @@ impl Query {
 
     /// A required parameter.
     pub fn require(&self, key: &str, what: &str) -> Result<&str, ApiError> {
-        self.get(key).ok_or_else(|| ApiError::bad(key, format!("required: {what}")))
+        self.get(key)
+            .ok_or_else(|| ApiError::bad(key, format!("required: {what}")))
     }
 
     /// An integer in `range`, or `default` when absent.
-    pub fn int(&self, key: &str, range: std::ops::RangeInclusive<u32>, default: u32) -> Result<u32, ApiError> {
+    pub fn int(
+        &self,
+        key: &str,
+        range: std::ops::RangeInclusive<u32>,
+        default: u32,
+    ) -> Result<u32, ApiError> {
         match self.get(key) {
             None => Ok(default),
             Some(v) => parse_int(key, v, range),
@@ -70,33 +95,56 @@ impl Query {
     }
 
     /// A finite number in `range` (with `open_low` the low end is excluded), or `default`.
-    pub fn number(&self, key: &str, low: f64, high: f64, open_low: bool, default: f64) -> Result<f64, ApiError> {
+    pub fn number(
+        &self,
+        key: &str,
+        low: f64,
+        high: f64,
+        open_low: bool,
+        default: f64,
+    ) -> Result<f64, ApiError> {
         let Some(text) = self.get(key) else {
             return Ok(default);
         };
         let bracket = if open_low { "(" } else { "[" };
         let allowed = format!("a finite number in {bracket}{low}, {high}]");
-        let value: f64 = text
-            .trim()
-            .parse()
-            .map_err(|_| ApiError::bad(key, format!("{:?} is not a number; allowed: {allowed}", truncate(text))))?;
-        let in_range = value.is_finite() && value <= high && (value > low || (!open_low && value == low));
+        let value: f64 = text.trim().parse().map_err(|_| {
+            ApiError::bad(
+                key,
+                format!("{:?} is not a number; allowed: {allowed}", truncate(text)),
+            )
+        })?;
+        let in_range =
+            value.is_finite() && value <= high && (value > low || (!open_low && value == low));
         if !in_range {
-            return Err(ApiError::bad(key, format!("{value} is out of range; allowed: {allowed}")));
+            return Err(ApiError::bad(
+                key,
+                format!("{value} is out of range; allowed: {allowed}"),
+            ));
         }
         Ok(value)
     }
 }
 
 /// Parses an unsigned integer in `range`; refuses signs, fractions and overflow clearly.
-pub fn parse_int(key: &str, text: &str, range: std::ops::RangeInclusive<u32>) -> Result<u32, ApiError> {
+pub fn parse_int(
+    key: &str,
+    text: &str,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, ApiError> {
     let allowed = format!("an integer in {}..={}", range.start(), range.end());
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::bad(key, format!("{:?} is not an integer; allowed: {allowed}", truncate(text))));
+        return Err(ApiError::bad(
+            key,
+            format!("{:?} is not an integer; allowed: {allowed}", truncate(text)),
+        ));
     }
     match text.parse::<u64>() {
         Ok(v) if v >= *range.start() as u64 && v <= *range.end() as u64 => Ok(v as u32),
-        _ => Err(ApiError::bad(key, format!("{} is out of range; allowed: {allowed}", truncate(text)))),
+        _ => Err(ApiError::bad(
+            key,
+            format!("{} is out of range; allowed: {allowed}", truncate(text)),
+        )),
     }
 }
 
@@ -157,7 +205,10 @@ impl StyleSpec {
                     other => {
                         return Err(ApiError::bad(
                             "scale",
-                            format!("{:?} is not a scale; allowed: linear, sqrt, log", truncate(other)),
+                            format!(
+                                "{:?} is not a scale; allowed: linear, sqrt, log",
+                                truncate(other)
+                            ),
                         ))
                     }
                 },
@@ -169,7 +220,10 @@ impl StyleSpec {
             other => {
                 return Err(ApiError::bad(
                     "style",
-                    format!("{:?} is not a style; allowed: smooth, dots, density", truncate(other)),
+                    format!(
+                        "{:?} is not a style; allowed: smooth, dots, density",
+                        truncate(other)
+                    ),
                 ))
             }
         };
@@ -183,21 +237,36 @@ impl StyleSpec {
         q.int("opacity", 0..=255, 128)?;
         if let Some(s) = q.get("scale") {
             if !["linear", "sqrt", "log"].contains(&s) {
-                return Err(ApiError::bad("scale", format!("{:?} is not a scale; allowed: linear, sqrt, log", truncate(s))));
+                return Err(ApiError::bad(
+                    "scale",
+                    format!(
+                        "{:?} is not a scale; allowed: linear, sqrt, log",
+                        truncate(s)
+                    ),
+                ));
             }
         }
         let ramp = match (q.get("scheme"), q.get("gradient")) {
             (Some(_), Some(_)) => {
-                return Err(ApiError::bad("gradient", "give either scheme or gradient, not both"));
+                return Err(ApiError::bad(
+                    "gradient",
+                    "give either scheme or gradient, not both",
+                ));
             }
             (Some(name), None) => ColorRamp::Scheme(Scheme::from_name(name).ok_or_else(|| {
                 ApiError::bad(
                     "scheme",
-                    format!("{:?} is not a scheme; allowed: classic, fire, omg, pbj, pgaitch", truncate(name)),
+                    format!(
+                        "{:?} is not a scheme; allowed: classic, fire, omg, pbj, pgaitch",
+                        truncate(name)
+                    ),
                 )
             })?),
             (None, Some(text)) => parse_gradient(text).map_err(|e| {
-                ApiError::bad("gradient", format!("{e}; expected stops like 0.4:blue,0.65:lime,1:red"))
+                ApiError::bad(
+                    "gradient",
+                    format!("{e}; expected stops like 0.4:blue,0.65:lime,1:red"),
+                )
             })?,
             (None, None) => match style {
                 StyleRequest::Dots(_) => ColorRamp::Scheme(Scheme::Classic),
@@ -215,7 +284,9 @@ impl StyleSpec {
                 "style=smooth&radius={}&blur={}&max={}&minOpacity={}&maxZoom={}",
                 p.radius, p.blur, p.max, p.min_opacity, p.max_zoom
             ),
-            StyleRequest::Dots(p) => format!("style=dots&dotSize={}&opacity={}", p.dot_size, p.opacity),
+            StyleRequest::Dots(p) => {
+                format!("style=dots&dotSize={}&opacity={}", p.dot_size, p.opacity)
+            }
             StyleRequest::Density { radius, scale, max } => {
                 let scale = match scale {
                     DensityScale::Linear => "linear",
@@ -229,10 +300,12 @@ impl StyleSpec {
             }
         };
         let ramp: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(std::iter::once(match self.ramp.canonical().split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (String::new(), String::new()),
-            }))
+            .extend_pairs(std::iter::once(
+                match self.ramp.canonical().split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (String::new(), String::new()),
+                },
+            ))
             .finish();
         format!("{style}&{ramp}")
     }
@@ -253,17 +326,33 @@ pub fn parse_bbox(q: &Query) -> Result<WorldBox, ApiError> {
             .parse::<f64>()
             .ok()
             .filter(|n| n.is_finite())
-            .ok_or_else(|| ApiError::bad("bbox", format!("{:?} is not a number; expected {allowed}", truncate(part))))?;
+            .ok_or_else(|| {
+                ApiError::bad(
+                    "bbox",
+                    format!("{:?} is not a number; expected {allowed}", truncate(part)),
+                )
+            })?;
     }
     let [w, s, e, n] = v;
     if !(-180.0..=180.0).contains(&w) || !(-180.0..=180.0).contains(&e) {
-        return Err(ApiError::bad("bbox", format!("longitude out of range; expected {allowed}")));
+        return Err(ApiError::bad(
+            "bbox",
+            format!("longitude out of range; expected {allowed}"),
+        ));
     }
-    if !(-MAX_LAT - 1e-9..=MAX_LAT + 1e-9).contains(&s) || !(-MAX_LAT - 1e-9..=MAX_LAT + 1e-9).contains(&n) {
-        return Err(ApiError::bad("bbox", format!("latitude out of range; expected {allowed}")));
+    if !(-MAX_LAT - 1e-9..=MAX_LAT + 1e-9).contains(&s)
+        || !(-MAX_LAT - 1e-9..=MAX_LAT + 1e-9).contains(&n)
+    {
+        return Err(ApiError::bad(
+            "bbox",
+            format!("latitude out of range; expected {allowed}"),
+        ));
     }
     if w >= e || s >= n {
-        return Err(ApiError::bad("bbox", format!("inverted or empty box; expected {allowed}")));
+        return Err(ApiError::bad(
+            "bbox",
+            format!("inverted or empty box; expected {allowed}"),
+        ));
     }
     Ok(WorldBox {
         x0: lon_to_world_x(w),
@@ -283,12 +372,19 @@ mod tests {
 
     #[test]
     fn equal_requests_share_one_canonical_form() {
-        let a = StyleSpec::from_query(&q("radius=25&blur=15&scheme=fire").expect("q")).expect("spec");
-        let b = StyleSpec::from_query(&q("scheme=fire&style=smooth&max=1.0&dotSize=9").expect("q")).expect("spec");
+        let a =
+            StyleSpec::from_query(&q("radius=25&blur=15&scheme=fire").expect("q")).expect("spec");
+        let b = StyleSpec::from_query(&q("scheme=fire&style=smooth&max=1.0&dotSize=9").expect("q"))
+            .expect("spec");
         assert_eq!(a, b);
         assert_eq!(a.canonical(), b.canonical());
         let g = StyleSpec::from_query(&q("gradient=0.4:blue,1:red").expect("q")).expect("spec");
-        assert!(g.canonical().contains("gradient=0.4%3A%230000ff%2C1%3A%23ff0000"), "{}", g.canonical());
+        assert!(
+            g.canonical()
+                .contains("gradient=0.4%3A%230000ff%2C1%3A%23ff0000"),
+            "{}",
+            g.canonical()
+        );
     }
 
     #[test]
@@ -340,9 +436,21 @@ mod tests {
     fn bboxes_are_checked() {
         let parse = |raw: &str| parse_bbox(&Query::parse(raw, &[&["bbox"]]).expect("q"));
         assert!(parse("bbox=-10,-10,10,10").is_ok());
-        for bad in ["bbox=1,2,3", "bbox=a,b,c,d", "bbox=10,0,-10,5", "bbox=0,10,5,-10", "bbox=-200,0,0,1", "bbox=0,-89,1,0", "bbox=0,0,0,0", "bbox=0,0,1,NaN", "bbox="] {
+        for bad in [
+            "bbox=1,2,3",
+            "bbox=a,b,c,d",
+            "bbox=10,0,-10,5",
+            "bbox=0,10,5,-10",
+            "bbox=-200,0,0,1",
+            "bbox=0,-89,1,0",
+            "bbox=0,0,0,0",
+            "bbox=0,0,1,NaN",
+            "bbox=",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
-        assert!(matches!(parse_bbox(&Query::default()), Err(ApiError::BadParam { param, .. }) if param == "bbox"));
+        assert!(
+            matches!(parse_bbox(&Query::default()), Err(ApiError::BadParam { param, .. }) if param == "bbox")
+        );
     }
 }

@@ -46,7 +46,11 @@ pub async fn bbox_points(
     let area = parse_bbox(&query)?;
     let limit = limit(&state, &query)?;
     let pixel_scale = match query.get("zoom") {
-        Some(z) => 256.0 * TileCoord::count(parse_int("zoom", z, 0..=crate::tile::MAX_ZOOM as u32)? as u8) as f64,
+        Some(z) => {
+            256.0
+                * TileCoord::count(parse_int("zoom", z, 0..=crate::tile::MAX_ZOOM as u32)? as u8)
+                    as f64
+        }
         None => 1024.0 / (area.x1 - area.x0),
     };
     let layer = state.layer(&layer)?;
@@ -55,5 +59,9 @@ pub async fn bbox_points(
 }
 
 fn limit(state: &AppState, query: &Query) -> Result<u32, ApiError> {
-    query.int("limit", 1..=state.points_limit_max, state.points_limit_default)
+    query.int(
+        "limit",
+        1..=state.points_limit_max,
+        state.points_limit_default,
+    )
 }

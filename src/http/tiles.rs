@@ -25,7 +25,10 @@ pub async fn tile(
     } else if let Some(y) = file.strip_suffix(".png") {
         (y, 1)
     } else {
-        return Err(ApiError::bad("y", "the tile name must be {y}.png or {y}@2x.png"));
+        return Err(ApiError::bad(
+            "y",
+            "the tile name must be {y}.png or {y}@2x.png",
+        ));
     };
     let coord = parse_tile_coord(&z, &x, y)?;
     let query = Query::parse(req.query_string(), &[STYLE_PARAMS])?;
@@ -48,7 +51,10 @@ fn at_zoom(err: ApiError, z: u8) -> ApiError {
     match err {
         ApiError::BadParam { param, detail } => ApiError::BadParam {
             param,
-            detail: format!("{detail} (tiles per axis at zoom {z}: {})", TileCoord::count(z)),
+            detail: format!(
+                "{detail} (tiles per axis at zoom {z}: {})",
+                TileCoord::count(z)
+            ),
         },
         other => other,
     }
@@ -58,7 +64,10 @@ fn at_zoom(err: ApiError, z: u8) -> ApiError {
 const OVERLAY_PARAMS: &[&str] = &["layer", "bbox", "width", "height"];
 
 /// `GET /heatmap.png?layer=L&bbox=w,s,e,n&width=W&height=H[&style params]`.
-pub async fn overlay(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn overlay(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let query = Query::parse(req.query_string(), &[OVERLAY_PARAMS, STYLE_PARAMS])?;
     let layer_name = query.require("layer", "a layer name (see /layers)")?;
     let area = parse_bbox(&query)?;
@@ -100,7 +109,11 @@ impl PngBytes {
 }
 
 /// Queries the points within the style's reach of `vp`, renders, and encodes.
-pub async fn render_png(layer: &Layer, vp: Viewport, spec: &StyleSpec) -> Result<PngBytes, ApiError> {
+pub async fn render_png(
+    layer: &Layer,
+    vp: Viewport,
+    spec: &StyleSpec,
+) -> Result<PngBytes, ApiError> {
     let style = layer.resolve_style(&spec.style, &vp).await?;
     let area = WorldBox::of_viewport(&vp, style.reach_px(&vp));
     let points = layer.source.points(&area).await?;
@@ -117,8 +130,12 @@ pub async fn render_png(layer: &Layer, vp: Viewport, spec: &StyleSpec) -> Result
         png::encode_indexed(&img).map(Some)
     })
     .await
-    .map_err(|e| ApiError::Internal { detail: format!("render task failed: {e}") })?
-    .map_err(|e| ApiError::Internal { detail: e.to_string() })?;
+    .map_err(|e| ApiError::Internal {
+        detail: format!("render task failed: {e}"),
+    })?
+    .map_err(|e| ApiError::Internal {
+        detail: e.to_string(),
+    })?;
     Ok(match encoded {
         Some(bytes) => PngBytes::Owned(bytes),
         None => empty(&vp),

@@ -143,7 +143,12 @@ impl Style {
 }
 
 /// Renders `points` (any order; points outside the reach are ignored) into an indexed image.
-pub fn render(points: &[WorldPoint], vp: &Viewport, style: &Style, ramp: &ColorRamp) -> IndexedImage {
+pub fn render(
+    points: &[WorldPoint],
+    vp: &Viewport,
+    style: &Style,
+    ramp: &ColorRamp,
+) -> IndexedImage {
     match style {
         Style::Smooth(p) => smooth::render(points, vp, p, &ramp.alpha_palette()),
         Style::Dots(p) => dots::render(points, vp, p, &ramp.scheme_table()),

@@ -70,7 +70,11 @@ fn parse_scheme_file(text: &str) -> Result<[[[u8; 3]; 256]; 5], String> {
             .as_array()
             .ok_or_else(|| format!("scheme {} missing", scheme.name()))?;
         if list.len() != 256 {
-            return Err(format!("scheme {} has {} entries", scheme.name(), list.len()));
+            return Err(format!(
+                "scheme {} has {} entries",
+                scheme.name(),
+                list.len()
+            ));
         }
         for (i, entry) in list.iter().enumerate() {
             let rgb = entry
@@ -111,9 +115,9 @@ impl ColorRamp {
                 let table = s.table();
                 std::array::from_fn(|i| table[255 - i])
             }
-            ColorRamp::Gradient(stops) => std::array::from_fn(|i| {
-                gradient_at(stops, (i as f64 + 0.5) / 256.0)
-            }),
+            ColorRamp::Gradient(stops) => {
+                std::array::from_fn(|i| gradient_at(stops, (i as f64 + 0.5) / 256.0))
+            }
         }
     }
 
@@ -208,7 +212,8 @@ pub fn parse_gradient(text: &str) -> Result<ColorRamp, GradientError> {
             .ok()
             .filter(|t: &f64| t.is_finite() && (0.0..=1.0).contains(t))
             .ok_or_else(|| GradientError::Offset(offset.to_string()))?;
-        let rgba = parse_css_color(color.trim()).ok_or_else(|| GradientError::Color(color.to_string()))?;
+        let rgba =
+            parse_css_color(color.trim()).ok_or_else(|| GradientError::Color(color.to_string()))?;
         if stops.iter().any(|(s, _)| *s == t) {
             return Err(GradientError::Duplicate(offset.to_string()));
         }
@@ -461,7 +466,9 @@ mod tests {
             let digest = format!("{:x}", Sha256::digest(&packed));
             assert_eq!(
                 digest,
-                doc["sha256_of_packed_rgb"][scheme.name()].as_str().expect("sum"),
+                doc["sha256_of_packed_rgb"][scheme.name()]
+                    .as_str()
+                    .expect("sum"),
                 "{}",
                 scheme.name()
             );
@@ -472,7 +479,10 @@ mod tests {
     /// interpolation by at most one step; ours must stay within that.
     #[test]
     fn gradient_palette_matches_chromium_within_one_step() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/simpleheat/cases.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/simpleheat/cases.json"
+        );
         let doc: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
         let cases = doc["cases"].as_array().expect("cases");
@@ -494,7 +504,11 @@ mod tests {
                 for k in 0..3 {
                     let t = entry[k].as_i64().expect("byte");
                     let diff = (t - ours[i][k] as i64).abs();
-                    assert!(diff <= 1, "{name} entry {i} channel {k}: {} vs {t}", ours[i][k]);
+                    assert!(
+                        diff <= 1,
+                        "{name} entry {i} channel {k}: {} vs {t}",
+                        ours[i][k]
+                    );
                 }
             }
         }
@@ -513,7 +527,10 @@ mod tests {
         );
         assert_eq!(parse_css_color("#0F0"), Some([0, 255, 0, 255]));
         assert_eq!(parse_css_color("#11223344"), Some([0x11, 0x22, 0x33, 0x44]));
-        assert_eq!(parse_css_color("DarkSlateGrey"), Some([0x2f, 0x4f, 0x4f, 255]));
+        assert_eq!(
+            parse_css_color("DarkSlateGrey"),
+            Some([0x2f, 0x4f, 0x4f, 255])
+        );
     }
 
     #[test]
@@ -537,8 +554,13 @@ mod tests {
         ] {
             assert!(parse_gradient(bad).is_err(), "{bad:?} should be refused");
         }
-        let many: Vec<String> = (0..17).map(|i| format!("{}:red", i as f64 / 20.0)).collect();
-        assert_eq!(parse_gradient(&many.join(",")), Err(GradientError::StopCount(17)));
+        let many: Vec<String> = (0..17)
+            .map(|i| format!("{}:red", i as f64 / 20.0))
+            .collect();
+        assert_eq!(
+            parse_gradient(&many.join(",")),
+            Err(GradientError::StopCount(17))
+        );
     }
 
     #[test]

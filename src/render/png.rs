@@ -92,7 +92,10 @@ pub fn decode_rgba(bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), png::DecodingErr
             .chunks_exact(2)
             .flat_map(|c| [c[0], c[0], c[0], c[1]])
             .collect(),
-        png::ColorType::Rgb => buf.chunks_exact(3).flat_map(|c| [c[0], c[1], c[2], 255]).collect(),
+        png::ColorType::Rgb => buf
+            .chunks_exact(3)
+            .flat_map(|c| [c[0], c[1], c[2], 255])
+            .collect(),
         png::ColorType::Grayscale => buf.iter().flat_map(|&g| [g, g, g, 255]).collect(),
         png::ColorType::Indexed => buf,
     };
@@ -108,7 +111,12 @@ mod tests {
     fn indexed_png_round_trips_with_plte_and_trns() {
         let palette = ColorRamp::leaflet_default().alpha_palette();
         let pixels: Vec<u8> = (0..64u32 * 32).map(|i| (i % 256) as u8).collect();
-        let img = IndexedImage { width: 64, height: 32, pixels, palette };
+        let img = IndexedImage {
+            width: 64,
+            height: 32,
+            pixels,
+            palette,
+        };
         let bytes = encode_indexed(&img).expect("encode");
         assert!(bytes.windows(4).any(|w| w == b"PLTE"));
         assert!(bytes.windows(4).any(|w| w == b"tRNS"));

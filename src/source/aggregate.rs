@@ -24,7 +24,10 @@ pub fn answer(points: &[WorldPoint], limit: usize, pixel_scale: f64) -> PointsAn
     let count = points.len() as u64;
     if points.len() <= limit {
         return PointsAnswer {
-            data: points.iter().map(|p| [lat(p.y), lon(p.x), p.w as f64]).collect(),
+            data: points
+                .iter()
+                .map(|p| [lat(p.y), lon(p.x), p.w as f64])
+                .collect(),
             count,
             aggregated: false,
             bin_px: None,
@@ -42,7 +45,12 @@ pub fn answer(points: &[WorldPoint], limit: usize, pixel_scale: f64) -> PointsAn
                     [lat(y), lon(x), b.weight]
                 })
                 .collect();
-            return PointsAnswer { data, count, aggregated: true, bin_px: Some(bin_px) };
+            return PointsAnswer {
+                data,
+                count,
+                aggregated: true,
+                bin_px: Some(bin_px),
+            };
         }
         bin_px *= 2.0;
     }
@@ -74,7 +82,10 @@ fn bin(points: &[WorldPoint], cells_per_unit: f64) -> Vec<Bin> {
     let mut index: HashMap<(i64, i64), usize> = HashMap::new();
     let mut bins: Vec<Bin> = Vec::new();
     for p in points {
-        let key = ((p.x * cells_per_unit).floor() as i64, (p.y * cells_per_unit).floor() as i64);
+        let key = (
+            (p.x * cells_per_unit).floor() as i64,
+            (p.y * cells_per_unit).floor() as i64,
+        );
         let slot = *index.entry(key).or_insert_with(|| {
             bins.push(Bin::default());
             bins.len() - 1
@@ -141,7 +152,14 @@ mod tests {
 
     #[test]
     fn zero_weight_bins_still_have_a_position() {
-        let pts: Vec<WorldPoint> = (0..5).map(|i| WorldPoint { x: 0.5, y: 0.5, w: 0.0, seq: i }).collect();
+        let pts: Vec<WorldPoint> = (0..5)
+            .map(|i| WorldPoint {
+                x: 0.5,
+                y: 0.5,
+                w: 0.0,
+                seq: i,
+            })
+            .collect();
         let a = answer(&pts, 1, 256.0);
         assert_eq!(a.data.len(), 1);
         assert!(a.data[0][0].is_finite() && a.data[0][1].is_finite());

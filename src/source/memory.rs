@@ -20,7 +20,12 @@ impl MemoryStore {
     /// Builds the index. Points keep their input order within a cell (a stable sort), and
     /// points outside the world square or with a non-finite position are dropped.
     pub fn new(mut points: Vec<WorldPoint>, attribution: Option<String>) -> MemoryStore {
-        points.retain(|p| p.x.is_finite() && p.y.is_finite() && (0.0..=1.0).contains(&p.x) && (0.0..=1.0).contains(&p.y));
+        points.retain(|p| {
+            p.x.is_finite()
+                && p.y.is_finite()
+                && (0.0..=1.0).contains(&p.x)
+                && (0.0..=1.0).contains(&p.y)
+        });
         let level = grid_level(points.len());
         let n = 1usize << level;
         let cell_of = |p: &WorldPoint| cell_index(p.y, n) * n + cell_index(p.x, n);
@@ -37,7 +42,12 @@ impl MemoryStore {
             count: points.len() as u64,
             attribution,
         };
-        MemoryStore { points, offsets, level, info }
+        MemoryStore {
+            points,
+            offsets,
+            level,
+            info,
+        }
     }
 
     /// Every point inside `area`, edges included, in index order.
@@ -82,7 +92,11 @@ impl PointSource for MemoryStore {
     }
 
     async fn max_cell_weight(&self, cell: f64) -> Result<f64, SourceError> {
-        Ok(crate::render::density::reference_max(&self.points, 1.0 / cell, 1.0))
+        Ok(crate::render::density::reference_max(
+            &self.points,
+            1.0 / cell,
+            1.0,
+        ))
     }
 
     fn info(&self) -> LayerInfo {
@@ -105,9 +119,20 @@ fn cell_index(v: f64, n: usize) -> usize {
 
 fn bounds_of(points: &[WorldPoint]) -> [f64; 4] {
     if points.is_empty() {
-        return WorldBox { x0: 0.0, y0: 0.0, x1: 1.0, y1: 1.0 }.to_lonlat();
+        return WorldBox {
+            x0: 0.0,
+            y0: 0.0,
+            x1: 1.0,
+            y1: 1.0,
+        }
+        .to_lonlat();
     }
-    let mut b = WorldBox { x0: f64::MAX, y0: f64::MAX, x1: f64::MIN, y1: f64::MIN };
+    let mut b = WorldBox {
+        x0: f64::MAX,
+        y0: f64::MAX,
+        x1: f64::MIN,
+        y1: f64::MIN,
+    };
     for p in points {
         b.x0 = b.x0.min(p.x);
         b.y0 = b.y0.min(p.y);
@@ -129,15 +154,26 @@ mod tests {
     fn box_queries_match_a_linear_scan() {
         let mut state = 7u64;
         let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 11) as f64 / (1u64 << 53) as f64
         };
         let points: Vec<WorldPoint> = (0..20_000).map(|i| pt(next(), next(), i)).collect();
         let store = MemoryStore::new(points.clone(), None);
         for _ in 0..200 {
             let (a, b, c, d) = (next(), next(), next(), next());
-            let area = WorldBox { x0: a.min(b), x1: a.max(b) * 0.3 + a.min(b) * 0.7, y0: c.min(d), y1: c.max(d) };
-            let mut expected: Vec<u32> = points.iter().filter(|p| area.contains(p.x, p.y)).map(|p| p.seq).collect();
+            let area = WorldBox {
+                x0: a.min(b),
+                x1: a.max(b) * 0.3 + a.min(b) * 0.7,
+                y0: c.min(d),
+                y1: c.max(d),
+            };
+            let mut expected: Vec<u32> = points
+                .iter()
+                .filter(|p| area.contains(p.x, p.y))
+                .map(|p| p.seq)
+                .collect();
             let mut got: Vec<u32> = store.query(&area).iter().map(|p| p.seq).collect();
             expected.sort_unstable();
             got.sort_unstable();
@@ -147,22 +183,76 @@ mod tests {
 
     #[test]
     fn queries_outside_the_world_and_edges_are_safe() {
-        let store = MemoryStore::new(vec![pt(0.0, 0.0, 0), pt(1.0, 1.0, 1), pt(f64::NAN, 0.5, 2), pt(1.5, 0.5, 3)], None);
+        let store = MemoryStore::new(
+            vec![
+                pt(0.0, 0.0, 0),
+                pt(1.0, 1.0, 1),
+                pt(f64::NAN, 0.5, 2),
+                pt(1.5, 0.5, 3),
+            ],
+            None,
+        );
         assert_eq!(store.info().count, 2);
-        let all = store.query(&WorldBox { x0: -5.0, y0: -5.0, x1: 5.0, y1: 5.0 });
+        let all = store.query(&WorldBox {
+            x0: -5.0,
+            y0: -5.0,
+            x1: 5.0,
+            y1: 5.0,
+        });
         assert_eq!(all.len(), 2);
-        assert!(store.query(&WorldBox { x0: 2.0, y0: 2.0, x1: 3.0, y1: 3.0 }).is_empty());
-        assert!(store.query(&WorldBox { x0: 0.6, y0: 0.6, x1: 0.4, y1: 0.4 }).is_empty());
+        assert!(store
+            .query(&WorldBox {
+                x0: 2.0,
+                y0: 2.0,
+                x1: 3.0,
+                y1: 3.0
+            })
+            .is_empty());
+        assert!(store
+            .query(&WorldBox {
+                x0: 0.6,
+                y0: 0.6,
+                x1: 0.4,
+                y1: 0.4
+            })
+            .is_empty());
         let empty = MemoryStore::new(Vec::new(), None);
-        assert!(empty.query(&WorldBox { x0: 0.0, y0: 0.0, x1: 1.0, y1: 1.0 }).is_empty());
+        assert!(empty
+            .query(&WorldBox {
+                x0: 0.0,
+                y0: 0.0,
+                x1: 1.0,
+                y1: 1.0
+            })
+            .is_empty());
     }
 
     #[test]
     fn order_is_the_same_for_overlapping_queries() {
-        let points: Vec<WorldPoint> = (0..5000).map(|i| pt((i % 97) as f64 / 97.0, (i % 89) as f64 / 89.0, i)).collect();
+        let points: Vec<WorldPoint> = (0..5000)
+            .map(|i| pt((i % 97) as f64 / 97.0, (i % 89) as f64 / 89.0, i))
+            .collect();
         let store = MemoryStore::new(points, None);
-        let big: Vec<u32> = store.query(&WorldBox { x0: 0.1, y0: 0.1, x1: 0.9, y1: 0.9 }).iter().map(|p| p.seq).collect();
-        let small: Vec<u32> = store.query(&WorldBox { x0: 0.3, y0: 0.2, x1: 0.5, y1: 0.6 }).iter().map(|p| p.seq).collect();
+        let big: Vec<u32> = store
+            .query(&WorldBox {
+                x0: 0.1,
+                y0: 0.1,
+                x1: 0.9,
+                y1: 0.9,
+            })
+            .iter()
+            .map(|p| p.seq)
+            .collect();
+        let small: Vec<u32> = store
+            .query(&WorldBox {
+                x0: 0.3,
+                y0: 0.2,
+                x1: 0.5,
+                y1: 0.6,
+            })
+            .iter()
+            .map(|p| p.seq)
+            .collect();
         let filtered: Vec<u32> = big.iter().copied().filter(|s| small.contains(s)).collect();
         assert_eq!(filtered, small);
     }

@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: compile in the Rust image, run from a slim Debian image as a non-root
+# user. The binary embeds the demo layer and color tables, so nothing else is copied.
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+# Fetch dependencies in their own layer so source edits don't re-download them.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+    && echo 'fn main() {}' > benches/render.rs && cargo fetch --locked
+COPY src src
+COPY data data
+COPY benches benches
+COPY config config
+RUN cargo build --release --locked --bin twine-heatmap \
+    && strip target/release/twine-heatmap
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --user-group --no-create-home twine
+COPY --from=build /src/target/release/twine-heatmap /usr/local/bin/twine-heatmap
+COPY config/example.toml /etc/twine-heatmap/example.toml
+USER twine
+# Inside a container the server must listen on all interfaces to be reachable.
+ENV TWINE_BIND=0.0.0.0:8080 \
+    RUST_LOG=info
+EXPOSE 8080
+# The binary's own health check: no curl needed in the image.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
+    CMD ["twine-heatmap", "healthcheck", "--url", "http://127.0.0.1:8080/health"]
+# actix-web stops gracefully on SIGTERM (docker stop) and SIGINT.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["twine-heatmap"]
+CMD ["serve"]

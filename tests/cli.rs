@@ -1,0 +1,136 @@
+//! The binary as a user runs it: start-up errors name the file and line, `--points` adds a
+//! layer, and SIGTERM / SIGINT stop the server gracefully.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
+
+fn temp_file(name: &str, content: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("twine-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(content.as_bytes()))
+        .expect("write");
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn run_to_end(args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN).args(args).output().expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn malformed_points_files_stop_start_up_naming_file_and_line() {
+    let csv = temp_file("broken.csv", "lon,lat\n1,2\n3,4\n5,abc\n");
+    let (ok, err) = run_to_end(&[
+        "serve",
+        "--points",
+        csv.to_str().expect("path"),
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("broken.csv:4"), "{err}");
+    let json = temp_file("seed.json", "[[50, 10],\n [95, 10]]\n");
+    let (ok, err) = run_to_end(&["serve", "--points", json.to_str().expect("path")]);
+    assert!(!ok);
+    assert!(err.contains("seed.json:2"), "{err}");
+    let (ok, err) = run_to_end(&["serve", "--points", "/nonexistent/where.csv"]);
+    assert!(!ok);
+    assert!(err.contains("/nonexistent/where.csv"), "{err}");
+    let bad_config = temp_file("bad.toml", "bind = \"127.0.0.1:0\"\nbogus_key = 1\n");
+    let (ok, err) = run_to_end(&["serve", "--config", bad_config.to_str().expect("path")]);
+    assert!(!ok);
+    assert!(err.contains("bogus_key"), "{err}");
+}
+
+struct Server(Child, u16);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(args: &[&str]) -> Server {
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(["--bind", &bind])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if ureq::get(&format!("http://{bind}/health")).call().is_ok() {
+            return Server(child, port);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("server did not come up on {bind}");
+}
+
+/// Sends `sig` and waits (bounded) for the server to exit.
+fn signal(server: &mut Server, sig: &str) -> std::process::ExitStatus {
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-s", sig, &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = server.0.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "server did not stop after {sig}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn points_flag_adds_a_layer_and_signals_stop_gracefully() {
+    let csv = temp_file(
+        "stations.csv",
+        "lon,lat,weight\n13.4,52.5,2\n2.35,48.85,1\n",
+    );
+    for sig in ["TERM", "INT"] {
+        let mut server = start(&["--points", csv.to_str().expect("path")]);
+        let layers: serde_json::Value = ureq::get(&format!("http://127.0.0.1:{}/layers", server.1))
+            .call()
+            .expect("layers")
+            .into_string()
+            .ok()
+            .and_then(|body| serde_json::from_str(&body).ok())
+            .expect("json");
+        let names: Vec<&str> = layers
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|l| l["name"].as_str())
+            .collect();
+        assert_eq!(names, vec!["stations"], "--points replaces the demo layer");
+        let status = signal(&mut server, sig);
+        assert!(status.success(), "exit after SIG{sig}: {status:?}");
+    }
+}

@@ -1,0 +1,109 @@
+//! Shared test harness: starts the real HTTP server on 127.0.0.1 (an ephemeral port) in a
+//! background thread and talks to it over real sockets.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use twine_heatmap::http::{self, AppState};
+use twine_heatmap::layer::{Layer, Layers};
+use twine_heatmap::render::png::decode_rgba;
+use twine_heatmap::render::WorldPoint;
+use twine_heatmap::source::load::demo_points;
+use twine_heatmap::source::memory::MemoryStore;
+
+/// A running server; it lives until the test process ends.
+pub struct TestServer {
+    pub base: String,
+}
+
+impl TestServer {
+    pub fn start(state: AppState) -> TestServer {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let system = actix_web::rt::System::new();
+            system.block_on(async move {
+                let (server, addrs) = http::bind(state, "127.0.0.1:0").expect("bind");
+                tx.send(addrs[0]).expect("send addr");
+                server.await.expect("server");
+            });
+        });
+        let addr = rx.recv().expect("server address");
+        TestServer {
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// The demo layer plus any extra layers.
+    pub fn demo_with(extra: Vec<(&str, Vec<WorldPoint>)>) -> TestServer {
+        let mut layers = Layers::default();
+        let demo = MemoryStore::new(demo_points().expect("demo"), Some("GeoNames".into()));
+        layers
+            .insert(Layer::new("demo", Arc::new(demo)))
+            .expect("demo layer");
+        for (name, points) in extra {
+            layers
+                .insert(Layer::new(name, Arc::new(MemoryStore::new(points, None))))
+                .expect("layer");
+        }
+        TestServer::start(AppState::new(layers))
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        let url = format!("{}{}", self.base, path);
+        let response = match ureq::get(&url).call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("GET {url}: {e}"),
+        };
+        let status = response.status();
+        let content_type = response.content_type().to_string();
+        let headers: Vec<(String, String)> = response
+            .headers_names()
+            .into_iter()
+            .map(|h| {
+                let v = response.header(&h).unwrap_or_default().to_string();
+                (h, v)
+            })
+            .collect();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut body).expect("body");
+        Reply {
+            status,
+            content_type,
+            headers,
+            body,
+        }
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn rgba(&self) -> (u32, u32, Vec<u8>) {
+        assert_eq!(self.status, 200, "{}", String::from_utf8_lossy(&self.body));
+        assert_eq!(self.content_type, "image/png");
+        decode_rgba(&self.body).expect("png")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `{:?}` prints the shortest text that parses back to the same f64.
+pub fn bbox_param(b: [f64; 4]) -> String {
+    format!("{:?},{:?},{:?},{:?}", b[0], b[1], b[2], b[3])
+}

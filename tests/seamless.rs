@@ -1,0 +1,99 @@
+//! Seamlessness: for every style, a 2x2 mosaic of tiles equals the `/heatmap.png` overlay of
+//! the same area at 512x512, pixel for pixel, at several zooms and places (real HTTP).
+
+mod common;
+
+use common::{bbox_param, TestServer};
+use twine_heatmap::tile::{TileCoord, WorldBox};
+
+/// Places where the demo layer is dense, sparse, and at the antimeridian.
+const PLACES: &[(u8, u32, u32)] = &[
+    (0, 0, 0),        // the whole world (as z1's four tiles)
+    (3, 3, 2),        // Europe
+    (5, 16, 10),      // Germany and the Benelux
+    (7, 64, 43),      // around Paris
+    (9, 268, 182),    // around Milan, corners of four tiles meet in the city
+    (11, 1042, 986),  // around Lagos
+    (13, 2411, 3079), // New York
+];
+
+const STYLES: &[&str] = &[
+    "style=smooth",
+    "style=smooth&radius=10&blur=5&max=0.002&scheme=fire",
+    "style=dots",
+    "style=dots&dotSize=40&opacity=200&scheme=omg",
+    "style=density",
+    "style=density&scale=log&radius=12&gradient=0:navy,0.5:cyan,1:white",
+];
+
+#[test]
+fn mosaics_of_tiles_equal_the_overlay_of_the_same_area() {
+    let server = TestServer::demo_with(vec![]);
+    let mut checked_nonempty = 0;
+    for &(z, x0, y0) in PLACES {
+        let n = TileCoord::count(z) as u32;
+        for style in STYLES {
+            // At z0 the 2x2 mosaic is one zoom deeper: use z1's four tiles.
+            let (z, x0, y0) = if n == 1 {
+                (1, 0, 0)
+            } else {
+                (z, x0.min(n - 2), y0.min(n - 2))
+            };
+            let mut mosaic = vec![0u8; 512 * 512 * 4];
+            for dy in 0..2 {
+                for dx in 0..2 {
+                    let (w, h, rgba) = server
+                        .get(&format!(
+                            "/tiles/demo/{z}/{}/{}.png?{style}",
+                            x0 + dx,
+                            y0 + dy
+                        ))
+                        .rgba();
+                    assert_eq!((w, h), (256, 256));
+                    for row in 0..256 {
+                        let dst = ((dy * 256 + row) * 512 + dx * 256) as usize * 4;
+                        mosaic[dst..dst + 1024]
+                            .copy_from_slice(&rgba[row as usize * 1024..(row as usize + 1) * 1024]);
+                    }
+                }
+            }
+            let nw = TileCoord { z, x: x0, y: y0 }.world_box();
+            let se = TileCoord {
+                z,
+                x: x0 + 1,
+                y: y0 + 1,
+            }
+            .world_box();
+            let area = WorldBox {
+                x0: nw.x0,
+                y0: nw.y0,
+                x1: se.x1,
+                y1: se.y1,
+            };
+            let (w, h, overlay) = server
+                .get(&format!(
+                    "/heatmap.png?layer=demo&bbox={}&width=512&height=512&{style}",
+                    bbox_param(area.to_lonlat())
+                ))
+                .rgba();
+            assert_eq!((w, h), (512, 512));
+            let differing = mosaic
+                .chunks_exact(4)
+                .zip(overlay.chunks_exact(4))
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(
+                differing, 0,
+                "z{z} {x0}/{y0} {style}: {differing} pixels differ"
+            );
+            if mosaic.chunks_exact(4).any(|p| p[3] > 0) {
+                checked_nonempty += 1;
+            }
+        }
+    }
+    // The places must actually hold data, or the comparison proves nothing.
+    assert!(
+        checked_nonempty >= PLACES.len() * STYLES.len() - 2,
+        "{checked_nonempty} non-empty mosaics"
+    );
+}
