@@ -38,6 +38,7 @@
 //! `max(1, ceil(255 t))` elsewhere, so any density at all is drawn. `max` is resolved by the
 //! caller (see [`reference_max`]), never from one tile, or tiles would not match.
 
+use super::fastfloor::{floor_f64, floor_i64};
 use super::{DensityParams, DensityScale, IndexedImage, Palette, Viewport, WorldPoint};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -305,27 +306,6 @@ fn weighted_sum(src: &[f64], terms: &[(f64, usize)], out: &mut [f64]) {
 fn split_origin(origin: f64) -> (i64, f64) {
     let int = floor_i64(origin);
     (int, origin - int as f64)
-}
-
-/// floor(v) for |v| < 2^63.
-fn floor_i64(v: f64) -> i64 {
-    let t = v as i64;
-    t - i64::from((t as f64) > v)
-}
-
-/// floor(v), exact for |v| < 2^52 (larger values come back within a few units of v; NaN
-/// stays NaN). `f64::floor` is a libm call on baseline x86-64 (no SSE4.1) and this runs
-/// twice per point: adding and removing 2^52 rounds to the nearest integer in two additions.
-#[inline(always)]
-fn floor_f64(v: f64) -> f64 {
-    const TWO_52: f64 = 4_503_599_627_370_496.0;
-    let m = TWO_52.copysign(v);
-    let t = (v + m) - m;
-    if t > v {
-        t - 1.0
-    } else {
-        t
-    }
 }
 
 /// True for weights that count: positive and finite (not NaN, zero, negative or infinite).
@@ -654,30 +634,7 @@ mod tests {
     }
 
     #[test]
-    fn float_floor_matches_floor() {
-        let mut values = vec![
-            0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.5, -2.5, 3.5, 1e-300, -1e-300,
-        ];
-        for k in [0.0, 1.0, 255.0, 256.0, 65535.0, 1e9, 3.0e15, -7.0, -1e12] {
-            for d in [
-                -1e-9,
-                -f64::EPSILON,
-                0.0,
-                f64::EPSILON,
-                0.49999999999999994,
-                0.5,
-                0.99,
-            ] {
-                values.push(k + d);
-                values.push(f64::from_bits((k + d).to_bits() + 1));
-                values.push(f64::from_bits((k + d).to_bits().saturating_sub(1)));
-            }
-        }
-        for v in values {
-            assert_eq!(floor_f64(v), v.floor(), "{v:e}");
-            assert_eq!(floor_i64(v), v.floor() as i64, "{v:e}");
-        }
-        assert!(floor_f64(f64::NAN).is_nan());
+    fn weight_check_accepts_only_positive_finite_weights() {
         for bits in [
             0u32,
             1,

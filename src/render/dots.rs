@@ -37,6 +37,7 @@
 //! 16x16 block, row and 8-pixel word, and `pixVal` comes from an exact table (`ConeTable`)
 //! when there is enough to draw.
 
+use super::fastfloor::floor_f64 as floor;
 use super::{DotsParams, IndexedImage, Palette, Viewport, WorldPoint};
 
 /// Half the side of the Web Mercator square in metres (EPSG:3857's 20037508.34 m).
@@ -64,23 +65,6 @@ const BLOCK: usize = 16;
 
 /// Row-span tables are built for dots up to this many rows; bigger ones compute spans per row.
 const MAX_SPAN_TABLE: i64 = 4096;
-
-/// `v.floor()` without a libm call (baseline x86-64 has no rounding instruction, and this
-/// runs several times per point). Exact for every f64: from 2^52 up every f64 is an integer,
-/// and infinities and NaN pass through.
-#[inline(always)]
-fn floor(v: f64) -> f64 {
-    if v.abs() < 4_503_599_627_370_496.0 {
-        let t = v as i64 as f64; // truncation toward zero, exact in this range
-        if t > v {
-            t - 1.0
-        } else {
-            t
-        }
-    } else {
-        v
-    }
-}
 
 /// The dot geometry for one render, in image pixels.
 #[derive(Debug, Clone, Copy)]

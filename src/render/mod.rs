@@ -5,6 +5,7 @@
 
 pub mod density;
 pub mod dots;
+mod fastfloor;
 pub mod palette;
 pub mod png;
 pub mod smooth;

@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use super::fastfloor::floor_i64;
 use super::{IndexedImage, Palette, SmoothParams, Viewport, WorldPoint};
 
 /// Largest disc radius and largest blur, in image pixels, that a stamp is built for; larger
@@ -866,13 +867,6 @@ fn js_max(a: f64, b: f64) -> f64 {
 /// Skia's 8-bit paint alpha for a globalAlpha in [0, 1]: round(a * 255).
 fn alpha8(a: f64) -> u8 {
     (a.clamp(0.0, 1.0) * 255.0 + 0.5).floor() as u8
-}
-
-/// floor(v) for |v| < 2^63, without the libm call `f64::floor` costs on baseline x86-64.
-#[inline(always)]
-fn floor_i64(v: f64) -> i64 {
-    let t = v as i64;
-    t - i64::from(t as f64 > v)
 }
 
 /// Converts an integral f64 to i64, saturating far outside any image.
