@@ -25,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve tiles, overlays and points over HTTP (the bundled demo layer when no layer is given).
     Serve(ServeArgs),
+    /// Load points files into PostGIS as layer NAME (created with a GiST index if missing).
+    Import(crate::source::postgis::import::ImportArgs),
     /// Exit 0 when the server at --url answers /health with 200 (for container health checks).
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:8080/health")]

@@ -16,9 +16,19 @@ pub enum ApiError {
     #[error("not found")]
     NotFound { detail: String },
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Source(SourceError),
     #[error("internal error")]
     Internal { detail: String },
+}
+
+impl From<SourceError> for ApiError {
+    fn from(e: SourceError) -> ApiError {
+        match e {
+            // A filter value the database refused is the client's input: a 400.
+            SourceError::BadFilter { param, detail } => ApiError::BadParam { param, detail },
+            other => ApiError::Source(other),
+        }
+    }
 }
 
 impl ApiError {
@@ -45,6 +55,7 @@ impl ResponseError for ApiError {
             ApiError::UnknownLayer { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Source(SourceError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Source(SourceError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Source(SourceError::BadFilter { .. }) => StatusCode::BAD_REQUEST,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1,9 +1,13 @@
 //! Layers: a named point source plus what is derived from its whole data set (the density
 //! style's per-zoom reference), computed once and remembered.
 
-use crate::http::params::StyleRequest;
-use crate::render::{DensityParams, Style, Viewport};
-use crate::source::{LayerInfo, PointSource, SourceError};
+use crate::error::ApiError;
+use crate::http::params::{Query, StyleRequest};
+use crate::render::{DensityParams, Style, Viewport, WorldPoint};
+use crate::source::aggregate::bins_as_points;
+use crate::source::filter::FilterValue;
+use crate::source::{FilterValues, LayerInfo, PointQuery, PointSource, SourceError};
+use crate::tile::{TileCoord, WorldBox};
 use lru::LruCache;
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -13,6 +17,9 @@ use std::sync::{Arc, Mutex};
 pub struct Layer {
     pub name: String,
     pub source: Arc<dyn PointSource>,
+    /// Zooms whose densest tile holds more points than this are rendered from one-pixel
+    /// bins (aggregated in the source, in SQL for PostGIS) instead of single points.
+    pub aggregate_above: u64,
     /// Density references by (cell size in world units, as bits): a handful of zooms and
     /// radii in practice; bounded because overlays may ask for arbitrary scales.
     density_refs: Mutex<LruCache<u64, f64>>,
@@ -23,12 +30,55 @@ impl Layer {
         Layer {
             name: name.into(),
             source,
+            aggregate_above: DEFAULT_AGGREGATE_ABOVE,
             density_refs: Mutex::new(LruCache::new(NonZeroUsize::MIN.saturating_add(255))),
         }
     }
 
     pub fn info(&self) -> LayerInfo {
         self.source.info()
+    }
+
+    /// The query parameters this layer's declared filters take.
+    pub fn filter_params(&self) -> Vec<&str> {
+        self.source.filters().iter().map(|f| f.param.as_str()).collect()
+    }
+
+    /// Parses the declared filters' values from a request; absent ones do not filter.
+    pub fn parse_filters(&self, query: &Query) -> Result<FilterValues, ApiError> {
+        let mut values = Vec::new();
+        for (i, def) in self.source.filters().iter().enumerate() {
+            if let Some(text) = query.get(&def.param) {
+                let value = FilterValue::parse(def.ty, text).map_err(|detail| ApiError::bad(&def.param, detail))?;
+                values.push((i, value));
+            }
+        }
+        Ok(FilterValues(values))
+    }
+
+    /// What the renderer needs for `vp`: every point within the style's reach, or, at zooms
+    /// dense enough (by the layer's count estimate, the same for every tile of the zoom, so
+    /// tiles stay seamless), one-pixel bins at their cells' centres.
+    pub async fn render_input(
+        &self,
+        vp: &Viewport,
+        style: &Style,
+        tile: Option<TileCoord>,
+        filters: &FilterValues,
+    ) -> Result<Vec<WorldPoint>, SourceError> {
+        let reach = style.reach_px(vp);
+        let query = PointQuery {
+            area: WorldBox::of_viewport(vp, reach),
+            tile: tile.map(|t| (t, reach / vp.width as f64)),
+            filters,
+        };
+        let grid = self.source.count_grid().await?;
+        if grid.max_tile_count(vp.zoom) > self.aggregate_above {
+            let scale = vp.scale_x / vp.pixel_ratio;
+            let bins = self.source.bins(&query, scale).await?;
+            return Ok(bins_as_points(&bins, scale));
+        }
+        self.source.points(&query, None).await
     }
 
     /// Resolves a requested style against this layer for one viewport: density without an
@@ -76,6 +126,10 @@ impl Layer {
         self.density_refs.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// Default of [`Layer::aggregate_above`]: at 200,000 points a tile's rows cost more to move
+/// than to bin where they are.
+pub const DEFAULT_AGGREGATE_ABOVE: u64 = 200_000;
 
 /// All layers by name.
 #[derive(Default, Clone)]

@@ -14,6 +14,9 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => actix_web::rt::System::new()
             .block_on(cli::serve(args))
             .map_err(|e| e.to_string()),
+        Command::Import(args) => actix_web::rt::System::new()
+            .block_on(twine_heatmap::source::postgis::import::run(&args))
+            .map_err(|e| e.to_string()),
         Command::Healthcheck { url } => cli::healthcheck(&url),
     };
     match result {

@@ -1,12 +1,14 @@
 //! Raw points for client-side heatmaps (Leaflet.heat at high zoom): per tile, padded by the
 //! client kernel's reach, or per bbox (the seed's `png=false` answer).
 
-use super::params::{parse_bbox, parse_int, Query};
+use super::params::{parse_bbox, parse_int, Query, MAX_BLUR, MAX_RADIUS};
 use super::tiles::parse_tile_coord;
 use super::AppState;
 use crate::error::ApiError;
-use crate::source::aggregate;
-use crate::tile::TileCoord;
+use crate::layer::Layer;
+use crate::source::aggregate::{self, PointsAnswer};
+use crate::source::PointQuery;
+use crate::tile::{TileCoord, WorldBox, MAX_ZOOM};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 const TILE_POINT_PARAMS: &[&str] = &["limit", "radius", "blur"];
@@ -23,16 +25,20 @@ pub async fn tile_points(
         .strip_suffix(".json")
         .ok_or_else(|| ApiError::bad("y", "the points tile name must be {y}.json"))?;
     let coord = parse_tile_coord(&z, &x, y)?;
-    let query = Query::parse(req.query_string(), &[TILE_POINT_PARAMS])?;
+    let layer = state.layer(&layer_name)?;
+    let filter_names = layer.filter_params();
+    let query = Query::parse(req.query_string(), &[TILE_POINT_PARAMS, &filter_names])?;
     let limit = limit(&state, &query)?;
     // Leaflet.heat draws points up to radius + blur pixels outside its canvas.
-    let reach_px = (query.int("radius", 1..=super::params::MAX_RADIUS, 25)?
-        + query.int("blur", 0..=super::params::MAX_BLUR, 15)?) as f64;
-    let layer = state.layer(&layer_name)?;
+    let reach_px = (query.int("radius", 1..=MAX_RADIUS, 25)? + query.int("blur", 0..=MAX_BLUR, 15)?) as f64;
+    let filters = layer.parse_filters(&query)?;
     let vp = coord.viewport(1);
-    let area = crate::tile::WorldBox::of_viewport(&vp, reach_px);
-    let points = layer.source.points(&area).await?;
-    Ok(HttpResponse::Ok().json(aggregate::answer(&points, limit as usize, vp.scale_x)))
+    let q = PointQuery {
+        area: WorldBox::of_viewport(&vp, reach_px),
+        tile: Some((coord, reach_px / vp.width as f64)),
+        filters: &filters,
+    };
+    Ok(HttpResponse::Ok().json(answer(&layer, &q, limit, vp.scale_x).await?))
 }
 
 /// `GET /points/{layer}?bbox=w,s,e,n[&limit=N&zoom=Z]`: bins, when needed, are pixels of
@@ -42,26 +48,32 @@ pub async fn bbox_points(
     req: HttpRequest,
     layer: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = Query::parse(req.query_string(), &[BBOX_POINT_PARAMS])?;
+    let layer = state.layer(&layer)?;
+    let filter_names = layer.filter_params();
+    let query = Query::parse(req.query_string(), &[BBOX_POINT_PARAMS, &filter_names])?;
     let area = parse_bbox(&query)?;
     let limit = limit(&state, &query)?;
     let pixel_scale = match query.get("zoom") {
-        Some(z) => {
-            256.0
-                * TileCoord::count(parse_int("zoom", z, 0..=crate::tile::MAX_ZOOM as u32)? as u8)
-                    as f64
-        }
+        Some(z) => 256.0 * TileCoord::count(parse_int("zoom", z, 0..=MAX_ZOOM as u32)? as u8) as f64,
         None => 1024.0 / (area.x1 - area.x0),
     };
-    let layer = state.layer(&layer)?;
-    let points = layer.source.points(&area).await?;
-    Ok(HttpResponse::Ok().json(aggregate::answer(&points, limit as usize, pixel_scale)))
+    let filters = layer.parse_filters(&query)?;
+    let q = PointQuery { area, tile: None, filters: &filters };
+    Ok(HttpResponse::Ok().json(answer(&layer, &q, limit, pixel_scale).await?))
+}
+
+/// Points as they are up to `limit`; above it, bins aggregated in the source (without
+/// fetching more than `limit + 1` rows first).
+async fn answer(layer: &Layer, q: &PointQuery<'_>, limit: u32, pixel_scale: f64) -> Result<PointsAnswer, ApiError> {
+    let limit = limit as usize;
+    let points = layer.source.points(q, Some(limit)).await?;
+    if points.len() <= limit {
+        return Ok(aggregate::answer_points(points));
+    }
+    let bins = layer.source.bins(q, pixel_scale).await?;
+    Ok(aggregate::answer_bins(bins, limit, pixel_scale))
 }
 
 fn limit(state: &AppState, query: &Query) -> Result<u32, ApiError> {
-    query.int(
-        "limit",
-        1..=state.points_limit_max,
-        state.points_limit_default,
-    )
+    query.int("limit", 1..=state.points_limit_max, state.points_limit_default)
 }

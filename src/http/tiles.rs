@@ -6,7 +6,8 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::layer::Layer;
 use crate::render::{self, png, Viewport};
-use crate::tile::{overlay_viewport, TileCoord, WorldBox, MAX_ZOOM};
+use crate::source::FilterValues;
+use crate::tile::{overlay_viewport, TileCoord, MAX_ZOOM};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -31,10 +32,12 @@ pub async fn tile(
         ));
     };
     let coord = parse_tile_coord(&z, &x, y)?;
-    let query = Query::parse(req.query_string(), &[STYLE_PARAMS])?;
-    let spec = StyleSpec::from_query(&query)?;
     let layer = state.layer(&layer_name)?;
-    let png = render_png(layer, coord.viewport(ratio), &spec).await?;
+    let filter_names = layer.filter_params();
+    let query = Query::parse(req.query_string(), &[STYLE_PARAMS, &filter_names])?;
+    let spec = StyleSpec::from_query(&query)?;
+    let filters = layer.parse_filters(&query)?;
+    let png = render_png(&layer, coord.viewport(ratio), &spec, Some(coord), &filters).await?;
     Ok(png_response(&state, png))
 }
 
@@ -68,14 +71,21 @@ pub async fn overlay(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = Query::parse(req.query_string(), &[OVERLAY_PARAMS, STYLE_PARAMS])?;
-    let layer_name = query.require("layer", "a layer name (see /layers)")?;
+    // The layer (and so its filter parameters) is known only from the query itself.
+    let layer_name = form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "layer")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| ApiError::bad("layer", "required: a layer name (see /layers)"))?;
+    let layer = state.layer(&layer_name)?;
+    let filter_names = layer.filter_params();
+    let query = Query::parse(req.query_string(), &[OVERLAY_PARAMS, STYLE_PARAMS, &filter_names])?;
     let area = parse_bbox(&query)?;
     let width = query.int("width", 1..=MAX_OVERLAY_SIDE, 1024)?;
     let height = query.int("height", 1..=MAX_OVERLAY_SIDE, 1024)?;
     let spec = StyleSpec::from_query(&query)?;
-    let layer = state.layer(layer_name)?;
-    let png = render_png(layer, overlay_viewport(&area, width, height), &spec).await?;
+    let filters = layer.parse_filters(&query)?;
+    let vp = overlay_viewport(&area, width, height);
+    let png = render_png(&layer, vp, &spec, None, &filters).await?;
     Ok(png_response(&state, png))
 }
 
@@ -113,10 +123,11 @@ pub async fn render_png(
     layer: &Layer,
     vp: Viewport,
     spec: &StyleSpec,
+    tile: Option<TileCoord>,
+    filters: &FilterValues,
 ) -> Result<PngBytes, ApiError> {
     let style = layer.resolve_style(&spec.style, &vp).await?;
-    let area = WorldBox::of_viewport(&vp, style.reach_px(&vp));
-    let points = layer.source.points(&area).await?;
+    let points = layer.render_input(&vp, &style, tile, filters).await?;
     if points.is_empty() {
         return Ok(empty(&vp));
     }

@@ -1,10 +1,87 @@
-//! The raw-points answer for client-side heatmaps: points as `[lat, lng, w]`, or, above the
-//! limit, pixel bins whose weights still sum to the true total.
+//! Pixel bins and the raw-points answer for client-side heatmaps: points as `[lat, lng, w]`,
+//! or, above the limit, bins whose weights still sum to the true total.
 
 use crate::render::WorldPoint;
 use crate::tile::{world_x_to_lon, world_y_to_lat};
 use serde::Serialize;
 use std::collections::HashMap;
+
+/// One cell of a global square grid (`floor(x * scale)`, `floor(y * scale)`), with the
+/// count and weight of its points and their weighted position sums.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Bin {
+    pub bx: i64,
+    pub by: i64,
+    pub count: u64,
+    pub weight: f64,
+    /// Sums of `w * x` and `w * y` (world units), so a bin can sit at its weighted mean.
+    pub wx: f64,
+    pub wy: f64,
+}
+
+impl Bin {
+    /// The weighted mean position; the bin's centre when its weights sum to zero.
+    pub fn position(&self, scale: f64) -> (f64, f64) {
+        if self.weight > 0.0 {
+            (self.wx / self.weight, self.wy / self.weight)
+        } else {
+            ((self.bx as f64 + 0.5) / scale, (self.by as f64 + 0.5) / scale)
+        }
+    }
+}
+
+/// Bins `points` on the grid of `scale` cells per world unit, sorted by (row, column), so
+/// every source that holds the same points gives the same bins.
+pub fn bin_points(points: &[WorldPoint], scale: f64) -> Vec<Bin> {
+    let mut index: HashMap<(i64, i64), Bin> = HashMap::new();
+    for p in points {
+        let key = ((p.x * scale).floor() as i64, (p.y * scale).floor() as i64);
+        let b = index.entry(key).or_insert(Bin { bx: key.0, by: key.1, ..Bin::default() });
+        let w = f64::from(p.w);
+        b.count += 1;
+        b.weight += w;
+        b.wx += w * p.x;
+        b.wy += w * p.y;
+    }
+    let mut bins: Vec<Bin> = index.into_values().collect();
+    sort_bins(&mut bins);
+    bins
+}
+
+pub fn sort_bins(bins: &mut [Bin]) {
+    bins.sort_unstable_by_key(|b| (b.by, b.bx));
+}
+
+/// Merges bins into the grid half as fine (`scale / 2`).
+fn coarsen(bins: &[Bin]) -> Vec<Bin> {
+    let mut index: HashMap<(i64, i64), Bin> = HashMap::new();
+    for b in bins {
+        let key = (b.bx.div_euclid(2), b.by.div_euclid(2));
+        let m = index.entry(key).or_insert(Bin { bx: key.0, by: key.1, ..Bin::default() });
+        m.count += b.count;
+        m.weight += b.weight;
+        m.wx += b.wx;
+        m.wy += b.wy;
+    }
+    let mut out: Vec<Bin> = index.into_values().collect();
+    sort_bins(&mut out);
+    out
+}
+
+/// Bins as points for the renderers: each at its cell's centre (exact, whatever order the
+/// source summed in) with the summed weight; `seq` follows the grid order so order-dependent
+/// styles draw them the same in every tile.
+pub fn bins_as_points(bins: &[Bin], scale: f64) -> Vec<WorldPoint> {
+    bins.iter()
+        .enumerate()
+        .map(|(i, b)| WorldPoint {
+            x: (b.bx as f64 + 0.5) / scale,
+            y: (b.by as f64 + 0.5) / scale,
+            w: b.weight as f32,
+            seq: i as u32,
+        })
+        .collect()
+}
 
 /// `{"data": [[lat, lng, w], ...], "count": N, "aggregated": bool}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -18,88 +95,43 @@ pub struct PointsAnswer {
     pub bin_px: Option<f64>,
 }
 
-/// Builds the answer. `pixel_scale` is pixels per world unit of the zoom the client draws at;
-/// bins start at one such pixel and double in size until at most `limit` remain.
-pub fn answer(points: &[WorldPoint], limit: usize, pixel_scale: f64) -> PointsAnswer {
-    let count = points.len() as u64;
-    if points.len() <= limit {
-        return PointsAnswer {
-            data: points
-                .iter()
-                .map(|p| [lat(p.y), lon(p.x), p.w as f64])
-                .collect(),
-            count,
-            aggregated: false,
-            bin_px: None,
-        };
+/// The answer for at most `limit` points: as they are, in their input order (`seq`).
+pub fn answer_points(mut points: Vec<WorldPoint>) -> PointsAnswer {
+    points.sort_by_key(|p| p.seq);
+    PointsAnswer {
+        data: points.iter().map(|p| [lat(p.y), lon(p.x), f64::from(p.w)]).collect(),
+        count: points.len() as u64,
+        aggregated: false,
+        bin_px: None,
     }
+}
+
+/// The answer from one-pixel bins (`scale` = pixels per world unit): bins double in size
+/// until at most `limit` remain.
+pub fn answer_bins(mut bins: Vec<Bin>, limit: usize, scale: f64) -> PointsAnswer {
+    let count = bins.iter().map(|b| b.count).sum();
     let mut bin_px = 1.0;
-    loop {
-        let bins = bin(points, pixel_scale / bin_px);
-        // A single bin always fits, so the loop ends; the guard keeps it finite for any input.
-        if bins.len() <= limit.max(1) || bin_px > 1e12 {
-            let data = bins
-                .into_iter()
-                .map(|b| {
-                    let (x, y) = b.position();
-                    [lat(y), lon(x), b.weight]
-                })
-                .collect();
-            return PointsAnswer {
-                data,
-                count,
-                aggregated: true,
-                bin_px: Some(bin_px),
-            };
+    // 64 halvings reach a single bin from any i64 grid, so the loop always ends.
+    for _ in 0..64 {
+        if bins.len() <= limit.max(1) {
+            break;
         }
+        bins = coarsen(&bins);
         bin_px *= 2.0;
     }
-}
-
-/// One bin: weighted position sums, so it sits at its points' weighted mean.
-#[derive(Default, Clone, Copy)]
-struct Bin {
-    weight: f64,
-    wx: f64,
-    wy: f64,
-    count: f64,
-    sx: f64,
-    sy: f64,
-}
-
-impl Bin {
-    fn position(&self) -> (f64, f64) {
-        if self.weight > 0.0 {
-            (self.wx / self.weight, self.wy / self.weight)
-        } else {
-            (self.sx / self.count, self.sy / self.count)
-        }
+    let cell_scale = scale / bin_px;
+    PointsAnswer {
+        data: bins
+            .iter()
+            .map(|b| {
+                let (x, y) = b.position(cell_scale);
+                [lat(y), lon(x), b.weight]
+            })
+            .collect(),
+        count,
+        aggregated: true,
+        bin_px: Some(bin_px),
     }
-}
-
-/// Bins on the global grid of `cells_per_unit` cells per world unit, in first-seen order.
-fn bin(points: &[WorldPoint], cells_per_unit: f64) -> Vec<Bin> {
-    let mut index: HashMap<(i64, i64), usize> = HashMap::new();
-    let mut bins: Vec<Bin> = Vec::new();
-    for p in points {
-        let key = (
-            (p.x * cells_per_unit).floor() as i64,
-            (p.y * cells_per_unit).floor() as i64,
-        );
-        let slot = *index.entry(key).or_insert_with(|| {
-            bins.push(Bin::default());
-            bins.len() - 1
-        });
-        let b = &mut bins[slot];
-        let w = p.w as f64;
-        b.weight += w;
-        b.wx += w * p.x;
-        b.wy += w * p.y;
-        b.count += 1.0;
-        b.sx += p.x;
-        b.sy += p.y;
-    }
-    bins
 }
 
 /// Degrees rounded to 1e-7 (about 1 cm): enough for any heatmap, and it keeps JSON short.
@@ -127,21 +159,23 @@ mod tests {
     }
 
     #[test]
-    fn small_answers_are_raw_points() {
-        let pts = cloud(10);
-        let a = answer(&pts, 10, 256.0 * 1024.0);
+    fn small_answers_are_raw_points_in_input_order() {
+        let mut pts = cloud(10);
+        pts.reverse();
+        let a = answer_points(pts.clone());
         assert!(!a.aggregated);
         assert_eq!(a.data.len(), 10);
         assert_eq!(a.count, 10);
-        assert_eq!(a.data[3][2], pts[3].w as f64);
+        assert_eq!(a.data[3][2], f64::from(pts[6].w));
     }
 
     #[test]
     fn aggregated_bins_keep_the_total_weight_and_respect_the_limit() {
         let pts = cloud(30_000);
-        let total: f64 = pts.iter().map(|p| p.w as f64).sum();
+        let total: f64 = pts.iter().map(|p| f64::from(p.w)).sum();
+        let scale = 256.0 * 2f64.powi(14);
         for limit in [1, 50, 1000, 29_999] {
-            let a = answer(&pts, limit, 256.0 * 2f64.powi(14));
+            let a = answer_bins(bin_points(&pts, scale), limit, scale);
             assert!(a.aggregated);
             assert!(a.data.len() <= limit, "{} > {limit}", a.data.len());
             assert_eq!(a.count, 30_000);
@@ -151,16 +185,23 @@ mod tests {
     }
 
     #[test]
+    fn bins_are_sorted_and_independent_of_point_order() {
+        let pts = cloud(5000);
+        let mut reversed = pts.clone();
+        reversed.reverse();
+        let (a, b) = (bin_points(&pts, 1e5), bin_points(&reversed, 1e5));
+        assert_eq!(a.len(), b.len());
+        assert!(a.windows(2).all(|w| (w[0].by, w[0].bx) < (w[1].by, w[1].bx)));
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!((x.bx, x.by, x.count), (y.bx, y.by, y.count));
+            assert!((x.weight - y.weight).abs() < 1e-9);
+        }
+    }
+
+    #[test]
     fn zero_weight_bins_still_have_a_position() {
-        let pts: Vec<WorldPoint> = (0..5)
-            .map(|i| WorldPoint {
-                x: 0.5,
-                y: 0.5,
-                w: 0.0,
-                seq: i,
-            })
-            .collect();
-        let a = answer(&pts, 1, 256.0);
+        let pts: Vec<WorldPoint> = (0..5).map(|i| WorldPoint { x: 0.5, y: 0.5, w: 0.0, seq: i }).collect();
+        let a = answer_bins(bin_points(&pts, 256.0), 1, 256.0);
         assert_eq!(a.data.len(), 1);
         assert!(a.data[0][0].is_finite() && a.data[0][1].is_finite());
     }

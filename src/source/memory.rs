@@ -1,10 +1,12 @@
 //! The embedded in-memory point store: points sorted into a fixed grid of cells for fast
 //! box queries, with no database.
 
-use super::{LayerInfo, PointSource, SourceError};
+use super::aggregate::{bin_points, Bin};
+use super::{CountGrid, LayerInfo, PointQuery, PointSource, SourceError};
 use crate::render::WorldPoint;
-use crate::tile::WorldBox;
+use crate::tile::{metres_to_world, world_to_metres, WorldBox};
 use async_trait::async_trait;
+use std::sync::Arc;
 
 /// Points bucketed by a 2^level x 2^level grid over the world, row by row, so the points of
 /// a run of cells within one row are one contiguous slice.
@@ -14,12 +16,20 @@ pub struct MemoryStore {
     offsets: Vec<u32>,
     level: u32,
     info: LayerInfo,
+    grid: Arc<CountGrid>,
 }
 
 impl MemoryStore {
     /// Builds the index. Points keep their input order within a cell (a stable sort), and
     /// points outside the world square or with a non-finite position are dropped.
+    ///
+    /// Positions go once through Web Mercator metres and back, as they do when stored in
+    /// PostGIS (which keeps metres), so both sources hold bit-identical points.
     pub fn new(mut points: Vec<WorldPoint>, attribution: Option<String>) -> MemoryStore {
+        for p in &mut points {
+            let (mx, my) = world_to_metres(p.x, p.y);
+            (p.x, p.y) = metres_to_world(mx, my);
+        }
         points.retain(|p| {
             p.x.is_finite()
                 && p.y.is_finite()
@@ -42,11 +52,13 @@ impl MemoryStore {
             count: points.len() as u64,
             attribution,
         };
+        let grid = Arc::new(count_grid(&points));
         MemoryStore {
             points,
             offsets,
             level,
             info,
+            grid,
         }
     }
 
@@ -87,21 +99,40 @@ impl MemoryStore {
 
 #[async_trait]
 impl PointSource for MemoryStore {
-    async fn points(&self, area: &WorldBox) -> Result<Vec<WorldPoint>, SourceError> {
-        Ok(self.query(area))
+    async fn points(&self, q: &PointQuery<'_>, limit: Option<usize>) -> Result<Vec<WorldPoint>, SourceError> {
+        let mut out = Vec::new();
+        let cap = limit.map_or(usize::MAX, |l| l.saturating_add(1));
+        self.for_each_in(&q.area, |p| {
+            if out.len() < cap {
+                out.push(*p);
+            }
+        });
+        Ok(out)
+    }
+
+    async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
+        Ok(bin_points(&self.query(&q.area), scale))
+    }
+
+    async fn count_grid(&self) -> Result<Arc<CountGrid>, SourceError> {
+        Ok(self.grid.clone())
     }
 
     async fn max_cell_weight(&self, cell: f64) -> Result<f64, SourceError> {
-        Ok(crate::render::density::reference_max(
-            &self.points,
-            1.0 / cell,
-            1.0,
-        ))
+        Ok(crate::render::density::reference_max(&self.points, 1.0 / cell, 1.0))
     }
 
     fn info(&self) -> LayerInfo {
         self.info.clone()
     }
+}
+
+fn count_grid(points: &[WorldPoint]) -> CountGrid {
+    let mut cells: std::collections::HashMap<(u32, u32), u64> = std::collections::HashMap::new();
+    for p in points {
+        *cells.entry((CountGrid::cell(p.x), CountGrid::cell(p.y))).or_default() += 1;
+    }
+    CountGrid::from_cells(cells.into_iter().map(|((x, y), n)| (x, y, n)))
 }
 
 /// About two points per cell, between 16 x 16 and 1024 x 1024 cells.

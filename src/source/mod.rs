@@ -1,22 +1,36 @@
-//! Point sources: where a layer's points come from (the embedded memory store; PostGIS later).
+//! Point sources: where a layer's points come from (the embedded memory store or PostGIS).
 //!
-//! `PointSource` is the boundary every source implements: "points within this world box".
+//! `PointSource` is the boundary every source implements: "points (or pixel bins with counts
+//! and weight sums) within this world box".
 
 pub mod aggregate;
+pub mod filter;
+pub mod grid;
 pub mod load;
 pub mod memory;
+pub mod postgis;
 
 use crate::render::WorldPoint;
-use crate::tile::WorldBox;
+use crate::tile::{TileCoord, WorldBox};
 use async_trait::async_trait;
+use std::sync::Arc;
+
+pub use aggregate::Bin;
+pub use filter::{FilterDef, FilterValues};
+pub use grid::CountGrid;
 
 /// Failures of a point source, mapped to HTTP statuses in `crate::error`.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The database is down or every connection stayed busy past the pool's wait (503).
     #[error("the point source is unavailable: {0}")]
     Unavailable(String),
-    #[error("the point query timed out")]
+    /// A query ran past `statement_timeout` and was cancelled (504).
+    #[error("the point query took too long and was cancelled")]
     Timeout,
+    /// A declared filter's value was refused by the database (400).
+    #[error("invalid value for `{param}`: {detail}")]
+    BadFilter { param: String, detail: String },
 }
 
 /// What a layer tells clients about itself.
@@ -28,16 +42,45 @@ pub struct LayerInfo {
     pub attribution: Option<String>,
 }
 
+/// Which points a request needs.
+#[derive(Debug, Clone, Copy)]
+pub struct PointQuery<'a> {
+    pub area: WorldBox,
+    /// The tile and its margin (as a fraction of the tile's size) when the area is a padded
+    /// tile, so PostGIS can use `ST_TileEnvelope(z, x, y, margin => m)`.
+    pub tile: Option<(TileCoord, f64)>,
+    /// Values of the layer's declared filters from the query string.
+    pub filters: &'a FilterValues,
+}
+
 /// A layer's points, queryable by area.
 #[async_trait]
 pub trait PointSource: Send + Sync {
-    /// Every point inside `area` (edges included), in an order that is the same for every
-    /// query, so order-dependent styles draw the same pixels in every tile.
-    async fn points(&self, area: &WorldBox) -> Result<Vec<WorldPoint>, SourceError>;
+    /// The points inside the query's area (edges included). With `limit`, at most
+    /// `limit + 1` points are returned: more than `limit` means "there are more".
+    async fn points(&self, q: &PointQuery<'_>, limit: Option<usize>) -> Result<Vec<WorldPoint>, SourceError>;
+
+    /// The points inside the area binned into the square cells of the global grid with
+    /// `scale` cells per world unit (`floor(x * scale)`), sorted by (row, column).
+    async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError>;
+
+    /// Point counts over the whole layer on a fixed coarse grid, for choosing aggregation by
+    /// estimate (the same estimate for every source holding the same points).
+    async fn count_grid(&self) -> Result<Arc<CountGrid>, SourceError>;
 
     /// The largest total weight in any `cell` x `cell` square (world units) of the grid
     /// aligned to the world's origin: the density style's per-zoom reference.
     async fn max_cell_weight(&self, cell: f64) -> Result<f64, SourceError>;
 
     fn info(&self) -> LayerInfo;
+
+    /// Changes whenever the layer's points change (import, or a write to a declared table).
+    fn data_version(&self) -> u64 {
+        0
+    }
+
+    /// The query parameters this layer declares as filters.
+    fn filters(&self) -> &[FilterDef] {
+        &[]
+    }
 }

@@ -1,0 +1,74 @@
+//! A coarse count grid over the whole layer (1024 x 1024 cells): the estimate that decides
+//! at which zooms tiles are rendered from pixel bins instead of single points.
+
+use std::collections::HashMap;
+
+/// Grid level: 2^10 cells per axis. A z10 tile is exactly one cell.
+pub const LEVEL: u8 = 10;
+
+/// Point counts per grid cell, and derived per-zoom maxima.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountGrid {
+    /// The largest point count of any tile, per zoom 0..=24 (estimated beyond zoom 10 by
+    /// spreading the densest cell evenly over its sub-tiles).
+    max_tile_count: Vec<u64>,
+    total: u64,
+}
+
+impl CountGrid {
+    /// Builds from (cell x, cell y, count) triples at [`LEVEL`].
+    pub fn from_cells(cells: impl IntoIterator<Item = (u32, u32, u64)>) -> CountGrid {
+        let cells: Vec<(u32, u32, u64)> = cells.into_iter().collect();
+        let total = cells.iter().map(|c| c.2).sum();
+        let mut max_tile_count = Vec::with_capacity(25);
+        for z in 0..=LEVEL {
+            let shift = LEVEL - z;
+            let mut tiles: HashMap<(u32, u32), u64> = HashMap::new();
+            for &(x, y, n) in &cells {
+                *tiles.entry((x >> shift, y >> shift)).or_default() += n;
+            }
+            max_tile_count.push(tiles.values().copied().max().unwrap_or(0));
+        }
+        let densest_cell = max_tile_count[LEVEL as usize];
+        for z in LEVEL + 1..=crate::tile::MAX_ZOOM {
+            max_tile_count.push(densest_cell >> (2 * u32::from(z - LEVEL)).min(63));
+        }
+        CountGrid { max_tile_count, total }
+    }
+
+    /// Cell of a world coordinate at [`LEVEL`] (clamped into the world).
+    pub fn cell(v: f64) -> u32 {
+        let n = 1u32 << LEVEL;
+        ((v * n as f64) as i64).clamp(0, n as i64 - 1) as u32
+    }
+
+    /// Estimated points in the densest tile at zoom `z` (fractional zooms round down).
+    pub fn max_tile_count(&self, zoom: f64) -> u64 {
+        let z = (zoom.max(0.0) as usize).min(self.max_tile_count.len().saturating_sub(1));
+        self.max_tile_count.get(z).copied().unwrap_or(0)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_zoom_maxima_sum_cells_into_tiles() {
+        let grid = CountGrid::from_cells([(0, 0, 5), (1, 0, 7), (1023, 1023, 9), (512, 512, 1)]);
+        assert_eq!(grid.total(), 22);
+        assert_eq!(grid.max_tile_count(0.0), 22);
+        assert_eq!(grid.max_tile_count(1.0), 12);
+        assert_eq!(grid.max_tile_count(9.0), 12);
+        assert_eq!(grid.max_tile_count(10.0), 9);
+        assert_eq!(grid.max_tile_count(11.0), 2);
+        assert_eq!(grid.max_tile_count(24.0), 0);
+        assert_eq!(CountGrid::from_cells([]).max_tile_count(3.0), 0);
+        assert_eq!(CountGrid::cell(1.0), 1023);
+        assert_eq!(CountGrid::cell(-0.5), 0);
+    }
+}

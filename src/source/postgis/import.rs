@@ -1,0 +1,619 @@
+//! `twine-heatmap import`: loads points files into a PostGIS layer table.
+//!
+//! `import --database-url URL --layer NAME [--attribution TEXT] FILE...` writes every FILE into
+//! `twine."points_<NAME>"` (`seq bigint, weight real, geom geometry(Point, 3857)`, GiST index on
+//! `geom`, the data-version trigger) and registers the layer in `twine.layers`, so that
+//! `serve --database-url` serves it.
+//!
+//! Each file goes in fully or not at all. It is parsed completely first, so a malformed row
+//! stops the import with the loader's `file:line: ...` message before the database is touched;
+//! then its rows are written by one binary `COPY` inside one transaction, so a failure in the
+//! database leaves the table as it was. Files before a failing one stay imported.
+//!
+//! Positions are stored as the Web Mercator metres `tile::world_to_metres` gives for the
+//! loader's world coordinates; the server converts them back with `metres_to_world`, as the
+//! in-memory store does, so both sources see bit-identical points. `seq` numbers rows in file
+//! order, continuing after the rows already in the table, but rows are written in Hilbert-curve
+//! order of their position so that the rows of a tile sit together on disk: a dense tile then
+//! reads a few pages instead of one page per point.
+
+use super::{ensure_schema, ensure_version_trigger, DbError, Ident, TableName};
+use crate::layer::valid_layer_name;
+use crate::render::WorldPoint;
+use crate::source::load::{load_points_file, LoadError, WeightMode};
+use crate::tile::world_to_metres;
+use futures_util::SinkExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::fmt;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+use tokio_postgres::Client;
+
+/// `twine-heatmap import --database-url URL --layer NAME FILE...`
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1/db
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Layer name (1 to 64 ASCII letters, digits, '_' or '-').
+    #[arg(long)]
+    pub layer: String,
+    /// Attribution shown in TileJSON and /layers.
+    #[arg(long)]
+    pub attribution: Option<String>,
+    /// Points files: CSV, GeoJSON, or JSON [[lat, lon(, w)]].
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Why an import stopped. Each message is one line that says what failed and where.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("invalid layer name {name:?}: {reason}")]
+    LayerName { name: String, reason: &'static str },
+    /// A file could not be read or parsed; the message names the file and line.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("invalid database URL: {0}")]
+    Url(String),
+    #[error("cannot connect to the database: {}", one_line(.0))]
+    Connect(#[source] tokio_postgres::Error),
+    #[error("cannot set up the layer table {table}: {}", db_one_line(.source))]
+    Setup { table: String, source: DbError },
+    #[error("copying {file} failed: {}", one_line(.source))]
+    Copy {
+        file: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("{file} was imported, but analysing {table} failed: {}", one_line(.source))]
+    Analyze {
+        file: String,
+        table: String,
+        source: tokio_postgres::Error,
+    },
+}
+
+/// Imports every file of `args` in turn (see the module documentation).
+pub async fn run(args: &ImportArgs) -> Result<(), ImportError> {
+    let target = Target::for_layer(&args.layer)?;
+    // Connect before parsing so that a wrong URL is reported at once, not after a big file.
+    let mut client = connect(&args.database_url).await?;
+    let started = Instant::now();
+    let mut reports = Vec::with_capacity(args.files.len());
+    for path in &args.files {
+        let report = import_file(&mut client, &target, path, args.attribution.as_deref()).await?;
+        eprintln!("{report}");
+        reports.push(report);
+    }
+    eprintln!(
+        "{}",
+        Total {
+            files: &reports,
+            elapsed: started.elapsed()
+        }
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The layer's table
+
+/// Where a layer's points go.
+struct Target {
+    layer: String,
+    table: TableName,
+    index: Ident,
+}
+
+impl Target {
+    fn for_layer(layer: &str) -> Result<Target, ImportError> {
+        let invalid = |reason| ImportError::LayerName {
+            name: layer.chars().take(80).collect(),
+            reason,
+        };
+        if !valid_layer_name(layer) {
+            return Err(invalid("use 1 to 64 ASCII letters, digits, '_' or '-'"));
+        }
+        // PostgreSQL would silently truncate a longer index name, and two long layer names
+        // could then share one index name; refusing is clearer.
+        let too_long = |_| {
+            invalid("at most 51 characters can be imported (the table and index names must fit PostgreSQL's 63 bytes)")
+        };
+        Ok(Target {
+            layer: layer.to_owned(),
+            table: TableName::for_imported_layer(layer).map_err(too_long)?,
+            index: Ident::new(&format!("points_{layer}_geom")).map_err(too_long)?,
+        })
+    }
+}
+
+/// Any number will do as long as every import uses the same one.
+const SCHEMA_LOCK_KEY: i64 = 0x7477_696e_6568_6d70;
+
+/// Creates what the layer needs if missing (schema, table, index, version trigger) and
+/// registers it in `twine.layers`, in one transaction.
+async fn prepare_layer(
+    client: &mut Client,
+    target: &Target,
+    attribution: Option<&str>,
+) -> Result<(), DbError> {
+    let tx = client.transaction().await?;
+    // Concurrent `CREATE OR REPLACE FUNCTION` / `CREATE TABLE IF NOT EXISTS` on the same
+    // objects can fail ("tuple concurrently updated"), so imports run their DDL one at a time.
+    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})"))
+        .await?;
+    ensure_schema(tx.client()).await?;
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (\
+             seq bigint NOT NULL, \
+             weight real NOT NULL, \
+             geom geometry(Point, 3857) NOT NULL); \
+         CREATE INDEX IF NOT EXISTS {index} ON {table} USING gist (geom);",
+        table = target.table.quoted(),
+        index = target.index.quoted(),
+    ))
+    .await?;
+    ensure_version_trigger(tx.client(), &target.table).await?;
+    tx.execute(
+        "INSERT INTO twine.layers (name, table_name, attribution) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET table_name = EXCLUDED.table_name, \
+             attribution = coalesce(EXCLUDED.attribution, twine.layers.attribution)",
+        &[&target.layer, &target.table.key(), &attribution],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection
+
+/// One connection is enough: files are written one after the other.
+async fn connect(url: &str) -> Result<Client, ImportError> {
+    let mut config =
+        tokio_postgres::Config::from_str(url).map_err(|e| ImportError::Url(one_line(&e)))?;
+    // A big COPY legitimately runs for minutes; a `statement_timeout` meant for the server's
+    // tile queries (set on the role or database) must not cut it off.
+    let options = match config.get_options() {
+        Some(given) => format!("{given} -c statement_timeout=0"),
+        None => "-c statement_timeout=0".to_owned(),
+    };
+    config.options(options);
+    config.application_name("twine-heatmap import");
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(ImportError::Connect)?;
+    tokio::spawn(async move {
+        // Queries on a broken connection fail with their own error, which is what gets reported.
+        if let Err(e) = connection.await {
+            tracing::debug!("database connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// A PostgreSQL error on one line: the server's message with its detail and hint, without
+/// the client library's "db error:" prefix.
+fn one_line(e: &tokio_postgres::Error) -> String {
+    let text = match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{}: {}", db.severity(), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(" ({detail})"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!(" (hint: {hint})"));
+            }
+            text
+        }
+        None => e.to_string(),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn db_one_line(e: &DbError) -> String {
+    match e {
+        DbError::Postgres(e) => one_line(e),
+        other => other.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One file
+
+/// What one file added.
+struct FileReport {
+    file: String,
+    rows: u64,
+    elapsed: Duration,
+}
+
+async fn import_file(
+    client: &mut Client,
+    target: &Target,
+    path: &Path,
+    attribution: Option<&str>,
+) -> Result<FileReport, ImportError> {
+    let started = Instant::now();
+    let file = path.display().to_string();
+    let mut points = load_points_file(path, WeightMode::FromData)?;
+    spatial_order(&mut points);
+    // Only now that a file parsed: a bad first file leaves the database untouched. Repeating
+    // this for later files is cheap and keeps each file independent of the previous one.
+    prepare_layer(client, target, attribution)
+        .await
+        .map_err(|source| ImportError::Setup {
+            table: target.table.key(),
+            source,
+        })?;
+    if !points.is_empty() {
+        let progress = progress_bar(&file, points.len());
+        let copied = copy_points(client, &target.table, &points, &progress).await;
+        progress.finish_and_clear();
+        copied.map_err(|source| ImportError::Copy {
+            file: file.clone(),
+            source,
+        })?;
+        // Fresh statistics let the planner use the GiST index for small tile boxes.
+        client
+            .batch_execute(&format!("ANALYZE {}", target.table.quoted()))
+            .await
+            .map_err(|source| ImportError::Analyze {
+                file: file.clone(),
+                table: target.table.key(),
+                source,
+            })?;
+    }
+    Ok(FileReport {
+        file,
+        rows: points.len() as u64,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Rows per COPY message: large enough that per-message overhead is negligible, small
+/// enough that the progress bar moves.
+const CHUNK_ROWS: usize = 8192;
+
+/// Appends `points` (in Hilbert order, `seq` = file index) to `table` in one transaction.
+async fn copy_points(
+    client: &mut Client,
+    table: &TableName,
+    points: &[WorldPoint],
+    progress: &ProgressBar,
+) -> Result<(), tokio_postgres::Error> {
+    let table = table.quoted();
+    // Dropping `tx` on any error below rolls the whole file back.
+    let tx = client.transaction().await?;
+    // Two imports into one layer at once would read the same max(seq); this lock (which lets
+    // readers through) makes the second wait for the first to commit.
+    tx.batch_execute(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
+        .await?;
+    let first_seq: i64 = tx
+        .query_one(
+            &format!("SELECT coalesce(max(seq) + 1, 0) FROM {table}"),
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    let sink = tx
+        .copy_in::<_, Cursor<Vec<u8>>>(&format!(
+            "COPY {table} (seq, weight, geom) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    futures_util::pin_mut!(sink);
+    let mut buf = Vec::with_capacity(COPY_HEADER.len() + CHUNK_ROWS * ROW_BYTES);
+    buf.extend_from_slice(&COPY_HEADER);
+    for chunk in points.chunks(CHUNK_ROWS) {
+        for p in chunk {
+            encode_row(&mut buf, first_seq + i64::from(p.seq), p);
+        }
+        sink.send(Cursor::new(std::mem::take(&mut buf))).await?;
+        progress.inc(chunk.len() as u64);
+        buf.reserve(CHUNK_ROWS * ROW_BYTES);
+    }
+    buf.extend_from_slice(&COPY_TRAILER);
+    sink.send(Cursor::new(buf)).await?;
+    sink.as_mut().finish().await?;
+    tx.commit().await
+}
+
+fn progress_bar(file: &str, rows: usize) -> ProgressBar {
+    // indicatif draws nothing when stderr is not a terminal, so logs and tests stay clean.
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:40}] {human_pos}/{human_len} rows ({per_sec}, {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let bar = ProgressBar::new(rows as u64).with_style(style);
+    bar.set_message(file.to_owned());
+    bar
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spatial order
+
+/// Sorts points along a Hilbert curve over the world square; ties (points in one cell) keep
+/// file order, so the order is reproducible.
+fn spatial_order(points: &mut [WorldPoint]) {
+    points.sort_by_cached_key(|p| (hilbert_key(p.x, p.y), p.seq));
+}
+
+/// Bits per axis: 65,536 cells a side, about 600 m at the equator, much finer than the pages
+/// a tile query reads.
+const HILBERT_BITS: u32 = 16;
+
+/// The position of world point (x, y) (each in 0..=1) along a Hilbert curve over a
+/// 2^16 x 2^16 grid. The curve starts at the north-west corner (0, 0) and ends at the
+/// north-east one (1, 0); points close on the curve are close on the map.
+fn hilbert_key(x: f64, y: f64) -> u32 {
+    let n = 1u32 << HILBERT_BITS;
+    let cell = |v: f64| ((v.clamp(0.0, 1.0) * f64::from(n)) as u32).min(n - 1);
+    let (mut x, mut y) = (cell(x), cell(y));
+    let mut key = 0u32;
+    let mut s = n / 2;
+    while s > 0 {
+        let rx = u32::from(x & s != 0);
+        let ry = u32::from(y & s != 0);
+        key += s * s * ((3 * rx) ^ ry);
+        // Rotate the quadrant so that the sub-curve inside it joins its neighbours'.
+        if ry == 0 {
+            if rx == 1 {
+                x = s - 1 - (x & (s - 1));
+                y = s - 1 - (y & (s - 1));
+            }
+            std::mem::swap(&mut x, &mut y);
+        }
+        s /= 2;
+    }
+    key
+}
+
+// ---------------------------------------------------------------------------------------------
+// Binary COPY encoding
+//
+// PostgreSQL's binary COPY format: a header, then per row a field count and each field as a
+// big-endian length and its binary value, then -1. `geometry`'s binary input is (E)WKB.
+
+const COPY_HEADER: [u8; 19] = *b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+const COPY_TRAILER: [u8; 2] = (-1i16).to_be_bytes();
+const EWKB_POINT_BYTES: usize = 25;
+const ROW_BYTES: usize = 2 + (4 + 8) + (4 + 4) + (4 + EWKB_POINT_BYTES);
+
+/// EWKB's flag for "an SRID follows the type".
+const EWKB_SRID_FLAG: u32 = 0x2000_0000;
+const WKB_POINT: u32 = 1;
+const SRID_WEB_MERCATOR: u32 = 3857;
+
+/// One row: `seq` (bigint), `weight` (real), `geom` (EWKB Point in Web Mercator metres).
+fn encode_row(buf: &mut Vec<u8>, seq: i64, p: &WorldPoint) {
+    buf.extend_from_slice(&3i16.to_be_bytes());
+    buf.extend_from_slice(&8i32.to_be_bytes());
+    buf.extend_from_slice(&seq.to_be_bytes());
+    buf.extend_from_slice(&4i32.to_be_bytes());
+    buf.extend_from_slice(&p.w.to_be_bytes());
+    buf.extend_from_slice(&(EWKB_POINT_BYTES as i32).to_be_bytes());
+    let (mx, my) = world_to_metres(p.x, p.y);
+    buf.extend_from_slice(&ewkb_point(mx, my));
+}
+
+/// A little-endian EWKB Point with SRID 3857.
+fn ewkb_point(mx: f64, my: f64) -> [u8; EWKB_POINT_BYTES] {
+    let mut out = [0u8; EWKB_POINT_BYTES];
+    out[0] = 1; // little-endian
+    out[1..5].copy_from_slice(&(WKB_POINT | EWKB_SRID_FLAG).to_le_bytes());
+    out[5..9].copy_from_slice(&SRID_WEB_MERCATOR.to_le_bytes());
+    out[9..17].copy_from_slice(&mx.to_le_bytes());
+    out[17..25].copy_from_slice(&my.to_le_bytes());
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Summary lines
+
+impl fmt::Display for FileReport {
+    /// `quakes.csv: 123,456 rows in 1.23 s (100,372 rows/s)`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            self.file,
+            Rate {
+                rows: self.rows,
+                elapsed: self.elapsed
+            }
+        )
+    }
+}
+
+/// All files of one run.
+struct Total<'a> {
+    files: &'a [FileReport],
+    elapsed: Duration,
+}
+
+impl fmt::Display for Total<'_> {
+    /// `total: 2 files, 123,456 rows in 1.23 s (100,372 rows/s)`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows = self.files.iter().map(|r| r.rows).sum();
+        let n = self.files.len();
+        let plural = if n == 1 { "" } else { "s" };
+        write!(
+            f,
+            "total: {n} file{plural}, {}",
+            Rate {
+                rows,
+                elapsed: self.elapsed
+            }
+        )
+    }
+}
+
+struct Rate {
+    rows: u64,
+    elapsed: Duration,
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        // An empty file can take "0 s"; its rate is shown as 0 rather than infinity.
+        let per_sec = if secs > 0.0 {
+            (self.rows as f64 / secs).round() as u64
+        } else {
+            0
+        };
+        write!(
+            f,
+            "{} rows in {secs:.2} s ({} rows/s)",
+            grouped(self.rows),
+            grouped(per_sec)
+        )
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(x: f64, y: f64, w: f32, seq: u32) -> WorldPoint {
+        WorldPoint { x, y, w, seq }
+    }
+
+    #[test]
+    fn layer_names_are_checked_before_anything_else() {
+        assert!(Target::for_layer("quakes-2024_v1").is_ok());
+        assert!(
+            Target::for_layer("1st").is_ok(),
+            "the table name starts with points_"
+        );
+        assert!(Target::for_layer(&"a".repeat(51)).is_ok());
+        for bad in [
+            "",
+            "a b",
+            "x\"; drop table t; --",
+            "ä",
+            &"a".repeat(52),
+            &"a".repeat(65),
+        ] {
+            let err = Target::for_layer(bad)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.starts_with("invalid layer name"), "{bad:?}: {err}");
+        }
+        let target = Target::for_layer("demo").expect("target");
+        assert_eq!(target.table.key(), "twine.points_demo");
+        assert_eq!(target.index.quoted(), "\"points_demo_geom\"");
+    }
+
+    #[test]
+    fn ewkb_point_is_little_endian_with_srid() {
+        let bytes = ewkb_point(1.5, -2.0);
+        assert_eq!(bytes[..9], [1, 1, 0, 0, 0x20, 0x11, 0x0f, 0, 0]);
+        assert_eq!(bytes[9..17], 1.5f64.to_le_bytes());
+        assert_eq!(bytes[17..], (-2.0f64).to_le_bytes());
+    }
+
+    #[test]
+    fn rows_are_encoded_in_binary_copy_layout() {
+        let mut buf = Vec::new();
+        let p = point(0.25, 0.75, 2.5, 0);
+        encode_row(&mut buf, 42, &p);
+        assert_eq!(buf.len(), ROW_BYTES);
+        assert_eq!(buf[..2], 3i16.to_be_bytes());
+        assert_eq!(buf[2..6], 8i32.to_be_bytes());
+        assert_eq!(buf[6..14], 42i64.to_be_bytes());
+        assert_eq!(buf[14..18], 4i32.to_be_bytes());
+        assert_eq!(buf[18..22], 2.5f32.to_be_bytes());
+        assert_eq!(buf[22..26], 25i32.to_be_bytes());
+        let (mx, my) = world_to_metres(0.25, 0.75);
+        assert_eq!(buf[26..], ewkb_point(mx, my));
+        assert_eq!(&COPY_HEADER[..11], b"PGCOPY\n\xff\r\n\0");
+    }
+
+    #[test]
+    fn hilbert_key_visits_every_cell_once_and_moves_one_cell_at_a_time() {
+        // The same construction on a 16 x 16 grid: keys are a permutation and consecutive
+        // keys are neighbouring cells. The 2^16 grid differs only in depth.
+        let n = 1u32 << HILBERT_BITS;
+        let step = (n / 16) as f64;
+        let mut cells = vec![(0u32, 0u32); 256];
+        for i in 0..16u32 {
+            for j in 0..16u32 {
+                let key = hilbert_key(
+                    (f64::from(i) * step + 0.5) / f64::from(n),
+                    (f64::from(j) * step + 0.5) / f64::from(n),
+                );
+                cells[(key / (n / 16 * n / 16)) as usize] = (i, j);
+            }
+        }
+        for pair in cells.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            assert_eq!(a.0.abs_diff(b.0) + a.1.abs_diff(b.1), 1, "{a:?} -> {b:?}");
+        }
+        assert_eq!(hilbert_key(0.0, 0.0), 0);
+        assert_eq!(
+            hilbert_key(1.0, 0.0),
+            u32::MAX,
+            "ends at the north-east corner"
+        );
+        assert_eq!(hilbert_key(f64::NAN, 2.0), hilbert_key(0.0, 1.0));
+    }
+
+    #[test]
+    fn spatial_order_keeps_file_order_within_a_cell() {
+        let mut points = vec![
+            point(0.9, 0.1, 1.0, 0),
+            point(0.1, 0.1, 1.0, 1),
+            point(0.1, 0.1, 1.0, 2),
+        ];
+        spatial_order(&mut points);
+        let seqs: Vec<u32> = points.iter().map(|p| p.seq).collect();
+        assert_eq!(seqs, [1, 2, 0]);
+    }
+
+    #[test]
+    fn summaries_group_digits() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(123_456_789), "123,456,789");
+        let report = FileReport {
+            file: "quakes.csv".into(),
+            rows: 123_456,
+            elapsed: Duration::from_millis(1230),
+        };
+        assert_eq!(
+            report.to_string(),
+            "quakes.csv: 123,456 rows in 1.23 s (100,371 rows/s)"
+        );
+        let total = Total {
+            files: std::slice::from_ref(&report),
+            elapsed: Duration::ZERO,
+        };
+        assert_eq!(
+            total.to_string(),
+            "total: 1 file, 123,456 rows in 0.00 s (0 rows/s)"
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! PostGIS: connection pool, identifier checking and quoting, and the project's own schema.
+//! Point queries live in `layer`, the `import` command in `import`.
+
+pub mod import;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The project's tables and trigger function (`twine` schema), created if missing.
+pub const SCHEMA_SQL: &str = include_str!("sql/schema.sql");
+
+/// Why a database operation failed, with what the user needs to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid database URL: {0}")]
+    Url(String),
+    #[error("{0:?} is not a valid SQL identifier: use 1 to 63 ASCII letters, digits, '_' or '-', not starting with a digit or '-'")]
+    Identifier(String),
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A checked SQL identifier (a table, column or schema name from config or import).
+/// Only `[A-Za-z_][A-Za-z0-9_-]*` up to 63 bytes is accepted, and it is always quoted, so
+/// it can never carry SQL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Ident(String);
+
+impl Ident {
+    pub fn new(name: &str) -> Result<Ident, DbError> {
+        let ok = !name.is_empty()
+            && name.len() <= 63
+            && name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Ident(name.to_string()))
+        } else {
+            Err(DbError::Identifier(name.chars().take(80).collect()))
+        }
+    }
+
+    /// The name as written in SQL: always double-quoted.
+    pub fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `schema.table`, or `table` in `public`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableName {
+    pub schema: Ident,
+    pub table: Ident,
+}
+
+impl TableName {
+    pub fn parse(text: &str) -> Result<TableName, DbError> {
+        match text.split_once('.') {
+            Some((schema, table)) => Ok(TableName { schema: Ident::new(schema)?, table: Ident::new(table)? }),
+            None => Ok(TableName { schema: Ident::new("public")?, table: Ident::new(text)? }),
+        }
+    }
+
+    /// The table `import` creates for a layer: `twine."points_<layer>"`.
+    pub fn for_imported_layer(layer: &str) -> Result<TableName, DbError> {
+        Ok(TableName { schema: Ident::new("twine")?, table: Ident::new(&format!("points_{layer}"))? })
+    }
+
+    /// `"schema"."table"` for SQL text.
+    pub fn quoted(&self) -> String {
+        format!("{}.{}", self.schema.quoted(), self.table.quoted())
+    }
+
+    /// `schema.table` as stored in `twine.versions` (the trigger's TG_TABLE_SCHEMA.TG_TABLE_NAME).
+    pub fn key(&self) -> String {
+        format!("{}.{}", self.schema.as_str(), self.table.as_str())
+    }
+}
+
+/// Pool settings: how many connections, how long a request may wait for one, and how long a
+/// statement may run before PostgreSQL cancels it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolSettings {
+    pub max_size: usize,
+    pub wait: Duration,
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings { max_size: 16, wait: Duration::from_secs(2), statement_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Builds a pool for `url`. No connection is made yet, so a database that is down at
+/// start-up does not stop the server; every connection gets `statement_timeout`.
+pub fn pool(url: &str, settings: PoolSettings) -> Result<Pool, DbError> {
+    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| DbError::Url(e.to_string()))?;
+    config.options(format!("-c statement_timeout={}", settings.statement_timeout.as_millis()));
+    config.connect_timeout(settings.wait.max(Duration::from_secs(1)));
+    config.application_name("twine-heatmap");
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    Pool::builder(manager)
+        .max_size(settings.max_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(settings.wait))
+        .create_timeout(Some(settings.wait.max(Duration::from_secs(1))))
+        .recycle_timeout(Some(Duration::from_secs(2)))
+        .build()
+        .map_err(|e| DbError::Other(format!("cannot build the database pool: {e}")))
+}
+
+/// Creates the project's schema objects if missing.
+pub async fn ensure_schema(client: &tokio_postgres::Client) -> Result<(), DbError> {
+    client.batch_execute(SCHEMA_SQL).await?;
+    Ok(())
+}
+
+/// Installs (or refreshes) the data-version trigger on `table`.
+pub async fn ensure_version_trigger(client: &tokio_postgres::Client, table: &TableName) -> Result<(), DbError> {
+    client
+        .batch_execute(&format!(
+            "CREATE OR REPLACE TRIGGER twine_data_version \
+             AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} \
+             FOR EACH STATEMENT EXECUTE FUNCTION twine.bump_version()",
+            table.quoted()
+        ))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_checked_and_quoted() {
+        assert_eq!(Ident::new("quakes").map(|i| i.quoted()).ok(), Some("\"quakes\"".to_string()));
+        assert_eq!(Ident::new("my-layer_2").map(|i| i.quoted()).ok(), Some("\"my-layer_2\"".to_string()));
+        for bad in ["", "1abc", "-x", "a b", "a\"b", "a;drop table x", "x'--", "ä", &"a".repeat(64)] {
+            assert!(Ident::new(bad).is_err(), "{bad:?}");
+        }
+        let t = TableName::parse("public.quakes").expect("table");
+        assert_eq!(t.quoted(), "\"public\".\"quakes\"");
+        assert_eq!(TableName::parse("quakes").expect("table").key(), "public.quakes");
+        assert!(TableName::parse("a.b.c").is_err());
+        assert_eq!(TableName::for_imported_layer("demo").expect("t").quoted(), "\"twine\".\"points_demo\"");
+    }
+}
