@@ -2,8 +2,14 @@
 //! file combine into the server's state.
 
 use crate::config::{Config, LayerConfig};
+use crate::layer::{Registry, DEFAULT_AGGREGATE_ABOVE};
+use crate::source::filter::{FilterDef, Op};
+use crate::source::postgis::layer::TableLayout;
+use crate::source::postgis::watch::Database;
+use crate::source::postgis::{DbError, Ident, PoolSettings, TableName};
+use std::time::Duration;
 use crate::http::{self, AppState};
-use crate::layer::{valid_layer_name, Layer, Layers};
+use crate::layer::{valid_layer_name, Layer};
 use crate::source::load::{demo_points, load_points_file, WeightMode};
 use crate::source::memory::MemoryStore;
 use clap::{Parser, Subcommand};
@@ -49,6 +55,9 @@ pub struct ServeArgs {
     /// Zoom at which the web map hands off to client-side Leaflet.heat [default: 8].
     #[arg(long, env = "TWINE_HANDOFF_ZOOM")]
     pub handoff_zoom: Option<u8>,
+    /// PostgreSQL URL: serve the layers `import` created and the config's table layers.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Base URL for links in TileJSON and /layers [default: from the request].
     #[arg(long, env = "TWINE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -70,36 +79,43 @@ pub enum StartError {
     },
 }
 
-/// Builds the server's state from flags, environment and config (no network yet).
+/// Builds the server's state from flags, environment and config. No connection is made:
+/// the database watcher ([`crate::http::start_background`]) reaches it later.
 pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
     let config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let mut layers = Layers::default();
+    let layers = Registry::default();
+    let aggregate_above = config.aggregate_above.unwrap_or(DEFAULT_AGGREGATE_ABOVE);
+    let database_url = args.database_url.clone().or(config.database_url.clone());
+    let database = match &database_url {
+        Some(url) => Some(Arc::new(open_database(url, &config)?)),
+        None => None,
+    };
     for layer in &config.layers {
-        add_file_layer(&mut layers, layer)?;
+        match (&layer.file, &layer.table, &database) {
+            (Some(file), _, _) => add_file_layer(&layers, &layer.name, file, layer.weighted.unwrap_or(true), layer.attribution.clone(), aggregate_above)?,
+            (None, Some(table), Some(db)) => {
+                db.declare(&layers, &layer.name, table_layout(layer, table)?).map_err(StartError::Invalid)?
+            }
+            (None, _, None) => {
+                return Err(StartError::Invalid(format!(
+                    "layer {:?} reads table {:?}: give --database-url (or database_url, or DATABASE_URL)",
+                    layer.name,
+                    layer.table.clone().unwrap_or_default()
+                )))
+            }
+            (None, None, Some(_)) => return Err(StartError::Invalid(format!("layer {:?}: no file or table", layer.name))),
+        }
     }
     for path in &args.points {
-        let name = layer_name_from_path(path)?;
-        add_file_layer(
-            &mut layers,
-            &LayerConfig {
-                name,
-                file: path.clone(),
-                attribution: None,
-                weighted: Some(true),
-            },
-        )?;
+        add_file_layer(&layers, &layer_name_from_path(path)?, path, true, None, aggregate_above)?;
     }
-    if layers.is_empty() || config.demo == Some(true) {
-        let store = MemoryStore::new(
-            demo_points()?,
-            Some(http::meta::DEMO_ATTRIBUTION.to_string()),
-        );
-        layers
-            .insert(Layer::new("demo", Arc::new(store)))
-            .map_err(StartError::Invalid)?;
+    // The demo layer when nothing else is served (a database may add layers later).
+    if (layers.is_empty() && database.is_none()) || config.demo == Some(true) {
+        let store = MemoryStore::new(demo_points()?, Some(http::meta::DEMO_ATTRIBUTION.to_string()));
+        layers.insert(Layer::new("demo", Arc::new(store))).map_err(StartError::Invalid)?;
     }
     let handoff_zoom = args.handoff_zoom.or(config.handoff_zoom).unwrap_or(8);
     if handoff_zoom > crate::tile::MAX_ZOOM {
@@ -109,6 +125,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
         )));
     }
     let mut state = AppState::new(layers);
+    state.database = database;
     state.handoff_zoom = handoff_zoom;
     state.points_limit_max = config.points.max_limit.unwrap_or(state.points_limit_max);
     state.points_limit_default = config
@@ -120,26 +137,60 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
     if let Some(value) = config.tile_cache_control {
         state.tile_cache_control = value;
     }
-    let bind = args
-        .bind
-        .clone()
-        .or(config.bind)
-        .unwrap_or_else(|| "127.0.0.1:8080".to_string());
+    let bind = args.bind.clone().or(config.bind).unwrap_or_else(|| "127.0.0.1:8080".to_string());
     Ok((state, bind))
 }
 
-fn add_file_layer(layers: &mut Layers, layer: &LayerConfig) -> Result<(), StartError> {
-    let mode = if layer.weighted.unwrap_or(true) {
-        WeightMode::FromData
-    } else {
-        WeightMode::Unweighted
+fn open_database(url: &str, config: &Config) -> Result<Database, StartError> {
+    let defaults = PoolSettings::default();
+    let db = &config.database;
+    let settings = PoolSettings {
+        max_size: db.pool_size.unwrap_or(defaults.max_size).max(1),
+        wait: db.pool_wait_ms.map_or(defaults.wait, Duration::from_millis),
+        statement_timeout: db.statement_timeout_ms.map_or(defaults.statement_timeout, Duration::from_millis),
     };
-    let points = load_points_file(&layer.file, mode)?;
-    tracing::info!(layer = %layer.name, file = %layer.file.display(), points = points.len(), "loaded");
-    let store = MemoryStore::new(points, layer.attribution.clone());
-    layers
-        .insert(Layer::new(layer.name.clone(), Arc::new(store)))
-        .map_err(StartError::Invalid)
+    let pool = crate::source::postgis::pool(url, settings).map_err(|e| StartError::Invalid(e.to_string()))?;
+    Ok(Database::new(pool, config.aggregate_above.unwrap_or(DEFAULT_AGGREGATE_ABOVE)))
+}
+
+/// A config layer over an existing table; every name is checked as an identifier.
+fn table_layout(layer: &LayerConfig, table: &str) -> Result<TableLayout, StartError> {
+    let invalid = |e: DbError| StartError::Invalid(format!("layer {:?}: {e}", layer.name));
+    let ident = |name: &str| Ident::new(name).map_err(invalid);
+    let mut filters = Vec::new();
+    for f in &layer.filters {
+        filters.push(FilterDef {
+            param: f.param.clone(),
+            column: ident(&f.column)?,
+            op: Op::parse(&f.op).ok_or_else(|| StartError::Invalid(format!("layer {:?}: bad op {:?}", layer.name, f.op)))?,
+            ty: None,
+        });
+    }
+    Ok(TableLayout {
+        table: TableName::parse(table).map_err(invalid)?,
+        geometry: ident(layer.geometry.as_deref().unwrap_or("geom"))?,
+        weight: layer.weight.as_deref().map(ident).transpose()?,
+        seq: layer.seq.as_deref().map(ident).transpose()?,
+        filters,
+        attribution: layer.attribution.clone(),
+    })
+}
+
+fn add_file_layer(
+    layers: &Registry,
+    name: &str,
+    file: &Path,
+    weighted: bool,
+    attribution: Option<String>,
+    aggregate_above: u64,
+) -> Result<(), StartError> {
+    let mode = if weighted { WeightMode::FromData } else { WeightMode::Unweighted };
+    let points = load_points_file(file, mode)?;
+    tracing::info!(layer = %name, file = %file.display(), points = points.len(), "loaded");
+    let store = MemoryStore::new(points, attribution);
+    let mut layer = Layer::new(name, Arc::new(store));
+    layer.aggregate_above = aggregate_above;
+    layers.insert(layer).map_err(StartError::Invalid)
 }
 
 /// `data/quakes.csv.gz` is layer `quakes`.
@@ -162,6 +213,7 @@ fn layer_name_from_path(path: &Path) -> Result<String, StartError> {
 /// Runs `serve` until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let (state, bind) = build_state(&args)?;
+    http::start_background(&state);
     http::serve(state, &bind)
         .await
         .map_err(|source| StartError::Bind { bind, source })

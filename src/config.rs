@@ -13,8 +13,15 @@ pub struct Config {
     pub public_url: Option<String>,
     pub handoff_zoom: Option<u8>,
     pub tile_cache_control: Option<String>,
+    /// Zooms whose densest tile holds more points are rendered from one-pixel bins,
+    /// aggregated where the points are (in SQL for PostGIS) (default 200000).
+    pub aggregate_above: Option<u64>,
     /// Serve the bundled demo layer even when other layers are configured.
     pub demo: Option<bool>,
+    /// PostgreSQL URL (flag --database-url, env DATABASE_URL).
+    pub database_url: Option<String>,
+    #[serde(default)]
+    pub database: DatabaseConfig,
     #[serde(default)]
     pub points: PointsConfig,
     #[serde(default)]
@@ -29,15 +36,48 @@ pub struct PointsConfig {
     pub max_limit: Option<u32>,
 }
 
-/// A layer loaded from a points file into memory.
+/// A layer: from a points file into memory, or over an existing PostGIS table.
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LayerConfig {
     pub name: String,
-    pub file: PathBuf,
+    /// A points file (CSV, GeoJSON, seed JSON) loaded into memory.
+    pub file: Option<PathBuf>,
+    /// `schema.table` in the database (needs `database_url`); any SRID.
+    pub table: Option<String>,
+    /// Geometry column of points (default `geom`).
+    pub geometry: Option<String>,
+    /// Numeric weight column (default: every point weighs 1).
+    pub weight: Option<String>,
+    /// Column giving the points' drawing order for the dots style (default: none).
+    pub seq: Option<String>,
     pub attribution: Option<String>,
-    /// Use the file's weights (default true); false counts every point once.
+    /// File layers: use the file's weights (default true); false counts every point once.
     pub weighted: Option<bool>,
+    #[serde(default)]
+    pub filters: Vec<FilterConfig>,
+}
+
+/// A query parameter bound to a column: `?{param}=value` keeps rows where `column op value`.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    pub param: String,
+    pub column: String,
+    /// One of `=`, `!=`, `<`, `<=`, `>`, `>=`.
+    pub op: String,
+}
+
+/// The PostGIS connection and its limits.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Connections in the pool (default 16).
+    pub pool_size: Option<usize>,
+    /// How long a request waits for a free connection before a 503 (default 2000 ms).
+    pub pool_wait_ms: Option<u64>,
+    /// Longest statement; PostgreSQL cancels it and the request gets a 504 (default 10000 ms).
+    pub statement_timeout_ms: Option<u64>,
 }
 
 /// Why the configuration was refused.
@@ -65,8 +105,8 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for layer in &mut config.layers {
-            if layer.file.is_relative() {
-                layer.file = base.join(&layer.file);
+            if let Some(file) = layer.file.as_mut().filter(|f| f.is_relative()) {
+                *file = base.join(&*file);
             }
         }
         Ok(config)
@@ -100,6 +140,21 @@ impl Config {
                     "layer name {:?}: use 1 to 64 ASCII letters, digits, '_' or '-'",
                     layer.name
                 ));
+            }
+            if layer.file.is_some() == layer.table.is_some() {
+                return Err(format!("layer {:?}: give exactly one of `file` or `table`", layer.name));
+            }
+            if layer.file.is_some() && (layer.geometry.is_some() || layer.weight.is_some() || layer.seq.is_some() || !layer.filters.is_empty()) {
+                return Err(format!("layer {:?}: geometry, weight, seq and filters apply to `table` layers only", layer.name));
+            }
+            for f in &layer.filters {
+                if crate::source::filter::Op::parse(&f.op).is_none() {
+                    return Err(format!("layer {:?}, filter {:?}: op {:?} is not one of = != < <= > >=", layer.name, f.param, f.op));
+                }
+                let reserved = crate::http::params::STYLE_PARAMS.iter().chain(["layer", "bbox", "width", "height", "limit", "zoom"].iter());
+                if reserved.clone().any(|r| *r == f.param) || f.param.is_empty() || f.param.len() > 64 {
+                    return Err(format!("layer {:?}: filter parameter {:?} is empty, too long, or taken by the API", layer.name, f.param));
+                }
             }
         }
         Ok(config)

@@ -11,7 +11,7 @@ use crate::tile::{TileCoord, WorldBox};
 use lru::LruCache;
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// One layer served under `/tiles/{name}/...`.
 pub struct Layer {
@@ -40,18 +40,23 @@ impl Layer {
     }
 
     /// The query parameters this layer's declared filters take.
-    pub fn filter_params(&self) -> Vec<&str> {
-        self.source.filters().iter().map(|f| f.param.as_str()).collect()
+    pub fn filter_params(&self) -> Vec<String> {
+        self.source.filters().into_iter().map(|f| f.param).collect()
     }
 
     /// Parses the declared filters' values from a request; absent ones do not filter.
     pub fn parse_filters(&self, query: &Query) -> Result<FilterValues, ApiError> {
         let mut values = Vec::new();
         for (i, def) in self.source.filters().iter().enumerate() {
-            if let Some(text) = query.get(&def.param) {
-                let value = FilterValue::parse(def.ty, text).map_err(|detail| ApiError::bad(&def.param, detail))?;
-                values.push((i, value));
-            }
+            let Some(text) = query.get(&def.param) else {
+                continue;
+            };
+            // The type comes from the database; until it has been reached, we cannot check.
+            let ty = def.ty.ok_or_else(|| {
+                ApiError::Source(SourceError::Unavailable("the database has not been reached yet".into()))
+            })?;
+            let value = FilterValue::parse(ty, text).map_err(|detail| ApiError::bad(&def.param, detail))?;
+            values.push((i, value));
         }
         Ok(FilterValues(values))
     }
@@ -65,7 +70,7 @@ impl Layer {
         style: &Style,
         tile: Option<TileCoord>,
         filters: &FilterValues,
-    ) -> Result<Vec<WorldPoint>, SourceError> {
+    ) -> Result<(Vec<WorldPoint>, bool), SourceError> {
         let reach = style.reach_px(vp);
         let query = PointQuery {
             area: WorldBox::of_viewport(vp, reach),
@@ -76,9 +81,9 @@ impl Layer {
         if grid.max_tile_count(vp.zoom) > self.aggregate_above {
             let scale = vp.scale_x / vp.pixel_ratio;
             let bins = self.source.bins(&query, scale).await?;
-            return Ok(bins_as_points(&bins, scale));
+            return Ok((bins_as_points(&bins, scale), true));
         }
-        self.source.points(&query, None).await
+        Ok((self.source.points(&query, None).await?, false))
     }
 
     /// Resolves a requested style against this layer for one viewport: density without an
@@ -131,37 +136,53 @@ impl Layer {
 /// than to bin where they are.
 pub const DEFAULT_AGGREGATE_ABOVE: u64 = 200_000;
 
-/// All layers by name.
+/// All layers by name, shared by every worker. PostGIS layers can appear while the server
+/// runs (found by the database watcher after an import, or once the database is back).
 #[derive(Default, Clone)]
-pub struct Layers(BTreeMap<String, Arc<Layer>>);
+pub struct Registry(Arc<RwLock<BTreeMap<String, Arc<Layer>>>>);
 
-impl Layers {
-    pub fn insert(&mut self, layer: Layer) -> Result<(), String> {
-        if self.0.contains_key(&layer.name) {
+impl Registry {
+    pub fn insert(&self, layer: Layer) -> Result<(), String> {
+        let mut map = self.write();
+        if map.contains_key(&layer.name) {
             return Err(format!("two layers are named {:?}", layer.name));
         }
-        self.0.insert(layer.name.clone(), Arc::new(layer));
+        map.insert(layer.name.clone(), Arc::new(layer));
         Ok(())
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<Layer>> {
-        self.0.get(name)
+    pub fn get(&self, name: &str) -> Option<Arc<Layer>> {
+        self.read().get(name).cloned()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.read().contains_key(name)
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.0.keys().cloned().collect()
+        self.read().keys().cloned().collect()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Layer>> {
-        self.0.values()
+    /// A snapshot of every layer, in name order.
+    pub fn all(&self) -> Vec<Arc<Layer>> {
+        self.read().values().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.read().is_empty()
+    }
+
+    // Writers only insert whole entries, so a poisoned lock still holds a valid map.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Layer>>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Layer>>> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 

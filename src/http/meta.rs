@@ -21,6 +21,7 @@ pub async fn layers(
     let base = state.base_url(&req);
     let list: Vec<_> = state
         .layers
+        .all()
         .iter()
         .map(|layer| {
             let info = layer.info();
@@ -53,7 +54,7 @@ pub async fn tilejson(
     let query = Query::parse(req.query_string(), &[STYLE_PARAMS])?;
     let spec = StyleSpec::from_query(&query)?;
     let layer = state.layer(name)?;
-    Ok(HttpResponse::Ok().json(tilejson_doc(&state, &state.base_url(&req), layer, &spec)))
+    Ok(HttpResponse::Ok().json(tilejson_doc(&state, &state.base_url(&req), &layer, &spec)))
 }
 
 fn tilejson_doc(
@@ -84,15 +85,31 @@ fn tilejson_doc(
     })
 }
 
-/// `GET /health`: liveness plus what the server is serving from.
+/// `GET /health`: status `ok` while everything is reachable, `degraded` while the database
+/// is down. Always 200: the process is alive, serves what it can and recovers by itself.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let points: u64 = state.layers.iter().map(|l| l.info().count).sum();
-    HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "layers": state.layers.len(),
+    let layers = state.layers.all();
+    let points: u64 = layers.iter().map(|l| l.info().count).sum();
+    let (status, database) = match &state.database {
+        None => ("ok", json!("not configured")),
+        Some(db) if db.reachable() => ("ok", json!({"status": "ok", "pool": pool_json(&db.pool)})),
+        Some(db) => (
+            "degraded",
+            json!({"status": "unavailable", "error": db.last_error(), "pool": pool_json(&db.pool)}),
+        ),
+    };
+    let body = json!({
+        "status": status,
+        "layers": layers.len(),
         "points": points,
-        "database": "not configured",
-    }))
+        "database": database,
+    });
+    HttpResponse::Ok().json(body)
+}
+
+fn pool_json(pool: &deadpool_postgres::Pool) -> serde_json::Value {
+    let s = pool.status();
+    json!({"size": s.size, "available": s.available, "waiting": s.waiting, "max_size": s.max_size})
 }
 
 /// Any other path: a JSON 404 listing the routes.

@@ -6,7 +6,9 @@ pub mod points;
 pub mod tiles;
 
 use crate::error::ApiError;
-use crate::layer::Layers;
+use crate::layer::Registry;
+use crate::source::postgis::watch::Database;
+use crate::source::SourceError;
 use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpRequest, HttpServer};
 use std::net::SocketAddr;
@@ -15,7 +17,9 @@ use std::time::Instant;
 /// Settings the handlers read; fixed for the server's life.
 #[derive(Clone)]
 pub struct AppState {
-    pub layers: Layers,
+    pub layers: Registry,
+    /// The database, when the server reads PostGIS layers.
+    pub database: Option<std::sync::Arc<Database>>,
     /// Zoom at which the web map hands off from tiles to client-side Leaflet.heat.
     pub handoff_zoom: u8,
     pub points_limit_default: u32,
@@ -28,9 +32,10 @@ pub struct AppState {
 
 impl AppState {
     /// State with the documented defaults for `layers`.
-    pub fn new(layers: Layers) -> AppState {
+    pub fn new(layers: Registry) -> AppState {
         AppState {
             layers,
+            database: None,
             handoff_zoom: 8,
             points_limit_default: 20_000,
             points_limit_max: 200_000,
@@ -39,8 +44,19 @@ impl AppState {
         }
     }
 
-    pub fn layer(&self, name: &str) -> Result<&std::sync::Arc<crate::layer::Layer>, ApiError> {
-        self.layers.get(name).ok_or_else(|| ApiError::UnknownLayer {
+    /// The layer named `name`: 404 when there is none, 503 while the database that may hold
+    /// it has not been reached yet.
+    pub fn layer(&self, name: &str) -> Result<std::sync::Arc<crate::layer::Layer>, ApiError> {
+        if let Some(layer) = self.layers.get(name) {
+            return Ok(layer);
+        }
+        if let Some(db) = self.database.as_ref().filter(|db| !db.discovered()) {
+            return Err(ApiError::Source(SourceError::Unavailable(format!(
+                "the database has not been reached yet, so its layers are not known: {}",
+                db.last_error().unwrap_or_default()
+            ))));
+        }
+        Err(ApiError::UnknownLayer {
             name: name.chars().take(64).collect(),
             known: self.layers.names(),
         })
@@ -109,6 +125,14 @@ pub fn app(
             }
         })
         .configure(configure)
+}
+
+/// Starts the background tasks the state needs (the database watcher). Call inside the
+/// server's runtime.
+pub fn start_background(state: &AppState) {
+    if let Some(db) = &state.database {
+        crate::source::postgis::watch::spawn(db.clone(), state.layers.clone());
+    }
 }
 
 /// Binds the server without running it; returns it with the addresses it listens on.

@@ -27,7 +27,7 @@ pub async fn tile_points(
     let coord = parse_tile_coord(&z, &x, y)?;
     let layer = state.layer(&layer_name)?;
     let filter_names = layer.filter_params();
-    let query = Query::parse(req.query_string(), &[TILE_POINT_PARAMS, &filter_names])?;
+    let query = Query::parse(req.query_string(), &[TILE_POINT_PARAMS, &filter_names.iter().map(String::as_str).collect::<Vec<_>>()])?;
     let limit = limit(&state, &query)?;
     // Leaflet.heat draws points up to radius + blur pixels outside its canvas.
     let reach_px = (query.int("radius", 1..=MAX_RADIUS, 25)? + query.int("blur", 0..=MAX_BLUR, 15)?) as f64;
@@ -50,7 +50,7 @@ pub async fn bbox_points(
 ) -> Result<HttpResponse, ApiError> {
     let layer = state.layer(&layer)?;
     let filter_names = layer.filter_params();
-    let query = Query::parse(req.query_string(), &[BBOX_POINT_PARAMS, &filter_names])?;
+    let query = Query::parse(req.query_string(), &[BBOX_POINT_PARAMS, &filter_names.iter().map(String::as_str).collect::<Vec<_>>()])?;
     let area = parse_bbox(&query)?;
     let limit = limit(&state, &query)?;
     let pixel_scale = match query.get("zoom") {

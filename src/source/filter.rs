@@ -112,7 +112,8 @@ pub struct FilterDef {
     pub param: String,
     pub column: Ident,
     pub op: Op,
-    pub ty: ColumnType,
+    /// The column's type, known once the database has been reached.
+    pub ty: Option<ColumnType>,
 }
 
 /// A parsed filter value, ready to bind.
@@ -153,16 +154,29 @@ impl FilterValue {
         })
     }
 
-    /// The value as a bound parameter.
-    pub fn as_sql(&self) -> &(dyn ToSql + Sync) {
-        match self {
-            FilterValue::Int(v) => v,
-            FilterValue::Float(v) => v,
-            FilterValue::Bool(v) => v,
-            FilterValue::Text(v) => v,
-            FilterValue::Date(v) => v,
-            FilterValue::Timestamp(v) => v,
-            FilterValue::TimestampTz(v) => v,
+    /// The value as an owned bound parameter.
+    pub fn to_boxed_sql(&self) -> Box<dyn ToSql + Sync + Send> {
+        match self.clone() {
+            FilterValue::Int(v) => Box::new(v),
+            FilterValue::Float(v) => Box::new(v),
+            FilterValue::Bool(v) => Box::new(v),
+            FilterValue::Text(v) => Box::new(v),
+            FilterValue::Date(v) => Box::new(v),
+            FilterValue::Timestamp(v) => Box::new(v),
+            FilterValue::TimestampTz(v) => Box::new(v),
+        }
+    }
+
+    /// A NULL of the type that `ty`'s cast gives a parameter (an absent filter).
+    pub fn null_of(ty: ColumnType) -> Box<dyn ToSql + Sync + Send> {
+        match ty {
+            ColumnType::Int => Box::new(Option::<i64>::None),
+            ColumnType::Float => Box::new(Option::<f64>::None),
+            ColumnType::Bool => Box::new(Option::<bool>::None),
+            ColumnType::Text => Box::new(Option::<String>::None),
+            ColumnType::Date => Box::new(Option::<NaiveDate>::None),
+            ColumnType::Timestamp => Box::new(Option::<NaiveDateTime>::None),
+            ColumnType::TimestampTz => Box::new(Option::<DateTime<Utc>>::None),
         }
     }
 

@@ -79,8 +79,8 @@ pub trait PointSource: Send + Sync {
         0
     }
 
-    /// The query parameters this layer declares as filters.
-    fn filters(&self) -> &[FilterDef] {
-        &[]
+    /// The filters this layer declares (query parameters bound to columns).
+    fn filters(&self) -> Vec<FilterDef> {
+        Vec::new()
     }
 }

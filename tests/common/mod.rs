@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use twine_heatmap::http::{self, AppState};
-use twine_heatmap::layer::{Layer, Layers};
+use twine_heatmap::layer::{Layer, Registry};
 use twine_heatmap::render::png::decode_rgba;
 use twine_heatmap::render::WorldPoint;
 use twine_heatmap::source::load::demo_points;
@@ -22,6 +22,7 @@ impl TestServer {
         std::thread::spawn(move || {
             let system = actix_web::rt::System::new();
             system.block_on(async move {
+                http::start_background(&state);
                 let (server, addrs) = http::bind(state, "127.0.0.1:0").expect("bind");
                 tx.send(addrs[0]).expect("send addr");
                 server.await.expect("server");
@@ -35,7 +36,7 @@ impl TestServer {
 
     /// The demo layer plus any extra layers.
     pub fn demo_with(extra: Vec<(&str, Vec<WorldPoint>)>) -> TestServer {
-        let mut layers = Layers::default();
+        let layers = Registry::default();
         let demo = MemoryStore::new(demo_points().expect("demo"), Some("GeoNames".into()));
         layers
             .insert(Layer::new("demo", Arc::new(demo)))

@@ -29,7 +29,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 /// `twine-heatmap import --database-url URL --layer NAME FILE...`
 #[derive(clap::Args, Debug)]
@@ -132,8 +132,9 @@ impl Target {
 /// Any number will do as long as every import uses the same one.
 const SCHEMA_LOCK_KEY: i64 = 0x7477_696e_6568_6d70;
 
-/// Creates what the layer needs if missing (schema, table, index, version trigger) and
-/// registers it in `twine.layers`, in one transaction.
+/// Creates what the layer needs if missing (schema, table, version trigger) and registers it
+/// in `twine.layers`, in one transaction. The GiST index comes with the first rows
+/// ([`write_file`]).
 async fn prepare_layer(
     client: &mut Client,
     target: &Target,
@@ -149,10 +150,8 @@ async fn prepare_layer(
         "CREATE TABLE IF NOT EXISTS {table} (\
              seq bigint NOT NULL, \
              weight real NOT NULL, \
-             geom geometry(Point, 3857) NOT NULL); \
-         CREATE INDEX IF NOT EXISTS {index} ON {table} USING gist (geom);",
+             geom geometry(Point, 3857) NOT NULL)",
         table = target.table.quoted(),
-        index = target.index.quoted(),
     ))
     .await?;
     ensure_version_trigger(tx.client(), &target.table).await?;
@@ -175,10 +174,12 @@ async fn connect(url: &str) -> Result<Client, ImportError> {
     let mut config =
         tokio_postgres::Config::from_str(url).map_err(|e| ImportError::Url(one_line(&e)))?;
     // A big COPY legitimately runs for minutes; a `statement_timeout` meant for the server's
-    // tile queries (set on the role or database) must not cut it off.
+    // tile queries (set on the role or database) must not cut it off. The schema's
+    // "already exists, skipping" notices would be logged on every run; they say nothing.
+    const SESSION: &str = "-c statement_timeout=0 -c client_min_messages=warning";
     let options = match config.get_options() {
-        Some(given) => format!("{given} -c statement_timeout=0"),
-        None => "-c statement_timeout=0".to_owned(),
+        Some(given) => format!("{given} {SESSION}"),
+        None => SESSION.to_owned(),
     };
     config.options(options);
     config.application_name("twine-heatmap import");
@@ -212,9 +213,22 @@ fn one_line(e: &tokio_postgres::Error) -> String {
             }
             text
         }
-        None => e.to_string(),
+        None => with_causes(e),
     };
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `error connecting to server: Connection refused (os error 111)`: the client library's
+/// message alone ("error connecting to server") does not say what went wrong.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn db_one_line(e: &DbError) -> String {
@@ -252,14 +266,14 @@ async fn import_file(
             table: target.table.key(),
             source,
         })?;
+    let progress = progress_bar(&file, points.len());
+    let written = write_file(client, target, &points, &progress).await;
+    progress.finish_and_clear();
+    written.map_err(|source| ImportError::Copy {
+        file: file.clone(),
+        source,
+    })?;
     if !points.is_empty() {
-        let progress = progress_bar(&file, points.len());
-        let copied = copy_points(client, &target.table, &points, &progress).await;
-        progress.finish_and_clear();
-        copied.map_err(|source| ImportError::Copy {
-            file: file.clone(),
-            source,
-        })?;
         // Fresh statistics let the planner use the GiST index for small tile boxes.
         client
             .batch_execute(&format!("ANALYZE {}", target.table.quoted()))
@@ -281,20 +295,42 @@ async fn import_file(
 /// enough that the progress bar moves.
 const CHUNK_ROWS: usize = 8192;
 
-/// Appends `points` (in Hilbert order, `seq` = file index) to `table` in one transaction.
-async fn copy_points(
+/// Appends `points` (in Hilbert order, `seq` = file index) to the layer's table and makes
+/// sure its GiST index exists, in one transaction.
+async fn write_file(
     client: &mut Client,
-    table: &TableName,
+    target: &Target,
     points: &[WorldPoint],
     progress: &ProgressBar,
 ) -> Result<(), tokio_postgres::Error> {
-    let table = table.quoted();
+    let table = target.table.quoted();
     // Dropping `tx` on any error below rolls the whole file back.
     let tx = client.transaction().await?;
     // Two imports into one layer at once would read the same max(seq); this lock (which lets
     // readers through) makes the second wait for the first to commit.
     tx.batch_execute(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
         .await?;
+    if !points.is_empty() {
+        copy_rows(&tx, &table, points, progress).await?;
+    }
+    // Into a new table, building the index over all the rows at once (a sorted GiST build)
+    // takes half the time of growing it row by row; CREATE INDEX does not block readers.
+    // Later files find the index and extend it.
+    tx.batch_execute(&format!(
+        "CREATE INDEX IF NOT EXISTS {index} ON {table} USING gist (geom)",
+        index = target.index.quoted(),
+    ))
+    .await?;
+    tx.commit().await
+}
+
+/// `COPY`s `points` after the rows already in `table` (`seq` continues from their maximum).
+async fn copy_rows(
+    tx: &Transaction<'_>,
+    table: &str,
+    points: &[WorldPoint],
+    progress: &ProgressBar,
+) -> Result<(), tokio_postgres::Error> {
     let first_seq: i64 = tx
         .query_one(
             &format!("SELECT coalesce(max(seq) + 1, 0) FROM {table}"),
@@ -321,7 +357,7 @@ async fn copy_points(
     buf.extend_from_slice(&COPY_TRAILER);
     sink.send(Cursor::new(buf)).await?;
     sink.as_mut().finish().await?;
-    tx.commit().await
+    Ok(())
 }
 
 fn progress_bar(file: &str, rows: usize) -> ProgressBar {

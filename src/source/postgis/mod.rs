@@ -2,6 +2,8 @@
 //! Point queries live in `layer`, the `import` command in `import`.
 
 pub mod import;
+pub mod layer;
+pub mod watch;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::str::FromStr;

@@ -1,0 +1,359 @@
+//! A layer over a PostGIS table: point and bin queries through the GiST index (`&&` against
+//! `ST_TileEnvelope`), bound parameters only, aggregation in SQL, and the layer's statistics.
+
+use super::{DbError, Ident, TableName};
+use crate::render::WorldPoint;
+use crate::source::aggregate::{sort_bins, Bin};
+use crate::source::filter::{ColumnType, FilterDef, FilterValue};
+use crate::source::{CountGrid, LayerInfo, PointQuery, PointSource, SourceError};
+use crate::tile::{world_x_to_lon, world_y_to_lat, HALF_WORLD_M};
+use async_trait::async_trait;
+use deadpool_postgres::{Pool, PoolError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio_postgres::types::ToSql;
+
+/// How a layer maps onto its table (from `import`'s registry or the config).
+#[derive(Debug, Clone)]
+pub struct TableLayout {
+    pub table: TableName,
+    pub geometry: Ident,
+    pub weight: Option<Ident>,
+    /// A column giving the points' order (imported tables have `seq`).
+    pub seq: Option<Ident>,
+    pub filters: Vec<FilterDef>,
+    pub attribution: Option<String>,
+}
+
+/// What is learned from the database on first contact: the SRID and the filter types.
+#[derive(Debug, Clone)]
+struct Resolved {
+    /// Queries yielding x, y (world units), w, seq within a tile envelope ($1..$4: z, x, y,
+    /// margin) or a box ($1..$4 in metres), then one parameter per declared filter ($5...).
+    inner_tile: String,
+    inner_box: String,
+    /// The whole table, no parameters (statistics).
+    inner_all: String,
+    filter_types: Vec<Option<ColumnType>>,
+}
+
+/// Statistics recomputed when the data version changes.
+struct Stats {
+    version: u64,
+    grid: Arc<CountGrid>,
+    info: LayerInfo,
+}
+
+pub struct PostgisLayer {
+    pool: Pool,
+    layout: TableLayout,
+    resolved: tokio::sync::OnceCell<Resolved>,
+    stats: tokio::sync::Mutex<Option<Stats>>,
+    info: Mutex<LayerInfo>,
+    version: AtomicU64,
+}
+
+impl PostgisLayer {
+    pub fn new(pool: Pool, layout: TableLayout) -> PostgisLayer {
+        let info = LayerInfo {
+            bounds: [-180.0, -crate::tile::MAX_LAT, 180.0, crate::tile::MAX_LAT],
+            count: 0,
+            attribution: layout.attribution.clone(),
+        };
+        PostgisLayer {
+            pool,
+            layout,
+            resolved: tokio::sync::OnceCell::new(),
+            stats: tokio::sync::Mutex::new(None),
+            info: Mutex::new(info),
+            version: AtomicU64::new(0),
+        }
+    }
+
+    pub fn table(&self) -> &TableName {
+        &self.layout.table
+    }
+
+    /// Called by the watcher with the table's version from `twine.versions`.
+    pub fn set_version(&self, version: u64) {
+        self.version.store(version, Ordering::Release);
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, SourceError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Learns the geometry's SRID and the filter columns' types, once.
+    async fn resolved(&self) -> Result<&Resolved, SourceError> {
+        self.resolved
+            .get_or_try_init(|| async {
+                let client = self.client().await?;
+                resolve(&client, &self.layout).await.map_err(db_error)
+            })
+            .await
+    }
+
+    /// The inner query and its parameters for `q`.
+    async fn inner(&self, q: &PointQuery<'_>) -> Result<(String, Vec<Box<dyn ToSql + Sync + Send>>), SourceError> {
+        let resolved = self.resolved().await?;
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let base = match q.tile {
+            Some((tile, margin)) => {
+                params.push(Box::new(i32::from(tile.z)));
+                params.push(Box::new(tile.x as i32));
+                params.push(Box::new(tile.y as i32));
+                params.push(Box::new(margin));
+                &resolved.inner_tile
+            }
+            None => {
+                let (x0, y0) = crate::tile::world_to_metres(q.area.x0, q.area.y1);
+                let (x1, y1) = crate::tile::world_to_metres(q.area.x1, q.area.y0);
+                for v in [x0, y0, x1, y1] {
+                    params.push(Box::new(v));
+                }
+                &resolved.inner_box
+            }
+        };
+        for (i, ty) in resolved.filter_types.iter().enumerate() {
+            let value = q.filters.0.iter().find(|(k, _)| *k == i).map(|(_, v)| v);
+            params.push(match (value, ty) {
+                (Some(v), _) => v.to_boxed_sql(),
+                (None, Some(ty)) => FilterValue::null_of(*ty),
+                (None, None) => Box::new(Option::<String>::None),
+            });
+        }
+        Ok((base.clone(), params))
+    }
+
+    /// Count grid, exact bounds and count, recomputed in one scan when the data changed.
+    async fn stats(&self) -> Result<(Arc<CountGrid>, LayerInfo), SourceError> {
+        let version = self.version.load(Ordering::Acquire);
+        let mut guard = self.stats.lock().await;
+        if let Some(s) = guard.as_ref().filter(|s| s.version == version) {
+            return Ok((s.grid.clone(), s.info.clone()));
+        }
+        let inner = self.resolved().await?.inner_all.clone();
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT floor(x * 1024)::int8, floor(y * 1024)::int8, count(*)::int8, \
+             min(x), min(y), max(x), max(y) FROM ({inner}) s GROUP BY 1, 2"
+        );
+        let rows = client.query(&sql, &[]).await.map_err(db_error)?;
+        let mut cells = Vec::with_capacity(rows.len());
+        let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+        for row in &rows {
+            let (cx, cy, n): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            cells.push((cx.clamp(0, 1023) as u32, cy.clamp(0, 1023) as u32, n.max(0) as u64));
+            x0 = x0.min(row.get(3));
+            y0 = y0.min(row.get(4));
+            x1 = x1.max(row.get(5));
+            y1 = y1.max(row.get(6));
+        }
+        let grid = Arc::new(CountGrid::from_cells(cells));
+        let mut info = LayerInfo {
+            bounds: [-180.0, -crate::tile::MAX_LAT, 180.0, crate::tile::MAX_LAT],
+            count: grid.total(),
+            attribution: self.layout.attribution.clone(),
+        };
+        if !rows.is_empty() {
+            info.bounds = [world_x_to_lon(x0), world_y_to_lat(y1), world_x_to_lon(x1), world_y_to_lat(y0)];
+        }
+        if let Ok(mut shared) = self.info.lock() {
+            *shared = info.clone();
+        }
+        *guard = Some(Stats { version, grid: grid.clone(), info: info.clone() });
+        Ok((grid, info))
+    }
+
+    /// Refreshes the statistics if stale (the watcher calls it, so `/layers` is current).
+    pub async fn refresh(&self) -> Result<(), SourceError> {
+        self.stats().await.map(|_| ())
+    }
+}
+
+fn params_ref(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
+}
+
+#[async_trait]
+impl PointSource for PostgisLayer {
+    async fn points(&self, q: &PointQuery<'_>, limit: Option<usize>) -> Result<Vec<WorldPoint>, SourceError> {
+        let (inner, mut params) = self.inner(q).await?;
+        let mut sql = format!("SELECT x, y, w, seq FROM ({inner}) s");
+        if let Some(limit) = limit {
+            params.push(Box::new(limit.saturating_add(1) as i64));
+            sql.push_str(&format!(" LIMIT ${}", params.len()));
+        }
+        let client = self.client().await?;
+        let rows = client.query(&sql, &params_ref(&params)).await.map_err(db_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| WorldPoint {
+                x: r.get(0),
+                y: r.get(1),
+                w: r.get(2),
+                seq: r.get::<_, i64>(3).clamp(0, i64::from(u32::MAX)) as u32,
+            })
+            .collect())
+    }
+
+    async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
+        let (inner, mut params) = self.inner(q).await?;
+        params.push(Box::new(scale));
+        let n = params.len();
+        // floor(x * scale) in float8, exactly as the memory store computes it.
+        let sql = format!(
+            "SELECT bx, by, count(*)::int8, sum(w::float8), sum(w::float8 * x), sum(w::float8 * y) \
+             FROM (SELECT floor(x * ${n})::int8 AS bx, floor(y * ${n})::int8 AS by, x, y, w FROM ({inner}) s) b \
+             GROUP BY bx, by"
+        );
+        let client = self.client().await?;
+        let rows = client.query(&sql, &params_ref(&params)).await.map_err(db_error)?;
+        let mut bins: Vec<Bin> = rows
+            .iter()
+            .map(|r| Bin {
+                bx: r.get(0),
+                by: r.get(1),
+                count: r.get::<_, i64>(2).max(0) as u64,
+                weight: r.get(3),
+                wx: r.get(4),
+                wy: r.get(5),
+            })
+            .collect();
+        sort_bins(&mut bins);
+        Ok(bins)
+    }
+
+    async fn count_grid(&self) -> Result<Arc<CountGrid>, SourceError> {
+        self.stats().await.map(|(grid, _)| grid)
+    }
+
+    async fn max_cell_weight(&self, cell: f64) -> Result<f64, SourceError> {
+        let inner = self.resolved().await?.inner_all.clone();
+        let client = self.client().await?;
+        // The same cells and the same weights (positive, finite) as the memory store counts.
+        let sql = format!(
+            "SELECT coalesce(max(s), 1)::float8 FROM (SELECT sum(w::float8) AS s FROM ({inner}) p \
+             WHERE w > 0 AND w < 'Infinity'::float4 GROUP BY floor(x * $1), floor(y * $1)) c"
+        );
+        let row = client.query_one(&sql, &[&(1.0 / cell)]).await.map_err(db_error)?;
+        Ok(row.get(0))
+    }
+
+    fn info(&self) -> LayerInfo {
+        self.info.lock().map(|i| i.clone()).unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    fn data_version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    fn filters(&self) -> Vec<FilterDef> {
+        let mut defs = self.layout.filters.clone();
+        if let Some(resolved) = self.resolved.get() {
+            for (def, ty) in defs.iter_mut().zip(&resolved.filter_types) {
+                def.ty = *ty;
+            }
+        }
+        defs
+    }
+}
+
+/// The query of a table with geometry SRID `srid` yielding world units: points within
+/// `envelope` (none: the whole table) that pass the declared filters (`$5...`).
+fn inner_sql(layout: &TableLayout, srid: i32, envelope: Option<&str>, types: &[Option<ColumnType>]) -> String {
+    let geom = layout.geometry.quoted();
+    let point = if srid == 3857 { geom.clone() } else { format!("ST_Transform({geom}, 3857)") };
+    let weight = layout.weight.as_ref().map_or("1::float4".to_string(), |w| format!("{}::float4", w.quoted()));
+    let seq = layout.seq.as_ref().map_or("0::int8".to_string(), |s| format!("{}::int8", s.quoted()));
+    let mut conditions = vec![format!("{geom} IS NOT NULL")];
+    if let Some(envelope) = envelope {
+        let envelope = if srid == 3857 { envelope.to_string() } else { format!("ST_Transform({envelope}, {srid})") };
+        // The GiST index answers `&&`.
+        conditions.push(format!("{geom} && {envelope}"));
+        for (i, (def, ty)) in layout.filters.iter().zip(types).enumerate() {
+            let cast = ty.map_or("text", ColumnType::cast);
+            // "$n IS NULL OR column op $n": one statement serves any set of given filters.
+            let n = 5 + i;
+            conditions.push(format!("(${n}::{cast} IS NULL OR {} {} ${n}::{cast})", def.column.quoted(), def.op.sql()));
+        }
+    }
+    let half = HALF_WORLD_M;
+    let size = 2.0 * HALF_WORLD_M;
+    // World units exactly as tile::metres_to_world computes them, in float8.
+    format!(
+        "SELECT (ST_X(p) + {half:?}::float8) / {size:?}::float8 AS x, \
+         ({half:?}::float8 - ST_Y(p)) / {size:?}::float8 AS y, w, seq \
+         FROM (SELECT {point} AS p, {weight} AS w, {seq} AS seq FROM {table} WHERE {conditions}) q",
+        table = layout.table.quoted(),
+        conditions = conditions.join(" AND "),
+    )
+}
+
+async fn resolve(client: &tokio_postgres::Client, layout: &TableLayout) -> Result<Resolved, DbError> {
+    let srid: i32 = client
+        .query_opt(
+            "SELECT srid FROM geometry_columns WHERE f_table_schema = $1 AND f_table_name = $2 AND f_geometry_column = $3",
+            &[&layout.table.schema.as_str(), &layout.table.table.as_str(), &layout.geometry.as_str()],
+        )
+        .await?
+        .map(|r| r.get(0))
+        .ok_or_else(|| {
+            DbError::Other(format!(
+                "{}: no geometry column {:?} (see geometry_columns)",
+                layout.table.key(),
+                layout.geometry.as_str()
+            ))
+        })?;
+    let mut filter_types = Vec::new();
+    for def in &layout.filters {
+        let ty: Option<String> = client
+            .query_opt(
+                "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                 WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped",
+                &[&layout.table.quoted(), &def.column.as_str()],
+            )
+            .await?
+            .map(|r| r.get(0));
+        let ty = ty.ok_or_else(|| DbError::Other(format!("{}: no column {:?}", layout.table.key(), def.column.as_str())))?;
+        filter_types.push(Some(ColumnType::from_pg(&ty).ok_or_else(|| {
+            DbError::Other(format!("{}.{}: filters on type {ty} are not supported", layout.table.key(), def.column.as_str()))
+        })?));
+    }
+    // The WHERE of the filters is appended after the inner query's envelope test.
+    let tile = "ST_TileEnvelope($1::int4, $2::int4, $3::int4, margin => $4::float8)";
+    let bbox = "ST_MakeEnvelope($1::float8, $2::float8, $3::float8, $4::float8, 3857)";
+    Ok(Resolved {
+        inner_tile: inner_sql(layout, srid, Some(tile), &filter_types),
+        inner_box: inner_sql(layout, srid, Some(bbox), &filter_types),
+        inner_all: inner_sql(layout, srid, None, &filter_types),
+        filter_types,
+    })
+}
+
+/// Maps pool failures: no connection within the wait, or the database is down (503).
+fn pool_error(e: PoolError) -> SourceError {
+    SourceError::Unavailable(match e {
+        PoolError::Timeout(_) => "every database connection stayed busy past the pool's wait".to_string(),
+        other => format!("cannot reach the database: {other}"),
+    })
+}
+
+/// Maps query failures: cancelled by statement_timeout (504), bad filter value (400), or
+/// the database went away (503).
+fn db_error(e: impl Into<DbError>) -> SourceError {
+    match e.into() {
+        DbError::Postgres(pg) => {
+            let code = pg.code().cloned();
+            if code == Some(tokio_postgres::error::SqlState::QUERY_CANCELED) {
+                SourceError::Timeout
+            } else if code.as_ref().is_some_and(|c| c.code().starts_with("22")) {
+                SourceError::BadFilter { param: "filter".into(), detail: pg.to_string() }
+            } else {
+                SourceError::Unavailable(format!("database error: {pg}"))
+            }
+        }
+        DbError::Pool(p) => pool_error(p),
+        other => SourceError::Unavailable(other.to_string()),
+    }
+}

@@ -1,0 +1,147 @@
+//! The database watcher: a background task that finds imported layers, keeps every PostGIS
+//! layer's data version current, and records whether the database is reachable, so the
+//! server starts and keeps running while the database is down and recovers by itself.
+
+use super::layer::{PostgisLayer, TableLayout};
+use super::{ensure_schema, ensure_version_trigger, DbError, Ident, TableName};
+use crate::layer::{valid_layer_name, Layer, Registry};
+use deadpool_postgres::Pool;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often the watcher looks at the database. Tiles are never served from data older
+/// than one period past a write (the data-version policy).
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// What `/health` reports about the database, and what the routes need to know about it.
+pub struct Database {
+    pub pool: Pool,
+    reachable: AtomicBool,
+    /// True once the layer list has been read: before, an unknown layer may just not be
+    /// known yet (503), after it is unknown (404).
+    discovered: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    /// Every PostGIS layer by name (imported and declared), for version updates.
+    layers: Mutex<HashMap<String, Arc<PostgisLayer>>>,
+    aggregate_above: u64,
+}
+
+impl Database {
+    pub fn new(pool: Pool, aggregate_above: u64) -> Database {
+        Database {
+            pool,
+            reachable: AtomicBool::new(false),
+            discovered: AtomicBool::new(false),
+            last_error: Mutex::new(Some("not checked yet".into())),
+            layers: Mutex::new(HashMap::new()),
+            aggregate_above,
+        }
+    }
+
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Acquire)
+    }
+
+    pub fn discovered(&self) -> bool {
+        self.discovered.load(Ordering::Acquire)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Adds a layer declared over an existing table (from the config).
+    pub fn declare(&self, registry: &Registry, name: &str, layout: TableLayout) -> Result<(), String> {
+        let source = Arc::new(PostgisLayer::new(self.pool.clone(), layout));
+        let mut layer = Layer::new(name, source.clone());
+        layer.aggregate_above = self.aggregate_above;
+        registry.insert(layer)?;
+        self.lock_layers().insert(name.to_string(), source);
+        Ok(())
+    }
+
+    fn lock_layers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<PostgisLayer>>> {
+        // Each use is a single insert or clone, so a poisoned lock still holds a valid map.
+        self.layers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, result: &Result<(), DbError>) {
+        let ok = result.is_ok();
+        if ok != self.reachable() {
+            match result {
+                Ok(()) => tracing::info!("database reachable"),
+                Err(e) => tracing::warn!(error = %e, "database unreachable; tiles of its layers answer 503 until it is back"),
+            }
+        }
+        self.reachable.store(ok, Ordering::Release);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = result.as_ref().err().map(ToString::to_string);
+        }
+    }
+
+    /// One look at the database: schema, new imported layers, triggers, versions.
+    async fn poll(&self, registry: &Registry, prepared: &mut bool) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        if !*prepared {
+            ensure_schema(&client).await?;
+            let declared: Vec<Arc<PostgisLayer>> = self.lock_layers().values().cloned().collect();
+            for layer in declared {
+                // Declared tables may belong to someone else: without the right to add a
+                // trigger, the layer still works, only without data-version updates.
+                if let Err(e) = ensure_version_trigger(&client, layer.table()).await {
+                    tracing::warn!(table = %layer.table().key(), error = %e, "cannot install the data-version trigger");
+                }
+            }
+            *prepared = true;
+        }
+        for row in client.query("SELECT name, table_name, attribution FROM twine.layers", &[]).await? {
+            let (name, table, attribution): (String, String, Option<String>) = (row.get(0), row.get(1), row.get(2));
+            if registry.contains(&name) || !valid_layer_name(&name) {
+                continue;
+            }
+            let layout = TableLayout {
+                table: TableName::parse(&table)?,
+                geometry: Ident::new("geom")?,
+                weight: Some(Ident::new("weight")?),
+                seq: Some(Ident::new("seq")?),
+                filters: Vec::new(),
+                attribution,
+            };
+            if let Err(e) = self.declare(registry, &name, layout) {
+                tracing::warn!(layer = %name, error = %e, "imported layer not served");
+            } else {
+                tracing::info!(layer = %name, table = %table, "serving imported layer");
+            }
+        }
+        let versions: HashMap<String, i64> = client
+            .query("SELECT table_name, version FROM twine.versions", &[])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        drop(client);
+        let layers: Vec<Arc<PostgisLayer>> = self.lock_layers().values().cloned().collect();
+        for layer in layers {
+            layer.set_version(versions.get(&layer.table().key()).copied().unwrap_or(0).max(0) as u64);
+            if let Err(e) = layer.refresh().await {
+                tracing::warn!(table = %layer.table().key(), error = %e, "cannot refresh layer statistics");
+            }
+        }
+        self.discovered.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Runs the watcher until the process ends.
+pub fn spawn(db: Arc<Database>, registry: Registry) {
+    actix_web::rt::spawn(async move {
+        let mut prepared = false;
+        loop {
+            let result = db.poll(&registry, &mut prepared).await;
+            db.record(&result);
+            actix_web::rt::time::sleep(POLL).await;
+        }
+    });
+}

@@ -1,0 +1,141 @@
+//! PostGIS test helpers: a blocking client for the test database and layer names that are
+//! unique to one test in one process (test binaries run in parallel against one database).
+//!
+//! The database is `DATABASE_URL`, else the local development one. Tests that need it fail
+//! when it is unreachable rather than skip, so a missing database cannot pass for success.
+//! Include with `#[path = "common/pg.rs"] mod pg;`.
+
+#![allow(dead_code)]
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row};
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://twine:twine@127.0.0.1:5432/twine";
+
+/// `DATABASE_URL`, or the local development database.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// A connection to the test database with blocking calls, for plain `#[test]`s.
+pub struct Db {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl Db {
+    /// Connects to [`database_url`]; panics (failing the test) when that is not possible.
+    pub fn connect() -> Db {
+        let url = database_url();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let client = runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, NoTls)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("the test database {url} is unreachable ({e:?}); start PostGIS or set DATABASE_URL")
+                });
+            tokio::spawn(connection);
+            client
+        });
+        Db { runtime, client }
+    }
+
+    pub fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Vec<Row> {
+        self.runtime
+            .block_on(self.client.query(sql, params))
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+    }
+
+    pub fn batch(&self, sql: &str) {
+        self.runtime
+            .block_on(self.client.batch_execute(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+}
+
+/// A layer `import` may create, named uniquely for this process and test, whose table, index
+/// and bookkeeping rows are removed before use and again when it is dropped.
+pub struct TestLayer<'a> {
+    db: &'a Db,
+    pub name: String,
+}
+
+impl<'a> TestLayer<'a> {
+    /// `test` should be short: imported layer names are limited to 51 characters.
+    pub fn new(db: &'a Db, test: &str) -> TestLayer<'a> {
+        let layer = TestLayer {
+            db,
+            name: format!("t{}_{test}", std::process::id()),
+        };
+        if let Err(e) = layer.remove() {
+            panic!("cannot clear layer {}: {e:?}", layer.name);
+        }
+        layer
+    }
+
+    /// `twine."points_<name>"` for SQL text.
+    pub fn table(&self) -> String {
+        format!("twine.\"points_{}\"", self.name)
+    }
+
+    /// `twine.points_<name>`, as in `twine.layers.table_name` and `twine.versions`.
+    pub fn key(&self) -> String {
+        format!("twine.points_{}", self.name)
+    }
+
+    pub fn exists(&self) -> bool {
+        let rows = self
+            .db
+            .query("SELECT to_regclass($1)::text IS NOT NULL", &[&self.table()]);
+        rows[0].get(0)
+    }
+
+    pub fn count(&self) -> i64 {
+        self.db
+            .query(&format!("SELECT count(*) FROM {}", self.table()), &[])[0]
+            .get(0)
+    }
+
+    /// The table's data version, None before the first write.
+    pub fn version(&self) -> Option<i64> {
+        self.db
+            .query(
+                "SELECT version FROM twine.versions WHERE table_name = $1",
+                &[&self.key()],
+            )
+            .first()
+            .map(|row| row.get(0))
+    }
+
+    /// Drops the table and its bookkeeping rows (names are test-made, so plain SQL text).
+    fn remove(&self) -> Result<(), tokio_postgres::Error> {
+        let sql = format!(
+            "DROP TABLE IF EXISTS {table} CASCADE;
+             DO $$ BEGIN
+                 IF to_regclass('twine.layers') IS NOT NULL THEN
+                     DELETE FROM twine.layers WHERE name = '{name}';
+                 END IF;
+                 IF to_regclass('twine.versions') IS NOT NULL THEN
+                     DELETE FROM twine.versions WHERE table_name = '{key}';
+                 END IF;
+             END $$;",
+            table = self.table(),
+            name = self.name,
+            key = self.key(),
+        );
+        self.db.runtime.block_on(self.db.client.batch_execute(&sql))
+    }
+}
+
+impl Drop for TestLayer<'_> {
+    fn drop(&mut self) {
+        // Best effort: a failed clean-up must not turn a test failure into an abort.
+        let _ = self.remove();
+    }
+}

@@ -1,0 +1,329 @@
+//! `twine-heatmap import` against a real PostGIS (`DATABASE_URL`, else the local development
+//! database; these tests fail when it is unreachable). Each test imports into its own layer,
+//! named after the process and the test, through the real binary.
+
+#[path = "common/pg.rs"]
+mod pg;
+
+use pg::{database_url, Db, TestLayer};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use twine_heatmap::render::WorldPoint;
+use twine_heatmap::source::load::{load_points_file, WeightMode};
+use twine_heatmap::tile::world_to_metres;
+
+const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
+
+fn temp_file(test: &str, name: &str, content: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("twine-import-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(content.as_bytes()))
+        .expect("write");
+    path
+}
+
+/// Runs `import --database-url URL --layer LAYER EXTRA... FILES...`: (success, stderr).
+fn import_with(url: &str, layer: &str, extra: &[&str], files: &[&Path]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .arg("import")
+        .args(["--database-url", url, "--layer", layer])
+        .args(extra)
+        .args(files)
+        .output()
+        .expect("run twine-heatmap");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn import(layer: &TestLayer, extra: &[&str], files: &[&Path]) -> (bool, String) {
+    import_with(&database_url(), &layer.name, extra, files)
+}
+
+/// The points the loader reads from `files`, in file order: what the table must hold.
+fn loaded(files: &[&Path]) -> Vec<WorldPoint> {
+    files
+        .iter()
+        .flat_map(|f| load_points_file(f, WeightMode::FromData).expect("load"))
+        .collect()
+}
+
+/// Deterministic pseudo-random numbers in 0..1 (xorshift), for shuffled inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// `n` points spread at random over lon -170..170, lat -60..60, each weighing 1.
+fn random_csv(n: usize, seed: u64) -> String {
+    let mut rng = Rng(seed);
+    let mut csv = String::from("lon,lat,weight\n");
+    for _ in 0..n {
+        let lon = rng.next() * 340.0 - 170.0;
+        let lat = rng.next() * 120.0 - 60.0;
+        csv.push_str(&format!("{lon:.6},{lat:.6},1\n"));
+    }
+    csv
+}
+
+#[test]
+fn csv_seed_json_and_geojson_go_into_one_layer_exactly() {
+    let db = Db::connect();
+    let layer = TestLayer::new(&db, "formats");
+    let csv = temp_file(
+        "formats",
+        "cities.csv",
+        "lon,lat,weight\n2.35,48.85,3\n-0.1276,51.5072,0.25\n139.69,35.69,0\n-180,85.2,1e30\n180,-89.99,7\n",
+    );
+    let seed = temp_file(
+        "formats",
+        "seed.json",
+        "[[40.71, -74.0, 2.5],\n [-33.87, 151.21]]\n",
+    );
+    let geojson = temp_file(
+        "formats",
+        "places.geojson",
+        r#"{"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {"mag": 4.5},
+             "geometry": {"type": "Point", "coordinates": [12.49, 41.9]}},
+            {"type": "Feature", "properties": null,
+             "geometry": {"type": "MultiPoint", "coordinates": [[-58.38, -34.6], [37.62, 55.75]]}}
+        ]}"#,
+    );
+
+    let (ok, err) = import(&layer, &["--attribution", "Test data"], &[&csv]);
+    assert!(ok, "{err}");
+    assert!(err.contains("cities.csv: 5 rows in "), "{err}");
+    assert_eq!(layer.count(), 5);
+    assert_eq!(layer.version(), Some(1), "one COPY, one version");
+
+    let (ok, err) = import(&layer, &[], &[&seed, &geojson]);
+    assert!(ok, "{err}");
+    assert!(err.contains("seed.json: 2 rows in "), "{err}");
+    assert!(err.contains("places.geojson: 3 rows in "), "{err}");
+    assert!(err.contains("total: 2 files, 5 rows in "), "{err}");
+    assert_eq!(layer.version(), Some(3), "the version moves with each file");
+
+    // Every row, by seq: file order across files and commands, the loader's weights, and
+    // exactly world_to_metres of the loader's world coordinates.
+    let expected = loaded(&[&csv, &seed, &geojson]);
+    let rows = db.query(
+        &format!(
+            "SELECT seq, weight, ST_X(geom), ST_Y(geom), ST_SRID(geom) FROM {} ORDER BY seq",
+            layer.table()
+        ),
+        &[],
+    );
+    assert_eq!(rows.len(), expected.len());
+    for (i, (row, p)) in rows.iter().zip(&expected).enumerate() {
+        let (mx, my) = world_to_metres(p.x, p.y);
+        assert_eq!(row.get::<_, i64>(0), i as i64);
+        assert_eq!(
+            row.get::<_, f32>(1).to_bits(),
+            p.w.to_bits(),
+            "weight of row {i}"
+        );
+        assert_eq!(row.get::<_, f64>(2).to_bits(), mx.to_bits(), "x of row {i}");
+        assert_eq!(row.get::<_, f64>(3).to_bits(), my.to_bits(), "y of row {i}");
+        assert_eq!(row.get::<_, i32>(4), 3857);
+    }
+
+    let column = db.query(
+        "SELECT srid, type FROM geometry_columns \
+         WHERE f_table_schema = 'twine' AND f_table_name = $1 AND f_geometry_column = 'geom'",
+        &[&format!("points_{}", layer.name)],
+    );
+    assert_eq!(column.len(), 1);
+    assert_eq!(column[0].get::<_, i32>(0), 3857);
+    assert_eq!(column[0].get::<_, String>(1), "POINT");
+
+    let index = db.query(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'twine' AND indexname = $1",
+        &[&format!("points_{}_geom", layer.name)],
+    );
+    assert_eq!(index.len(), 1, "GiST index");
+    assert!(index[0].get::<_, String>(0).contains("USING gist (geom)"));
+
+    let registered = || {
+        db.query(
+            "SELECT table_name, attribution FROM twine.layers WHERE name = $1",
+            &[&layer.name],
+        )
+    };
+    let rows = registered();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), layer.key());
+    assert_eq!(
+        rows[0].get::<_, Option<String>>(1).as_deref(),
+        Some("Test data"),
+        "kept when not given again"
+    );
+
+    // An empty file changes no data (so no version), but a new attribution is recorded.
+    let empty = temp_file("formats", "empty.csv", "lon,lat\n");
+    let (ok, err) = import(&layer, &["--attribution", "New"], &[&empty]);
+    assert!(ok, "{err}");
+    assert!(err.contains("empty.csv: 0 rows in "), "{err}");
+    assert_eq!(layer.version(), Some(3));
+    assert_eq!(layer.count(), 10);
+    assert_eq!(
+        registered()[0].get::<_, Option<String>>(1).as_deref(),
+        Some("New")
+    );
+}
+
+#[test]
+fn a_bad_row_stops_at_its_file_and_line_and_earlier_files_stay() {
+    let db = Db::connect();
+    let layer = TestLayer::new(&db, "badrow");
+    let good = temp_file("badrow", "good.csv", "lon,lat\n1,2\n3,4\n5,6\n");
+    let bad = temp_file("badrow", "bad.csv", "lon,lat\n1,2\n3,4\n5,95\n7,8\n");
+
+    let (ok, err) = import(&layer, &[], &[&good, &bad]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("good.csv: 3 rows in "), "{err}");
+    assert!(
+        err.contains("bad.csv:4: latitude 95 is outside -90..90"),
+        "{err}"
+    );
+    assert_eq!(
+        layer.count(),
+        3,
+        "the good file stays, nothing of the bad one"
+    );
+    assert_eq!(layer.version(), Some(1));
+
+    let (ok, err) = import(&layer, &[], &[&bad]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("bad.csv:4:"), "{err}");
+    assert_eq!(layer.count(), 3, "unchanged");
+    assert_eq!(layer.version(), Some(1), "unchanged");
+}
+
+#[test]
+fn a_bad_first_file_leaves_the_database_untouched() {
+    let db = Db::connect();
+    let layer = TestLayer::new(&db, "badfirst");
+    let bad = temp_file("badfirst", "seed.json", "[[50, 10],\n [50, 10, -1]]\n");
+    let (ok, err) = import(&layer, &[], &[&bad]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("seed.json:2: weight -1 is negative"), "{err}");
+    assert!(!layer.exists(), "no table for a layer that never got a row");
+    // On a fresh database even the twine schema is not there yet.
+    let registered = db.query("SELECT to_regclass('twine.layers') IS NOT NULL", &[])[0]
+        .get::<_, bool>(0)
+        && !db
+            .query("SELECT 1 FROM twine.layers WHERE name = $1", &[&layer.name])
+            .is_empty();
+    assert!(!registered);
+}
+
+#[test]
+fn a_database_error_in_the_middle_of_a_copy_rolls_the_file_back() {
+    let db = Db::connect();
+    let layer = TestLayer::new(&db, "midcopy");
+    let first = temp_file("midcopy", "first.csv", "lon,lat,weight\n1,2,3\n");
+    let (ok, err) = import(&layer, &[], &[&first]);
+    assert!(ok, "{err}");
+    // The database, not the loader, refuses the heavy point. It is in the north-east corner,
+    // where the Hilbert order ends, so 30,000 rows (several COPY messages) precede it.
+    db.batch(&format!(
+        "ALTER TABLE {} ADD CONSTRAINT light CHECK (weight < 100)",
+        layer.table()
+    ));
+    let mut csv = random_csv(30_000, 7);
+    csv.push_str("179.9,84.9,500\n");
+    csv.push_str(&random_csv(10, 8).replace("lon,lat,weight\n", ""));
+    let big = temp_file("midcopy", "big.csv", &csv);
+    let (ok, err) = import(&layer, &[], &[&big]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("copying ") && err.contains("big.csv failed: ERROR: "),
+        "{err}"
+    );
+    assert!(err.contains("\"light\""), "names the constraint: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert_eq!(layer.count(), 1, "rolled back");
+    assert_eq!(layer.version(), Some(1), "rolled back");
+}
+
+/// Mean distance in metres between consecutive rows in `order`.
+fn mean_step(db: &Db, layer: &TestLayer, order: &str) -> f64 {
+    let rows = db.query(
+        &format!(
+            "SELECT ST_X(geom), ST_Y(geom) FROM {} ORDER BY {order}",
+            layer.table()
+        ),
+        &[],
+    );
+    let xy: Vec<(f64, f64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let total: f64 = xy
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0).hypot(w[1].1 - w[0].1))
+        .sum();
+    total / (xy.len() - 1) as f64
+}
+
+#[test]
+fn rows_are_stored_in_spatial_order_but_numbered_in_file_order() {
+    let db = Db::connect();
+    let layer = TestLayer::new(&db, "order");
+    let file = temp_file("order", "random.csv", &random_csv(20_000, 42));
+    let (ok, err) = import(&layer, &[], &[&file]);
+    assert!(ok, "{err}");
+    assert_eq!(layer.count(), 20_000);
+    let on_disk = mean_step(&db, &layer, "ctid");
+    let in_file = mean_step(&db, &layer, "seq");
+    assert!(
+        on_disk * 20.0 < in_file,
+        "consecutive rows on disk are {on_disk:.0} m apart, in the file {in_file:.0} m"
+    );
+    // seq is the file order: row i of the file has seq i.
+    let expected = loaded(&[&file]);
+    let rows = db.query(
+        &format!(
+            "SELECT ST_X(geom) FROM {} WHERE seq IN (0, 19999) ORDER BY seq",
+            layer.table()
+        ),
+        &[],
+    );
+    for (row, p) in rows.iter().zip([&expected[0], &expected[19_999]]) {
+        assert_eq!(
+            row.get::<_, f64>(0).to_bits(),
+            world_to_metres(p.x, p.y).0.to_bits()
+        );
+    }
+}
+
+#[test]
+fn bad_layer_names_and_unreachable_databases_are_clear_errors() {
+    let file = temp_file("args", "points.csv", "lon,lat\n1,2\n");
+    let url = database_url();
+    for bad in ["bad name", "x\"; drop table y; --", &"a".repeat(52)] {
+        let (ok, err) = import_with(&url, bad, &[], &[&file]);
+        assert!(!ok, "{bad:?}");
+        assert!(err.contains("invalid layer name"), "{bad:?}: {err}");
+    }
+    let (ok, err) = import_with(
+        "postgres://twine:twine@127.0.0.1:1/twine",
+        "unreachable",
+        &[],
+        &[&file],
+    );
+    assert!(!ok);
+    assert!(err.contains("cannot connect to the database: "), "{err}");
+    assert!(err.to_lowercase().contains("refused"), "says why: {err}");
+    let (ok, err) = import_with("postgres://127.0.0.1:notaport/x", "badurl", &[], &[&file]);
+    assert!(!ok);
+    assert!(err.contains("invalid database URL: "), "{err}");
+}
