@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README, .ci/run): installs what the tests need on a fresh
-# Debian machine, then runs every test: unit, HTTP, CLI, reference images, seamlessness.
+# Debian machine (a C compiler, PostgreSQL 15 + PostGIS 3 when DATABASE_URL does not answer),
+# then runs every test: unit, HTTP, CLI, reference images, seamlessness, PostGIS.
 # Safe to run again: installed pieces are detected and skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,39 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
+
+# PostGIS: the PostGIS tests run for real, never skipped. Use DATABASE_URL when it answers;
+# otherwise install PostgreSQL 15 + PostGIS 3 from Debian, start the 15/main cluster, and
+# create the default role and database.
+DEFAULT_DATABASE_URL=postgres://twine:twine@127.0.0.1:5432/twine
+export DATABASE_URL="${DATABASE_URL:-$DEFAULT_DATABASE_URL}"
+db_answers() { command -v psql >/dev/null 2>&1 && psql "$DATABASE_URL" -qtAc 'SELECT 1' >/dev/null 2>&1; }
+if ! db_answers; then
+  if [ "$DATABASE_URL" != "$DEFAULT_DATABASE_URL" ]; then
+    echo "DATABASE_URL=$DATABASE_URL does not answer; unset it to let this script set up a local PostGIS" >&2
+    exit 1
+  fi
+  if ! dpkg -s postgresql-15-postgis-3 >/dev/null 2>&1; then
+    log "installing PostgreSQL 15 and PostGIS 3"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-15-postgis-3
+  fi
+  if ! pg_lsclusters -h 2>/dev/null | grep -q '^15 *main'; then
+    pg_createcluster 15 main
+  fi
+  log "starting the PostgreSQL 15/main cluster"
+  pg_ctlcluster 15 main start || true
+  for _ in $(seq 1 30); do
+    su postgres -c "psql -qtAc 'SELECT 1'" >/dev/null 2>&1 && break
+    sleep 1
+  done
+  su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname = 'twine'\"" | grep -q 1 \
+    || su postgres -c "psql -qc \"CREATE ROLE twine LOGIN SUPERUSER PASSWORD 'twine'\""
+  su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname = 'twine'\"" | grep -q 1 \
+    || su postgres -c "psql -qc 'CREATE DATABASE twine OWNER twine'"
+  psql "$DATABASE_URL" -qc 'CREATE EXTENSION IF NOT EXISTS postgis' >/dev/null
+  db_answers || { echo "PostGIS did not come up at $DATABASE_URL" >&2; exit 1; }
+fi
+log "PostGIS at $DATABASE_URL: $(psql "$DATABASE_URL" -qtAc 'SELECT postgis_lib_version()' 2>/dev/null || echo 'extension not created yet')"
 
 log "format and lints"
 cargo fmt --all -- --check
