@@ -2,19 +2,19 @@
 //! file combine into the server's state.
 
 use crate::config::{Config, LayerConfig};
+use crate::http::{self, AppState};
+use crate::layer::{valid_layer_name, Layer};
 use crate::layer::{Registry, DEFAULT_AGGREGATE_ABOVE};
 use crate::source::filter::{FilterDef, Op};
+use crate::source::load::{demo_points, load_points_file, WeightMode};
+use crate::source::memory::MemoryStore;
 use crate::source::postgis::layer::TableLayout;
 use crate::source::postgis::watch::Database;
 use crate::source::postgis::{DbError, Ident, PoolSettings, TableName};
-use std::time::Duration;
-use crate::http::{self, AppState};
-use crate::layer::{valid_layer_name, Layer};
-use crate::source::load::{demo_points, load_points_file, WeightMode};
-use crate::source::memory::MemoryStore;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -110,12 +110,24 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
         }
     }
     for path in &args.points {
-        add_file_layer(&layers, &layer_name_from_path(path)?, path, true, None, aggregate_above)?;
+        add_file_layer(
+            &layers,
+            &layer_name_from_path(path)?,
+            path,
+            true,
+            None,
+            aggregate_above,
+        )?;
     }
     // The demo layer when nothing else is served (a database may add layers later).
     if (layers.is_empty() && database.is_none()) || config.demo == Some(true) {
-        let store = MemoryStore::new(demo_points()?, Some(http::meta::DEMO_ATTRIBUTION.to_string()));
-        layers.insert(Layer::new("demo", Arc::new(store))).map_err(StartError::Invalid)?;
+        let store = MemoryStore::new(
+            demo_points()?,
+            Some(http::meta::DEMO_ATTRIBUTION.to_string()),
+        );
+        layers
+            .insert(Layer::new("demo", Arc::new(store)))
+            .map_err(StartError::Invalid)?;
     }
     let handoff_zoom = args.handoff_zoom.or(config.handoff_zoom).unwrap_or(8);
     if handoff_zoom > crate::tile::MAX_ZOOM {
@@ -137,7 +149,11 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
     if let Some(value) = config.tile_cache_control {
         state.tile_cache_control = value;
     }
-    let bind = args.bind.clone().or(config.bind).unwrap_or_else(|| "127.0.0.1:8080".to_string());
+    let bind = args
+        .bind
+        .clone()
+        .or(config.bind)
+        .unwrap_or_else(|| "127.0.0.1:8080".to_string());
     Ok((state, bind))
 }
 
@@ -147,10 +163,16 @@ fn open_database(url: &str, config: &Config) -> Result<Database, StartError> {
     let settings = PoolSettings {
         max_size: db.pool_size.unwrap_or(defaults.max_size).max(1),
         wait: db.pool_wait_ms.map_or(defaults.wait, Duration::from_millis),
-        statement_timeout: db.statement_timeout_ms.map_or(defaults.statement_timeout, Duration::from_millis),
+        statement_timeout: db
+            .statement_timeout_ms
+            .map_or(defaults.statement_timeout, Duration::from_millis),
     };
-    let pool = crate::source::postgis::pool(url, settings).map_err(|e| StartError::Invalid(e.to_string()))?;
-    Ok(Database::new(pool, config.aggregate_above.unwrap_or(DEFAULT_AGGREGATE_ABOVE)))
+    let pool = crate::source::postgis::pool(url, settings)
+        .map_err(|e| StartError::Invalid(e.to_string()))?;
+    Ok(Database::new(
+        pool,
+        config.aggregate_above.unwrap_or(DEFAULT_AGGREGATE_ABOVE),
+    ))
 }
 
 /// A config layer over an existing table; every name is checked as an identifier.
@@ -162,7 +184,9 @@ fn table_layout(layer: &LayerConfig, table: &str) -> Result<TableLayout, StartEr
         filters.push(FilterDef {
             param: f.param.clone(),
             column: ident(&f.column)?,
-            op: Op::parse(&f.op).ok_or_else(|| StartError::Invalid(format!("layer {:?}: bad op {:?}", layer.name, f.op)))?,
+            op: Op::parse(&f.op).ok_or_else(|| {
+                StartError::Invalid(format!("layer {:?}: bad op {:?}", layer.name, f.op))
+            })?,
             ty: None,
         });
     }
@@ -184,7 +208,11 @@ fn add_file_layer(
     attribution: Option<String>,
     aggregate_above: u64,
 ) -> Result<(), StartError> {
-    let mode = if weighted { WeightMode::FromData } else { WeightMode::Unweighted };
+    let mode = if weighted {
+        WeightMode::FromData
+    } else {
+        WeightMode::Unweighted
+    };
     let points = load_points_file(file, mode)?;
     tracing::info!(layer = %name, file = %file.display(), points = points.len(), "loaded");
     let store = MemoryStore::new(points, attribution);

@@ -142,18 +142,40 @@ impl Config {
                 ));
             }
             if layer.file.is_some() == layer.table.is_some() {
-                return Err(format!("layer {:?}: give exactly one of `file` or `table`", layer.name));
+                return Err(format!(
+                    "layer {:?}: give exactly one of `file` or `table`",
+                    layer.name
+                ));
             }
-            if layer.file.is_some() && (layer.geometry.is_some() || layer.weight.is_some() || layer.seq.is_some() || !layer.filters.is_empty()) {
-                return Err(format!("layer {:?}: geometry, weight, seq and filters apply to `table` layers only", layer.name));
+            if layer.file.is_some()
+                && (layer.geometry.is_some()
+                    || layer.weight.is_some()
+                    || layer.seq.is_some()
+                    || !layer.filters.is_empty())
+            {
+                return Err(format!(
+                    "layer {:?}: geometry, weight, seq and filters apply to `table` layers only",
+                    layer.name
+                ));
             }
             for f in &layer.filters {
                 if crate::source::filter::Op::parse(&f.op).is_none() {
-                    return Err(format!("layer {:?}, filter {:?}: op {:?} is not one of = != < <= > >=", layer.name, f.param, f.op));
+                    return Err(format!(
+                        "layer {:?}, filter {:?}: op {:?} is not one of = != < <= > >=",
+                        layer.name, f.param, f.op
+                    ));
                 }
-                let reserved = crate::http::params::STYLE_PARAMS.iter().chain(["layer", "bbox", "width", "height", "limit", "zoom"].iter());
-                if reserved.clone().any(|r| *r == f.param) || f.param.is_empty() || f.param.len() > 64 {
-                    return Err(format!("layer {:?}: filter parameter {:?} is empty, too long, or taken by the API", layer.name, f.param));
+                let reserved = crate::http::params::STYLE_PARAMS
+                    .iter()
+                    .chain(["layer", "bbox", "width", "height", "limit", "zoom"].iter());
+                if reserved.clone().any(|r| *r == f.param)
+                    || f.param.is_empty()
+                    || f.param.len() > 64
+                {
+                    return Err(format!(
+                        "layer {:?}: filter parameter {:?} is empty, too long, or taken by the API",
+                        layer.name, f.param
+                    ));
                 }
             }
         }

@@ -53,9 +53,12 @@ impl Layer {
             };
             // The type comes from the database; until it has been reached, we cannot check.
             let ty = def.ty.ok_or_else(|| {
-                ApiError::Source(SourceError::Unavailable("the database has not been reached yet".into()))
+                ApiError::Source(SourceError::Unavailable(
+                    "the database has not been reached yet".into(),
+                ))
             })?;
-            let value = FilterValue::parse(ty, text).map_err(|detail| ApiError::bad(&def.param, detail))?;
+            let value =
+                FilterValue::parse(ty, text).map_err(|detail| ApiError::bad(&def.param, detail))?;
             values.push((i, value));
         }
         Ok(FilterValues(values))

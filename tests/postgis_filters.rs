@@ -19,7 +19,8 @@ struct Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        self.db.batch(&format!("DROP TABLE IF EXISTS public.\"{}\"", self.table));
+        self.db
+            .batch(&format!("DROP TABLE IF EXISTS public.\"{}\"", self.table));
     }
 }
 
@@ -53,34 +54,67 @@ fn fixture(test: &str) -> Fixture {
         ),
     )
     .expect("config");
-    let args = ServeArgs { config: Some(config), database_url: Some(pg::database_url()), ..ServeArgs::default() };
+    let args = ServeArgs {
+        config: Some(config),
+        database_url: Some(pg::database_url()),
+        ..ServeArgs::default()
+    };
     let (state, _) = build_state(&args).expect("state");
     let server = TestServer::start(state);
-    let fixture = Fixture { server, db, layer, table };
+    let fixture = Fixture {
+        server,
+        db,
+        layer,
+        table,
+    };
     wait_for_count(&fixture, 2000);
     fixture
 }
 
 fn layer_count(f: &Fixture) -> u64 {
-    f.server.get("/layers").json().as_array().expect("layers").iter().find(|l| l["name"] == f.layer.as_str()).map_or(0, |l| l["count"].as_u64().unwrap_or(0))
+    f.server
+        .get("/layers")
+        .json()
+        .as_array()
+        .expect("layers")
+        .iter()
+        .find(|l| l["name"] == f.layer.as_str())
+        .map_or(0, |l| l["count"].as_u64().unwrap_or(0))
 }
 
 fn wait_for_count(f: &Fixture, expected: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while layer_count(f) != expected {
-        assert!(Instant::now() < deadline, "layer count stayed {} (expected {expected})", layer_count(f));
+        assert!(
+            Instant::now() < deadline,
+            "layer count stayed {} (expected {expected})",
+            layer_count(f)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 fn count(f: &Fixture, query: &str) -> u64 {
-    let reply = f.server.get(&format!("/points/{}?bbox=-179,-80,179,80{query}", f.layer));
-    assert_eq!(reply.status, 200, "{query}: {}", String::from_utf8_lossy(&reply.body));
+    let reply = f
+        .server
+        .get(&format!("/points/{}?bbox=-179,-80,179,80{query}", f.layer));
+    assert_eq!(
+        reply.status,
+        200,
+        "{query}: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
     reply.json()["count"].as_u64().expect("count")
 }
 
 fn sql_count(f: &Fixture, condition: &str) -> u64 {
-    let rows = f.db.query(&format!("SELECT count(*) FROM public.\"{}\" WHERE {condition}", f.table), &[]);
+    let rows = f.db.query(
+        &format!(
+            "SELECT count(*) FROM public.\"{}\" WHERE {condition}",
+            f.table
+        ),
+        &[],
+    );
     rows[0].get::<_, i64>(0) as u64
 }
 
@@ -88,19 +122,37 @@ fn sql_count(f: &Fixture, condition: &str) -> u64 {
 fn declared_filters_bind_typed_values_and_refuse_the_rest() {
     let f = fixture("types");
     assert_eq!(count(&f, ""), 2000);
-    assert_eq!(count(&f, "&from=2024-06-01"), sql_count(&f, "time >= '2024-06-01T00:00:00Z'"));
+    assert_eq!(
+        count(&f, "&from=2024-06-01"),
+        sql_count(&f, "time >= '2024-06-01T00:00:00Z'")
+    );
     assert_eq!(
         count(&f, "&from=2024-03-01T00:00:00Z&to=2024-04-01"),
-        sql_count(&f, "time >= '2024-03-01T00:00:00Z' AND time < '2024-04-01T00:00:00Z'")
+        sql_count(
+            &f,
+            "time >= '2024-03-01T00:00:00Z' AND time < '2024-04-01T00:00:00Z'"
+        )
     );
     assert_eq!(count(&f, "&kind=deep"), 1000);
-    assert_eq!(count(&f, "&kind=deep&minmag=3"), sql_count(&f, "kind = 'deep' AND mag >= 3"));
+    assert_eq!(
+        count(&f, "&kind=deep&minmag=3"),
+        sql_count(&f, "kind = 'deep' AND mag >= 3")
+    );
     // Tiles and overlays take the same filters and differ with them.
-    let all = f.server.get(&format!("/tiles/{}/3/1/3.png?style=density&max=10", f.layer));
-    let deep = f.server.get(&format!("/tiles/{}/3/1/3.png?style=density&max=10&kind=deep", f.layer));
+    let all = f.server.get(&format!(
+        "/tiles/{}/3/1/3.png?style=density&max=10",
+        f.layer
+    ));
+    let deep = f.server.get(&format!(
+        "/tiles/{}/3/1/3.png?style=density&max=10&kind=deep",
+        f.layer
+    ));
     assert_eq!((all.status, deep.status), (200, 200));
     assert_ne!(all.body, deep.body);
-    let overlay = f.server.get(&format!("/heatmap.png?layer={}&bbox=-125,25,-95,45&width=300&height=200&from=2024-02-01", f.layer));
+    let overlay = f.server.get(&format!(
+        "/heatmap.png?layer={}&bbox=-125,25,-95,45&width=300&height=200&from=2024-02-01",
+        f.layer
+    ));
     assert_eq!(overlay.status, 200);
 
     for (query, param) in [
@@ -111,12 +163,19 @@ fn declared_filters_bind_typed_values_and_refuse_the_rest() {
         ("&minmag=NaN", "minmag"),
         ("&kind=", "kind"),
     ] {
-        let reply = f.server.get(&format!("/points/{}?bbox=-179,-80,179,80{query}", f.layer));
+        let reply = f
+            .server
+            .get(&format!("/points/{}?bbox=-179,-80,179,80{query}", f.layer));
         assert_eq!(reply.status, 400, "{query}");
         assert_eq!(reply.json()["parameter"], param, "{query}");
     }
     // Filters are per layer: other layers refuse them as unknown parameters.
-    assert_eq!(f.server.get("/points/nonexistent?bbox=0,0,1,1&kind=deep").status, 404);
+    assert_eq!(
+        f.server
+            .get("/points/nonexistent?bbox=0,0,1,1&kind=deep")
+            .status,
+        404
+    );
 }
 
 #[test]
@@ -142,7 +201,12 @@ fn sql_injection_attempts_change_nothing_and_get_a_400() {
             format!("/points/{}/2/0/1.json?{query}", f.layer),
         ] {
             let reply = f.server.get(&path);
-            assert_eq!(reply.status, 400, "{path}: {}", String::from_utf8_lossy(&reply.body));
+            assert_eq!(
+                reply.status,
+                400,
+                "{path}: {}",
+                String::from_utf8_lossy(&reply.body)
+            );
             assert!(reply.json()["parameter"].is_string(), "{path}");
         }
     }
@@ -156,7 +220,9 @@ fn sql_injection_attempts_change_nothing_and_get_a_400() {
 #[test]
 fn writes_to_a_declared_table_change_its_data_version() {
     let f = fixture("version");
-    let before = f.server.get(&format!("/tiles/{}/3/1/3.png?style=density&max=5", f.layer));
+    let before = f
+        .server
+        .get(&format!("/tiles/{}/3/1/3.png?style=density&max=5", f.layer));
     f.db.batch(&format!(
         "INSERT INTO public.\"{}\" (geom, mag, time, kind)
          SELECT ST_SetSRID(ST_MakePoint(-100 + i * 0.01, 40), 4326), 4, now(), 'deep' FROM generate_series(1, 500) i",
@@ -164,8 +230,13 @@ fn writes_to_a_declared_table_change_its_data_version() {
     ));
     // The watcher sees the new version within its period and the layer's statistics follow.
     wait_for_count(&f, 2500);
-    let after = f.server.get(&format!("/tiles/{}/3/1/3.png?style=density&max=5", f.layer));
-    assert_ne!(before.body, after.body, "the tile did not change after the write");
+    let after = f
+        .server
+        .get(&format!("/tiles/{}/3/1/3.png?style=density&max=5", f.layer));
+    assert_ne!(
+        before.body, after.body,
+        "the tile did not change after the write"
+    );
     let versions = f.db.query(
         "SELECT version FROM twine.versions WHERE table_name = $1",
         &[&format!("public.{}", f.table)],

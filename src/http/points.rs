@@ -27,10 +27,17 @@ pub async fn tile_points(
     let coord = parse_tile_coord(&z, &x, y)?;
     let layer = state.layer(&layer_name)?;
     let filter_names = layer.filter_params();
-    let query = Query::parse(req.query_string(), &[TILE_POINT_PARAMS, &filter_names.iter().map(String::as_str).collect::<Vec<_>>()])?;
+    let query = Query::parse(
+        req.query_string(),
+        &[
+            TILE_POINT_PARAMS,
+            &filter_names.iter().map(String::as_str).collect::<Vec<_>>(),
+        ],
+    )?;
     let limit = limit(&state, &query)?;
     // Leaflet.heat draws points up to radius + blur pixels outside its canvas.
-    let reach_px = (query.int("radius", 1..=MAX_RADIUS, 25)? + query.int("blur", 0..=MAX_BLUR, 15)?) as f64;
+    let reach_px =
+        (query.int("radius", 1..=MAX_RADIUS, 25)? + query.int("blur", 0..=MAX_BLUR, 15)?) as f64;
     let filters = layer.parse_filters(&query)?;
     let vp = coord.viewport(1);
     let q = PointQuery {
@@ -50,21 +57,38 @@ pub async fn bbox_points(
 ) -> Result<HttpResponse, ApiError> {
     let layer = state.layer(&layer)?;
     let filter_names = layer.filter_params();
-    let query = Query::parse(req.query_string(), &[BBOX_POINT_PARAMS, &filter_names.iter().map(String::as_str).collect::<Vec<_>>()])?;
+    let query = Query::parse(
+        req.query_string(),
+        &[
+            BBOX_POINT_PARAMS,
+            &filter_names.iter().map(String::as_str).collect::<Vec<_>>(),
+        ],
+    )?;
     let area = parse_bbox(&query)?;
     let limit = limit(&state, &query)?;
     let pixel_scale = match query.get("zoom") {
-        Some(z) => 256.0 * TileCoord::count(parse_int("zoom", z, 0..=MAX_ZOOM as u32)? as u8) as f64,
+        Some(z) => {
+            256.0 * TileCoord::count(parse_int("zoom", z, 0..=MAX_ZOOM as u32)? as u8) as f64
+        }
         None => 1024.0 / (area.x1 - area.x0),
     };
     let filters = layer.parse_filters(&query)?;
-    let q = PointQuery { area, tile: None, filters: &filters };
+    let q = PointQuery {
+        area,
+        tile: None,
+        filters: &filters,
+    };
     Ok(HttpResponse::Ok().json(answer(&layer, &q, limit, pixel_scale).await?))
 }
 
 /// Points as they are up to `limit`; above it, bins aggregated in the source (without
 /// fetching more than `limit + 1` rows first).
-async fn answer(layer: &Layer, q: &PointQuery<'_>, limit: u32, pixel_scale: f64) -> Result<PointsAnswer, ApiError> {
+async fn answer(
+    layer: &Layer,
+    q: &PointQuery<'_>,
+    limit: u32,
+    pixel_scale: f64,
+) -> Result<PointsAnswer, ApiError> {
     let limit = limit as usize;
     let points = layer.source.points(q, Some(limit)).await?;
     if points.len() <= limit {
@@ -75,5 +99,9 @@ async fn answer(layer: &Layer, q: &PointQuery<'_>, limit: u32, pixel_scale: f64)
 }
 
 fn limit(state: &AppState, query: &Query) -> Result<u32, ApiError> {
-    query.int("limit", 1..=state.points_limit_max, state.points_limit_default)
+    query.int(
+        "limit",
+        1..=state.points_limit_max,
+        state.points_limit_default,
+    )
 }

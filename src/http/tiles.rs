@@ -34,7 +34,13 @@ pub async fn tile(
     let coord = parse_tile_coord(&z, &x, y)?;
     let layer = state.layer(&layer_name)?;
     let filter_names = layer.filter_params();
-    let query = Query::parse(req.query_string(), &[STYLE_PARAMS, &filter_names.iter().map(String::as_str).collect::<Vec<_>>()])?;
+    let query = Query::parse(
+        req.query_string(),
+        &[
+            STYLE_PARAMS,
+            &filter_names.iter().map(String::as_str).collect::<Vec<_>>(),
+        ],
+    )?;
     let spec = StyleSpec::from_query(&query)?;
     let filters = layer.parse_filters(&query)?;
     let png = render_png(&layer, coord.viewport(ratio), &spec, Some(coord), &filters).await?;
@@ -78,7 +84,14 @@ pub async fn overlay(
         .ok_or_else(|| ApiError::bad("layer", "required: a layer name (see /layers)"))?;
     let layer = state.layer(&layer_name)?;
     let filter_names = layer.filter_params();
-    let query = Query::parse(req.query_string(), &[OVERLAY_PARAMS, STYLE_PARAMS, &filter_names.iter().map(String::as_str).collect::<Vec<_>>()])?;
+    let query = Query::parse(
+        req.query_string(),
+        &[
+            OVERLAY_PARAMS,
+            STYLE_PARAMS,
+            &filter_names.iter().map(String::as_str).collect::<Vec<_>>(),
+        ],
+    )?;
     let area = parse_bbox(&query)?;
     let width = query.int("width", 1..=MAX_OVERLAY_SIDE, 1024)?;
     let height = query.int("height", 1..=MAX_OVERLAY_SIDE, 1024)?;
@@ -93,7 +106,10 @@ fn png_response(state: &AppState, rendered: Rendered) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("image/png")
         .insert_header((header::CACHE_CONTROL, state.tile_cache_control.clone()))
-        .insert_header(("X-Aggregated", if rendered.aggregated { "true" } else { "false" }))
+        .insert_header((
+            "X-Aggregated",
+            if rendered.aggregated { "true" } else { "false" },
+        ))
         .body(rendered.png.into_bytes())
 }
 
@@ -136,7 +152,10 @@ pub async fn render_png(
     let style = layer.resolve_style(&spec.style, &vp).await?;
     let (points, aggregated) = layer.render_input(&vp, &style, tile, filters).await?;
     if points.is_empty() {
-        return Ok(Rendered { png: empty(&vp), aggregated });
+        return Ok(Rendered {
+            png: empty(&vp),
+            aggregated,
+        });
     }
     let ramp = spec.ramp.clone();
     // Rendering is CPU-bound (milliseconds for dense tiles): keep it off the I/O workers.

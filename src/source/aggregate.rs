@@ -25,7 +25,10 @@ impl Bin {
         if self.weight > 0.0 {
             (self.wx / self.weight, self.wy / self.weight)
         } else {
-            ((self.bx as f64 + 0.5) / scale, (self.by as f64 + 0.5) / scale)
+            (
+                (self.bx as f64 + 0.5) / scale,
+                (self.by as f64 + 0.5) / scale,
+            )
         }
     }
 }
@@ -36,7 +39,11 @@ pub fn bin_points(points: &[WorldPoint], scale: f64) -> Vec<Bin> {
     let mut index: HashMap<(i64, i64), Bin> = HashMap::new();
     for p in points {
         let key = ((p.x * scale).floor() as i64, (p.y * scale).floor() as i64);
-        let b = index.entry(key).or_insert(Bin { bx: key.0, by: key.1, ..Bin::default() });
+        let b = index.entry(key).or_insert(Bin {
+            bx: key.0,
+            by: key.1,
+            ..Bin::default()
+        });
         let w = f64::from(p.w);
         b.count += 1;
         b.weight += w;
@@ -57,7 +64,11 @@ fn coarsen(bins: &[Bin]) -> Vec<Bin> {
     let mut index: HashMap<(i64, i64), Bin> = HashMap::new();
     for b in bins {
         let key = (b.bx.div_euclid(2), b.by.div_euclid(2));
-        let m = index.entry(key).or_insert(Bin { bx: key.0, by: key.1, ..Bin::default() });
+        let m = index.entry(key).or_insert(Bin {
+            bx: key.0,
+            by: key.1,
+            ..Bin::default()
+        });
         m.count += b.count;
         m.weight += b.weight;
         m.wx += b.wx;
@@ -99,7 +110,10 @@ pub struct PointsAnswer {
 pub fn answer_points(mut points: Vec<WorldPoint>) -> PointsAnswer {
     points.sort_by_key(|p| p.seq);
     PointsAnswer {
-        data: points.iter().map(|p| [lat(p.y), lon(p.x), f64::from(p.w)]).collect(),
+        data: points
+            .iter()
+            .map(|p| [lat(p.y), lon(p.x), f64::from(p.w)])
+            .collect(),
         count: points.len() as u64,
         aggregated: false,
         bin_px: None,
@@ -191,7 +205,9 @@ mod tests {
         reversed.reverse();
         let (a, b) = (bin_points(&pts, 1e5), bin_points(&reversed, 1e5));
         assert_eq!(a.len(), b.len());
-        assert!(a.windows(2).all(|w| (w[0].by, w[0].bx) < (w[1].by, w[1].bx)));
+        assert!(a
+            .windows(2)
+            .all(|w| (w[0].by, w[0].bx) < (w[1].by, w[1].bx)));
         for (x, y) in a.iter().zip(&b) {
             assert_eq!((x.bx, x.by, x.count), (y.bx, y.by, y.count));
             assert!((x.weight - y.weight).abs() < 1e-9);
@@ -200,7 +216,14 @@ mod tests {
 
     #[test]
     fn zero_weight_bins_still_have_a_position() {
-        let pts: Vec<WorldPoint> = (0..5).map(|i| WorldPoint { x: 0.5, y: 0.5, w: 0.0, seq: i }).collect();
+        let pts: Vec<WorldPoint> = (0..5)
+            .map(|i| WorldPoint {
+                x: 0.5,
+                y: 0.5,
+                w: 0.0,
+                seq: i,
+            })
+            .collect();
         let a = answer_bins(bin_points(&pts, 256.0), 1, 256.0);
         assert_eq!(a.data.len(), 1);
         assert!(a.data[0][0].is_finite() && a.data[0][1].is_finite());

@@ -60,18 +60,26 @@ impl ColumnType {
             "smallint" | "integer" | "bigint" | "int2" | "int4" | "int8" => ColumnType::Int,
             "real" | "double precision" | "numeric" | "float4" | "float8" => ColumnType::Float,
             "boolean" | "bool" => ColumnType::Bool,
-            "text" | "character varying" | "varchar" | "character" | "bpchar" | "citext" => ColumnType::Text,
+            "text" | "character varying" | "varchar" | "character" | "bpchar" | "citext" => {
+                ColumnType::Text
+            }
             "date" => ColumnType::Date,
             "timestamp without time zone" | "timestamp" => ColumnType::Timestamp,
             "timestamp with time zone" | "timestamptz" => ColumnType::TimestampTz,
-            _ if name.starts_with("character varying") || name.starts_with("numeric") || name.starts_with("character(") => {
+            _ if name.starts_with("character varying")
+                || name.starts_with("numeric")
+                || name.starts_with("character(") =>
+            {
                 if name.starts_with("numeric") {
                     ColumnType::Float
                 } else {
                     ColumnType::Text
                 }
             }
-            _ if name.starts_with("timestamp") && name.ends_with("with time zone") && !name.contains("without") => {
+            _ if name.starts_with("timestamp")
+                && name.ends_with("with time zone")
+                && !name.contains("without") =>
+            {
                 ColumnType::TimestampTz
             }
             _ if name.starts_with("timestamp") => ColumnType::Timestamp,
@@ -101,7 +109,9 @@ impl ColumnType {
             ColumnType::Text => "text",
             ColumnType::Date => "a date YYYY-MM-DD",
             ColumnType::Timestamp => "a date YYYY-MM-DD or date-time YYYY-MM-DDTHH:MM:SS",
-            ColumnType::TimestampTz => "a date YYYY-MM-DD, or a date-time YYYY-MM-DDTHH:MM:SS[Z|±HH:MM] (UTC if no offset)",
+            ColumnType::TimestampTz => {
+                "a date YYYY-MM-DD, or a date-time YYYY-MM-DDTHH:MM:SS[Z|±HH:MM] (UTC if no offset)"
+            }
         }
     }
 }
@@ -131,11 +141,22 @@ pub enum FilterValue {
 impl FilterValue {
     /// Parses `text` as a value of `ty`; the error says what is allowed.
     pub fn parse(ty: ColumnType, text: &str) -> Result<FilterValue, String> {
-        let refuse = || format!("{:?} is not {}", text.chars().take(64).collect::<String>(), ty.describe());
+        let refuse = || {
+            format!(
+                "{:?} is not {}",
+                text.chars().take(64).collect::<String>(),
+                ty.describe()
+            )
+        };
         let t = text.trim();
         Ok(match ty {
             ColumnType::Int => FilterValue::Int(t.parse().map_err(|_| refuse())?),
-            ColumnType::Float => FilterValue::Float(t.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(refuse)?),
+            ColumnType::Float => FilterValue::Float(
+                t.parse()
+                    .ok()
+                    .filter(|v: &f64| v.is_finite())
+                    .ok_or_else(refuse)?,
+            ),
             ColumnType::Bool => FilterValue::Bool(match t {
                 "true" | "1" => true,
                 "false" | "0" => false,
@@ -147,7 +168,9 @@ impl FilterValue {
                 // empty map, and filter values are categories in practice.
                 let ok = !text.is_empty()
                     && text.chars().count() <= 256
-                    && text.chars().all(|c| c.is_alphanumeric() || " _-.,:/@+".contains(c));
+                    && text
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || " _-.,:/@+".contains(c));
                 if !ok {
                     return Err(format!(
                         "{:?} is not allowed: text filter values are 1 to 256 letters, digits, spaces or _ - . , : / @ +",
@@ -156,7 +179,9 @@ impl FilterValue {
                 }
                 FilterValue::Text(text.to_string())
             }
-            ColumnType::Date => FilterValue::Date(NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| refuse())?),
+            ColumnType::Date => {
+                FilterValue::Date(NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| refuse())?)
+            }
             ColumnType::Timestamp => FilterValue::Timestamp(parse_naive(t).ok_or_else(refuse)?),
             ColumnType::TimestampTz => FilterValue::TimestampTz(
                 DateTime::parse_from_rfc3339(t)
@@ -209,12 +234,19 @@ impl FilterValue {
 }
 
 fn parse_naive(t: &str) -> Option<NaiveDateTime> {
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(v) = NaiveDateTime::parse_from_str(t, format) {
             return Some(v);
         }
     }
-    NaiveDate::parse_from_str(t, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0))
+    NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
 }
 
 /// The filter values of one request, by index into the layer's [`FilterDef`]s.
@@ -228,7 +260,10 @@ impl FilterValues {
     pub fn canonical(&self, defs: &[FilterDef]) -> String {
         self.0
             .iter()
-            .filter_map(|(i, v)| defs.get(*i).map(|d| format!("{}={}", d.param, v.canonical())))
+            .filter_map(|(i, v)| {
+                defs.get(*i)
+                    .map(|d| format!("{}={}", d.param, v.canonical()))
+            })
             .collect::<Vec<_>>()
             .join("&")
     }
@@ -240,22 +275,35 @@ mod tests {
 
     #[test]
     fn values_parse_to_the_column_type() {
-        assert_eq!(FilterValue::parse(ColumnType::Int, "42"), Ok(FilterValue::Int(42)));
+        assert_eq!(
+            FilterValue::parse(ColumnType::Int, "42"),
+            Ok(FilterValue::Int(42))
+        );
         assert!(FilterValue::parse(ColumnType::Int, "4.2").is_err());
         assert!(FilterValue::parse(ColumnType::Float, "NaN").is_err());
         assert!(FilterValue::parse(ColumnType::Bool, "yes").is_err());
         let day = FilterValue::parse(ColumnType::TimestampTz, "2024-01-01").expect("date");
         assert_eq!(day.canonical(), "2024-01-01T00:00:00+00:00");
-        let t = FilterValue::parse(ColumnType::TimestampTz, "2024-01-01T10:00:00+02:00").expect("rfc3339");
+        let t = FilterValue::parse(ColumnType::TimestampTz, "2024-01-01T10:00:00+02:00")
+            .expect("rfc3339");
         assert_eq!(t.canonical(), "2024-01-01T08:00:00+00:00");
         assert!(FilterValue::parse(ColumnType::Timestamp, "2024-13-01").is_err());
         assert!(FilterValue::parse(ColumnType::Date, "2024-01-01'; DROP TABLE x; --").is_err());
         assert!(FilterValue::parse(ColumnType::Int, "1 OR 1=1").is_err());
         assert!(FilterValue::parse(ColumnType::Text, "x' OR '1'='1").is_err());
         assert!(FilterValue::parse(ColumnType::Text, "a; DROP TABLE t; --").is_err());
-        assert_eq!(FilterValue::parse(ColumnType::Text, "São Paulo"), Ok(FilterValue::Text("São Paulo".into())));
-        assert_eq!(ColumnType::from_pg("timestamp with time zone"), Some(ColumnType::TimestampTz));
-        assert_eq!(ColumnType::from_pg("character varying(20)"), Some(ColumnType::Text));
+        assert_eq!(
+            FilterValue::parse(ColumnType::Text, "São Paulo"),
+            Ok(FilterValue::Text("São Paulo".into()))
+        );
+        assert_eq!(
+            ColumnType::from_pg("timestamp with time zone"),
+            Some(ColumnType::TimestampTz)
+        );
+        assert_eq!(
+            ColumnType::from_pg("character varying(20)"),
+            Some(ColumnType::Text)
+        );
         assert_eq!(ColumnType::from_pg("geometry"), None);
         assert_eq!(Op::parse("!="), Some(Op::Ne));
         assert_eq!(Op::parse("; drop"), None);

@@ -33,7 +33,10 @@ impl CountGrid {
         for z in LEVEL + 1..=crate::tile::MAX_ZOOM {
             max_tile_count.push(densest_cell >> (2 * u32::from(z - LEVEL)).min(63));
         }
-        CountGrid { max_tile_count, total }
+        CountGrid {
+            max_tile_count,
+            total,
+        }
     }
 
     /// Cell of a world coordinate at [`LEVEL`] (clamped into the world).

@@ -99,7 +99,11 @@ impl MemoryStore {
 
 #[async_trait]
 impl PointSource for MemoryStore {
-    async fn points(&self, q: &PointQuery<'_>, limit: Option<usize>) -> Result<Vec<WorldPoint>, SourceError> {
+    async fn points(
+        &self,
+        q: &PointQuery<'_>,
+        limit: Option<usize>,
+    ) -> Result<Vec<WorldPoint>, SourceError> {
         let mut out = Vec::new();
         let cap = limit.map_or(usize::MAX, |l| l.saturating_add(1));
         self.for_each_in(&q.area, |p| {
@@ -119,7 +123,11 @@ impl PointSource for MemoryStore {
     }
 
     async fn max_cell_weight(&self, cell: f64) -> Result<f64, SourceError> {
-        Ok(crate::render::density::reference_max(&self.points, 1.0 / cell, 1.0))
+        Ok(crate::render::density::reference_max(
+            &self.points,
+            1.0 / cell,
+            1.0,
+        ))
     }
 
     fn info(&self) -> LayerInfo {
@@ -130,7 +138,9 @@ impl PointSource for MemoryStore {
 fn count_grid(points: &[WorldPoint]) -> CountGrid {
     let mut cells: std::collections::HashMap<(u32, u32), u64> = std::collections::HashMap::new();
     for p in points {
-        *cells.entry((CountGrid::cell(p.x), CountGrid::cell(p.y))).or_default() += 1;
+        *cells
+            .entry((CountGrid::cell(p.x), CountGrid::cell(p.y)))
+            .or_default() += 1;
     }
     CountGrid::from_cells(cells.into_iter().map(|((x, y), n)| (x, y, n)))
 }

@@ -58,7 +58,11 @@ pub struct PointQuery<'a> {
 pub trait PointSource: Send + Sync {
     /// The points inside the query's area (edges included). With `limit`, at most
     /// `limit + 1` points are returned: more than `limit` means "there are more".
-    async fn points(&self, q: &PointQuery<'_>, limit: Option<usize>) -> Result<Vec<WorldPoint>, SourceError>;
+    async fn points(
+        &self,
+        q: &PointQuery<'_>,
+        limit: Option<usize>,
+    ) -> Result<Vec<WorldPoint>, SourceError>;
 
     /// The points inside the area binned into the square cells of the global grid with
     /// `scale` cells per world unit (`floor(x * scale)`), sorted by (row, column).

@@ -37,7 +37,8 @@ pub struct ImportArgs {
     /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1/db
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
-    /// Layer name (1 to 64 ASCII letters, digits, '_' or '-').
+    /// Layer name (1 to 51 ASCII letters, digits, '_' or '-'; shorter than other layers'
+    /// 64, so that the table and index names fit PostgreSQL's 63 bytes).
     #[arg(long)]
     pub layer: String,
     /// Attribution shown in TileJSON and /layers.
@@ -114,7 +115,7 @@ impl Target {
             reason,
         };
         if !valid_layer_name(layer) {
-            return Err(invalid("use 1 to 64 ASCII letters, digits, '_' or '-'"));
+            return Err(invalid("use 1 to 51 ASCII letters, digits, '_' or '-'"));
         }
         // PostgreSQL would silently truncate a longer index name, and two long layer names
         // could then share one index name; refusing is clearer.

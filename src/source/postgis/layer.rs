@@ -94,7 +94,10 @@ impl PostgisLayer {
     }
 
     /// The inner query and its parameters for `q`.
-    async fn inner(&self, q: &PointQuery<'_>) -> Result<(String, Vec<Box<dyn ToSql + Sync + Send>>), SourceError> {
+    async fn inner(
+        &self,
+        q: &PointQuery<'_>,
+    ) -> Result<(String, Vec<Box<dyn ToSql + Sync + Send>>), SourceError> {
         let resolved = self.resolved().await?;
         let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
         let base = match q.tile {
@@ -143,7 +146,11 @@ impl PostgisLayer {
         let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
         for row in &rows {
             let (cx, cy, n): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-            cells.push((cx.clamp(0, 1023) as u32, cy.clamp(0, 1023) as u32, n.max(0) as u64));
+            cells.push((
+                cx.clamp(0, 1023) as u32,
+                cy.clamp(0, 1023) as u32,
+                n.max(0) as u64,
+            ));
             x0 = x0.min(row.get(3));
             y0 = y0.min(row.get(4));
             x1 = x1.max(row.get(5));
@@ -156,12 +163,21 @@ impl PostgisLayer {
             attribution: self.layout.attribution.clone(),
         };
         if !rows.is_empty() {
-            info.bounds = [world_x_to_lon(x0), world_y_to_lat(y1), world_x_to_lon(x1), world_y_to_lat(y0)];
+            info.bounds = [
+                world_x_to_lon(x0),
+                world_y_to_lat(y1),
+                world_x_to_lon(x1),
+                world_y_to_lat(y0),
+            ];
         }
         if let Ok(mut shared) = self.info.lock() {
             *shared = info.clone();
         }
-        *guard = Some(Stats { version, grid: grid.clone(), info: info.clone() });
+        *guard = Some(Stats {
+            version,
+            grid: grid.clone(),
+            info: info.clone(),
+        });
         Ok((grid, info))
     }
 
@@ -172,12 +188,19 @@ impl PostgisLayer {
 }
 
 fn params_ref(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
-    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
 }
 
 #[async_trait]
 impl PointSource for PostgisLayer {
-    async fn points(&self, q: &PointQuery<'_>, limit: Option<usize>) -> Result<Vec<WorldPoint>, SourceError> {
+    async fn points(
+        &self,
+        q: &PointQuery<'_>,
+        limit: Option<usize>,
+    ) -> Result<Vec<WorldPoint>, SourceError> {
         let (inner, mut params) = self.inner(q).await?;
         let mut sql = format!("SELECT x, y, w, seq FROM ({inner}) s");
         if let Some(limit) = limit {
@@ -185,7 +208,10 @@ impl PointSource for PostgisLayer {
             sql.push_str(&format!(" LIMIT ${}", params.len()));
         }
         let client = self.client().await?;
-        let rows = client.query(&sql, &params_ref(&params)).await.map_err(db_error)?;
+        let rows = client
+            .query(&sql, &params_ref(&params))
+            .await
+            .map_err(db_error)?;
         Ok(rows
             .iter()
             .map(|r| WorldPoint {
@@ -208,7 +234,10 @@ impl PointSource for PostgisLayer {
              GROUP BY bx, by"
         );
         let client = self.client().await?;
-        let rows = client.query(&sql, &params_ref(&params)).await.map_err(db_error)?;
+        let rows = client
+            .query(&sql, &params_ref(&params))
+            .await
+            .map_err(db_error)?;
         let mut bins: Vec<Bin> = rows
             .iter()
             .map(|r| Bin {
@@ -236,12 +265,18 @@ impl PointSource for PostgisLayer {
             "SELECT coalesce(max(s), 1)::float8 FROM (SELECT sum(w::float8) AS s FROM ({inner}) p \
              WHERE w > 0 AND w < 'Infinity'::float4 GROUP BY floor(x * $1), floor(y * $1)) c"
         );
-        let row = client.query_one(&sql, &[&(1.0 / cell)]).await.map_err(db_error)?;
+        let row = client
+            .query_one(&sql, &[&(1.0 / cell)])
+            .await
+            .map_err(db_error)?;
         Ok(row.get(0))
     }
 
     fn info(&self) -> LayerInfo {
-        self.info.lock().map(|i| i.clone()).unwrap_or_else(|e| e.into_inner().clone())
+        self.info
+            .lock()
+            .map(|i| i.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
     }
 
     fn data_version(&self) -> u64 {
@@ -261,21 +296,43 @@ impl PointSource for PostgisLayer {
 
 /// The query of a table with geometry SRID `srid` yielding world units: points within
 /// `envelope` (none: the whole table) that pass the declared filters (`$5...`).
-fn inner_sql(layout: &TableLayout, srid: i32, envelope: Option<&str>, types: &[Option<ColumnType>]) -> String {
+fn inner_sql(
+    layout: &TableLayout,
+    srid: i32,
+    envelope: Option<&str>,
+    types: &[Option<ColumnType>],
+) -> String {
     let geom = layout.geometry.quoted();
-    let point = if srid == 3857 { geom.clone() } else { format!("ST_Transform({geom}, 3857)") };
-    let weight = layout.weight.as_ref().map_or("1::float4".to_string(), |w| format!("{}::float4", w.quoted()));
-    let seq = layout.seq.as_ref().map_or("0::int8".to_string(), |s| format!("{}::int8", s.quoted()));
+    let point = if srid == 3857 {
+        geom.clone()
+    } else {
+        format!("ST_Transform({geom}, 3857)")
+    };
+    let weight = layout.weight.as_ref().map_or("1::float4".to_string(), |w| {
+        format!("{}::float4", w.quoted())
+    });
+    let seq = layout
+        .seq
+        .as_ref()
+        .map_or("0::int8".to_string(), |s| format!("{}::int8", s.quoted()));
     let mut conditions = vec![format!("{geom} IS NOT NULL")];
     if let Some(envelope) = envelope {
-        let envelope = if srid == 3857 { envelope.to_string() } else { format!("ST_Transform({envelope}, {srid})") };
+        let envelope = if srid == 3857 {
+            envelope.to_string()
+        } else {
+            format!("ST_Transform({envelope}, {srid})")
+        };
         // The GiST index answers `&&`.
         conditions.push(format!("{geom} && {envelope}"));
         for (i, (def, ty)) in layout.filters.iter().zip(types).enumerate() {
             let cast = ty.map_or("text", ColumnType::cast);
             // "$n IS NULL OR column op $n": one statement serves any set of given filters.
             let n = 5 + i;
-            conditions.push(format!("(${n}::{cast} IS NULL OR {} {} ${n}::{cast})", def.column.quoted(), def.op.sql()));
+            conditions.push(format!(
+                "(${n}::{cast} IS NULL OR {} {} ${n}::{cast})",
+                def.column.quoted(),
+                def.op.sql()
+            ));
         }
     }
     let half = HALF_WORLD_M;
@@ -290,7 +347,10 @@ fn inner_sql(layout: &TableLayout, srid: i32, envelope: Option<&str>, types: &[O
     )
 }
 
-async fn resolve(client: &tokio_postgres::Client, layout: &TableLayout) -> Result<Resolved, DbError> {
+async fn resolve(
+    client: &tokio_postgres::Client,
+    layout: &TableLayout,
+) -> Result<Resolved, DbError> {
     let srid: i32 = client
         .query_opt(
             "SELECT srid FROM geometry_columns WHERE f_table_schema = $1 AND f_table_name = $2 AND f_geometry_column = $3",
@@ -315,9 +375,19 @@ async fn resolve(client: &tokio_postgres::Client, layout: &TableLayout) -> Resul
             )
             .await?
             .map(|r| r.get(0));
-        let ty = ty.ok_or_else(|| DbError::Other(format!("{}: no column {:?}", layout.table.key(), def.column.as_str())))?;
+        let ty = ty.ok_or_else(|| {
+            DbError::Other(format!(
+                "{}: no column {:?}",
+                layout.table.key(),
+                def.column.as_str()
+            ))
+        })?;
         filter_types.push(Some(ColumnType::from_pg(&ty).ok_or_else(|| {
-            DbError::Other(format!("{}.{}: filters on type {ty} are not supported", layout.table.key(), def.column.as_str()))
+            DbError::Other(format!(
+                "{}.{}: filters on type {ty} are not supported",
+                layout.table.key(),
+                def.column.as_str()
+            ))
         })?));
     }
     // The WHERE of the filters is appended after the inner query's envelope test.
@@ -334,7 +404,9 @@ async fn resolve(client: &tokio_postgres::Client, layout: &TableLayout) -> Resul
 /// Maps pool failures: no connection within the wait, or the database is down (503).
 fn pool_error(e: PoolError) -> SourceError {
     SourceError::Unavailable(match e {
-        PoolError::Timeout(_) => "every database connection stayed busy past the pool's wait".to_string(),
+        PoolError::Timeout(_) => {
+            "every database connection stayed busy past the pool's wait".to_string()
+        }
         other => format!("cannot reach the database: {other}"),
     })
 }
@@ -348,7 +420,10 @@ fn db_error(e: impl Into<DbError>) -> SourceError {
             if code == Some(tokio_postgres::error::SqlState::QUERY_CANCELED) {
                 SourceError::Timeout
             } else if code.as_ref().is_some_and(|c| c.code().starts_with("22")) {
-                SourceError::BadFilter { param: "filter".into(), detail: pg.to_string() }
+                SourceError::BadFilter {
+                    param: "filter".into(),
+                    detail: pg.to_string(),
+                }
             } else {
                 SourceError::Unavailable(format!("database error: {pg}"))
             }

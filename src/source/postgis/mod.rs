@@ -37,8 +37,13 @@ impl Ident {
     pub fn new(name: &str) -> Result<Ident, DbError> {
         let ok = !name.is_empty()
             && name.len() <= 63
-            && name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            && name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if ok {
             Ok(Ident(name.to_string()))
         } else {
@@ -66,14 +71,23 @@ pub struct TableName {
 impl TableName {
     pub fn parse(text: &str) -> Result<TableName, DbError> {
         match text.split_once('.') {
-            Some((schema, table)) => Ok(TableName { schema: Ident::new(schema)?, table: Ident::new(table)? }),
-            None => Ok(TableName { schema: Ident::new("public")?, table: Ident::new(text)? }),
+            Some((schema, table)) => Ok(TableName {
+                schema: Ident::new(schema)?,
+                table: Ident::new(table)?,
+            }),
+            None => Ok(TableName {
+                schema: Ident::new("public")?,
+                table: Ident::new(text)?,
+            }),
         }
     }
 
     /// The table `import` creates for a layer: `twine."points_<layer>"`.
     pub fn for_imported_layer(layer: &str) -> Result<TableName, DbError> {
-        Ok(TableName { schema: Ident::new("twine")?, table: Ident::new(&format!("points_{layer}"))? })
+        Ok(TableName {
+            schema: Ident::new("twine")?,
+            table: Ident::new(&format!("points_{layer}"))?,
+        })
     }
 
     /// `"schema"."table"` for SQL text.
@@ -98,21 +112,31 @@ pub struct PoolSettings {
 
 impl Default for PoolSettings {
     fn default() -> Self {
-        PoolSettings { max_size: 16, wait: Duration::from_secs(2), statement_timeout: Duration::from_secs(10) }
+        PoolSettings {
+            max_size: 16,
+            wait: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(10),
+        }
     }
 }
 
 /// Builds a pool for `url`. No connection is made yet, so a database that is down at
 /// start-up does not stop the server; every connection gets `statement_timeout`.
 pub fn pool(url: &str, settings: PoolSettings) -> Result<Pool, DbError> {
-    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| DbError::Url(e.to_string()))?;
-    config.options(format!("-c statement_timeout={}", settings.statement_timeout.as_millis()));
+    let mut config =
+        tokio_postgres::Config::from_str(url).map_err(|e| DbError::Url(e.to_string()))?;
+    config.options(format!(
+        "-c statement_timeout={}",
+        settings.statement_timeout.as_millis()
+    ));
     config.connect_timeout(settings.wait.max(Duration::from_secs(1)));
     config.application_name("twine-heatmap");
     let manager = Manager::from_config(
         config,
         tokio_postgres::NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
     );
     Pool::builder(manager)
         .max_size(settings.max_size)
@@ -131,7 +155,10 @@ pub async fn ensure_schema(client: &tokio_postgres::Client) -> Result<(), DbErro
 }
 
 /// Installs (or refreshes) the data-version trigger on `table`.
-pub async fn ensure_version_trigger(client: &tokio_postgres::Client, table: &TableName) -> Result<(), DbError> {
+pub async fn ensure_version_trigger(
+    client: &tokio_postgres::Client,
+    table: &TableName,
+) -> Result<(), DbError> {
     client
         .batch_execute(&format!(
             "CREATE OR REPLACE TRIGGER twine_data_version \
@@ -149,15 +176,37 @@ mod tests {
 
     #[test]
     fn identifiers_are_checked_and_quoted() {
-        assert_eq!(Ident::new("quakes").map(|i| i.quoted()).ok(), Some("\"quakes\"".to_string()));
-        assert_eq!(Ident::new("my-layer_2").map(|i| i.quoted()).ok(), Some("\"my-layer_2\"".to_string()));
-        for bad in ["", "1abc", "-x", "a b", "a\"b", "a;drop table x", "x'--", "ä", &"a".repeat(64)] {
+        assert_eq!(
+            Ident::new("quakes").map(|i| i.quoted()).ok(),
+            Some("\"quakes\"".to_string())
+        );
+        assert_eq!(
+            Ident::new("my-layer_2").map(|i| i.quoted()).ok(),
+            Some("\"my-layer_2\"".to_string())
+        );
+        for bad in [
+            "",
+            "1abc",
+            "-x",
+            "a b",
+            "a\"b",
+            "a;drop table x",
+            "x'--",
+            "ä",
+            &"a".repeat(64),
+        ] {
             assert!(Ident::new(bad).is_err(), "{bad:?}");
         }
         let t = TableName::parse("public.quakes").expect("table");
         assert_eq!(t.quoted(), "\"public\".\"quakes\"");
-        assert_eq!(TableName::parse("quakes").expect("table").key(), "public.quakes");
+        assert_eq!(
+            TableName::parse("quakes").expect("table").key(),
+            "public.quakes"
+        );
         assert!(TableName::parse("a.b.c").is_err());
-        assert_eq!(TableName::for_imported_layer("demo").expect("t").quoted(), "\"twine\".\"points_demo\"");
+        assert_eq!(
+            TableName::for_imported_layer("demo").expect("t").quoted(),
+            "\"twine\".\"points_demo\""
+        );
     }
 }

@@ -49,11 +49,19 @@ impl Database {
     }
 
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().map(|e| e.clone()).unwrap_or_default()
+        self.last_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
     }
 
     /// Adds a layer declared over an existing table (from the config).
-    pub fn declare(&self, registry: &Registry, name: &str, layout: TableLayout) -> Result<(), String> {
+    pub fn declare(
+        &self,
+        registry: &Registry,
+        name: &str,
+        layout: TableLayout,
+    ) -> Result<(), String> {
         let source = Arc::new(PostgisLayer::new(self.pool.clone(), layout));
         let mut layer = Layer::new(name, source.clone());
         layer.aggregate_above = self.aggregate_above;
@@ -72,7 +80,9 @@ impl Database {
         if ok != self.reachable() {
             match result {
                 Ok(()) => tracing::info!("database reachable"),
-                Err(e) => tracing::warn!(error = %e, "database unreachable; tiles of its layers answer 503 until it is back"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "database unreachable; tiles of its layers answer 503 until it is back")
+                }
             }
         }
         self.reachable.store(ok, Ordering::Release);
@@ -96,8 +106,15 @@ impl Database {
             }
             *prepared = true;
         }
-        for row in client.query("SELECT name, table_name, attribution FROM twine.layers", &[]).await? {
-            let (name, table, attribution): (String, String, Option<String>) = (row.get(0), row.get(1), row.get(2));
+        for row in client
+            .query(
+                "SELECT name, table_name, attribution FROM twine.layers",
+                &[],
+            )
+            .await?
+        {
+            let (name, table, attribution): (String, String, Option<String>) =
+                (row.get(0), row.get(1), row.get(2));
             if registry.contains(&name) || !valid_layer_name(&name) {
                 continue;
             }
@@ -124,7 +141,13 @@ impl Database {
         drop(client);
         let layers: Vec<Arc<PostgisLayer>> = self.lock_layers().values().cloned().collect();
         for layer in layers {
-            layer.set_version(versions.get(&layer.table().key()).copied().unwrap_or(0).max(0) as u64);
+            layer.set_version(
+                versions
+                    .get(&layer.table().key())
+                    .copied()
+                    .unwrap_or(0)
+                    .max(0) as u64,
+            );
             if let Err(e) = layer.refresh().await {
                 tracing::warn!(table = %layer.table().key(), error = %e, "cannot refresh layer statistics");
             }

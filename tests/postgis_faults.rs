@@ -1,0 +1,266 @@
+//! Database faults against a real PostgreSQL: an exhausted pool answers 503 with
+//! Retry-After, a statement past `statement_timeout` answers 504 and is cancelled, and a
+//! database that is down at start-up or goes away later leaves the server up (`/health`
+//! says so, tiles answer 503) until it comes back by itself.
+//!
+//! "Down" is a TCP proxy in front of the real server that the test stops and starts, so the
+//! shared cluster other tests use stays up.
+
+mod common;
+#[path = "common/pg.rs"]
+mod pg;
+
+use common::TestServer;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use twine_heatmap::cli::{build_state, ServeArgs};
+
+/// A table with a GiST index and a few thousand points, declared as a layer.
+fn make_table(db: &pg::Db, table: &str) {
+    db.batch(&format!(
+        "CREATE EXTENSION IF NOT EXISTS postgis;
+         DROP TABLE IF EXISTS public.\"{table}\";
+         CREATE TABLE public.\"{table}\" (geom geometry(Point, 3857));
+         INSERT INTO public.\"{table}\" SELECT ST_SetSRID(ST_MakePoint(i * 1000.0, i * 500.0), 3857) FROM generate_series(0, 4999) i;
+         CREATE INDEX ON public.\"{table}\" USING gist (geom);"
+    ));
+}
+
+fn server(url: &str, layer: &str, table: &str, database: &str) -> TestServer {
+    let dir = std::env::temp_dir().join(format!("twine-faults-{}-{layer}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!("{database}\n[[layers]]\nname = \"{layer}\"\ntable = \"public.{table}\"\n"),
+    )
+    .expect("config");
+    let args = ServeArgs {
+        config: Some(config),
+        database_url: Some(url.to_string()),
+        ..ServeArgs::default()
+    };
+    let (state, _) = build_state(&args).expect("state");
+    TestServer::start(state)
+}
+
+fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn pool_exhaustion_is_503_and_statement_timeout_is_504() {
+    let pid = std::process::id();
+    let (layer, table) = (format!("locked{pid}"), format!("locked_{pid}"));
+    let db = pg::Db::connect();
+    make_table(&db, &table);
+    let s = server(
+        &pg::database_url(),
+        &layer,
+        &table,
+        "[database]\npool_size = 2\npool_wait_ms = 300\nstatement_timeout_ms = 1500",
+    );
+    let tile = format!("/tiles/{layer}/4/8/7.png");
+    wait_until("the layer to be served", 20, || s.get(&tile).status == 200);
+
+    // Another session locks the table: tile queries wait on the lock, each holding a
+    // connection, until statement_timeout cancels them.
+    let locker = pg::Db::connect();
+    locker.batch(&format!(
+        "BEGIN; LOCK TABLE public.\"{table}\" IN ACCESS EXCLUSIVE MODE"
+    ));
+    let base = s.base.clone();
+    let blocked: Vec<_> = (0..2)
+        .map(|i| {
+            let url = format!("{base}/tiles/{layer}/4/8/{}.png", 6 + i);
+            std::thread::spawn(move || match ureq::get(&url).call() {
+                Ok(r) => r.status(),
+                Err(ureq::Error::Status(code, _)) => code,
+                Err(e) => panic!("{e}"),
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    // Both connections are taken: the next request waits 300 ms for one, then gets 503.
+    let started = Instant::now();
+    let busy = s.get(&format!("/tiles/{layer}/4/9/7.png"));
+    assert_eq!(busy.status, 503, "{}", String::from_utf8_lossy(&busy.body));
+    assert!(busy.header("retry-after").is_some());
+    assert!(busy.json()["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("busy"));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the pool wait is bounded"
+    );
+    for handle in blocked {
+        assert_eq!(handle.join().expect("thread"), 504);
+    }
+    // The cancelled statements are gone from the server, not running on.
+    let active = db.query(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'twine-heatmap' AND state = 'active' AND wait_event_type = 'Lock'",
+        &[],
+    );
+    assert_eq!(active[0].get::<_, i64>(0), 0);
+    locker.batch("ROLLBACK");
+    assert_eq!(s.get(&tile).status, 200);
+    db.batch(&format!("DROP TABLE IF EXISTS public.\"{table}\""));
+}
+
+/// A TCP proxy to the real database that can be stopped (refusing and cutting connections)
+/// and started again on the same port.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn new() -> Proxy {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        Proxy {
+            port,
+            up: Arc::new(AtomicBool::new(false)),
+            conns: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn target() -> String {
+        let url = pg::database_url();
+        let rest = url.split('@').nth(1).unwrap_or("127.0.0.1:5432/twine");
+        let hostport = rest.split('/').next().unwrap_or("127.0.0.1:5432");
+        if hostport.contains(':') {
+            hostport.to_string()
+        } else {
+            format!("{hostport}:5432")
+        }
+    }
+
+    fn url(&self) -> String {
+        let url = pg::database_url();
+        let (creds, rest) = url.split_once('@').expect("url with credentials");
+        let db = rest.split_once('/').map_or("twine", |(_, d)| d);
+        format!("{creds}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    fn start(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).expect("proxy bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        self.up.store(true, Ordering::SeqCst);
+        let (up, conns, target) = (self.up.clone(), self.conns.clone(), Self::target());
+        std::thread::spawn(move || {
+            while up.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let Ok(server) = TcpStream::connect(&target) else {
+                            continue;
+                        };
+                        let _ = client.set_nonblocking(false);
+                        if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
+                            if let Ok(mut list) = conns.lock() {
+                                list.push(c2);
+                                list.push(s2);
+                            }
+                        }
+                        pipe(
+                            client.try_clone().expect("clone"),
+                            server.try_clone().expect("clone"),
+                        );
+                        pipe(server, client);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+    }
+
+    fn stop(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        if let Ok(mut list) = self.conns.lock() {
+            for c in list.drain(..) {
+                let _ = c.shutdown(Shutdown::Both);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+#[test]
+fn the_server_survives_the_database_going_away_and_recovers() {
+    let pid = std::process::id();
+    let (layer, table) = (format!("flaky{pid}"), format!("flaky_{pid}"));
+    let db = pg::Db::connect();
+    make_table(&db, &table);
+    let proxy = Proxy::new();
+    // Down at start-up: the server starts anyway.
+    let s = server(
+        &proxy.url(),
+        &layer,
+        &table,
+        "[database]\npool_wait_ms = 500\nstatement_timeout_ms = 5000",
+    );
+    let tile = format!("/tiles/{layer}/4/8/7.png");
+    let health = s.get("/health").json();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["database"]["status"], "unavailable");
+    let reply = s.get(&tile);
+    assert_eq!(
+        reply.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert!(reply.header("retry-after").is_some());
+    assert_eq!(
+        s.get("/tiles/notyetknown/0/0/0.png").status,
+        503,
+        "layers of a database not yet reached"
+    );
+
+    // It comes back: the server recovers by itself.
+    proxy.start();
+    wait_until("recovery after start-up", 20, || s.get(&tile).status == 200);
+    wait_until("health ok", 10, || {
+        s.get("/health").json()["status"] == "ok"
+    });
+    assert_eq!(s.get("/tiles/notyetknown/0/0/0.png").status, 404);
+
+    // It goes away while serving: 503s, health says so, no crash.
+    proxy.stop();
+    wait_until("503 while down", 20, || s.get(&tile).status == 503);
+    wait_until("health degraded", 10, || {
+        s.get("/health").json()["status"] == "degraded"
+    });
+    // And back again.
+    proxy.start();
+    wait_until("recovery", 20, || s.get(&tile).status == 200);
+    wait_until("health ok again", 10, || {
+        s.get("/health").json()["status"] == "ok"
+    });
+    proxy.stop();
+    db.batch(&format!("DROP TABLE IF EXISTS public.\"{table}\""));
+}
