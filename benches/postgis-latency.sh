@@ -117,6 +117,7 @@ trap 'exit 143' TERM
 now() { python3 -c 'import time; print(f"{time.monotonic():.3f}")'; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
 
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
 say "== postgis-latency: $POINTS points (seed $SEED, layer $LAYER), $REQUESTS requests per tile"
 sql "SELECT 1" >/dev/null 2>&1 || die "the database at $DATABASE_URL does not answer (psql failed)"
 
@@ -155,10 +156,13 @@ CREATE TEMP TABLE z10 AS
 SELECT 0, 0, 0, (SELECT count(*) FROM twine."$TABLE");
 (SELECT 4, tx / 64, ty / 64, sum(n) FROM z10 GROUP BY 2, 3 ORDER BY 4 DESC, 2, 3 LIMIT 1);
 (SELECT 10, tx, ty, n FROM z10 ORDER BY n DESC, tx, ty LIMIT 1);
--- A z10 tile with a handful of points (background, away from cities), then its fullest z14 tile.
-WITH c AS (SELECT tx, ty FROM z10 ORDER BY (n BETWEEN 2 AND 10) DESC, n, tx, ty LIMIT 1)
+-- Sparse: 200 z10 tiles with a handful of points (background, away from cities), spread over
+-- the world by a hash; of their z14 tiles, the one with the most points (usually 2).
+WITH c AS (SELECT tx, ty FROM z10 ORDER BY (n BETWEEN 2 AND 5) DESC, n DESC, md5(tx || '/' || ty) LIMIT 200)
 SELECT 14, least(floor($WX * 16384), 16383)::int, least(floor($WY * 16384), 16383)::int, count(*)
-FROM twine."$TABLE", c WHERE geom && ST_TileEnvelope(10, c.tx, c.ty)
+FROM c CROSS JOIN LATERAL (
+  SELECT geom FROM twine."$TABLE" WHERE geom && ST_TileEnvelope(10, c.tx, c.ty)
+    AND least(floor($WX * 1024), 1023) = c.tx AND least(floor($WY * 1024), 1023) = c.ty) p
 GROUP BY 2, 3 ORDER BY 4 DESC, 2, 3 LIMIT 1;
 EOF
 )" || die "finding the tiles failed"
@@ -214,7 +218,7 @@ RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 while read -r z x y n; do
   url="$BASE/tiles/$LAYER/$z/$x/$y.png"
-  say "== z$z $x/$y ($n points): 1 + $REQUESTS requests  $url"
+  say "== $z/$x/$y ($n points): 1 + $REQUESTS requests  $url"
   times=()
   codes=()
   agg=""
@@ -224,8 +228,8 @@ while read -r z x y n; do
     rc=0
     out="$(curl -sS --max-time "$REQUEST_TIMEOUT" -o "$WORK/body.png" -D "$WORK/headers" \
       -w '%{http_code} %{time_total} %{size_download}' "$url")" || rc=$?
-    [ "$rc" -eq 28 ] && die "z$z $x/$y: request $((i + 1)) took more than $REQUEST_TIMEOUT s: aborted"
-    [ "$rc" -eq 0 ] || die "z$z $x/$y: curl failed (exit $rc)"
+    [ "$rc" -eq 28 ] && die "$z/$x/$y: request $((i + 1)) took more than $REQUEST_TIMEOUT s: aborted"
+    [ "$rc" -eq 0 ] || die "$z/$x/$y: curl failed (exit $rc)"
     read -r code secs bytes <<<"$out"
     times+=("$secs")
     codes+=("$code")
@@ -258,18 +262,20 @@ while read -r z x y n; do
   printf '%s\t%s\t%s\t%s\n' "$z" "$x/$y" "$ms" "$query" >>"$EXPLAINS"
   {
     printf '\n-- z%s %s/%s: %s\n' "$z" "$x" "$y" "$query"
-    printf '%s\n' "$plan" | sed 's/^/   /'
+    printf '%s\n' "$plan" | sed -e "s/'0103[0-9A-F]*'::geometry/ST_TileEnvelope($z, $x, $y)/g" -e 's/^/   /'
   } >>"$WORK/plans.txt"
 done <<<"$TILES"
 
 # ---------------------------------------------------------------------------------------------
 # 6. Report.
+WARNINGS="$(grep -ciE 'warn|error' "$WORK/server.log" || true)"
+HOST="$(nproc) CPUs; load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?') at the end"
 CMDLINE="benches/postgis-latency.sh${ARGS[*]:+ ${ARGS[*]}}"
-python3 - "$RESULTS" "$EXPLAINS" "$POINTS" "$SEED" "$LAYER" "$GEN_NOTE" "$STATS_WAIT" "$REQUESTS" "$CMDLINE" <<'EOF'
+python3 - "$RESULTS" "$EXPLAINS" "$POINTS" "$SEED" "$LAYER" "$GEN_NOTE" "$STATS_WAIT" "$HOST" "$CMDLINE" <<'EOF'
 import math
 import sys
 
-results, explains, points, seed, layer, gen, stats_wait, requests, cmdline = sys.argv[1:]
+results, explains, points, seed, layer, gen, stats_wait, host, cmdline = sys.argv[1:]
 
 def rank(sorted_ms, p):
     """Nearest-rank percentile."""
@@ -281,9 +287,11 @@ def fmt(ms):
 print()
 print(f"postgis-latency: cold tiles (no tile cache), layer {layer}: {int(points):,} clustered points, seed {seed}")
 print(f"generation: {gen}; server statistics ready after {stats_wait} s")
-print(f"first = first request for the tile; p50/p95/min/max over the next requests (nearest rank)")
+print(f"host: {host}")
+print("first = the tile's first request (the first row is also the server's first tile request);")
+print("p50/p95/min/max over the requests that follow it (nearest rank); points = rows in the tile, without margin")
 print()
-head = ("tile", "points", "X-Aggregated", "PNG bytes", "HTTP", "first ms", "p50 ms", "p95 ms", "min ms", "max ms", "n")
+head = ("tile z/x/y", "points", "X-Aggregated", "PNG bytes", "HTTP", "first ms", "p50 ms", "p95 ms", "min ms", "max ms", "n")
 rows = []
 for line in open(results):
     z, x, y, n, agg, size, codes, times = line.rstrip("\n").split("\t")
@@ -292,7 +300,7 @@ for line in open(results):
     rest = sorted(ms[1:])
     status = ",".join(sorted(set(codes)))
     rows.append((
-        f"z{z} {x}/{y}", f"{int(n):,}", agg, size if size == "-" else f"{int(size):,}", status,
+        f"{z}/{x}/{y}", f"{int(n):,}", agg, size if size == "-" else f"{int(size):,}", status,
         fmt(ms[0]),
         fmt(rank(rest, 50) if rest else None), fmt(rank(rest, 95) if rest else None),
         fmt(rest[0] if rest else None), fmt(rest[-1] if rest else None), str(len(rest)),
@@ -308,8 +316,14 @@ print()
 print("raw PostGIS (EXPLAIN (ANALYZE, BUFFERS), execution time):")
 for line in open(explains):
     z, tile, ms, query = line.rstrip("\n").split("\t")
-    print(f"  z{z} {tile}: {float(ms):8.1f} ms  {query}")
+    print(f"  {z + '/' + tile:<12} {float(ms):8.1f} ms  {query}")
 print()
 print(f"command: {cmdline}")
 EOF
+if [ "${WARNINGS:-0}" -gt 0 ]; then
+  printf '\nserver log: %s warning/error lines, the first ones:\n' "$WARNINGS"
+  sed 's/\x1b\[[0-9;]*m//g' "$WORK/server.log" | grep -iE 'warn|error' | head -n 5 | cut -c1-300 | sed 's/^/   /'
+else
+  printf '\nserver log: no warnings or errors\n'
+fi
 printf '\nquery plans:' ; cat "$WORK/plans.txt"

@@ -17,7 +17,7 @@
 //! order of their position so that the rows of a tile sit together on disk: a dense tile then
 //! reads a few pages instead of one page per point.
 
-use super::{ensure_schema, ensure_version_trigger, DbError, Ident, TableName};
+use super::{ensure_schema, ensure_version_trigger, DbError, Ident, TableName, SCHEMA_LOCK_KEY};
 use crate::layer::valid_layer_name;
 use crate::render::WorldPoint;
 use crate::source::load::{load_points_file, LoadError, WeightMode};
@@ -129,9 +129,6 @@ impl Target {
         })
     }
 }
-
-/// Any number will do as long as every import uses the same one.
-const SCHEMA_LOCK_KEY: i64 = 0x7477_696e_6568_6d70;
 
 /// Creates what the layer needs if missing (schema, table, version trigger) and registers it
 /// in `twine.layers`, in one transaction. The GiST index comes with the first rows

@@ -148,7 +148,13 @@ pub fn pool(url: &str, settings: PoolSettings) -> Result<Pool, DbError> {
         .map_err(|e| DbError::Other(format!("cannot build the database pool: {e}")))
 }
 
-/// Creates the project's schema objects if missing.
+/// Advisory lock taken around schema changes: concurrent `CREATE OR REPLACE` of the same
+/// objects (two imports, or an import and a starting server) otherwise fail with "tuple
+/// concurrently updated". Any number will do as long as everyone uses the same one.
+pub const SCHEMA_LOCK_KEY: i64 = 0x7477_696e_6568_6d70;
+
+/// Creates the project's schema objects if missing. Call inside a transaction holding
+/// [`SCHEMA_LOCK_KEY`].
 pub async fn ensure_schema(client: &tokio_postgres::Client) -> Result<(), DbError> {
     client.batch_execute(SCHEMA_SQL).await?;
     Ok(())

@@ -3,7 +3,7 @@
 //! server starts and keeps running while the database is down and recovers by itself.
 
 use super::layer::{PostgisLayer, TableLayout};
-use super::{ensure_schema, ensure_version_trigger, DbError, Ident, TableName};
+use super::{ensure_schema, ensure_version_trigger, DbError, Ident, TableName, SCHEMA_LOCK_KEY};
 use crate::layer::{valid_layer_name, Layer, Registry};
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
@@ -93,9 +93,13 @@ impl Database {
 
     /// One look at the database: schema, new imported layers, triggers, versions.
     async fn poll(&self, registry: &Registry, prepared: &mut bool) -> Result<(), DbError> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
         if !*prepared {
-            ensure_schema(&client).await?;
+            let tx = client.transaction().await?;
+            tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})"))
+                .await?;
+            ensure_schema(tx.client()).await?;
+            tx.commit().await?;
             let declared: Vec<Arc<PostgisLayer>> = self.lock_layers().values().cloned().collect();
             for layer in declared {
                 // Declared tables may belong to someone else: without the right to add a

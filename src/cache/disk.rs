@@ -1,0 +1,1257 @@
+//! The disk tier of the tile cache: rendered PNG tiles kept as files under `--cache-dir`,
+//! bounded in bytes and evicted least-recently-used first.
+//!
+//! Layout: `<dir>/<layer hash, 16 hex>/<key hash, first 2 hex>/<key hash, 64 hex>.tile`,
+//! plus one `layer.txt` per layer folder holding the layer's name (so per-layer stats after a
+//! restart need no tile reads). Every name on disk comes from a hash, never from a request.
+//!
+//! File format (little-endian):
+//! `magic "TWTC"`, `format version u8`, `key text length u32`, `key text`,
+//! `payload length u64`, `payload (PNG)`, `SHA-256 of everything before it (32 bytes)`.
+//! The checksum sits at the end so a truncated file always fails it; the key text is
+//! compared with the key asked for, which catches hash collisions and stale formats.
+//!
+//! All methods do blocking file I/O: callers run them on a blocking thread pool. One mutex
+//! guards the in-memory index; reads and tile writes happen outside it, while the rename that
+//! publishes a tile and the unlinks that evict one happen under it, so the index and the
+//! files never disagree about which tiles exist.
+
+use crate::cache::key::{hex, TileKey};
+use lru::LruCache;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+const MAGIC: &[u8; 4] = b"TWTC";
+const FORMAT_VERSION: u8 = 1;
+/// Magic, format version and key text length: what precedes the key text.
+const HEAD_LEN: usize = 4 + 1 + 4;
+const PAYLOAD_LEN_BYTES: usize = 8;
+const CHECKSUM_LEN: usize = 32;
+/// Keys are short; a larger length field means a damaged header, and refusing it keeps a
+/// corrupt file from asking for a huge allocation.
+const MAX_KEY_TEXT: usize = 64 * 1024;
+const TILE_SUFFIX: &str = ".tile";
+/// Marks an in-flight write; anything carrying it at open was left by a killed process.
+const TMP_MARKER: &str = ".tmp-";
+const LAYER_NAME_FILE: &str = "layer.txt";
+
+/// SHA-256 of a key's text: the index key, and (in hex) the file name.
+type KeyHash = [u8; 32];
+
+/// A snapshot of the disk tier. `bytes` and `files` count tile files only (the per-layer
+/// `layer.txt` files are a few bytes each and not part of the budget).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskStats {
+    pub bytes: u64,
+    pub files: u64,
+    pub budget: u64,
+    /// Layer name → (files, bytes), for layers holding at least one tile.
+    pub per_layer: BTreeMap<String, (u64 /*files*/, u64 /*bytes*/)>,
+    pub evictions: u64,
+    pub write_errors: u64,
+    pub corrupt: u64,
+}
+
+/// The disk tier. `Send + Sync`: share one behind an `Arc`.
+pub struct DiskCache {
+    dir: PathBuf,
+    budget: u64,
+    index: Mutex<Index>,
+    /// Makes temp file names unique within this process (the pid covers other processes).
+    tmp_seq: AtomicU64,
+}
+
+/// One tile on disk.
+struct Entry {
+    layer: usize,
+    size: u64,
+}
+
+struct Layer {
+    /// Folder name: 16 hex of the layer name's hash.
+    dir: String,
+    name: String,
+    /// Whether `layer.txt` is known to hold `name`; if not, the next put writes it.
+    name_on_disk: bool,
+    files: u64,
+    bytes: u64,
+}
+
+/// Everything the mutex guards.
+struct Index {
+    /// Least recently used first.
+    lru: LruCache<KeyHash, Entry>,
+    layers: Vec<Layer>,
+    layer_ids: HashMap<String, usize>,
+    bytes: u64,
+    /// Bytes of tiles being written right now: eviction makes room for them up front so
+    /// the disk never holds more than the budget plus in-flight writes.
+    reserved: u64,
+    evictions: u64,
+    write_errors: u64,
+    corrupt: u64,
+    /// Set by a failed write and cleared by a successful one, so a full or read-only disk
+    /// logs one warning rather than one per tile.
+    write_failing: bool,
+}
+
+impl Index {
+    fn new() -> Index {
+        Index {
+            lru: LruCache::unbounded(),
+            layers: Vec::new(),
+            layer_ids: HashMap::new(),
+            bytes: 0,
+            reserved: 0,
+            evictions: 0,
+            write_errors: 0,
+            corrupt: 0,
+            write_failing: false,
+        }
+    }
+
+    /// The id of the layer stored in folder `dir`, registering it if new. A real `name`
+    /// replaces a placeholder that was never confirmed by `layer.txt`.
+    fn layer_id(&mut self, dir: &str, name: &str, name_on_disk: bool) -> usize {
+        if let Some(&id) = self.layer_ids.get(dir) {
+            let layer = &mut self.layers[id];
+            if !layer.name_on_disk {
+                layer.name = name.to_string();
+                layer.name_on_disk = name_on_disk;
+            }
+            return id;
+        }
+        self.layers.push(Layer {
+            dir: dir.to_string(),
+            name: name.to_string(),
+            name_on_disk,
+            files: 0,
+            bytes: 0,
+        });
+        let id = self.layers.len() - 1;
+        self.layer_ids.insert(dir.to_string(), id);
+        id
+    }
+
+    /// Records a tile as the most recently used, replacing any older entry for its key.
+    fn insert(&mut self, hash: KeyHash, entry: Entry) {
+        self.count(&entry, true);
+        if let Some((_, old)) = self.lru.push(hash, entry) {
+            self.count(&old, false);
+        }
+    }
+
+    fn remove(&mut self, hash: &KeyHash) -> Option<Entry> {
+        let entry = self.lru.pop(hash)?;
+        self.count(&entry, false);
+        Some(entry)
+    }
+
+    fn pop_lru(&mut self) -> Option<(KeyHash, Entry)> {
+        let (hash, entry) = self.lru.pop_lru()?;
+        self.count(&entry, false);
+        Some((hash, entry))
+    }
+
+    /// Adds (`add`) or subtracts an entry from the totals.
+    fn count(&mut self, entry: &Entry, add: bool) {
+        let layer = &mut self.layers[entry.layer];
+        if add {
+            self.bytes += entry.size;
+            layer.files += 1;
+            layer.bytes += entry.size;
+        } else {
+            self.bytes = self.bytes.saturating_sub(entry.size);
+            layer.files = layer.files.saturating_sub(1);
+            layer.bytes = layer.bytes.saturating_sub(entry.size);
+        }
+    }
+}
+
+impl fmt::Debug for DiskCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskCache")
+            .field("dir", &self.dir)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiskCache {
+    /// Opens (creating) `dir` and rebuilds the index from the files there (a restart keeps
+    /// the cache warm). `budget` = max bytes on disk (sum of tile file sizes).
+    ///
+    /// Only metadata is read: the LRU order is the files' mtime, oldest first. Leftover temp
+    /// files are deleted, and if the files exceed `budget` (lowered since the last run) the
+    /// oldest are evicted now.
+    pub fn open(dir: &Path, budget: u64) -> io::Result<DiskCache> {
+        let started = Instant::now();
+        fs::create_dir_all(dir)?;
+        let index = build_index(scan_root(dir)?);
+        let cache = DiskCache {
+            dir: dir.to_path_buf(),
+            budget,
+            index: Mutex::new(index),
+            tmp_seq: AtomicU64::new(0),
+        };
+        let mut index = cache.lock();
+        cache.evict_to(&mut index, budget, None);
+        tracing::info!(
+            dir = %dir.display(),
+            files = index.lru.len(),
+            bytes = index.bytes,
+            budget,
+            evicted = index.evictions,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "disk tile cache opened"
+        );
+        drop(index);
+        Ok(cache)
+    }
+
+    /// The tile, or None. A truncated or corrupt file is detected (checksum), removed,
+    /// counted, never returned.
+    pub fn get(&self, key: &TileKey) -> Option<Vec<u8>> {
+        let hash_hex = key.hash_hex();
+        let hash = parse_hash(&hash_hex)?;
+        let path = {
+            let mut index = self.lock();
+            let layer = index.lru.get(&hash)?.layer;
+            self.tile_path(&index.layers[layer].dir, &hash_hex)
+        };
+        // Read outside the lock: a concurrent eviction unlinks, a concurrent put renames,
+        // and either way the open file (if any) is a complete one.
+        match fs::read(&path) {
+            Ok(file) => match decode(&file, &key.text()) {
+                Ok(payload) => Some(payload.to_vec()),
+                Err(why) => {
+                    self.discard_corrupt(&hash, &path, why);
+                    None
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.forget_missing(&hash, &path);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "disk tile cache: read failed");
+                None
+            }
+        }
+    }
+
+    /// Stores atomically (unique temp file in the same folder, then rename), evicting
+    /// least-recently-used tiles first so the budget holds. Never fails to the caller: a
+    /// failed write (disk full, read-only) is counted and logged once until a write
+    /// succeeds again. A tile larger than the whole budget is not stored.
+    pub fn put(&self, key: &TileKey, png: &[u8]) {
+        let text = key.text();
+        let Some(file) = encode(&text, png) else {
+            tracing::debug!(
+                key_len = text.len(),
+                "disk tile cache: key too long to store"
+            );
+            return;
+        };
+        let size = file.len() as u64;
+        if size > self.budget {
+            tracing::debug!(
+                size,
+                budget = self.budget,
+                "disk tile cache: tile exceeds budget"
+            );
+            return;
+        }
+        let hash_hex = key.hash_hex();
+        let Some(hash) = parse_hash(&hash_hex) else {
+            return;
+        };
+        let layer_dir = layer_dir_name(&key.layer);
+        let (layer, write_name) = self.reserve(size, &layer_dir, &key.layer);
+        let final_path = self.tile_path(&layer_dir, &hash_hex);
+        let name = write_name.then_some(key.layer.as_str());
+        let written = self.write_temp(&layer_dir, name, &final_path, &file);
+
+        let mut index = self.lock();
+        index.reserved = index.reserved.saturating_sub(size);
+        let result = written.and_then(|tmp| publish(&tmp, &final_path));
+        match result {
+            Ok(()) => {
+                if write_name {
+                    index.layers[layer].name_on_disk = true;
+                }
+                index.insert(hash, Entry { layer, size });
+                self.evict_to(&mut index, self.budget, Some(&hash));
+                let recovered = std::mem::replace(&mut index.write_failing, false);
+                drop(index);
+                if recovered {
+                    tracing::info!("disk tile cache: writes succeed again");
+                }
+            }
+            Err(e) => {
+                index.write_errors += 1;
+                let first = !std::mem::replace(&mut index.write_failing, true);
+                drop(index);
+                if first {
+                    tracing::warn!(
+                        dir = %self.dir.display(),
+                        error = %e,
+                        "disk tile cache: write failed; tiles are not being cached on disk \
+                         (further failures are counted, not logged, until a write succeeds)"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Removes every tile whose key matches; returns (files, bytes) removed.
+    ///
+    /// Reads the key text from each file's header (the predicate is opaque, so every tile
+    /// is a candidate): an offline/admin operation, not one for the request path.
+    pub fn purge(&self, matches: &dyn Fn(&TileKey) -> bool) -> (u64, u64) {
+        let candidates: Vec<(KeyHash, PathBuf)> = {
+            let index = self.lock();
+            index
+                .lru
+                .iter()
+                .map(|(hash, entry)| {
+                    let path = self.tile_path(&index.layers[entry.layer].dir, &hex(hash));
+                    (*hash, path)
+                })
+                .collect()
+        };
+        let (mut files, mut bytes) = (0, 0);
+        for (hash, path) in candidates {
+            // A header that can't be read or doesn't name this file's key is left for
+            // `get` to find and discard as corrupt.
+            let Some(key) = read_key(&path).filter(|k| parse_hash(&k.hash_hex()) == Some(hash))
+            else {
+                continue;
+            };
+            if !matches(&key) {
+                continue;
+            }
+            let mut index = self.lock();
+            if let Some(entry) = index.remove(&hash) {
+                remove_file_logged(&path);
+                files += 1;
+                bytes += entry.size;
+            }
+        }
+        (files, bytes)
+    }
+
+    pub fn stats(&self) -> DiskStats {
+        let index = self.lock();
+        let mut per_layer = BTreeMap::new();
+        for layer in index.layers.iter().filter(|l| l.files > 0) {
+            let slot: &mut (u64, u64) = per_layer.entry(layer.name.clone()).or_default();
+            slot.0 += layer.files;
+            slot.1 += layer.bytes;
+        }
+        DiskStats {
+            bytes: index.bytes,
+            files: index.lru.len() as u64,
+            budget: self.budget,
+            per_layer,
+            evictions: index.evictions,
+            write_errors: index.write_errors,
+            corrupt: index.corrupt,
+        }
+    }
+
+    /// A panic elsewhere while holding the lock leaves counts that are at worst slightly
+    /// off, which is no reason to take the whole cache down: recover the guard.
+    fn lock(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn tile_path(&self, layer_dir: &str, hash_hex: &str) -> PathBuf {
+        tile_path(&self.dir, layer_dir, hash_hex)
+    }
+
+    fn tmp_path(&self, target: &Path) -> PathBuf {
+        let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        let mut name = target.file_name().unwrap_or_default().to_os_string();
+        name.push(format!("{TMP_MARKER}{}-{seq}", std::process::id()));
+        target.with_file_name(name)
+    }
+
+    /// Makes room for a `size`-byte tile and reserves it; returns the layer id and whether
+    /// this put must (also) write the layer's name file.
+    fn reserve(&self, size: u64, layer_dir: &str, layer_name: &str) -> (usize, bool) {
+        let mut index = self.lock();
+        self.evict_to(&mut index, self.budget.saturating_sub(size), None);
+        index.reserved += size;
+        let layer = index.layer_id(layer_dir, layer_name, false);
+        (layer, !index.layers[layer].name_on_disk)
+    }
+
+    /// Writes the tile to a fresh temp file beside `final_path` (creating folders, and the
+    /// layer's name file when `layer_name` is given); returns the temp file's path.
+    fn write_temp(
+        &self,
+        layer_dir: &str,
+        layer_name: Option<&str>,
+        final_path: &Path,
+        file: &[u8],
+    ) -> io::Result<PathBuf> {
+        let shard_dir = final_path.parent().unwrap_or(&self.dir);
+        fs::create_dir_all(shard_dir)?;
+        if let Some(name) = layer_name {
+            let name_path = self.dir.join(layer_dir).join(LAYER_NAME_FILE);
+            let tmp = self.tmp_path(&name_path);
+            write_new(&tmp, name.as_bytes())?;
+            publish(&tmp, &name_path)?;
+        }
+        let tmp = self.tmp_path(final_path);
+        write_new(&tmp, file)?;
+        Ok(tmp)
+    }
+
+    /// Evicts least-recently-used tiles until the stored plus reserved bytes fit in
+    /// `limit`, stopping at `keep` (the tile just stored). Unlinks under the lock so a
+    /// concurrent put of the same key can't have its fresh file deleted afterwards.
+    fn evict_to(&self, index: &mut Index, limit: u64, keep: Option<&KeyHash>) {
+        while index.bytes + index.reserved > limit {
+            match index.lru.peek_lru() {
+                None => return,
+                Some((hash, _)) if Some(hash) == keep => return,
+                Some(_) => {}
+            }
+            let Some((hash, entry)) = index.pop_lru() else {
+                return;
+            };
+            remove_file_logged(&self.tile_path(&index.layers[entry.layer].dir, &hex(&hash)));
+            index.evictions += 1;
+        }
+    }
+
+    fn discard_corrupt(&self, hash: &KeyHash, path: &Path, why: &str) {
+        let mut index = self.lock();
+        index.remove(hash);
+        remove_file_logged(path);
+        index.corrupt += 1;
+        drop(index);
+        tracing::warn!(path = %path.display(), why, "disk tile cache: discarded corrupt tile");
+    }
+
+    /// Drops the entry of a tile whose file vanished (deleted by hand), unless a
+    /// concurrent put has meanwhile stored it again.
+    fn forget_missing(&self, hash: &KeyHash, path: &Path) {
+        let mut index = self.lock();
+        if !path.exists() {
+            index.remove(hash);
+        }
+    }
+}
+
+/// `<root>/<layer folder>/<first 2 hex>/<hash hex>.tile`: sharded so no folder holds more
+/// than a few hundred files per 100,000 tiles.
+fn tile_path(root: &Path, layer_dir: &str, hash_hex: &str) -> PathBuf {
+    let shard = hash_hex.get(..2).unwrap_or("00");
+    root.join(layer_dir)
+        .join(shard)
+        .join(format!("{hash_hex}{TILE_SUFFIX}"))
+}
+
+/// The folder of a layer: 16 hex of its name's SHA-256.
+fn layer_dir_name(layer: &str) -> String {
+    hex(&Sha256::digest(layer.as_bytes())[..8])
+}
+
+/// The file bytes for a tile, or None if the key text can't be stored.
+fn encode(key_text: &str, payload: &[u8]) -> Option<Vec<u8>> {
+    if key_text.len() > MAX_KEY_TEXT {
+        return None;
+    }
+    let key_len = u32::try_from(key_text.len()).ok()?;
+    let total = HEAD_LEN + key_text.len() + PAYLOAD_LEN_BYTES + payload.len() + CHECKSUM_LEN;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(MAGIC);
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&key_len.to_le_bytes());
+    out.extend_from_slice(key_text.as_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(payload);
+    let checksum = Sha256::digest(&out);
+    out.extend_from_slice(&checksum);
+    Some(out)
+}
+
+/// The payload of a tile file, if the file is whole, of this format, and for `key_text`.
+fn decode<'a>(file: &'a [u8], key_text: &str) -> Result<&'a [u8], &'static str> {
+    let key_len = parse_head(file)?;
+    let body_len = file.len().checked_sub(CHECKSUM_LEN).ok_or("truncated")?;
+    let (body, checksum) = file.split_at(body_len);
+    let key_end = HEAD_LEN + key_len;
+    let payload_start = key_end + PAYLOAD_LEN_BYTES;
+    if body.len() < payload_start {
+        return Err("truncated");
+    }
+    if Sha256::digest(body).as_slice() != checksum {
+        return Err("checksum mismatch");
+    }
+    if &body[HEAD_LEN..key_end] != key_text.as_bytes() {
+        return Err("key mismatch");
+    }
+    let payload_len = read_u64(&body[key_end..payload_start]);
+    let payload = &body[payload_start..];
+    if payload.len() as u64 != payload_len {
+        return Err("payload length mismatch");
+    }
+    Ok(payload)
+}
+
+/// Checks magic and format version; returns the key text length.
+fn parse_head(file: &[u8]) -> Result<usize, &'static str> {
+    let head = file.get(..HEAD_LEN).ok_or("truncated")?;
+    if &head[..4] != MAGIC {
+        return Err("bad magic");
+    }
+    if head[4] != FORMAT_VERSION {
+        return Err("unknown format version");
+    }
+    let key_len = u32::from_le_bytes([head[5], head[6], head[7], head[8]]) as usize;
+    if key_len > MAX_KEY_TEXT {
+        return Err("bad key length");
+    }
+    Ok(key_len)
+}
+
+fn read_u64(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    buf.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(buf)
+}
+
+/// The key named in a tile file's header, reading only the header.
+fn read_key(path: &Path) -> Option<TileKey> {
+    let mut file = File::open(path).ok()?;
+    let mut head = [0u8; HEAD_LEN];
+    file.read_exact(&mut head).ok()?;
+    let key_len = parse_head(&head).ok()?;
+    let mut text = vec![0u8; key_len];
+    file.read_exact(&mut text).ok()?;
+    TileKey::parse_text(std::str::from_utf8(&text).ok()?)
+}
+
+/// 32 bytes from 64 lowercase hex digits.
+fn parse_hash(hex_text: &str) -> Option<KeyHash> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let text = hex_text.as_bytes();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+fn is_lower_hex(name: &str, len: usize) -> bool {
+    name.len() == len && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Creates `path` (which must not exist) holding `bytes`; removes it again on failure so
+/// a full disk leaves no partial temp file behind.
+fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let result = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes));
+    if result.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    result
+}
+
+/// Moves a finished temp file into place (atomic: readers see the old file or the new).
+fn publish(tmp: &Path, target: &Path) -> io::Result<()> {
+    let result = fs::rename(tmp, target);
+    if result.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    result
+}
+
+fn remove_file_logged(path: &Path) {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            tracing::warn!(path = %path.display(), error = %e, "disk tile cache: remove failed");
+        }
+        _ => {}
+    }
+}
+
+// ---- index rebuild at open ----
+
+/// A tile file found at open.
+struct Found {
+    hash: KeyHash,
+    layer: usize,
+    size: u64,
+    mtime: SystemTime,
+}
+
+/// A layer folder found at open.
+struct FoundLayer {
+    dir: String,
+    /// From `layer.txt`, if present and readable.
+    name: Option<String>,
+    /// One tile of the layer, to recover the name from its header if `layer.txt` is gone.
+    sample: Option<PathBuf>,
+}
+
+#[derive(Default)]
+struct Scan {
+    layers: Vec<FoundLayer>,
+    tiles: Vec<Found>,
+}
+
+/// Walks `<root>/<layer>/<shard>/` reading metadata only (plus each `layer.txt`), and
+/// deletes leftover temp files. Unreadable sub-folders are skipped, not fatal: a cache
+/// that starts colder beats a server that doesn't start.
+fn scan_root(root: &Path) -> io::Result<Scan> {
+    let mut scan = Scan::default();
+    for entry in fs::read_dir(root)? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_lower_hex(name, 16) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            scan_layer(&entry.path(), name, &mut scan);
+        }
+    }
+    Ok(scan)
+}
+
+fn scan_layer(path: &Path, dir: &str, scan: &mut Scan) {
+    let layer = scan.layers.len();
+    scan.layers.push(FoundLayer {
+        dir: dir.to_string(),
+        name: fs::read_to_string(path.join(LAYER_NAME_FILE)).ok(),
+        sample: None,
+    });
+    let entries = match fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "disk tile cache: skipping folder");
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.contains(TMP_MARKER) {
+            remove_file_logged(&entry.path());
+        } else if is_lower_hex(name, 2) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            scan_shard(&entry.path(), name, layer, scan);
+        }
+    }
+}
+
+fn scan_shard(path: &Path, shard: &str, layer: usize, scan: &mut Scan) {
+    let entries = match fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "disk tile cache: skipping folder");
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.contains(TMP_MARKER) {
+            remove_file_logged(&entry.path());
+            continue;
+        }
+        let Some(hash) = name
+            .strip_suffix(TILE_SUFFIX)
+            .filter(|stem| stem.starts_with(shard))
+            .and_then(parse_hash)
+        else {
+            continue;
+        };
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let found_layer = &mut scan.layers[layer];
+        if found_layer.sample.is_none() {
+            found_layer.sample = Some(entry.path());
+        }
+        scan.tiles.push(Found {
+            hash,
+            layer,
+            size: meta.len(),
+            mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        });
+    }
+}
+
+/// The index for a scan: LRU order by mtime, oldest first.
+fn build_index(mut scan: Scan) -> Index {
+    let mut index = Index::new();
+    let ids: Vec<usize> = scan
+        .layers
+        .iter()
+        .map(|found| {
+            let (name, on_disk) = layer_name(found);
+            index.layer_id(&found.dir, &name, on_disk)
+        })
+        .collect();
+    scan.tiles.sort_by_key(|t| t.mtime);
+    for tile in scan.tiles {
+        let entry = Entry {
+            layer: ids[tile.layer],
+            size: tile.size,
+        };
+        index.insert(tile.hash, entry);
+    }
+    index
+}
+
+/// A found layer's name and whether `layer.txt` holds it. Without `layer.txt` (a crash
+/// between creating the folder and writing it), a tile header tells the name; failing
+/// that, a placeholder built from the folder name.
+fn layer_name(found: &FoundLayer) -> (String, bool) {
+    if let Some(name) = &found.name {
+        return (name.clone(), true);
+    }
+    let from_tile = found.sample.as_deref().and_then(read_key).map(|k| k.layer);
+    let name = from_tile.unwrap_or_else(|| format!("?{}", found.dir));
+    (name, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A unique folder under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            static SEQ: AtomicU64 = AtomicU64::new(0);
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let name = format!(
+                "twine-disk-{tag}-{}-{}-{nanos}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            );
+            let path = std::env::temp_dir().join(name);
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn key(layer: &str, version: u64, x: u32) -> TileKey {
+        TileKey {
+            layer: layer.to_string(),
+            version,
+            style: "density;radius=12;palette=fire".to_string(),
+            ratio: 1,
+            z: 10,
+            x,
+            y: 7,
+        }
+    }
+
+    fn png(seed: u32, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u32 ^ seed.wrapping_mul(31)) as u8)
+            .collect()
+    }
+
+    /// Every file under `dir` ending in `suffix` (recursive).
+    fn files_with(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(p);
+                } else if p.to_string_lossy().ends_with(suffix) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    fn tile_bytes_on_disk(dir: &Path) -> u64 {
+        files_with(dir, TILE_SUFFIX)
+            .iter()
+            .map(|p| fs::metadata(p).unwrap().len())
+            .sum()
+    }
+
+    fn path_of(cache: &DiskCache, k: &TileKey) -> PathBuf {
+        cache.tile_path(&layer_dir_name(&k.layer), &k.hash_hex())
+    }
+
+    fn file_size(k: &TileKey, payload_len: usize) -> u64 {
+        (HEAD_LEN + k.text().len() + PAYLOAD_LEN_BYTES + payload_len + CHECKSUM_LEN) as u64
+    }
+
+    /// Stats that survive a restart (the counters are per process).
+    fn durable(s: &DiskStats) -> (u64, u64, u64, BTreeMap<String, (u64, u64)>) {
+        (s.bytes, s.files, s.budget, s.per_layer.clone())
+    }
+
+    #[test]
+    fn disk_cache_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<DiskCache>();
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = TempDir::new("roundtrip");
+        let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+        let k = key("crimes", 1, 3);
+        assert_eq!(cache.get(&k), None);
+        cache.put(&k, &png(1, 500));
+        assert_eq!(cache.get(&k), Some(png(1, 500)));
+        // Any other field differing is another tile.
+        assert_eq!(cache.get(&key("crimes", 2, 3)), None);
+        assert_eq!(
+            cache.get(&TileKey {
+                ratio: 2,
+                ..k.clone()
+            }),
+            None
+        );
+        // Overwriting replaces, and the accounting follows.
+        cache.put(&k, &png(2, 300));
+        assert_eq!(cache.get(&k), Some(png(2, 300)));
+        let s = cache.stats();
+        assert_eq!((s.files, s.bytes), (1, file_size(&k, 300)));
+        assert_eq!(s.bytes, tile_bytes_on_disk(&dir.0));
+        // The path is made of hashes only.
+        let rel = path_of(&cache, &k);
+        let rel = rel
+            .strip_prefix(&dir.0)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(!rel.contains("crimes"), "{rel}");
+    }
+
+    #[test]
+    fn restart_keeps_entries() {
+        let dir = TempDir::new("restart");
+        let keys: Vec<TileKey> = (0..20)
+            .map(|i| key(["a", "b"][i % 2], 1, i as u32))
+            .collect();
+        let before = {
+            let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+            for (i, k) in keys.iter().enumerate() {
+                cache.put(k, &png(i as u32, 100 + i));
+            }
+            cache.stats()
+        };
+        let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+        assert_eq!(durable(&cache.stats()), durable(&before));
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(cache.get(k), Some(png(i as u32, 100 + i)));
+        }
+    }
+
+    #[test]
+    fn truncated_file_is_discarded() {
+        let dir = TempDir::new("truncated");
+        let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+        let k = key("l", 1, 1);
+        cache.put(&k, &png(1, 400));
+        let path = path_of(&cache, &k);
+        let len = fs::metadata(&path).unwrap().len();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+
+        assert_eq!(cache.get(&k), None);
+        assert!(!path.exists());
+        let s = cache.stats();
+        assert_eq!((s.corrupt, s.files, s.bytes), (1, 0, 0));
+        // Gone for good, not re-counted.
+        assert_eq!(cache.get(&k), None);
+        assert_eq!(cache.stats().corrupt, 1);
+    }
+
+    #[test]
+    fn corrupted_byte_is_discarded() {
+        let dir = TempDir::new("corrupt");
+        let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+        // Flip a byte in the payload, in the key text, in the checksum, and the version.
+        let offsets = |k: &TileKey| {
+            let key_end = HEAD_LEN + k.text().len();
+            [
+                key_end + PAYLOAD_LEN_BYTES + 100,
+                HEAD_LEN + 3,
+                key_end + PAYLOAD_LEN_BYTES + 400 + 5,
+                4,
+            ]
+        };
+        for (i, &at) in offsets(&key("l", 1, 0)).iter().enumerate() {
+            let k = key("l", 1, i as u32);
+            cache.put(&k, &png(1, 400));
+            let path = path_of(&cache, &k);
+            let mut bytes = fs::read(&path).unwrap();
+            bytes[at] ^= 0x40;
+            fs::write(&path, &bytes).unwrap();
+            assert_eq!(cache.get(&k), None, "flip at {at}");
+            assert!(!path.exists());
+        }
+        assert_eq!(cache.stats().corrupt, 4);
+        assert_eq!(cache.stats().files, 0);
+    }
+
+    #[test]
+    fn file_for_another_key_is_discarded() {
+        // Stands in for a hash collision: a whole, valid file naming a different key.
+        let dir = TempDir::new("mismatch");
+        let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+        let (a, b) = (key("l", 1, 1), key("l", 1, 2));
+        cache.put(&a, &png(1, 100));
+        cache.put(&b, &png(2, 100));
+        fs::copy(path_of(&cache, &a), path_of(&cache, &b)).unwrap();
+        assert_eq!(cache.get(&b), None);
+        assert_eq!(cache.get(&a), Some(png(1, 100)));
+        assert_eq!(cache.stats().corrupt, 1);
+    }
+
+    #[test]
+    fn file_deleted_by_hand_is_a_miss() {
+        let dir = TempDir::new("vanished");
+        let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+        let k = key("l", 1, 1);
+        cache.put(&k, &png(1, 100));
+        fs::remove_file(path_of(&cache, &k)).unwrap();
+        assert_eq!(cache.get(&k), None);
+        let s = cache.stats();
+        assert_eq!((s.files, s.bytes, s.corrupt), (0, 0, 0));
+    }
+
+    #[test]
+    fn budget_holds_and_lru_order() {
+        let dir = TempDir::new("budget");
+        let k0 = key("l", 1, 0);
+        let one = file_size(&k0, 1000);
+        let budget = one * 10 + one / 2;
+        let cache = DiskCache::open(&dir.0, budget).unwrap();
+        for i in 0..10 {
+            cache.put(&key("l", 1, i), &png(i, 1000));
+        }
+        assert_eq!(cache.stats().files, 10);
+        // Reading tile 0 makes tile 1 the least recently used.
+        assert!(cache.get(&k0).is_some());
+        cache.put(&key("l", 1, 10), &png(10, 1000));
+        assert!(cache.get(&k0).is_some());
+        assert!(cache.get(&key("l", 1, 1)).is_none());
+        assert!(cache.get(&key("l", 1, 2)).is_some());
+
+        for i in 11..200 {
+            cache.put(&key("l", 1, i), &png(i, 1000));
+            assert!(tile_bytes_on_disk(&dir.0) <= budget);
+        }
+        let s = cache.stats();
+        assert_eq!(s.files, 10);
+        assert_eq!(s.bytes, tile_bytes_on_disk(&dir.0));
+        assert!(s.bytes <= budget);
+        assert_eq!(s.evictions, 190);
+        assert!(cache.get(&key("l", 1, 199)).is_some());
+    }
+
+    #[test]
+    fn tile_larger_than_budget_is_not_stored() {
+        let dir = TempDir::new("oversize");
+        let cache = DiskCache::open(&dir.0, 1000).unwrap();
+        cache.put(&key("l", 1, 0), &png(0, 200));
+        cache.put(&key("l", 1, 1), &png(1, 2000));
+        assert_eq!(cache.get(&key("l", 1, 1)), None);
+        // Nor does it push out what fits.
+        assert!(cache.get(&key("l", 1, 0)).is_some());
+        let s = cache.stats();
+        assert_eq!((s.files, s.write_errors, s.evictions), (1, 0, 0));
+    }
+
+    #[test]
+    fn lowered_budget_at_reopen_evicts_oldest() {
+        let dir = TempDir::new("lowered");
+        let one = file_size(&key("l", 1, 0), 500);
+        {
+            let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+            for i in 0..10 {
+                cache.put(&key("l", 1, i), &png(i, 500));
+            }
+        }
+        // mtime is the only order a restart knows; pin it (writes within one clock tick
+        // share an mtime) so tile 9 is oldest and tile 0 newest.
+        let base = SystemTime::now() - Duration::from_secs(3600);
+        for i in 0..10u32 {
+            let k = key("l", 1, i);
+            let path = tile_path(&dir.0, &layer_dir_name("l"), &k.hash_hex());
+            let when = base + Duration::from_secs(u64::from(10 - i));
+            File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
+        let cache = DiskCache::open(&dir.0, one * 3).unwrap();
+        let s = cache.stats();
+        assert_eq!((s.files, s.evictions), (3, 7));
+        assert!(tile_bytes_on_disk(&dir.0) <= one * 3);
+        for i in 0..10 {
+            assert_eq!(cache.get(&key("l", 1, i)).is_some(), i < 3, "tile {i}");
+        }
+    }
+
+    #[test]
+    fn leftover_temp_files_are_removed_at_open() {
+        let dir = TempDir::new("leftover");
+        let k = key("l", 1, 1);
+        let (tile, layer_folder) = {
+            let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+            cache.put(&k, &png(1, 100));
+            let tile = path_of(&cache, &k);
+            (tile.clone(), dir.0.join(layer_dir_name("l")))
+        };
+        let stray_tile = tile.with_file_name(format!("{}.tile.tmp-999-7", k.hash_hex()));
+        let stray_name = layer_folder.join("layer.txt.tmp-999-8");
+        fs::write(&stray_tile, b"half a til").unwrap();
+        fs::write(&stray_name, b"l").unwrap();
+
+        let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+        assert!(!stray_tile.exists());
+        assert!(!stray_name.exists());
+        assert!(files_with(&dir.0, "")
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(TMP_MARKER)));
+        assert_eq!(cache.get(&k), Some(png(1, 100)));
+        assert_eq!(cache.stats().files, 1);
+    }
+
+    /// A tracing writer that appends into a shared buffer.
+    #[derive(Clone)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn failed_writes_are_counted_and_logged_once() {
+        // Tests run as root, where a 0555 folder doesn't stop writes: instead put a
+        // regular file where the layer's folder must go, so creating it fails.
+        let dir = TempDir::new("readonly");
+        let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+        let blocker = dir.0.join(layer_dir_name("blocked"));
+        fs::write(&blocker, b"not a folder").unwrap();
+
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(log.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish();
+        let warnings = || {
+            let text = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+            text.matches("disk tile cache: write failed").count()
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            for i in 0..5 {
+                cache.put(&key("blocked", 1, i), &png(i, 100));
+                assert_eq!(cache.get(&key("blocked", 1, i)), None);
+            }
+            assert_eq!(cache.stats().write_errors, 5);
+            assert_eq!(warnings(), 1);
+
+            // A success re-arms the warning.
+            cache.put(&key("fine", 1, 0), &png(0, 100));
+            assert!(cache.get(&key("fine", 1, 0)).is_some());
+            cache.put(&key("blocked", 1, 9), &png(9, 100));
+            assert_eq!(warnings(), 2);
+        });
+        let s = cache.stats();
+        assert_eq!(
+            (s.write_errors, s.files, s.bytes),
+            (6, 1, file_size(&key("fine", 1, 0), 100))
+        );
+        assert!(files_with(&dir.0, "")
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(TMP_MARKER)));
+    }
+
+    #[test]
+    fn purge_by_predicate() {
+        let dir = TempDir::new("purge");
+        let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+        for i in 0..10 {
+            cache.put(&key("a", 1, i), &png(i, 100));
+            cache.put(&key("a", 2, i), &png(i, 100));
+            cache.put(&key("b", 1, i), &png(i, 100));
+        }
+        let one = file_size(&key("a", 1, 0), 100);
+        let (files, bytes) = cache.purge(&|k| k.layer == "a" && k.version == 1);
+        assert_eq!((files, bytes), (10, 10 * one));
+        for i in 0..10 {
+            assert_eq!(cache.get(&key("a", 1, i)), None);
+            assert!(cache.get(&key("a", 2, i)).is_some());
+            assert!(cache.get(&key("b", 1, i)).is_some());
+        }
+        let s = cache.stats();
+        assert_eq!((s.files, s.bytes), (20, tile_bytes_on_disk(&dir.0)));
+        assert_eq!(s.corrupt, 0);
+        assert_eq!(cache.purge(&|_| false), (0, 0));
+        assert_eq!(cache.purge(&|_| true).0, 20);
+        assert_eq!(tile_bytes_on_disk(&dir.0), 0);
+    }
+
+    #[test]
+    fn per_layer_stats() {
+        let dir = TempDir::new("layers");
+        let expected = {
+            let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+            for i in 0..3 {
+                cache.put(&key("alpha", 1, i), &png(i, 100));
+            }
+            for i in 0..5 {
+                cache.put(&key("beta\nodd/../name", 1, i), &png(i, 200));
+            }
+            let s = cache.stats();
+            let alpha = (3, 3 * file_size(&key("alpha", 1, 0), 100));
+            let beta = (5, 5 * file_size(&key("beta\nodd/../name", 1, 0), 200));
+            assert_eq!(s.per_layer.get("alpha"), Some(&alpha));
+            assert_eq!(s.per_layer.get("beta\nodd/../name"), Some(&beta));
+            assert_eq!(s.per_layer.len(), 2);
+            assert_eq!(s.bytes, alpha.1 + beta.1);
+            s.per_layer
+        };
+        // After a restart the names come from layer.txt; without it, from a tile header.
+        assert_eq!(
+            DiskCache::open(&dir.0, 1 << 20).unwrap().stats().per_layer,
+            expected
+        );
+        fs::remove_file(dir.0.join(layer_dir_name("alpha")).join(LAYER_NAME_FILE)).unwrap();
+        let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+        assert_eq!(cache.stats().per_layer, expected);
+        // The next put there writes layer.txt again.
+        cache.put(&key("alpha", 1, 50), &png(50, 10));
+        let name = dir.0.join(layer_dir_name("alpha")).join(LAYER_NAME_FILE);
+        assert_eq!(fs::read_to_string(name).unwrap(), "alpha");
+    }
+
+    #[test]
+    fn concurrent_gets_and_puts_keep_the_books() {
+        let dir = TempDir::new("concurrent");
+        let one = file_size(&key("l", 1, 0), 300);
+        let budget = one * 25;
+        let cache = Arc::new(DiskCache::open(&dir.0, budget).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let cache = cache.clone();
+                std::thread::spawn(move || {
+                    for i in 0..300u32 {
+                        // Overlapping keys: threads race to put the same tiles.
+                        let k = key("l", 1, (i * 7 + t) % 60);
+                        if let Some(bytes) = cache.get(&k) {
+                            assert_eq!(bytes, png(k.x, 300));
+                        }
+                        cache.put(&k, &png(k.x, 300));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = cache.stats();
+        assert_eq!(s.bytes, tile_bytes_on_disk(&dir.0));
+        assert_eq!(s.files as usize, files_with(&dir.0, TILE_SUFFIX).len());
+        assert!(s.bytes <= budget);
+        assert_eq!((s.write_errors, s.corrupt), (0, 0));
+        assert!(files_with(&dir.0, "")
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(TMP_MARKER)));
+    }
+
+    /// Creates 100,000 small tiles through `put`, reopens, and prints how long the index
+    /// rebuild took (reported, not asserted: timing depends on the machine).
+    #[test]
+    fn rebuild_100k_files_timing() {
+        const N: u32 = 100_000;
+        let dir = TempDir::new("rebuild100k");
+        let writers = 4;
+        let started = Instant::now();
+        {
+            let cache = Arc::new(DiskCache::open(&dir.0, u64::MAX).unwrap());
+            let threads: Vec<_> = (0..writers)
+                .map(|t| {
+                    let cache = cache.clone();
+                    std::thread::spawn(move || {
+                        for i in (t..N).step_by(writers as usize) {
+                            let layer = ["roads", "crimes", "trees"][(i % 3) as usize];
+                            cache.put(&key(layer, 1, i), &png(i, 64));
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(cache.stats().files, u64::from(N));
+        }
+        let written = started.elapsed();
+        let started = Instant::now();
+        let cache = DiskCache::open(&dir.0, u64::MAX).unwrap();
+        let rebuilt = started.elapsed();
+        let s = cache.stats();
+        println!(
+            "disk cache: wrote {N} tiles in {written:?}; reopen rebuilt {} files ({} bytes) in {rebuilt:?}",
+            s.files, s.bytes
+        );
+        assert_eq!(s.files, u64::from(N));
+        assert_eq!(s.per_layer.len(), 3);
+        assert_eq!(cache.get(&key("trees", 1, 2)), Some(png(2, 64)));
+    }
+}
