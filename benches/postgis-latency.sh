@@ -30,7 +30,7 @@ set -euo pipefail
 
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-  cat <<'EOF'
+  echo; cat <<'EOF'
 Options:
   --points N          points in the layer (default 10000000, at least 10000)
   --seed S            random seed, a non-negative integer (default 42)
@@ -237,6 +237,9 @@ while read -r z x y n; do
       a="$(tr -d '\r' <"$WORK/headers" | awk -F': *' 'tolower($1) == "x-aggregated" { print $2 }')"
       [ -z "$agg" ] && agg="$a"
       [ "$a" = "$agg" ] || agg="$agg/$a"
+      # There is no tile cache yet; should one answer, these numbers are no longer cold.
+      c="$(tr -d '\r' <"$WORK/headers" | grep -i '^x-cache' || true)"
+      [ -z "$c" ] || say "   warning: request $((i + 1)) answered with '$c': not a cold render?"
       size="$bytes"
     fi
     spent="$(python3 -c "import sys; print(float(sys.argv[1]) + float(sys.argv[2]))" "$spent" "$secs")"

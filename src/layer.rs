@@ -39,6 +39,14 @@ impl Layer {
         self.source.info()
     }
 
+    /// The zooms whose tiles are drawn from pixel bins (see [`Layer::aggregate_above`]).
+    pub async fn aggregated_zooms(&self) -> Result<Vec<u8>, SourceError> {
+        let grid = self.source.count_grid().await?;
+        Ok((0..=crate::tile::MAX_ZOOM)
+            .filter(|&z| grid.max_tile_count(f64::from(z)) > self.aggregate_above)
+            .collect())
+    }
+
     /// The query parameters this layer's declared filters take.
     pub fn filter_params(&self) -> Vec<String> {
         self.source.filters().into_iter().map(|f| f.param).collect()

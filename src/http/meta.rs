@@ -4,6 +4,7 @@ use super::params::{Query, StyleSpec, STYLE_PARAMS};
 use super::AppState;
 use crate::error::ApiError;
 use crate::layer::Layer;
+use crate::metrics::Gauges;
 use crate::tile::MAX_ZOOM;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -54,7 +55,9 @@ pub async fn tilejson(
     let query = Query::parse(req.query_string(), &[STYLE_PARAMS])?;
     let spec = StyleSpec::from_query(&query)?;
     let layer = state.layer(name)?;
-    Ok(HttpResponse::Ok().json(tilejson_doc(&state, &state.base_url(&req), &layer, &spec)))
+    let mut doc = tilejson_doc(&state, &state.base_url(&req), &layer, &spec);
+    doc["heatmap"]["aggregatedZooms"] = json!(layer.aggregated_zooms().await?);
+    Ok(HttpResponse::Ok().json(doc))
 }
 
 fn tilejson_doc(
@@ -110,6 +113,28 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 fn pool_json(pool: &deadpool_postgres::Pool) -> serde_json::Value {
     let s = pool.status();
     json!({"size": s.size, "available": s.available, "waiting": s.waiting, "max_size": s.max_size})
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let cache = &state.cache;
+    let disk = match cache.disk.clone() {
+        Some(disk) => web::block(move || disk.stats()).await.ok(),
+        None => None,
+    };
+    let gauges = Gauges {
+        memory_bytes: cache.memory.as_ref().map_or(0, |m| m.bytes()),
+        memory_evictions: cache.memory.as_ref().map_or(0, |m| m.evictions()),
+        disk_bytes: disk.as_ref().map_or(0, |d| d.bytes),
+        disk_evictions: disk.as_ref().map_or(0, |d| d.evictions),
+        pool: state.database.as_ref().map(|db| {
+            let s = db.pool.status();
+            (s.size, s.available, s.waiting)
+        }),
+    };
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(&gauges))
 }
 
 /// Any other path: a JSON 404 listing the routes.

@@ -26,8 +26,20 @@ pub struct AppState {
     pub points_limit_max: u32,
     /// Public base URL for links in TileJSON and `/layers`; by default taken from the request.
     pub public_url: Option<String>,
-    /// `Cache-Control` value of tiles and overlays.
+    /// `Cache-Control` of tiles: the first band whose zoom range holds the tile's zoom,
+    /// else `tile_cache_control`.
     pub tile_cache_control: String,
+    pub cache_control_bands: Vec<CacheControlBand>,
+    pub cache: std::sync::Arc<crate::cache::TileCache>,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+/// `Cache-Control` for a range of zooms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheControlBand {
+    pub min_zoom: u8,
+    pub max_zoom: u8,
+    pub value: String,
 }
 
 impl AppState {
@@ -41,6 +53,10 @@ impl AppState {
             points_limit_max: 200_000,
             public_url: None,
             tile_cache_control: "public, max-age=300".to_string(),
+            cache_control_bands: Vec::new(),
+            // Without a configured cache: no memory or disk tier, single flight only.
+            cache: std::sync::Arc::new(crate::cache::TileCache::new(None, None)),
+            metrics: Default::default(),
         }
     }
 
@@ -62,6 +78,14 @@ impl AppState {
         })
     }
 
+    /// `Cache-Control` for a tile at zoom `z`.
+    pub fn cache_control(&self, z: u8) -> &str {
+        self.cache_control_bands
+            .iter()
+            .find(|b| (b.min_zoom..=b.max_zoom).contains(&z))
+            .map_or(self.tile_cache_control.as_str(), |b| b.value.as_str())
+    }
+
     /// The base URL clients use to reach this server.
     pub fn base_url(&self, req: &HttpRequest) -> String {
         match &self.public_url {
@@ -78,6 +102,7 @@ impl AppState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(meta::health))
         .route("/layers", web::get().to(meta::layers))
+        .route("/metrics", web::get().to(meta::metrics))
         .route("/heatmap.png", web::get().to(tiles::overlay))
         .route("/tiles/{file}", web::get().to(meta::tilejson))
         .route("/tiles/{layer}/{z}/{x}/{file}", web::get().to(tiles::tile))
@@ -87,6 +112,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(points::tile_points),
         )
         .default_service(web::to(meta::not_found));
+}
+
+/// A fixed label per route for metrics (never the raw path, which is unbounded).
+fn route_name(pattern: Option<&str>) -> &'static str {
+    match pattern {
+        Some("/tiles/{layer}/{z}/{x}/{file}") => "tile",
+        Some("/tiles/{file}") => "tilejson",
+        Some("/heatmap.png") => "overlay",
+        Some("/points/{layer}/{z}/{x}/{file}") => "points_tile",
+        Some("/points/{layer}") => "points_bbox",
+        Some("/layers") => "layers",
+        Some("/health") => "health",
+        Some("/metrics") => "metrics",
+        _ => "other",
+    }
 }
 
 /// Builds the app for `state` (used by `serve` and by the in-process tests).
@@ -107,18 +147,26 @@ pub fn app(
             web::PathConfig::default()
                 .error_handler(|err, _| ApiError::bad("path", err.to_string()).into()),
         )
-        .wrap_fn(|req, srv| {
+        .wrap_fn(move |req, srv| {
             let started = Instant::now();
             let method = req.method().clone();
             let path = req.path().to_string();
+            let route = route_name(req.match_pattern().as_deref());
+            let metrics = req
+                .app_data::<web::Data<AppState>>()
+                .map(|s| s.metrics.clone());
             let fut = srv.call(req);
             async move {
                 let res = fut.await?;
+                let seconds = started.elapsed().as_secs_f64();
+                if let Some(metrics) = metrics {
+                    metrics.observe_route(route, seconds);
+                }
                 tracing::info!(
                     %method,
                     %path,
                     status = res.status().as_u16(),
-                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    ms = seconds * 1e3,
                     "request"
                 );
                 Ok(res)

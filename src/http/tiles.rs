@@ -3,8 +3,11 @@
 
 use super::params::{parse_bbox, parse_int, Query, StyleSpec, STYLE_PARAMS};
 use super::AppState;
+use crate::cache::key::TileKey;
+use crate::cache::{CachedTile, Origin};
 use crate::error::ApiError;
 use crate::layer::Layer;
+use crate::metrics::Metrics;
 use crate::render::{self, png, Viewport};
 use crate::source::FilterValues;
 use crate::tile::{overlay_viewport, TileCoord, MAX_ZOOM};
@@ -43,8 +46,74 @@ pub async fn tile(
     )?;
     let spec = StyleSpec::from_query(&query)?;
     let filters = layer.parse_filters(&query)?;
-    let png = render_png(&layer, coord.viewport(ratio), &spec, Some(coord), &filters).await?;
-    Ok(png_response(&state, png))
+    let key = TileKey {
+        layer: layer.name.clone(),
+        version: layer.source.data_version(),
+        style: format!(
+            "{}&{}",
+            spec.canonical(),
+            filters.canonical(&layer.source.filters())
+        ),
+        ratio: ratio as u8,
+        z: coord.z,
+        x: coord.x,
+        y: coord.y,
+    };
+    let (tile, origin) = state
+        .cache
+        .get_or_render(key, &state.metrics, || async {
+            let rendered = render_png(
+                &layer,
+                coord.viewport(ratio),
+                &spec,
+                Some(coord),
+                &filters,
+                &state.metrics,
+            )
+            .await?;
+            Ok(rendered.png.into_bytes())
+        })
+        .await?;
+    Ok(cached_response(
+        &req,
+        state.cache_control(coord.z),
+        &tile,
+        origin,
+        &state.metrics,
+    ))
+}
+
+/// 200 with the tile, or 304 when the client's `If-None-Match` holds its ETag.
+fn cached_response(
+    req: &HttpRequest,
+    cache_control: &str,
+    tile: &CachedTile,
+    origin: Origin,
+    metrics: &Metrics,
+) -> HttpResponse {
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == tile.etag || t.trim() == "*")
+        });
+    let mut response = if matches {
+        Metrics::inc(&metrics.not_modified);
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, tile.etag.clone()))
+        .insert_header((header::CACHE_CONTROL, cache_control.to_string()))
+        .insert_header(("X-Cache", origin.header()));
+    if matches {
+        response.finish()
+    } else {
+        response.content_type("image/png").body(tile.png.clone())
+    }
 }
 
 /// Parses and range-checks z/x/y from the path.
@@ -98,19 +167,16 @@ pub async fn overlay(
     let spec = StyleSpec::from_query(&query)?;
     let filters = layer.parse_filters(&query)?;
     let vp = overlay_viewport(&area, width, height);
-    let png = render_png(&layer, vp, &spec, None, &filters).await?;
-    Ok(png_response(&state, png))
-}
-
-fn png_response(state: &AppState, rendered: Rendered) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("image/png")
-        .insert_header((header::CACHE_CONTROL, state.tile_cache_control.clone()))
-        .insert_header((
-            "X-Aggregated",
-            if rendered.aggregated { "true" } else { "false" },
-        ))
-        .body(rendered.png.into_bytes())
+    let rendered = render_png(&layer, vp, &spec, None, &filters, &state.metrics).await?;
+    // Overlays are not cached (any box, any size), but still carry an ETag for 304s.
+    let tile = CachedTile::new(rendered.png.into_bytes());
+    Ok(cached_response(
+        &req,
+        &state.tile_cache_control,
+        &tile,
+        Origin::Rendered,
+        &state.metrics,
+    ))
 }
 
 /// A render and whether it was drawn from pixel bins (`X-Aggregated`).
@@ -148,7 +214,9 @@ pub async fn render_png(
     spec: &StyleSpec,
     tile: Option<TileCoord>,
     filters: &FilterValues,
+    metrics: &Metrics,
 ) -> Result<Rendered, ApiError> {
+    Metrics::inc(&metrics.tiles_rendered);
     let style = layer.resolve_style(&spec.style, &vp).await?;
     let (points, aggregated) = layer.render_input(&vp, &style, tile, filters).await?;
     if points.is_empty() {

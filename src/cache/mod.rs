@@ -1,0 +1,204 @@
+//! The tile cache: a memory LRU, then a disk LRU, each bounded in bytes, in front of the
+//! renderer; concurrent requests for the same missing tile render it once.
+
+pub mod disk;
+pub mod key;
+pub mod memory;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use actix_web::web::{self, Bytes};
+use disk::DiskCache;
+use key::TileKey;
+use memory::MemoryCache;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+/// A rendered tile and its strong ETag (from its content).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedTile {
+    pub png: Bytes,
+    pub etag: String,
+}
+
+impl CachedTile {
+    pub fn new(png: Bytes) -> CachedTile {
+        let digest = Sha256::digest(&png);
+        let etag = format!("\"{}\"", key::hex(&digest[..16]));
+        CachedTile { png, etag }
+    }
+}
+
+/// Where a tile came from (`X-Cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Memory,
+    Disk,
+    Rendered,
+}
+
+impl Origin {
+    pub fn header(self) -> &'static str {
+        match self {
+            Origin::Memory => "hit-memory",
+            Origin::Disk => "hit-disk",
+            Origin::Rendered => "miss",
+        }
+    }
+}
+
+type Flight = Arc<tokio::sync::OnceCell<(CachedTile, Origin)>>;
+
+/// Both tiers (either may be off) and the renders in flight.
+pub struct TileCache {
+    pub memory: Option<MemoryCache>,
+    pub disk: Option<Arc<DiskCache>>,
+    inflight: Mutex<HashMap<TileKey, Flight>>,
+}
+
+impl TileCache {
+    pub fn new(memory: Option<MemoryCache>, disk: Option<Arc<DiskCache>>) -> TileCache {
+        TileCache {
+            memory,
+            disk,
+            inflight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tile for `key`: from memory, else from disk, else rendered by `render` (once for
+    /// all concurrent requests of the key) and stored in both tiers.
+    pub async fn get_or_render<F, Fut>(
+        &self,
+        key: TileKey,
+        metrics: &Metrics,
+        render: F,
+    ) -> Result<(CachedTile, Origin), ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, ApiError>>,
+    {
+        if let Some(tile) = self.memory.as_ref().and_then(|m| m.get(&key)) {
+            Metrics::inc(&metrics.hits_memory);
+            return Ok((tile, Origin::Memory));
+        }
+        let flight = {
+            let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(key.clone()).or_default().clone()
+        };
+        let result = flight
+            .get_or_try_init(|| self.fill(&key, metrics, render))
+            .await
+            .cloned();
+        // The first to finish retires the flight; later requests find the memory tier.
+        {
+            let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            if map.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                map.remove(&key);
+            }
+        }
+        result
+    }
+
+    async fn fill<F, Fut>(
+        &self,
+        key: &TileKey,
+        metrics: &Metrics,
+        render: F,
+    ) -> Result<(CachedTile, Origin), ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, ApiError>>,
+    {
+        if let Some(disk) = &self.disk {
+            let (disk, k) = (disk.clone(), key.clone());
+            if let Ok(Some(png)) = web::block(move || disk.get(&k)).await {
+                let tile = CachedTile::new(Bytes::from(png));
+                if let Some(memory) = &self.memory {
+                    memory.put(key.clone(), tile.clone());
+                }
+                Metrics::inc(&metrics.hits_disk);
+                return Ok((tile, Origin::Disk));
+            }
+        }
+        Metrics::inc(&metrics.misses);
+        let tile = CachedTile::new(render().await?);
+        if let Some(memory) = &self.memory {
+            memory.put(key.clone(), tile.clone());
+        }
+        if let Some(disk) = &self.disk {
+            // Written behind the response: a slow or full disk never delays the client.
+            let (disk, k, png) = (disk.clone(), key.clone(), tile.png.clone());
+            actix_web::rt::spawn(async move {
+                let _ = web::block(move || disk.put(&k, &png)).await;
+            });
+        }
+        Ok((tile, Origin::Rendered))
+    }
+
+    /// Removes matching tiles from both tiers; returns (memory tiles, disk files, disk bytes).
+    pub fn purge(&self, matches: &dyn Fn(&TileKey) -> bool) -> (u64, u64, u64) {
+        let from_memory = self.memory.as_ref().map_or(0, |m| m.purge(matches));
+        let (files, bytes) = self.disk.as_ref().map_or((0, 0), |d| d.purge(matches));
+        (from_memory, files, bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    fn key() -> TileKey {
+        TileKey {
+            layer: "l".into(),
+            version: 1,
+            style: "s".into(),
+            ratio: 1,
+            z: 3,
+            x: 1,
+            y: 2,
+        }
+    }
+
+    #[actix_web::test]
+    async fn concurrent_misses_render_once() {
+        let cache = Arc::new(TileCache::new(Some(MemoryCache::new(1 << 20)), None));
+        let metrics = Arc::new(Metrics::default());
+        let renders = Arc::new(AtomicU64::new(0));
+        let mut handles = Vec::new();
+        for _ in 0..64 {
+            let (cache, metrics, renders) = (cache.clone(), metrics.clone(), renders.clone());
+            handles.push(actix_web::rt::spawn(async move {
+                cache
+                    .get_or_render(key(), &metrics, || async move {
+                        renders.fetch_add(1, Ordering::SeqCst);
+                        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+                        Ok(Bytes::from_static(b"png"))
+                    })
+                    .await
+            }));
+        }
+        for h in handles {
+            let (tile, _) = h.await.expect("join").expect("tile");
+            assert_eq!(tile.png, Bytes::from_static(b"png"));
+        }
+        assert_eq!(renders.load(Ordering::SeqCst), 1);
+        let (_, origin) = cache
+            .get_or_render(key(), &metrics, || async {
+                Ok(Bytes::from_static(b"other"))
+            })
+            .await
+            .expect("tile");
+        assert_eq!(origin, Origin::Memory);
+    }
+
+    #[test]
+    fn etags_are_strong_and_follow_the_content() {
+        let a = CachedTile::new(Bytes::from_static(b"a"));
+        assert!(a.etag.starts_with('"') && !a.etag.starts_with("W/"));
+        assert_ne!(a.etag, CachedTile::new(Bytes::from_static(b"b")).etag);
+        assert_eq!(a.etag, CachedTile::new(Bytes::from_static(b"a")).etag);
+    }
+}
