@@ -1,7 +1,11 @@
 //! The command line: `serve` and `healthcheck`, and how flags, environment and the config
 //! file combine into the server's state.
 
-use crate::config::{Config, LayerConfig};
+use crate::cache::disk::DiskCache;
+use crate::cache::memory::MemoryCache;
+use crate::cache::TileCache;
+use crate::config::{parse_size, parse_zoom_range, CacheConfig, Config, LayerConfig};
+use crate::http::CacheControlBand;
 use crate::http::{self, AppState};
 use crate::layer::{valid_layer_name, Layer};
 use crate::layer::{Registry, DEFAULT_AGGREGATE_ABOVE};
@@ -58,6 +62,15 @@ pub struct ServeArgs {
     /// PostgreSQL URL: serve the layers `import` created and the config's table layers.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Folder of the disk cache tier [default: none, no disk tier].
+    #[arg(long, env = "TWINE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Memory cache budget, e.g. 256MB; 0 turns the tier off [default: 256MB].
+    #[arg(long, env = "TWINE_CACHE_MEMORY")]
+    pub cache_memory: Option<String>,
+    /// Disk cache budget, e.g. 1GB; 0 turns the tier off [default: 1GB].
+    #[arg(long, env = "TWINE_CACHE_DISK")]
+    pub cache_disk: Option<String>,
     /// Base URL for links in TileJSON and /layers [default: from the request].
     #[arg(long, env = "TWINE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -137,6 +150,16 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
         )));
     }
     let mut state = AppState::new(layers);
+    state.cache = Arc::new(open_cache(args, &config.cache)?);
+    for band in &config.cache.control {
+        let (min_zoom, max_zoom) = parse_zoom_range(&band.zooms)
+            .map_err(|e| StartError::Invalid(format!("cache.control zooms: {e}")))?;
+        state.cache_control_bands.push(CacheControlBand {
+            min_zoom,
+            max_zoom,
+            value: band.value.clone(),
+        });
+    }
     state.database = database;
     state.handoff_zoom = handoff_zoom;
     state.points_limit_max = config.points.max_limit.unwrap_or(state.points_limit_max);
@@ -155,6 +178,39 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
         .or(config.bind)
         .unwrap_or_else(|| "127.0.0.1:8080".to_string());
     Ok((state, bind))
+}
+
+/// The cache tiers from flags (first) and config. A disk tier needs a folder.
+pub fn open_cache(args: &ServeArgs, config: &CacheConfig) -> Result<TileCache, StartError> {
+    let size = |flag: &Option<String>, file: &Option<String>, default: &str, what: &str| {
+        let text = flag
+            .clone()
+            .or(file.clone())
+            .unwrap_or_else(|| default.to_string());
+        parse_size(&text).map_err(|e| StartError::Invalid(format!("{what}: {e}")))
+    };
+    let memory_budget = size(
+        &args.cache_memory,
+        &config.memory,
+        "256MB",
+        "--cache-memory",
+    )?;
+    let disk_budget = size(&args.cache_disk, &config.disk, "1GB", "--cache-disk")?;
+    let memory = (memory_budget > 0).then(|| MemoryCache::new(memory_budget));
+    let disk = match args.cache_dir.clone().or(config.dir.clone()) {
+        Some(dir) if disk_budget > 0 => {
+            let cache = DiskCache::open(&dir, disk_budget).map_err(|e| {
+                StartError::Invalid(format!(
+                    "cannot open the cache folder {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            tracing::info!(dir = %dir.display(), files = cache.stats().files, "disk cache opened");
+            Some(Arc::new(cache))
+        }
+        _ => None,
+    };
+    Ok(TileCache::new(memory, disk))
 }
 
 fn open_database(url: &str, config: &Config) -> Result<Database, StartError> {

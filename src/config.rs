@@ -25,6 +25,8 @@ pub struct Config {
     #[serde(default)]
     pub points: PointsConfig,
     #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
     pub layers: Vec<LayerConfig>,
 }
 
@@ -78,6 +80,80 @@ pub struct DatabaseConfig {
     pub pool_wait_ms: Option<u64>,
     /// Longest statement; PostgreSQL cancels it and the request gets a 504 (default 10000 ms).
     pub statement_timeout_ms: Option<u64>,
+}
+
+/// The tile cache: sizes accept `0` (tier off), bytes, or units like `256MB`, `1GiB`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Folder of the disk tier (flag --cache-dir); none: no disk tier.
+    pub dir: Option<PathBuf>,
+    /// Memory tier budget (flag --cache-memory; default 256MB).
+    pub memory: Option<String>,
+    /// Disk tier budget (flag --cache-disk; default 1GB).
+    pub disk: Option<String>,
+    /// `Cache-Control` per zoom band, first match wins; other zooms get `tile_cache_control`.
+    #[serde(default)]
+    pub control: Vec<CacheControlConfig>,
+}
+
+/// One zoom band's `Cache-Control`, e.g. `zooms = "0-8"`, `value = "public, max-age=86400"`.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheControlConfig {
+    pub zooms: String,
+    pub value: String,
+}
+
+/// Parses `0`, `1048576`, `256MB`, `1.5GB`, `512KiB`, `2GiB` (case-insensitive) to bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 256MB"))?;
+    let factor: f64 = match unit.trim() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024f64.powi(4),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"
+            ))
+        }
+    };
+    let bytes = value * factor;
+    if !bytes.is_finite() || bytes > 1e18 {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Parses a zoom range `a-b` (or a single zoom `a`) within 0..=24.
+pub fn parse_zoom_range(text: &str) -> Result<(u8, u8), String> {
+    let (a, b) = text.split_once('-').unwrap_or((text, text));
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|z| *z <= crate::tile::MAX_ZOOM)
+    };
+    match (parse(a), parse(b)) {
+        (Some(a), Some(b)) if a <= b => Ok((a, b)),
+        _ => Err(format!(
+            "{text:?} is not a zoom range like 0-8 within 0..={}",
+            crate::tile::MAX_ZOOM
+        )),
+    }
 }
 
 /// Why the configuration was refused.
@@ -201,6 +277,21 @@ mod tests {
         let err = Config::parse("[[layers]]\nname = \"a\"\nfile = \"a.csv\"\ncolour = 1\n")
             .expect_err("unknown");
         assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn sizes_and_zoom_ranges_parse() {
+        assert_eq!(parse_size("256MB"), Ok(256_000_000));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1.5kb"), Ok(1500));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("-5MB").is_err());
+        assert!(parse_size("5XB").is_err());
+        assert_eq!(parse_zoom_range("0-8"), Ok((0, 8)));
+        assert_eq!(parse_zoom_range("12"), Ok((12, 12)));
+        assert!(parse_zoom_range("8-2").is_err());
+        assert!(parse_zoom_range("0-30").is_err());
     }
 
     #[test]

@@ -46,19 +46,7 @@ pub async fn tile(
     )?;
     let spec = StyleSpec::from_query(&query)?;
     let filters = layer.parse_filters(&query)?;
-    let key = TileKey {
-        layer: layer.name.clone(),
-        version: layer.source.data_version(),
-        style: format!(
-            "{}&{}",
-            spec.canonical(),
-            filters.canonical(&layer.source.filters())
-        ),
-        ratio: ratio as u8,
-        z: coord.z,
-        x: coord.x,
-        y: coord.y,
-    };
+    let key = tile_key(&layer, &spec, &filters, ratio, coord);
     let (tile, origin) = state
         .cache
         .get_or_render(key, &state.metrics, || async {
@@ -81,6 +69,30 @@ pub async fn tile(
         origin,
         &state.metrics,
     ))
+}
+
+/// The cache key of a tile: the layer and its data version, the normalized style and
+/// filters, the pixel ratio and the address (`seed` uses it too, so seeded tiles are hits).
+pub fn tile_key(
+    layer: &Layer,
+    spec: &StyleSpec,
+    filters: &FilterValues,
+    ratio: u32,
+    coord: TileCoord,
+) -> TileKey {
+    TileKey {
+        layer: layer.name.clone(),
+        version: layer.source.data_version(),
+        style: format!(
+            "{}&{}",
+            spec.canonical(),
+            filters.canonical(&layer.source.filters())
+        ),
+        ratio: ratio as u8,
+        z: coord.z,
+        x: coord.x,
+        y: coord.y,
+    }
 }
 
 /// 200 with the tile, or 304 when the client's `If-None-Match` holds its ETag.
