@@ -102,8 +102,9 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
     let layers = Registry::default();
     let aggregate_above = config.aggregate_above.unwrap_or(DEFAULT_AGGREGATE_ABOVE);
     let database_url = args.database_url.clone().or(config.database_url.clone());
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let database = match &database_url {
-        Some(url) => Some(Arc::new(open_database(url, &config)?)),
+        Some(url) => Some(Arc::new(open_database(url, &config, metrics.clone())?)),
         None => None,
     };
     for layer in &config.layers {
@@ -150,6 +151,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
         )));
     }
     let mut state = AppState::new(layers);
+    state.metrics = metrics;
     state.cache = Arc::new(open_cache(args, &config.cache)?);
     for band in &config.cache.control {
         let (min_zoom, max_zoom) = parse_zoom_range(&band.zooms)
@@ -213,7 +215,11 @@ pub fn open_cache(args: &ServeArgs, config: &CacheConfig) -> Result<TileCache, S
     Ok(TileCache::new(memory, disk))
 }
 
-fn open_database(url: &str, config: &Config) -> Result<Database, StartError> {
+fn open_database(
+    url: &str,
+    config: &Config,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<Database, StartError> {
     let defaults = PoolSettings::default();
     let db = &config.database;
     let settings = PoolSettings {
@@ -228,6 +234,7 @@ fn open_database(url: &str, config: &Config) -> Result<Database, StartError> {
     Ok(Database::new(
         pool,
         config.aggregate_above.unwrap_or(DEFAULT_AGGREGATE_ABOVE),
+        metrics,
     ))
 }
 

@@ -2,6 +2,7 @@
 //! `ST_TileEnvelope`), bound parameters only, aggregation in SQL, and the layer's statistics.
 
 use super::{DbError, Ident, TableName};
+use crate::metrics::Metrics;
 use crate::render::WorldPoint;
 use crate::source::aggregate::{sort_bins, Bin};
 use crate::source::filter::{ColumnType, FilterDef, FilterValue};
@@ -46,6 +47,7 @@ struct Stats {
 
 pub struct PostgisLayer {
     pool: Pool,
+    metrics: Arc<Metrics>,
     layout: TableLayout,
     resolved: tokio::sync::OnceCell<Resolved>,
     stats: tokio::sync::Mutex<Option<Stats>>,
@@ -54,7 +56,7 @@ pub struct PostgisLayer {
 }
 
 impl PostgisLayer {
-    pub fn new(pool: Pool, layout: TableLayout) -> PostgisLayer {
+    pub fn new(pool: Pool, layout: TableLayout, metrics: Arc<Metrics>) -> PostgisLayer {
         let info = LayerInfo {
             bounds: [-180.0, -crate::tile::MAX_LAT, 180.0, crate::tile::MAX_LAT],
             count: 0,
@@ -62,6 +64,7 @@ impl PostgisLayer {
         };
         PostgisLayer {
             pool,
+            metrics,
             layout,
             resolved: tokio::sync::OnceCell::new(),
             stats: tokio::sync::Mutex::new(None),
@@ -141,7 +144,7 @@ impl PostgisLayer {
             "SELECT floor(x * 1024)::int8, floor(y * 1024)::int8, count(*)::int8, \
              min(x), min(y), max(x), max(y) FROM ({inner}) s GROUP BY 1, 2"
         );
-        let rows = client.query(&sql, &[]).await.map_err(db_error)?;
+        let rows = self.timed_query(&client, &sql, &[]).await?;
         let mut cells = Vec::with_capacity(rows.len());
         let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
         for row in &rows {
@@ -181,6 +184,22 @@ impl PostgisLayer {
         Ok((grid, info))
     }
 
+    /// Runs one query, counted and timed for `/metrics`.
+    async fn timed_query(
+        &self,
+        client: &deadpool_postgres::Object,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, SourceError> {
+        let started = std::time::Instant::now();
+        Metrics::inc(&self.metrics.db_queries);
+        let result = client.query(sql, params).await;
+        self.metrics
+            .db_query_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result.map_err(db_error)
+    }
+
     /// Refreshes the statistics if stale (the watcher calls it, so `/layers` is current).
     pub async fn refresh(&self) -> Result<(), SourceError> {
         self.stats().await.map(|_| ())
@@ -208,10 +227,9 @@ impl PointSource for PostgisLayer {
             sql.push_str(&format!(" LIMIT ${}", params.len()));
         }
         let client = self.client().await?;
-        let rows = client
-            .query(&sql, &params_ref(&params))
-            .await
-            .map_err(db_error)?;
+        let rows = self
+            .timed_query(&client, &sql, &params_ref(&params))
+            .await?;
         Ok(rows
             .iter()
             .map(|r| WorldPoint {
@@ -234,10 +252,9 @@ impl PointSource for PostgisLayer {
              GROUP BY bx, by"
         );
         let client = self.client().await?;
-        let rows = client
-            .query(&sql, &params_ref(&params))
-            .await
-            .map_err(db_error)?;
+        let rows = self
+            .timed_query(&client, &sql, &params_ref(&params))
+            .await?;
         let mut bins: Vec<Bin> = rows
             .iter()
             .map(|r| Bin {
@@ -265,11 +282,8 @@ impl PointSource for PostgisLayer {
             "SELECT coalesce(max(s), 1)::float8 FROM (SELECT sum(w::float8) AS s FROM ({inner}) p \
              WHERE w > 0 AND w < 'Infinity'::float4 GROUP BY floor(x * $1), floor(y * $1)) c"
         );
-        let row = client
-            .query_one(&sql, &[&(1.0 / cell)])
-            .await
-            .map_err(db_error)?;
-        Ok(row.get(0))
+        let rows = self.timed_query(&client, &sql, &[&(1.0 / cell)]).await?;
+        Ok(rows.first().map_or(1.0, |r| r.get(0)))
     }
 
     fn info(&self) -> LayerInfo {

@@ -5,6 +5,7 @@
 use super::layer::{PostgisLayer, TableLayout};
 use super::{ensure_schema, ensure_version_trigger, DbError, Ident, TableName, SCHEMA_LOCK_KEY};
 use crate::layer::{valid_layer_name, Layer, Registry};
+use crate::metrics::Metrics;
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,10 +27,11 @@ pub struct Database {
     /// Every PostGIS layer by name (imported and declared), for version updates.
     layers: Mutex<HashMap<String, Arc<PostgisLayer>>>,
     aggregate_above: u64,
+    metrics: Arc<Metrics>,
 }
 
 impl Database {
-    pub fn new(pool: Pool, aggregate_above: u64) -> Database {
+    pub fn new(pool: Pool, aggregate_above: u64, metrics: Arc<Metrics>) -> Database {
         Database {
             pool,
             reachable: AtomicBool::new(false),
@@ -37,6 +39,7 @@ impl Database {
             last_error: Mutex::new(Some("not checked yet".into())),
             layers: Mutex::new(HashMap::new()),
             aggregate_above,
+            metrics,
         }
     }
 
@@ -62,7 +65,11 @@ impl Database {
         name: &str,
         layout: TableLayout,
     ) -> Result<(), String> {
-        let source = Arc::new(PostgisLayer::new(self.pool.clone(), layout));
+        let source = Arc::new(PostgisLayer::new(
+            self.pool.clone(),
+            layout,
+            self.metrics.clone(),
+        ));
         let mut layer = Layer::new(name, source.clone());
         layer.aggregate_above = self.aggregate_above;
         registry.insert(layer)?;

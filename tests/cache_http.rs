@@ -1,0 +1,270 @@
+//! The tile cache over real HTTP: X-Cache tiers, strong ETags and 304s, Cache-Control bands,
+//! normalized keys, a disk tier that survives a restart and refuses corrupt files, budgets,
+//! invalidation by data version, and one render plus one database query for 64 concurrent
+//! requests of a missing tile.
+
+mod common;
+#[path = "common/pg.rs"]
+mod pg;
+
+use common::TestServer;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use twine_heatmap::cli::{build_state, ServeArgs};
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("twine-cache-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir
+}
+
+fn demo_server(args: ServeArgs) -> TestServer {
+    let (state, _) = build_state(&args).expect("state");
+    TestServer::start(state)
+}
+
+fn metric(server: &TestServer, name: &str) -> f64 {
+    let text = String::from_utf8(server.get("/metrics").body).expect("utf8");
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
+#[test]
+fn memory_tier_etags_and_cache_control() {
+    let dir = temp("memory");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        "[[cache.control]]\nzooms = \"0-5\"\nvalue = \"public, max-age=86400\"\n\
+         [[cache.control]]\nzooms = \"6-24\"\nvalue = \"public, max-age=60\"\n",
+    )
+    .expect("config");
+    let s = demo_server(ServeArgs {
+        config: Some(config),
+        ..ServeArgs::default()
+    });
+    let first = s.get("/tiles/demo/3/4/2.png?scheme=fire&radius=20");
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("x-cache"), Some("miss"));
+    let etag = first.header("etag").expect("etag").to_string();
+    assert!(
+        etag.starts_with('"') && etag.len() > 10,
+        "strong etag: {etag}"
+    );
+    assert_eq!(first.header("cache-control"), Some("public, max-age=86400"));
+    // The same request spelled differently shares the entry.
+    let again = s.get("/tiles/demo/3/4/2.png?radius=20&max=1.0&blur=15&style=smooth&scheme=fire");
+    assert_eq!(again.header("x-cache"), Some("hit-memory"));
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    // 304 on a matching If-None-Match (also inside a list), 200 on another.
+    let not_modified = ureq::get(&format!(
+        "{}/tiles/demo/3/4/2.png?scheme=fire&radius=20",
+        s.base
+    ))
+    .set("If-None-Match", &format!("\"other\", {etag}"))
+    .call()
+    .expect("304");
+    assert_eq!(not_modified.status(), 304);
+    assert_eq!(not_modified.header("etag"), Some(etag.as_str()));
+    let other = ureq::get(&format!(
+        "{}/tiles/demo/3/4/2.png?scheme=fire&radius=20",
+        s.base
+    ))
+    .set("If-None-Match", "\"nope\"")
+    .call()
+    .expect("200");
+    assert_eq!(other.status(), 200);
+    // A deeper zoom gets the other band; empty tiles are cached too.
+    let deep = s.get("/tiles/demo/9/10/200.png");
+    assert_eq!(deep.header("cache-control"), Some("public, max-age=60"));
+    assert_eq!(deep.header("x-cache"), Some("miss"));
+    assert_eq!(
+        s.get("/tiles/demo/9/10/200.png").header("x-cache"),
+        Some("hit-memory")
+    );
+    assert!(metric(&s, "twine_cache_hits_total{tier=\"memory\"}") >= 2.0);
+}
+
+#[test]
+fn the_memory_budget_holds() {
+    let budget = 200_000u64;
+    let s = demo_server(ServeArgs {
+        cache_memory: Some(budget.to_string()),
+        ..ServeArgs::default()
+    });
+    for x in 0..16 {
+        for y in 0..8 {
+            assert_eq!(s.get(&format!("/tiles/demo/4/{x}/{y}.png")).status, 200);
+            assert!(metric(&s, "twine_cache_bytes{tier=\"memory\"}") <= budget as f64);
+        }
+    }
+    assert!(metric(&s, "twine_cache_evictions_total{tier=\"memory\"}") > 0.0);
+}
+
+#[test]
+fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
+    let dir = temp("disk");
+    let args = || ServeArgs {
+        cache_dir: Some(dir.clone()),
+        cache_memory: Some("0".into()),
+        ..ServeArgs::default()
+    };
+    let s = demo_server(args());
+    let first = s.get("/tiles/demo/5/16/10.png");
+    assert_eq!(first.header("x-cache"), Some("miss"));
+    // The disk write happens behind the response.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.get("/tiles/demo/5/16/10.png").header("x-cache") != Some("hit-disk") {
+        assert!(Instant::now() < deadline, "never a disk hit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A new server on the same folder starts warm.
+    let restarted = demo_server(args());
+    let warm = restarted.get("/tiles/demo/5/16/10.png");
+    assert_eq!(warm.header("x-cache"), Some("hit-disk"));
+    assert_eq!(warm.body, first.body);
+    // Damage every tile file: it is detected, never served, and rendered again.
+    let mut damaged = 0;
+    for entry in walk(&dir) {
+        if entry.extension().is_some_and(|e| e == "tile") {
+            let mut bytes = std::fs::read(&entry).expect("read");
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0xff;
+            std::fs::write(&entry, &bytes).expect("write");
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0);
+    let fresh = demo_server(args());
+    let again = fresh.get("/tiles/demo/5/16/10.png");
+    assert_eq!(again.header("x-cache"), Some("miss"));
+    assert_eq!(again.body, first.body);
+    // The re-rendered tile is written back (behind the response): wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fresh.get("/tiles/demo/5/16/10.png").header("x-cache") != Some("hit-disk") {
+        assert!(
+            Instant::now() < deadline,
+            "the re-rendered tile was never written back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Truncated files too.
+    for entry in walk(&dir) {
+        if entry.extension().is_some_and(|e| e == "tile") {
+            let bytes = std::fs::read(&entry).expect("read");
+            std::fs::write(&entry, &bytes[..bytes.len() / 3]).expect("write");
+        }
+    }
+    let truncated = demo_server(args()).get("/tiles/demo/5/16/10.png");
+    assert_eq!(truncated.header("x-cache"), Some("miss"));
+    assert_eq!(truncated.body, first.body);
+}
+
+fn walk(dir: &PathBuf) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// A declared PostGIS layer: 64 concurrent requests for one missing tile make exactly one
+/// render and one database query; after a write to the table the new version's tile is served.
+#[test]
+fn one_render_per_missing_tile_and_no_stale_tiles_after_a_write() {
+    let pid = std::process::id();
+    let (layer, table) = (format!("cached{pid}"), format!("cached_{pid}"));
+    let db = pg::Db::connect();
+    db.batch(&format!(
+        "CREATE EXTENSION IF NOT EXISTS postgis;
+         DROP TABLE IF EXISTS public.\"{table}\";
+         CREATE TABLE public.\"{table}\" (geom geometry(Point, 4326));
+         INSERT INTO public.\"{table}\" SELECT ST_SetSRID(ST_MakePoint(10 + (i % 100) * 0.01, 50 + (i / 100) * 0.01), 4326) FROM generate_series(0, 9999) i;
+         CREATE INDEX ON public.\"{table}\" USING gist (geom);"
+    ));
+    let dir = temp("pg");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[[layers]]\nname = \"{layer}\"\ntable = \"public.{table}\"\n"),
+    )
+    .expect("config");
+    let s = demo_server(ServeArgs {
+        config: Some(config),
+        database_url: Some(pg::database_url()),
+        cache_dir: Some(dir.join("tiles")),
+        ..ServeArgs::default()
+    });
+    // Warm the layer's statistics with another tile.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.get(&format!("/tiles/{layer}/6/33/20.png")).status != 200 {
+        assert!(Instant::now() < deadline, "layer never served");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (renders, queries) = (
+        metric(&s, "twine_tiles_rendered_total"),
+        metric(&s, "twine_db_queries_total"),
+    );
+    let url = format!("{}/tiles/{layer}/6/33/21.png?max=0.01", s.base);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(64));
+    let handles: Vec<_> = (0..64)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let r = ureq::get(&url).call().expect("tile");
+                let mut body = Vec::new();
+                std::io::Read::read_to_end(&mut r.into_reader(), &mut body).expect("body");
+                body
+            })
+        })
+        .collect();
+    let bodies: Vec<Vec<u8>> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(
+        metric(&s, "twine_tiles_rendered_total") - renders,
+        1.0,
+        "renders"
+    );
+    assert_eq!(
+        metric(&s, "twine_db_queries_total") - queries,
+        1.0,
+        "database queries"
+    );
+
+    // A write changes the layer's data version: the old tile is no longer served.
+    db.batch(&format!(
+        "INSERT INTO public.\"{table}\" SELECT ST_SetSRID(ST_MakePoint(10.5, 50.5), 4326) FROM generate_series(1, 5000)"
+    ));
+    let before = bodies[0].clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = s.get(&format!("/tiles/{layer}/6/33/21.png?max=0.01"));
+        if now.body != before {
+            assert_eq!(now.header("x-cache"), Some("miss"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stale tile still served 10 s after the write"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    db.batch(&format!("DROP TABLE IF EXISTS public.\"{table}\""));
+}
