@@ -165,9 +165,9 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
     assert_eq!(truncated.body, first.body);
 }
 
-fn walk(dir: &PathBuf) -> Vec<PathBuf> {
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.clone()];
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).expect("dir").flatten() {
             let path = entry.path();
