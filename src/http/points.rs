@@ -26,14 +26,7 @@ pub async fn tile_points(
         .ok_or_else(|| ApiError::bad("y", "the points tile name must be {y}.json"))?;
     let coord = parse_tile_coord(&z, &x, y)?;
     let layer = state.layer(&layer_name)?;
-    let filter_names = layer.filter_params();
-    let query = Query::parse(
-        req.query_string(),
-        &[
-            TILE_POINT_PARAMS,
-            &filter_names.iter().map(String::as_str).collect::<Vec<_>>(),
-        ],
-    )?;
+    let query = layer.parse_query(req.query_string(), &[TILE_POINT_PARAMS])?;
     let limit = limit(&state, &query)?;
     // Leaflet.heat draws points up to radius + blur pixels outside its canvas.
     let reach_px =
@@ -56,14 +49,7 @@ pub async fn bbox_points(
     layer: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let layer = state.layer(&layer)?;
-    let filter_names = layer.filter_params();
-    let query = Query::parse(
-        req.query_string(),
-        &[
-            BBOX_POINT_PARAMS,
-            &filter_names.iter().map(String::as_str).collect::<Vec<_>>(),
-        ],
-    )?;
+    let query = layer.parse_query(req.query_string(), &[BBOX_POINT_PARAMS])?;
     let area = parse_bbox(&query)?;
     let limit = limit(&state, &query)?;
     let pixel_scale = match query.get("zoom") {

@@ -1,7 +1,7 @@
 //! Heatmap images: XYZ tiles (`/tiles/{layer}/{z}/{x}/{y}.png`, `@2x`) and the seed's
 //! bounds-sized overlay (`/heatmap.png`).
 
-use super::params::{parse_bbox, parse_int, Query, StyleSpec, STYLE_PARAMS};
+use super::params::{parse_bbox, parse_int, StyleSpec, STYLE_PARAMS};
 use super::AppState;
 use crate::cache::key::TileKey;
 use crate::cache::{CachedTile, Origin};
@@ -36,14 +36,7 @@ pub async fn tile(
     };
     let coord = parse_tile_coord(&z, &x, y)?;
     let layer = state.layer(&layer_name)?;
-    let filter_names = layer.filter_params();
-    let query = Query::parse(
-        req.query_string(),
-        &[
-            STYLE_PARAMS,
-            &filter_names.iter().map(String::as_str).collect::<Vec<_>>(),
-        ],
-    )?;
+    let query = layer.parse_query(req.query_string(), &[STYLE_PARAMS])?;
     let spec = StyleSpec::from_query(&query)?;
     let filters = layer.parse_filters(&query)?;
     let key = tile_key(&layer, &spec, &filters, ratio, coord);
@@ -164,15 +157,7 @@ pub async fn overlay(
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| ApiError::bad("layer", "required: a layer name (see /layers)"))?;
     let layer = state.layer(&layer_name)?;
-    let filter_names = layer.filter_params();
-    let query = Query::parse(
-        req.query_string(),
-        &[
-            OVERLAY_PARAMS,
-            STYLE_PARAMS,
-            &filter_names.iter().map(String::as_str).collect::<Vec<_>>(),
-        ],
-    )?;
+    let query = layer.parse_query(req.query_string(), &[OVERLAY_PARAMS, STYLE_PARAMS])?;
     let area = parse_bbox(&query)?;
     let width = query.int("width", 1..=MAX_OVERLAY_SIDE, 1024)?;
     let height = query.int("height", 1..=MAX_OVERLAY_SIDE, 1024)?;
