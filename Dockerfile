@@ -12,16 +12,21 @@ COPY src src
 COPY data data
 COPY benches benches
 COPY config config
+COPY web web
 RUN cargo build --release --locked --bin twine-heatmap \
     && strip target/release/twine-heatmap
 
 FROM debian:bookworm-slim
-RUN useradd --system --uid 10001 --user-group --no-create-home twine
+RUN useradd --system --uid 10001 --user-group --no-create-home twine \
+    && mkdir -p /var/cache/twine-heatmap && chown twine:twine /var/cache/twine-heatmap
+# The disk cache tier; mount a volume here to keep it across container restarts.
+VOLUME /var/cache/twine-heatmap
 COPY --from=build /src/target/release/twine-heatmap /usr/local/bin/twine-heatmap
 COPY config/example.toml /etc/twine-heatmap/example.toml
 USER twine
 # Inside a container the server must listen on all interfaces to be reachable.
 ENV TWINE_BIND=0.0.0.0:8080 \
+    TWINE_CACHE_DIR=/var/cache/twine-heatmap \
     RUST_LOG=info
 EXPOSE 8080
 # The binary's own health check: no curl needed in the image.
