@@ -1,6 +1,7 @@
-//! The command line: `serve` and `healthcheck`, and how flags, environment and the config
-//! file combine into the server's state.
+//! The command line: `serve`, `import`, `seed`, `cache` and `healthcheck`, and how flags,
+//! environment and the config file combine into the server's state.
 
+use crate::cache::admin::{self, AdminError, PurgeFilter, SeedOptions};
 use crate::cache::disk::DiskCache;
 use crate::cache::memory::MemoryCache;
 use crate::cache::TileCache;
@@ -37,6 +38,22 @@ pub enum Command {
     Serve(ServeArgs),
     /// Load points files into PostGIS as layer NAME (created with a GiST index if missing).
     Import(crate::source::postgis::import::ImportArgs),
+    /// Render tiles ahead of time into the disk cache, so requests for them are hits.
+    ///
+    /// Layers are built exactly as `serve` builds them (same flags, environment and config)
+    /// and each tile is keyed as the server keys it, so a seeded tile is a `hit-disk` for any
+    /// equal request, whatever the order of its parameters. Tiles already on disk are
+    /// skipped: re-run the same command to resume. SIGINT (Ctrl-C) or SIGTERM finishes the
+    /// tiles in flight and exits with 130 (143); even SIGKILL leaves no damaged tile. Give the
+    /// server the same --cache-disk budget, or it evicts down to its own when it opens the
+    /// folder. Tiles of a database layer carry its data version: a write to the layer makes
+    /// them stale.
+    Seed(SeedArgs),
+    /// Disk cache administration: remove tiles, print usage.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Exit 0 when the server at --url answers /health with 200 (for container health checks).
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:8080/health")]
@@ -310,8 +327,137 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         .map_err(|source| StartError::Bind { bind, source })
 }
 
-/// A minimal HTTP/1.0 GET with the standard library, so the container needs no curl.
+/// `seed`: the serve flags that build layers and the disk tier, plus what to render. The
+/// serve flags that only matter to a listening server are hidden (by their field names).
+#[derive(clap::Args, Debug)]
+#[command(
+    mut_arg("bind", |a| a.hide(true)),
+    mut_arg("handoff_zoom", |a| a.hide(true)),
+    mut_arg("public_url", |a| a.hide(true)),
+    mut_arg("cache_memory", |a| a.hide(true)),
+    mut_arg("cache_dir", |a| a.help("Folder of the disk cache to fill (required here, or cache.dir in the config)"))
+)]
+pub struct SeedArgs {
+    /// Layer to seed (see /layers).
+    #[arg(long, value_name = "NAME")]
+    pub layer: String,
+    /// Zooms to seed, e.g. 0-6, or one zoom.
+    #[arg(long, value_name = "A-B")]
+    pub zoom: String,
+    /// Only tiles overlapping west,south,east,north in degrees [default: the layer's bounds,
+    /// grown by the style's reach].
+    #[arg(long, value_name = "W,S,E,N", allow_hyphen_values = true)]
+    pub bbox: Option<String>,
+    /// Style and filter parameters as in a tile URL's query string, e.g.
+    /// 'style=dots&scheme=fire' [default: the default style].
+    #[arg(long, value_name = "QUERY")]
+    pub style: Option<String>,
+    /// Seed the @2x (512-pixel) tiles instead of the 256-pixel ones.
+    #[arg(long)]
+    pub retina: bool,
+    /// Tiles rendered at once [default: the number of CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=admin::MAX_CONCURRENCY as i64))]
+    pub concurrency: Option<u16>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Remove a layer's tiles from the disk tier, optionally only some zooms and an area.
+    ///
+    /// Every style, pixel ratio and data version of the matching tiles goes. A running
+    /// server's memory tier keeps purged tiles until they age out or the layer's data version
+    /// changes; restart it to drop them at once.
+    Purge(PurgeArgs),
+    /// Print the cache's usage per tier and layer (the memory tier from a running server).
+    Stats(StatsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PurgeArgs {
+    /// Folder of the disk cache.
+    #[arg(long, env = "TWINE_CACHE_DIR")]
+    pub cache_dir: PathBuf,
+    /// Layer whose tiles to remove.
+    #[arg(long, value_name = "NAME")]
+    pub layer: String,
+    /// Only tiles overlapping west,south,east,north in degrees [default: everywhere].
+    #[arg(long, value_name = "W,S,E,N", allow_hyphen_values = true)]
+    pub bbox: Option<String>,
+    /// Only these zooms, e.g. 8-12, or one zoom [default: all].
+    #[arg(long, value_name = "A-B")]
+    pub zoom: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatsArgs {
+    /// Folder of the disk cache.
+    #[arg(long, env = "TWINE_CACHE_DIR")]
+    pub cache_dir: PathBuf,
+    /// The server's disk budget, to show usage against [default: 1GB].
+    #[arg(long, env = "TWINE_CACHE_DISK")]
+    pub cache_disk: Option<String>,
+    /// Also read a running server's /metrics for its memory tier and hit counters, e.g.
+    /// http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+}
+
+/// Runs `seed` in an actix system, as `serve` runs (rendering uses its blocking pool).
+pub fn seed(mut args: SeedArgs) -> Result<(), AdminError> {
+    // Seeding writes to disk only: a memory tier would just hold a second copy.
+    args.serve.cache_memory = Some("0".into());
+    let options = SeedOptions {
+        layer: args.layer,
+        zoom: args.zoom,
+        bbox: args.bbox,
+        style: args.style.unwrap_or_default(),
+        retina: args.retina,
+        concurrency: args.concurrency.map(usize::from),
+    };
+    actix_web::rt::System::new().block_on(admin::seed(&options, &args.serve))
+}
+
+/// Runs `cache purge` or `cache stats`.
+pub fn cache(command: CacheCommand) -> Result<(), AdminError> {
+    match command {
+        CacheCommand::Purge(args) => {
+            let filter =
+                PurgeFilter::parse(&args.layer, args.zoom.as_deref(), args.bbox.as_deref())?;
+            admin::purge(&args.cache_dir, &filter).map(|_| ())
+        }
+        CacheCommand::Stats(args) => admin::stats(
+            &args.cache_dir,
+            args.cache_disk.as_deref(),
+            args.server.as_deref(),
+        ),
+    }
+}
+
+/// Exit 0 when `url` answers 200.
 pub fn healthcheck(url: &str) -> Result<(), String> {
+    let (status, _) = http_request(url)?;
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(())
+    } else {
+        Err(format!("unhealthy: {status}"))
+    }
+}
+
+/// The body of `url` when it answers 200 (`cache stats --server` reads /metrics with it).
+pub fn http_get(url: &str) -> Result<String, String> {
+    let (status, body) = http_request(url)?;
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(body)
+    } else {
+        Err(format!("answered {status:?}"))
+    }
+}
+
+/// A minimal HTTP/1.0 GET with the standard library, so the container needs no curl.
+/// Returns the status line and the body.
+fn http_request(url: &str) -> Result<(String, String), String> {
     use std::io::{Read, Write};
     let rest = url
         .strip_prefix("http://")
@@ -334,10 +480,9 @@ pub fn healthcheck(url: &str) -> Result<(), String> {
     stream
         .read_to_string(&mut response)
         .map_err(|e| e.to_string())?;
-    let status = response.lines().next().unwrap_or_default();
-    if status.split_whitespace().nth(1) == Some("200") {
-        Ok(())
-    } else {
-        Err(format!("unhealthy: {status}"))
-    }
+    let status = response.lines().next().unwrap_or_default().to_string();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_string());
+    Ok((status, body))
 }

@@ -1,6 +1,7 @@
 //! `twine-heatmap`: parses the command line and hands off to the library.
 
 use clap::Parser;
+use twine_heatmap::cache::admin;
 use twine_heatmap::cli::{self, Cli, Command};
 
 fn main() -> std::process::ExitCode {
@@ -17,6 +18,8 @@ fn main() -> std::process::ExitCode {
         Command::Import(args) => actix_web::rt::System::new()
             .block_on(twine_heatmap::source::postgis::import::run(&args))
             .map_err(|e| e.to_string()),
+        Command::Seed(args) => return admin::finish(cli::seed(args)),
+        Command::Cache { command } => return admin::finish(cli::cache(command)),
         Command::Healthcheck { url } => cli::healthcheck(&url),
     };
     match result {

@@ -1,0 +1,610 @@
+//! `seed`, `cache purge` and `cache stats` as a user runs them: the real binary on the
+//! embedded demo layer (no database), each test in its own cache folder. Seeded tiles must
+//! be disk hits for a server on the same folder, a seed stopped by SIGKILL or SIGINT must
+//! leave only whole tiles, and purges must remove exactly the tiles they name.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use twine_heatmap::cache::disk::DiskCache;
+use twine_heatmap::http::params::{Query, StyleSpec};
+use twine_heatmap::http::tiles::tile_key;
+use twine_heatmap::layer::Layer;
+use twine_heatmap::source::load::demo_points;
+use twine_heatmap::source::memory::MemoryStore;
+use twine_heatmap::source::FilterValues;
+use twine_heatmap::tile::TileCoord;
+
+const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
+
+/// Europe: dense enough that zooms 0-7 take a few seconds (a window to stop the seed in),
+/// small enough that a whole run stays short in a debug build.
+const EUROPE: &str = "-10,35,30,60";
+
+/// A fresh, empty folder for one test, removed when the test ends.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(test: &str) -> TempDir {
+    let dir = std::env::temp_dir().join(format!("twine-cache-cli-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    TempDir(dir)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The binary with none of the environment that could change which layers or cache it uses.
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("TWINE_CONFIG")
+        .env_remove("TWINE_CACHE_DIR")
+        .env_remove("TWINE_CACHE_DISK")
+        .env_remove("TWINE_CACHE_MEMORY")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    command(args).output().expect("run")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).to_string()
+}
+
+/// Runs a command that must succeed; returns its stdout.
+fn run_ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {:?}\n{}\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// (seeded, already cached) from the final `seeded N tiles (M already cached) ...` line.
+fn summary(stdout: &str) -> (u64, u64) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("seeded "))
+        .unwrap_or_else(|| panic!("no summary line in {stdout:?}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let seeded = words[1].parse().expect("seeded count");
+    let cached = words[3]
+        .trim_start_matches('(')
+        .parse()
+        .expect("cached count");
+    (seeded, cached)
+}
+
+/// Tiles of `layer` that `cache stats` reports (0 when it lists no such layer).
+fn stats_tiles(dir: &Path, layer: &str) -> u64 {
+    let stdout = run_ok(&["cache", "stats", "--cache-dir", path(dir)]);
+    let prefix = format!("layer {layer}: ");
+    stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&prefix))
+        .map_or(0, |rest| {
+            rest.split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("tile count")
+        })
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn tile_files(dir: &Path) -> usize {
+    files_under(dir)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "tile"))
+        .count()
+}
+
+/// Opens the folder as the server does and reads every tile a default-style demo seed of
+/// zooms 0..=`max_zoom` can have written: every file must be one of them and whole (no
+/// corrupt files), and no temp file may survive the open. Returns the number of tiles.
+fn assert_cache_valid(dir: &Path, max_zoom: u8) -> u64 {
+    let disk = DiskCache::open(dir, u64::MAX).expect("open the cache");
+    let leftovers: Vec<PathBuf> = files_under(dir)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files after open: {leftovers:?}");
+    let layer = Layer::new(
+        "demo",
+        std::sync::Arc::new(MemoryStore::new(demo_points().expect("demo"), None)),
+    );
+    let spec = StyleSpec::from_query(&Query::default()).expect("default style");
+    let files = disk.stats().files;
+    let mut found = 0;
+    for z in 0..=max_zoom {
+        let n = TileCoord::count(z) as u32;
+        for x in 0..n {
+            for y in 0..n {
+                let key = tile_key(&layer, &spec, &FilterValues::NONE, 1, TileCoord { z, x, y });
+                if let Some(png) = disk.get(&key) {
+                    assert!(png.starts_with(b"\x89PNG"), "{z}/{x}/{y} is no PNG");
+                    found += 1;
+                }
+            }
+        }
+    }
+    let stats = disk.stats();
+    assert_eq!(stats.corrupt, 0, "corrupt tiles found");
+    assert_eq!(found, files, "every file on disk is a whole seeded tile");
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A running `serve`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(cache_dir: &Path) -> Server {
+        let bind = format!("127.0.0.1:{}", free_port());
+        let child = command(&["serve", "--bind", &bind, "--cache-dir", path(cache_dir)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn serve");
+        let server = Server {
+            child,
+            base: format!("http://{bind}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if ureq::get(&format!("{}/health", server.base)).call().is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not come up on {bind}");
+    }
+
+    /// (X-Cache, body) of a 200 answer.
+    fn tile(&self, path: &str) -> (String, Vec<u8>) {
+        let response = ureq::get(&format!("{}{path}", self.base))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let x_cache = response.header("X-Cache").unwrap_or_default().to_string();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut body).expect("body");
+        (x_cache, body)
+    }
+}
+
+/// Starts a seed of demo zooms 0-7 over Europe, two tiles at a time, and returns it once it
+/// has written a few tiles (so a stop lands mid-way).
+fn start_slow_seed(dir: &Path) -> Child {
+    let mut child = command(&[
+        "seed",
+        "--layer",
+        "demo",
+        "--zoom",
+        "0-7",
+        "--bbox",
+        EUROPE,
+        "--concurrency",
+        "2",
+        "--cache-dir",
+        path(dir),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn seed");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tile_files(dir) < 20 {
+        assert!(Instant::now() < deadline, "seed wrote no tiles");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "seed ended before it could be stopped"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+#[test]
+fn seeded_tiles_are_disk_hits_in_any_parameter_order() {
+    let dir = temp_dir("hits");
+    let first = run_ok(&[
+        "seed",
+        "--layer",
+        "demo",
+        "--zoom",
+        "0-3",
+        "--cache-dir",
+        path(&dir),
+    ]);
+    let (seeded, cached) = summary(&first);
+    assert!(seeded > 0 && cached == 0, "{first}");
+    assert!(first.contains(" bytes"), "{first}");
+    // Parameters in one order when seeding, the other when requesting.
+    run_ok(&[
+        "seed",
+        "--layer",
+        "demo",
+        "--zoom",
+        "2",
+        "--style",
+        "scheme=fire&style=dots",
+        "--cache-dir",
+        path(&dir),
+    ]);
+    let again = run_ok(&[
+        "seed",
+        "--layer",
+        "demo",
+        "--zoom",
+        "0-3",
+        "--cache-dir",
+        path(&dir),
+    ]);
+    assert_eq!(summary(&again), (0, seeded), "a re-run finds every tile");
+
+    let server = Server::start(&dir);
+    assert_eq!(server.tile("/tiles/demo/2/1/1.png").0, "hit-disk");
+    assert_eq!(
+        server
+            .tile("/tiles/demo/2/1/1.png?style=dots&scheme=fire")
+            .0,
+        "hit-disk"
+    );
+    // Control: what was not seeded is rendered.
+    assert_eq!(server.tile("/tiles/demo/2/1/1@2x.png").0, "miss");
+}
+
+#[test]
+fn a_seed_killed_mid_way_leaves_only_whole_tiles_and_resumes() {
+    let dir = temp_dir("sigkill");
+    let mut child = start_slow_seed(&dir);
+    child.kill().expect("SIGKILL");
+    let status = child.wait().expect("wait");
+    assert!(!status.success(), "killed seed: {status:?}");
+    let before = assert_cache_valid(&dir, 7);
+    assert!(before > 0);
+
+    let rerun = run_ok(&[
+        "seed",
+        "--layer",
+        "demo",
+        "--zoom",
+        "0-7",
+        "--bbox",
+        EUROPE,
+        "--cache-dir",
+        path(&dir),
+    ]);
+    let (seeded, cached) = summary(&rerun);
+    assert_eq!(cached, before, "the re-run reuses every tile left: {rerun}");
+    assert!(seeded > 0, "the kill landed mid-way: {rerun}");
+    assert_eq!(stats_tiles(&dir, "demo"), seeded + cached);
+    assert_eq!(assert_cache_valid(&dir, 7), seeded + cached);
+
+    // 10°E 50°N at zoom 7.
+    let server = Server::start(&dir);
+    let (x_cache, png) = server.tile("/tiles/demo/7/67/43.png");
+    assert_eq!(x_cache, "hit-disk");
+    let (w, h, _) = twine_heatmap::render::png::decode_rgba(&png).expect("PNG decodes");
+    assert_eq!((w, h), (256, 256));
+}
+
+#[test]
+fn sigint_stops_a_seed_with_130_and_a_valid_cache() {
+    let dir = temp_dir("sigint");
+    let child = start_slow_seed(&dir);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-s", "INT", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let out = child.wait_with_output().expect("wait");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    let (seeded, cached) = summary(&stdout);
+    assert_eq!(cached, 0);
+    assert_eq!(
+        assert_cache_valid(&dir, 7),
+        seeded,
+        "every tile counted is on disk"
+    );
+}
+
+/// The XYZ tile columns and rows a box in degrees overlaps at zoom `z` (computed here
+/// independently of the crate).
+fn tiles_in(w: f64, s: f64, e: f64, n: f64, z: u8) -> u64 {
+    let count = f64::from(1u32 << z);
+    let x = |lon: f64| (lon + 180.0) / 360.0 * count;
+    let y = |lat: f64| {
+        let r = lat.to_radians();
+        (1.0 - (r.tan() + 1.0 / r.cos()).ln() / std::f64::consts::PI) / 2.0 * count
+    };
+    let cols = x(e).ceil() - x(w).floor();
+    let rows = y(s).ceil() - y(n).floor();
+    (cols * rows) as u64
+}
+
+#[test]
+fn purge_removes_exactly_the_matching_tiles() {
+    let dir = temp_dir("purge");
+    run_ok(&[
+        "seed",
+        "--layer",
+        "demo",
+        "--zoom",
+        "0-4",
+        "--cache-dir",
+        path(&dir),
+    ]);
+    let before = stats_tiles(&dir, "demo");
+    let expected = tiles_in(10.0, 10.0, 80.0, 50.0, 3) + tiles_in(10.0, 10.0, 80.0, 50.0, 4);
+    assert_eq!(expected, 4 + 12);
+    let out = run_ok(&[
+        "cache",
+        "purge",
+        "--cache-dir",
+        path(&dir),
+        "--layer",
+        "demo",
+        "--zoom",
+        "3-4",
+        "--bbox",
+        "10,10,80,50",
+    ]);
+    assert!(
+        out.contains(&format!("removed {expected} tiles (")),
+        "{out}"
+    );
+    assert_eq!(stats_tiles(&dir, "demo"), before - expected);
+    let other = run_ok(&[
+        "cache",
+        "purge",
+        "--cache-dir",
+        path(&dir),
+        "--layer",
+        "other",
+    ]);
+    assert!(other.contains("removed 0 tiles (0 bytes)"), "{other}");
+    assert_eq!(stats_tiles(&dir, "demo"), before - expected);
+
+    {
+        let server = Server::start(&dir);
+        // Inside the box at a purged zoom: gone. Outside the box, or at another zoom: kept.
+        assert_eq!(server.tile("/tiles/demo/3/4/2.png").0, "miss");
+        assert_eq!(server.tile("/tiles/demo/4/11/7.png").0, "miss");
+        assert_eq!(server.tile("/tiles/demo/4/12/7.png").0, "hit-disk");
+        assert_eq!(server.tile("/tiles/demo/2/2/1.png").0, "hit-disk");
+    }
+
+    let left = stats_tiles(&dir, "demo");
+    let all = run_ok(&[
+        "cache",
+        "purge",
+        "--cache-dir",
+        path(&dir),
+        "--layer",
+        "demo",
+    ]);
+    assert!(all.contains(&format!("removed {left} tiles (")), "{all}");
+    assert_eq!(stats_tiles(&dir, "demo"), 0);
+}
+
+#[test]
+fn stats_lists_each_layer_and_a_servers_memory_tier() {
+    let dir = temp_dir("stats");
+    let cache = dir.join("cache");
+    let csv = dir.join("stations.csv");
+    std::fs::write(&csv, "lon,lat,weight\n13.4,52.5,2\n2.35,48.85,1\n").expect("csv");
+    let stations = run_ok(&[
+        "seed",
+        "--points",
+        path(&csv),
+        "--layer",
+        "stations",
+        "--zoom",
+        "0-5",
+        "--cache-dir",
+        path(&cache),
+    ]);
+    let demo = run_ok(&[
+        "seed",
+        "--layer",
+        "demo",
+        "--zoom",
+        "0-1",
+        "--cache-dir",
+        path(&cache),
+    ]);
+    let stdout = run_ok(&[
+        "cache",
+        "stats",
+        "--cache-dir",
+        path(&cache),
+        "--cache-disk",
+        "10MB",
+    ]);
+    assert!(stdout.contains("of a 10.0 MB budget"), "{stdout}");
+    assert_eq!(stats_tiles(&cache, "stations"), summary(&stations).0);
+    assert_eq!(stats_tiles(&cache, "demo"), summary(&demo).0);
+
+    let server = Server::start(&cache);
+    assert_eq!(server.tile("/tiles/demo/3/0/0.png").0, "miss");
+    assert_eq!(server.tile("/tiles/demo/3/0/0.png").0, "hit-memory");
+    let stdout = run_ok(&[
+        "cache",
+        "stats",
+        "--cache-dir",
+        path(&cache),
+        "--server",
+        &server.base,
+    ]);
+    let memory = stdout
+        .lines()
+        .find(|l| l.starts_with("memory tier"))
+        .unwrap_or_else(|| panic!("no memory line: {stdout}"));
+    assert!(!memory.contains(": 0 bytes"), "{memory}");
+    assert!(
+        stdout.contains("hits: memory 1, disk 0; misses 1"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let dir = temp_dir("errors");
+    let cache = path(&dir);
+    let seed = |extra: &[&str]| {
+        let mut args = vec!["seed", "--cache-dir", cache];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            seed(&["--layer", "nope", "--zoom", "0-2"]),
+            "unknown layer \"nope\"",
+        ),
+        (
+            seed(&["--layer", "demo", "--zoom", "9-2"]),
+            "--zoom: \"9-2\"",
+        ),
+        (seed(&["--layer", "demo", "--zoom", "0-99"]), "--zoom"),
+        (
+            seed(&["--layer", "demo", "--zoom", "0-2", "--bbox", "1,2,3"]),
+            "--bbox",
+        ),
+        (
+            seed(&["--layer", "demo", "--zoom", "0-2", "--bbox", "10,0,-10,5"]),
+            "--bbox",
+        ),
+        (
+            seed(&["--layer", "demo", "--zoom", "0-2", "--style", "style=bogus"]),
+            "\"bogus\" is not a style",
+        ),
+        (
+            seed(&["--layer", "demo", "--zoom", "0-2", "--style", "colour=red"]),
+            "--style: colour",
+        ),
+        (
+            seed(&["--layer", "demo", "--zoom", "0-2", "--concurrency", "0"]),
+            "--concurrency",
+        ),
+        (
+            ["seed", "--layer", "demo", "--zoom", "0-2"]
+                .map(String::from)
+                .to_vec(),
+            "--cache-dir",
+        ),
+        (
+            ["cache", "purge", "--layer", "demo"]
+                .map(String::from)
+                .to_vec(),
+            "--cache-dir",
+        ),
+        (
+            [
+                "cache",
+                "purge",
+                "--cache-dir",
+                cache,
+                "--layer",
+                "demo",
+                "--zoom",
+                "5-1",
+            ]
+            .map(String::from)
+            .to_vec(),
+            "--zoom",
+        ),
+        (
+            ["cache", "stats", "--cache-dir", "/nonexistent/twine-cache"]
+                .map(String::from)
+                .to_vec(),
+            "/nonexistent/twine-cache",
+        ),
+        (
+            [
+                "cache",
+                "stats",
+                "--cache-dir",
+                cache,
+                "--server",
+                "http://127.0.0.1:1",
+            ]
+            .map(String::from)
+            .to_vec(),
+            "--server",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .output()
+            .expect("run");
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        // Our own refusals are one line (clap's usage errors carry their own hints).
+        if stderr.starts_with("twine-heatmap:") {
+            assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        }
+    }
+    assert_eq!(tile_files(&dir), 0, "no failed command wrote a tile");
+}
