@@ -15,6 +15,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 
+# The browser test (tests/browser.rs): Debian's chromium, driven by playwright-core from npm
+# (pinned in tests/browser/package-lock.json; never a browser download).
+if [ ! -x /usr/bin/chromium ]; then
+  log "installing chromium"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  log "installing nodejs and npm"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+fi
+if [ ! -d tests/browser/node_modules ]; then
+  log "installing the browser test's npm packages"
+  npm ci --prefix tests/browser --no-audit --no-fund
+fi
+
 # PostGIS: the PostGIS tests run for real, never skipped. Use DATABASE_URL when it answers;
 # otherwise install PostgreSQL 15 + PostGIS 3 from Debian, start the 15/main cluster, and
 # create the default role and database.

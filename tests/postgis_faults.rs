@@ -38,9 +38,11 @@ fn server(url: &str, layer: &str, table: &str, database: &str) -> TestServer {
         format!("{database}\n[[layers]]\nname = \"{layer}\"\ntable = \"public.{table}\"\n"),
     )
     .expect("config");
+    // No memory tier: every request must reach the database for these tests to mean anything.
     let args = ServeArgs {
         config: Some(config),
         database_url: Some(url.to_string()),
+        cache_memory: Some("0".into()),
         ..ServeArgs::default()
     };
     let (state, _) = build_state(&args).expect("state");

@@ -4,6 +4,7 @@ pub mod meta;
 pub mod params;
 pub mod points;
 pub mod tiles;
+pub mod webmap;
 
 use crate::error::ApiError;
 use crate::layer::Registry;
@@ -111,6 +112,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/points/{layer}/{z}/{x}/{file}",
             web::get().to(points::tile_points),
         )
+        .configure(webmap::routes)
         .default_service(web::to(meta::not_found));
 }
 

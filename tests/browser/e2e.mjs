@@ -1,0 +1,540 @@
+#!/usr/bin/env node
+// End-to-end test of the web map in headless Chromium (Debian's `chromium`, driven by npm
+// `playwright-core`; never a downloaded browser).
+//
+//   node tests/browser/e2e.mjs [path/to/twine-heatmap]     (or TWINE_BIN=...)
+//
+// Starts `twine-heatmap serve` on the demo layer (port picked by the OS, from a temporary
+// working directory), opens the page with every request to another host aborted, and checks:
+// tiles load and are drawn; style and scheme changes load new tiles; past the handoff zoom
+// /points requests happen and Leaflet.heat's canvas is colored; requests no longer needed are
+// aborted and the cap on points held is kept; zooming back shows tiles; server errors show in
+// the page. It fails on any console error, page error, failed request or status >= 400 from
+// the server (outside the one step that asks for an error on purpose).
+//
+// Visual continuity: at the handoff zoom, the same view is shot with only the tile layer and
+// with only Leaflet.heat (style smooth, same options, opacity 1, no basemap, panels hidden).
+// Metric: mean absolute difference of the RGB channels of the two screenshots (each layer
+// composited by the browser over the page's plain background), over every pixel of the
+// viewport, in % of full scale (255). It must stay under 3 %.
+//
+// Screenshots go to artifacts/browser/ (or $TWINE_ARTIFACTS).
+
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const BIN_ARG = process.argv[2] || process.env.TWINE_BIN;
+const BIN = BIN_ARG && resolve(BIN_ARG);
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ARTIFACTS = process.env.TWINE_ARTIFACTS || join(ROOT, 'artifacts', 'browser');
+const MAD_LIMIT_PERCENT = 3;
+const VIEWPORT = { width: 1280, height: 800 };
+const STEP_TIMEOUT_MS = 30_000;
+const TOTAL_TIMEOUT_MS = 180_000;
+
+const problems = []; // anything that fails the test
+let activeServer = null; // killed if the test is cut short
+let phase = 'start';
+let expectErrors = false; // the error-display step asks for 400s on purpose
+
+function log(...args) {
+  console.log(`[e2e ${phase}]`, ...args);
+}
+
+function check(ok, message) {
+  if (!ok) throw new Error(`${phase}: ${message}`);
+  log(`ok: ${message}`);
+}
+
+// ------------------------------------------------------------------------------ the server
+
+/** Starts the server on an OS-chosen port; resolves with its base URL once it listens. */
+function startServer() {
+  const cwd = mkdtempSync(join(tmpdir(), 'twine-e2e-'));
+  // The demo layer only: settings meant for other tests (scripts/test.sh exports
+  // DATABASE_URL) must not reach this server.
+  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' };
+  for (const key of Object.keys(env)) if (key === 'DATABASE_URL' || key.startsWith('TWINE_')) delete env[key];
+  const child = spawn(BIN, ['serve', '--bind', '127.0.0.1:0'], {
+    cwd, // any working directory must do: the page is embedded in the binary
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = [];
+  const server = { child, output, cwd, base: null };
+  activeServer = server;
+  return new Promise((resolveStart, rejectStart) => {
+    const timer = setTimeout(() => rejectStart(new Error(`the server did not report its address within 30 s:\n${output.join('')}`)), 30_000);
+    const onData = (chunk) => {
+      const text = chunk.toString().replace(/\x1b\[[0-9;]*m/g, '');
+      output.push(text);
+      if (output.length > 2000) output.splice(0, output.length - 2000);
+      const m = !server.base && /listening.*?(127\.0\.0\.1:\d+)/.exec(text);
+      if (m) {
+        server.base = `http://${m[1]}`;
+        clearTimeout(timer);
+        resolveStart(server);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('error', (err) => { clearTimeout(timer); rejectStart(err); });
+    child.on('exit', (code, signal) => {
+      if (!server.base) {
+        clearTimeout(timer);
+        rejectStart(new Error(`the server exited (${code ?? signal}) before listening:\n${output.join('')}`));
+      } else if (!server.stopping) {
+        problems.push(`the server exited during the test (${code ?? signal})`);
+      }
+    });
+  });
+}
+
+function stopServer(server) {
+  if (!server) return Promise.resolve();
+  server.stopping = true;
+  return new Promise((done) => {
+    if (server.child.exitCode !== null || server.child.signalCode !== null) return done();
+    const timer = setTimeout(() => { server.child.kill('SIGKILL'); }, 10_000);
+    server.child.once('exit', () => { clearTimeout(timer); done(); });
+    server.child.kill('SIGTERM');
+  }).finally(() => rmSync(server.cwd, { recursive: true, force: true }));
+}
+
+// ------------------------------------------------------------------------------ the page
+
+/** Resolves when the page reports nothing loading, the right layer shown and drawn. */
+async function settle(page) {
+  await page.waitForFunction(() => window.twine && window.twine.idle(), null, { timeout: STEP_TIMEOUT_MS });
+  await page.waitForFunction(() => {
+    const t = window.twine;
+    if (t.state.mode !== 'tiles') return true;
+    const imgs = [...t.tiles.getContainer().querySelectorAll('img')];
+    return imgs.length > 0 && imgs.every((img) => img.complete);
+  }, null, { timeout: STEP_TIMEOUT_MS });
+  // Leaflet.heat and Leaflet draw on the next animation frames.
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  await page.waitForTimeout(150);
+}
+
+/** Tile <img> elements of the server tile layer: how many, and how many drawn 256x256 images. */
+function tileImages(page) {
+  return page.evaluate(() => {
+    const t = window.twine;
+    if (!t.tiles || !t.map.hasLayer(t.tiles)) return { onMap: false, total: 0, drawn: 0, srcs: [], colored: 0 };
+    const imgs = [...t.tiles.getContainer().querySelectorAll('img.leaflet-tile')];
+    const drawn = imgs.filter((img) => img.complete && img.naturalWidth === 256 && img.naturalHeight === 256);
+    // Pixels with color in the tiles (same origin, so the canvas can read them).
+    const c = document.createElement('canvas');
+    c.width = c.height = 256;
+    const ctx = c.getContext('2d', { willReadFrequently: true });
+    let colored = 0;
+    for (const img of drawn) {
+      ctx.clearRect(0, 0, 256, 256);
+      ctx.drawImage(img, 0, 0);
+      const d = ctx.getImageData(0, 0, 256, 256).data;
+      for (let i = 3; i < d.length; i += 4) if (d[i] > 0) colored++;
+    }
+    return { onMap: true, total: imgs.length, drawn: drawn.length, srcs: drawn.map((i) => i.src), colored };
+  });
+}
+
+/** Colored pixels on Leaflet.heat's canvas. */
+function heatPixels(page) {
+  return page.evaluate(() => {
+    const t = window.twine;
+    if (!t.heat || !t.map.hasLayer(t.heat)) return { onMap: false, colored: 0, total: 0 };
+    const canvas = t.heat._canvas;
+    const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    let colored = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && (d[i] || d[i + 1] || d[i + 2])) colored++;
+    return { onMap: true, colored, total: canvas.width * canvas.height };
+  });
+}
+
+async function shot(page, name) {
+  const path = join(ARTIFACTS, name);
+  const buffer = await page.screenshot({ path });
+  log(`screenshot ${path}`);
+  return buffer;
+}
+
+/** Sets the view without animation; `origin` aligns the view's top-left pixel. */
+function setView(page, lat, lng, zoom) {
+  return page.evaluate(([lat, lng, zoom]) => window.twine.map.setView([lat, lng], zoom, { animate: false }), [lat, lng, zoom]);
+}
+
+/**
+ * A view at `zoom` near (lat, lng) whose top-left corner sits on a global pixel that is a
+ * multiple of `step` (plus `offset`): Leaflet.heat then clusters on the same cells as the
+ * server (which aligns cells to the global pixel grid) and the two can be compared pixel for
+ * pixel.
+ */
+function alignedView(page, lat, lng, zoom, step, offset = 0) {
+  return page.evaluate(([lat, lng, zoom, step, offset]) => {
+    const map = window.twine.map;
+    const size = map.getSize();
+    const p = map.project([lat, lng], zoom);
+    const x0 = Math.round((p.x - size.x / 2) / step) * step + offset;
+    const y0 = Math.round((p.y - size.y / 2) / step) * step + offset;
+    const center = map.unproject([x0 + size.x / 2, y0 + size.y / 2], zoom);
+    map.setView(center, zoom, { animate: false });
+    const origin = map.getPixelOrigin();
+    return { x0, y0, origin: [origin.x, origin.y] };
+  }, [lat, lng, zoom, step, offset]);
+}
+
+/** Mean absolute RGB difference of two PNG screenshots, in % of 255, computed in the page. */
+function compareShots(page, a, b) {
+  return page.evaluate(async ([a, b]) => {
+    const load = async (b64) => {
+      const blob = await (await fetch(`data:image/png;base64,${b64}`)).blob();
+      const bitmap = await createImageBitmap(blob);
+      const c = document.createElement('canvas');
+      c.width = bitmap.width;
+      c.height = bitmap.height;
+      const ctx = c.getContext('2d', { willReadFrequently: true });
+      ctx.drawImage(bitmap, 0, 0);
+      return ctx.getImageData(0, 0, c.width, c.height);
+    };
+    const [ia, ib] = await Promise.all([load(a), load(b)]);
+    const bg = [ia.data[0], ia.data[1], ia.data[2]];
+    const diff = new ImageData(ia.width, ia.height);
+    let sum = 0;
+    let sumCovered = 0;
+    let covered = 0;
+    let pixelsOver10 = 0;
+    const n = ia.width * ia.height;
+    for (let i = 0; i < ia.data.length; i += 4) {
+      let d = 0;
+      for (let k = 0; k < 3; k++) d += Math.abs(ia.data[i + k] - ib.data[i + k]);
+      sum += d;
+      const isBg = (img) => img.data[i] === bg[0] && img.data[i + 1] === bg[1] && img.data[i + 2] === bg[2];
+      if (!isBg(ia) || !isBg(ib)) {
+        covered++;
+        sumCovered += d;
+      }
+      if (d / 3 > 25.5) pixelsOver10++;
+      const v = Math.min(255, (d / 3) * 8); // amplified for the eye
+      diff.data[i] = 255;
+      diff.data[i + 1] = 255 - v;
+      diff.data[i + 2] = 255 - v;
+      diff.data[i + 3] = 255;
+    }
+    const c = document.createElement('canvas');
+    c.width = ia.width;
+    c.height = ia.height;
+    c.getContext('2d').putImageData(diff, 0, 0);
+    return {
+      madPercent: (100 * sum) / (n * 3 * 255),
+      madCoveredPercent: covered ? (100 * sumCovered) / (covered * 3 * 255) : 0,
+      coveredPercent: (100 * covered) / n,
+      over10Percent: (100 * pixelsOver10) / n,
+      background: bg,
+      diffPng: c.toDataURL('image/png').split(',')[1],
+    };
+  }, [a.toString('base64'), b.toString('base64')]);
+}
+
+// ------------------------------------------------------------------------------ the test
+
+async function run() {
+  if (!BIN) throw new Error('give the server binary: node tests/browser/e2e.mjs path/to/twine-heatmap (or TWINE_BIN)');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  // Only this run's screenshots: earlier ones (the names this script writes) go.
+  for (const name of readdirSync(ARTIFACTS)) {
+    if (/^\d\d-.*\.png$|^continuity\.txt$/.test(name)) rmSync(join(ARTIFACTS, name), { force: true });
+  }
+  const server = await startServer();
+  const base = server.base;
+  const origin = new URL(base).origin;
+  log(`server at ${base}`);
+  let browser;
+  try {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const context = await browser.newContext({ viewport: VIEWPORT, deviceScaleFactor: 1 });
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP_TIMEOUT_MS);
+
+    // Only our server is reachable: the basemap and anything else is aborted here.
+    const external = new Set();
+    await page.route('**/*', (route) => {
+      const url = new URL(route.request().url());
+      if (url.origin === origin) return route.continue();
+      external.add(url.host);
+      return route.abort('blockedbyclient');
+    });
+
+    const responses = []; // {url, status, type, phase}
+    let cancelled = 0;
+    page.on('response', (res) => {
+      const url = new URL(res.url());
+      if (url.origin !== origin) return;
+      const entry = { url: res.url(), path: url.pathname, status: res.status(), type: res.headers()['content-type'] || '', phase };
+      responses.push(entry);
+      if (res.status() >= 400 && !expectErrors) problems.push(`${phase}: HTTP ${res.status()} for ${res.url()}`);
+    });
+    page.on('requestfailed', (req) => {
+      const url = new URL(req.url());
+      if (url.origin !== origin) return;
+      const error = req.failure()?.errorText || 'unknown';
+      // The page cancels what it no longer needs (Leaflet's tiles left behind, aborted point
+      // fetches): that is by design, not a server failure.
+      if (error === 'net::ERR_ABORTED') {
+        cancelled++;
+        return;
+      }
+      problems.push(`${phase}: request failed: ${req.url()} (${error})`);
+    });
+    page.on('console', (msg) => {
+      if (msg.type() !== 'error') return;
+      const where = msg.location()?.url || '';
+      if (where && !where.startsWith(origin)) return; // the blocked basemap's load errors
+      if (expectErrors && /status of 400/.test(msg.text())) return;
+      problems.push(`${phase}: console error: ${msg.text()} ${where}`);
+    });
+    page.on('pageerror', (err) => problems.push(`${phase}: page error: ${err.message}`));
+
+    const since = (n) => responses.slice(n);
+    const failIfProblems = () => {
+      if (problems.length) throw new Error(problems.join('\n'));
+    };
+
+    // 1. Tiles load and are drawn, with the (unreachable) basemap on.
+    phase = 'tiles';
+    let mark = responses.length;
+    await page.goto(`${base}/`);
+    await settle(page);
+    const tilesLoaded = since(mark).filter((r) => r.path.startsWith('/tiles/demo/') && r.path.endsWith('.png'));
+    check(tilesLoaded.length > 0, `${tilesLoaded.length} tile responses`);
+    check(tilesLoaded.every((r) => r.status === 200 && r.type === 'image/png'), 'every tile answered 200 image/png');
+    let imgs = await tileImages(page);
+    check(imgs.onMap && imgs.drawn === imgs.total && imgs.drawn > 0, `${imgs.drawn}/${imgs.total} tile images drawn at 256x256`);
+    check(imgs.colored > 1000, `${imgs.colored} colored tile pixels`);
+    check(await page.evaluate(() => window.twine.state.mode === 'tiles'), 'the tile layer is the one shown');
+    const attribution = await page.textContent('.leaflet-control-attribution');
+    check(/GeoNames/.test(attribution) && /OpenStreetMap/.test(attribution), `attribution: ${attribution.trim()}`);
+    check((await page.textContent('#legend-text')).length > 20, 'the legend explains the colors');
+    check(await page.isHidden('#loading'), 'the loading indicator is hidden once everything loaded');
+    check(external.size > 0, `the basemap was requested and blocked (${[...external].join(', ')}) and the page still works`);
+    await shot(page, '01-tiles-zoom2.png');
+    failIfProblems();
+
+    // 2. Style and scheme changes load new tiles.
+    phase = 'style';
+    // The last step returns to tiles the browser already holds: no new requests needed.
+    for (const [control, value, needle, isNew] of [
+      ['#scheme', 'fire', 'scheme=fire', true],
+      ['#style', 'density', 'style=density', true],
+      ['#style', 'dots', 'style=dots', true],
+      ['#scheme', 'pbj', 'scheme=pbj', true],
+      ['#style', 'smooth', 'style=smooth', true],
+      ['#scheme', '', 'gradient=0.4:#0000ff', false],
+    ]) {
+      mark = responses.length;
+      await page.selectOption(control, value);
+      await page.waitForFunction((needle) => {
+        const t = window.twine;
+        return t.tiles && decodeURIComponent(t.tiles._url).includes(needle);
+      }, needle);
+      await settle(page);
+      const fresh = since(mark).filter((r) => r.path.startsWith('/tiles/demo/') && r.path.endsWith('.png') && decodeURIComponent(r.url).includes(needle));
+      if (isNew) {
+        check(fresh.length > 0 && fresh.every((r) => r.status === 200 && r.type === 'image/png'), `${control}=${value || 'default'}: ${fresh.length} new tiles with ${needle}`);
+      }
+      imgs = await tileImages(page);
+      check(imgs.drawn > 0 && imgs.drawn === imgs.total && imgs.srcs.every((s) => decodeURIComponent(s).includes(needle)),
+        `${control}=${value || 'default'}: all ${imgs.drawn} shown tiles drawn, with ${needle}`);
+      if (value === 'fire' || value === 'dots') await shot(page, `02-${needle.replace('=', '-')}.png`);
+    }
+    // The radius slider and the opacity slider.
+    mark = responses.length;
+    await page.$eval('#radius', (el) => { el.value = '30'; el.dispatchEvent(new Event('input', { bubbles: true })); });
+    await page.waitForFunction(() => window.twine.tiles && window.twine.tiles._url.includes('radius=30'));
+    await settle(page);
+    check(since(mark).some((r) => r.url.includes('radius=30') && r.status === 200), 'radius 30 tiles loaded');
+    await page.$eval('#radius', (el) => { el.value = '25'; el.dispatchEvent(new Event('input', { bubbles: true })); });
+    await page.waitForFunction(() => window.twine.tiles._url.includes('radius=25'));
+    await settle(page);
+    await page.$eval('#opacity', (el) => { el.value = '0.5'; el.dispatchEvent(new Event('input', { bubbles: true })); });
+    check(await page.evaluate(() => getComputedStyle(window.twine.tiles.getContainer()).opacity === '0.5'), 'opacity 0.5 applied to the tile layer');
+    failIfProblems();
+
+    // 3. Past the handoff zoom: points and Leaflet.heat.
+    phase = 'handoff';
+    const handoff = await page.evaluate(() => window.twine.state.handoff);
+    log(`handoff zoom ${handoff}`);
+    await setView(page, 50.5, 6, handoff - 1);
+    await settle(page);
+    check(await page.evaluate(() => window.twine.state.mode === 'tiles'), `tiles at zoom ${handoff - 1}`);
+    await shot(page, `03-tiles-zoom${handoff - 1}.png`);
+    mark = responses.length;
+    await page.click('.leaflet-control-zoom-in'); // the animated zoom a user makes
+    await page.waitForFunction((h) => window.twine.map.getZoom() === h, handoff);
+    await settle(page);
+    const pointsLoaded = since(mark).filter((r) => r.path.startsWith(`/points/demo/${handoff}/`));
+    check(pointsLoaded.length > 0 && pointsLoaded.every((r) => r.status === 200 && r.type.startsWith('application/json')),
+      `${pointsLoaded.length} /points/demo/${handoff}/... requests answered 200 JSON`);
+    check(await page.evaluate(() => window.twine.state.mode === 'heat' && !window.twine.map.hasLayer(window.twine.tiles)), 'Leaflet.heat shown, the tile layer gone');
+    let heat = await heatPixels(page);
+    check(heat.onMap && heat.colored > 0.05 * heat.total, `heat canvas: ${heat.colored} of ${heat.total} pixels colored`);
+    await shot(page, `04-heat-zoom${handoff}.png`);
+    mark = responses.length;
+    await page.click('.leaflet-control-zoom-in');
+    await page.waitForFunction((h) => window.twine.map.getZoom() === h + 1, handoff);
+    await settle(page);
+    check(since(mark).some((r) => r.path.startsWith(`/points/demo/${handoff + 1}/`) && r.status === 200),
+      `points at zoom ${handoff + 1} (${since(mark).map((r) => `${r.path} ${r.status}`).slice(0, 5).join(', ')})`);
+    heat = await heatPixels(page);
+    check(heat.colored > 0, `heat canvas at zoom ${handoff + 1}: ${heat.colored} pixels colored`);
+    await shot(page, `05-heat-zoom${handoff + 1}.png`);
+
+    // Requests for tiles no longer needed are aborted: slow the points down, move twice.
+    let delay = 400;
+    await page.route(`${origin}/points/**`, async (route) => {
+      await new Promise((r) => setTimeout(r, delay));
+      try {
+        await route.continue();
+      } catch (_) {
+        // The page aborted it meanwhile.
+      }
+    });
+    const abortedBefore = await page.evaluate(() => window.twine.state.abortedPoints);
+    await setView(page, 48.85, 2.35, handoff + 2);
+    await page.waitForSelector('#loading:not([hidden])', { timeout: 2000 });
+    const loadingText = await page.textContent('#loading');
+    check(/points/.test(loadingText), `the loading indicator shows while points are in flight ("${loadingText}")`);
+    await setView(page, 41.9, 12.5, handoff + 2);
+    await settle(page);
+    delay = 0;
+    const aborted = (await page.evaluate(() => window.twine.state.abortedPoints)) - abortedBefore;
+    check(aborted > 0, `${aborted} point requests aborted after moving on`);
+    const stale = await page.evaluate(() => [...window.twine.points.inflight.keys()].length);
+    check(stale === 0, 'no point request left in flight');
+
+    // The cap on points held.
+    await setView(page, 50.5, 6, handoff);
+    await settle(page);
+    const before = await page.evaluate(() => window.twine.state.pointsHeld);
+    await page.evaluate(() => window.twine.setMaxPoints(1500));
+    await setView(page, 51, 7, handoff);
+    await settle(page);
+    const capped = await page.evaluate(() => ({ ...window.twine.state, status: document.getElementById('mode').textContent }));
+    check(before > 1500, `${before} points held before the cap`);
+    check(capped.pointsHeld <= 1500 && capped.droppedTiles > 0 && /left out/.test(capped.status),
+      `cap 1500: ${capped.pointsHeld} points held, ${capped.droppedTiles} tiles left out ("${capped.status}")`);
+    await page.evaluate(() => window.twine.setMaxPoints(500000));
+    await settle(page);
+    failIfProblems();
+
+    // 4. Back below the handoff: tiles again.
+    phase = 'back';
+    await setView(page, 50.5, 6, handoff);
+    await settle(page);
+    mark = responses.length;
+    await page.click('.leaflet-control-zoom-out');
+    await page.waitForFunction((h) => window.twine.map.getZoom() === h - 1, handoff);
+    await settle(page);
+    const back = since(mark).filter((r) => r.path.startsWith(`/tiles/demo/${handoff - 1}/`));
+    check(back.length > 0 && back.every((r) => r.status === 200 && r.type === 'image/png'), `${back.length} tiles at zoom ${handoff - 1}`);
+    imgs = await tileImages(page);
+    check(imgs.drawn > 0 && imgs.drawn === imgs.total && imgs.colored > 0, `${imgs.drawn} tile images drawn again`);
+    check(await page.evaluate(() => window.twine.state.mode === 'tiles' && !window.twine.map.hasLayer(window.twine.heat)), 'tiles shown, Leaflet.heat gone');
+    await shot(page, `06-tiles-again-zoom${handoff - 1}.png`);
+    failIfProblems();
+
+    // 5. Visual continuity at the handoff zoom: the defaults (faint at this zoom, as
+    // Leaflet.heat is with maxZoom 18), then a vivid setting with a seed color scheme.
+    phase = 'continuity';
+    const figures = [];
+    // `vivid, unaligned` moves the view off the cell grid by a few pixels: Leaflet.heat then
+    // clusters on other cells than the server, as it does for most views a user sees.
+    for (const [name, extra, offset] of [['defaults', '', 0], ['vivid', '&max=0.02&scheme=fire', 0], ['vivid-unaligned', '&max=0.02&scheme=fire', 7]]) {
+      await page.goto(`${base}/?basemap=off&opacity=1&mode=tiles${extra}`);
+      await settle(page);
+      await page.evaluate(() => window.twine.bare(true));
+      const cell = await page.evaluate(() => (Number(window.twine.settings.radius) + Number(window.twine.settings.blur)) / 2);
+      const view = await alignedView(page, 50.6, 5.5, handoff, cell, offset);
+      log(`${name}: zoom ${handoff}, top-left pixel ${view.x0},${view.y0} (Leaflet's pixel origin ${view.origin}), cells of ${cell} px`);
+      await settle(page);
+      check(await page.evaluate(() => window.twine.state.mode === 'tiles'), `${name}: tile layer alone`);
+      const tilesShot = await shot(page, `07-continuity-${name}-tiles.png`);
+      await page.evaluate(() => window.twine.setMode('heat'));
+      await settle(page);
+      check(await page.evaluate(() => window.twine.state.mode === 'heat' && !window.twine.map.hasLayer(window.twine.tiles)), `${name}: Leaflet.heat alone`);
+      const heatShot = await shot(page, `08-continuity-${name}-heat.png`);
+      const cmp = await compareShots(page, tilesShot, heatShot);
+      const diffPath = join(ARTIFACTS, `09-continuity-${name}-diff.png`);
+      writeFileSync(diffPath, Buffer.from(cmp.diffPng, 'base64'));
+      log(`screenshot ${diffPath} (|difference| x 8)`);
+      const figure = `${name} (${extra.slice(1) || 'default options'}): tiles vs Leaflet.heat at zoom ${handoff}, mean absolute RGB difference ` +
+        `${cmp.madPercent.toFixed(3)} % of full scale over all ${VIEWPORT.width}x${VIEWPORT.height} pixels; ` +
+        `${cmp.madCoveredPercent.toFixed(3)} % over the ${cmp.coveredPercent.toFixed(1)} % of pixels where either shows heat; ` +
+        `${cmp.over10Percent.toFixed(3)} % of pixels differ by more than 10 %`;
+      console.log(`CONTINUITY: ${figure}`);
+      figures.push(figure);
+      check(cmp.coveredPercent > 20, `${name}: the view is mostly heat (${cmp.coveredPercent.toFixed(1)} % of pixels), so the figure means something`);
+      check(cmp.madPercent < MAD_LIMIT_PERCENT, `${name}: MAD ${cmp.madPercent.toFixed(3)} % < ${MAD_LIMIT_PERCENT} %`);
+    }
+    writeFileSync(join(ARTIFACTS, 'continuity.txt'), `${figures.join('\n')}\n`);
+    failIfProblems();
+
+    // 6. A server error shows in the page.
+    phase = 'errors';
+    expectErrors = true;
+    mark = responses.length;
+    await page.goto(`${base}/?basemap=off&gradient=0.5:nocolor`);
+    await page.waitForSelector('#error:not([hidden])');
+    const message = await page.textContent('#error-text');
+    check(/gradient/.test(message) && /CSS color/.test(message), `the page shows the server's refusal: "${message}"`);
+    check(since(mark).some((r) => r.status === 400), 'the server answered 400');
+    await shot(page, '10-server-error.png');
+    expectErrors = false;
+    failIfProblems();
+
+    const points = responses.filter((r) => r.path.startsWith('/points/')).length;
+    const tiles = responses.filter((r) => r.path.startsWith('/tiles/') && r.path.endsWith('.png')).length;
+    log(`passed: ${tiles} tiles, ${points} point answers, ${cancelled} requests cancelled by the page, blocked hosts: ${[...external].join(', ') || 'none'}`);
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    await stopServer(server);
+    if (problems.length) {
+      console.error(`--- server output (last lines) ---\n${server.output.join('').split('\n').slice(-40).join('\n')}`);
+    }
+  }
+}
+
+function abandon(message) {
+  console.error(message);
+  if (activeServer && activeServer.child.exitCode === null) activeServer.child.kill('SIGKILL');
+  process.exit(1);
+}
+
+const deadline = setTimeout(() => abandon(`FAIL: the browser test took longer than ${TOTAL_TIMEOUT_MS / 1000} s (phase ${phase})`), TOTAL_TIMEOUT_MS);
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => abandon(`FAIL: interrupted by ${signal}`));
+
+run()
+  .then(() => {
+    clearTimeout(deadline);
+    if (problems.length) {
+      console.error(`FAIL:\n${problems.join('\n')}`);
+      process.exit(1);
+    }
+    console.log('PASS: the web map works in headless Chromium');
+  })
+  .catch((err) => {
+    clearTimeout(deadline);
+    console.error(`FAIL (${phase}): ${err.message}`);
+    if (problems.length) console.error(problems.join('\n'));
+    process.exit(1);
+  });

@@ -1,0 +1,758 @@
+/*
+ * The twine-heatmap web map.
+ *
+ * Below the handoff zoom (TileJSON `heatmap.handoffZoom`) an L.tileLayer shows the server's
+ * heatmap tiles. At and above it, L.heatLayer (Leaflet.heat 0.2.0) draws the raw points of the
+ * visible tiles plus a margin, fetched from `/points/{layer}/{z}/{x}/{y}.json`. Both layers get
+ * the same radius, blur, max, minOpacity, gradient and maxZoom, so the server's `smooth` tiles
+ * and Leaflet.heat look alike at the switch. No heatmap is drawn here by hand.
+ *
+ * Settings live in the query string (shareable links), the view in the hash (#zoom/lat/lng).
+ * Query parameters the page does not know are passed on to tile and point requests, so a
+ * layer's declared filters work (`?layer=quakes&from=2024-01-01`).
+ */
+(function () {
+  'use strict';
+
+  /** simpleheat's default gradient, which is also the server's default for `smooth`. */
+  const LEAFLET_HEAT_GRADIENT = { 0.4: 'blue', 0.6: 'cyan', 0.7: 'lime', 0.8: 'yellow', 1: 'red' };
+  const OSM = {
+    url: 'https://tile.openstreetmap.org/{z}/{x}/{y}.png',
+    attribution: '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
+  };
+  const TILE = 256;
+
+  /** Page settings with their defaults; every one can be given in the query string. */
+  const DEFAULTS = {
+    layer: '',
+    style: 'smooth',
+    scheme: '',
+    gradient: '',
+    radius: '25',
+    blur: '15',
+    max: '1',
+    minOpacity: '0.05',
+    maxZoom: '18',
+    scale: 'linear',
+    opacity: '0.8',
+    basemap: 'osm', // `off`, `osm`, or an XYZ URL template
+    mode: 'auto', // `auto`, or `tiles` / `heat` to show one layer at every zoom
+    maxPoints: '500000', // most points the page holds at once
+    limit: '', // points per tile before the server aggregates (empty: the server's default)
+    margin: '1', // tiles of points fetched around the view
+  };
+
+  const query = new URLSearchParams(location.search);
+  const settings = {};
+  for (const key of Object.keys(DEFAULTS)) settings[key] = query.get(key) ?? DEFAULTS[key];
+  /** Unknown parameters: layer filters, passed on to tiles and points. */
+  const filters = new URLSearchParams();
+  for (const [key, value] of query) if (!(key in DEFAULTS)) filters.append(key, value);
+
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    mode: 'none', // the layer on screen: `tiles` or `heat`
+    handoff: 8,
+    tilejson: null,
+    tilejsonLoading: false,
+    tilesLoading: false,
+    pendingPoints: 0,
+    pointsHeld: 0,
+    pointsShown: 0,
+    droppedTiles: 0,
+    abortedPoints: 0, // point requests cancelled because their tiles were no longer needed
+    errors: [],
+  };
+
+  const map = L.map('map', { maxZoom: 19, minZoom: 1, zoomControl: true });
+  // Server tiles sit above the basemap (tilePane, 200) and below Leaflet.heat's canvas
+  // (overlayPane, 400).
+  map.createPane('heatTiles').style.zIndex = 350;
+  map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
+
+  let schemes = null; // scheme name -> 256 colors, coldest first (from /web/schemes.json)
+  let tileLayer = null;
+  let heatLayer = null;
+  let basemap = null;
+  let tileErrorShown = false;
+  let viewSet = false;
+
+  // ---------------------------------------------------------------- settings and requests
+
+  const num = (text) => Number(text);
+
+  /** The style parameters of tile and TileJSON requests, for the current settings. */
+  function styleQuery() {
+    const q = new URLSearchParams({ style: settings.style });
+    if (settings.style === 'smooth') {
+      for (const k of ['radius', 'blur', 'max', 'minOpacity', 'maxZoom']) q.set(k, settings[k]);
+    } else if (settings.style === 'dots') {
+      q.set('dotSize', settings.radius);
+    } else {
+      q.set('radius', settings.radius);
+      q.set('scale', settings.scale);
+    }
+    if (settings.gradient) q.set('gradient', settings.gradient);
+    else if (settings.scheme) q.set('scheme', settings.scheme);
+    return q;
+  }
+
+  /** The color ramp the tiles use, as a Leaflet.heat `gradient` option. */
+  function heatGradient() {
+    if (settings.gradient) return parseGradient(settings.gradient);
+    const scheme = settings.scheme || (settings.style === 'dots' ? 'classic' : '');
+    if (!scheme) return LEAFLET_HEAT_GRADIENT;
+    // One stop per palette entry, where the canvas gradient samples it: (i + 0.5) / 256.
+    const colors = schemes[scheme];
+    const stops = {};
+    colors.forEach((c, i) => { stops[(i + 0.5) / 256] = c; });
+    return stops;
+  }
+
+  /** `0.4:blue,0.65:lime,1:red` -> {0.4: 'blue', ...}; commas inside `rgb(...)` belong to it. */
+  function parseGradient(text) {
+    const stops = {};
+    let depth = 0;
+    let start = 0;
+    const items = [];
+    for (let i = 0; i <= text.length; i++) {
+      const c = text[i];
+      if (c === '(') depth++;
+      if (c === ')') depth--;
+      if (i === text.length || (c === ',' && depth === 0)) {
+        items.push(text.slice(start, i));
+        start = i + 1;
+      }
+    }
+    for (const item of items) {
+      const at = item.indexOf(':');
+      stops[Number(item.slice(0, at))] = item.slice(at + 1).trim();
+    }
+    return stops;
+  }
+
+  /** Leaflet.heat's options, the same as the tiles' style parameters. */
+  function heatOptions() {
+    return {
+      radius: num(settings.radius),
+      blur: num(settings.blur),
+      max: num(settings.max),
+      minOpacity: num(settings.minOpacity),
+      maxZoom: num(settings.maxZoom),
+      gradient: heatGradient(),
+      attribution: state.tilejson.attribution,
+    };
+  }
+
+  /** An Error carrying the server's JSON explanation (`error`, `detail`, `parameter`). */
+  async function serverError(response, what) {
+    let text = `${what}: HTTP ${response.status}`;
+    try {
+      const body = await response.json();
+      text = `${what}: ${body.error}${body.detail ? ` — ${body.detail}` : ''}`;
+    } catch (_) {
+      // Not JSON: the status line says enough.
+    }
+    const err = new Error(text);
+    err.status = response.status;
+    return err;
+  }
+
+  async function getJson(url, what, signal) {
+    let response;
+    try {
+      response = await fetch(url, { signal });
+    } catch (err) {
+      if (err.name === 'AbortError') throw err;
+      throw new Error(`${what}: the server cannot be reached (${err.message})`);
+    }
+    if (!response.ok) throw await serverError(response, what);
+    return response.json();
+  }
+
+  function showError(message) {
+    state.errors.push(message);
+    $('error-text').textContent = message;
+    $('error').hidden = false;
+  }
+
+  function clearError() {
+    $('error').hidden = true;
+  }
+
+  /** Writes the settings (non-default ones) and the view into the address bar. */
+  function saveUrl() {
+    const q = new URLSearchParams();
+    for (const [key, value] of Object.entries(settings)) if (value !== DEFAULTS[key]) q.set(key, value);
+    for (const [key, value] of filters) q.append(key, value);
+    let hash = location.hash;
+    if (viewSet) {
+      const c = map.getCenter();
+      hash = `#${map.getZoom()}/${c.lat.toFixed(5)}/${c.lng.toFixed(5)}`;
+    }
+    const text = q.toString();
+    history.replaceState(null, '', `${location.pathname}${text ? `?${text}` : ''}${hash}`);
+  }
+
+  // ---------------------------------------------------------------- points for Leaflet.heat
+
+  /**
+   * Points per tile for Leaflet.heat. Keeps each tile's points (only those inside the tile:
+   * the server pads its answer by the kernel's reach, and neighbouring tiles would count them
+   * twice), fetches the tiles of the view plus a margin nearest first, aborts requests for
+   * tiles no longer needed, and never holds more than `maxPoints` points.
+   */
+  const points = {
+    store: new Map(), // key -> {z, x, y, data, aggregated, used}
+    inflight: new Map(), // key -> AbortController
+    failed: new Set(),
+    needed: [], // [{key, z, x, y, shift, visible, rank}]
+    capped: new Set(), // needed tiles left out because of the cap
+
+    key(z, x, y) {
+      return `${z}/${x}/${y}`;
+    },
+
+    /** The tiles of the view and its margin at the current zoom, nearest first. */
+    computeNeeded() {
+      const z = Math.min(Math.round(map.getZoom()), state.tilejson.maxzoom ?? 24);
+      const n = 2 ** z;
+      const b = map.getPixelBounds();
+      const scale = map.getZoomScale(z, map.getZoom());
+      const [x0, x1] = [Math.floor((b.min.x * scale) / TILE), Math.floor((b.max.x * scale - 1) / TILE)];
+      const [y0, y1] = [Math.floor((b.min.y * scale) / TILE), Math.floor((b.max.y * scale - 1) / TILE)];
+      const m = Math.max(0, Math.floor(num(settings.margin)) || 0);
+      const cx = (x0 + x1 + 1) / 2;
+      const cy = (y0 + y1 + 1) / 2;
+      const list = [];
+      for (let y = Math.max(0, y0 - m); y <= Math.min(n - 1, y1 + m); y++) {
+        for (let x = x0 - m; x <= x1 + m; x++) {
+          const xw = ((x % n) + n) % n; // copies of the world east or west of it
+          list.push({
+            key: this.key(z, xw, y),
+            z, x: xw, y,
+            shift: 360 * Math.floor(x / n),
+            visible: x >= x0 && x <= x1 && y >= y0 && y <= y1,
+            rank: Math.hypot(x + 0.5 - cx, y + 0.5 - cy),
+          });
+        }
+      }
+      list.sort((a, b) => a.rank - b.rank);
+      return list;
+    },
+
+    update() {
+      this.needed = this.computeNeeded();
+      const wanted = new Set(this.needed.map((t) => t.key));
+      for (const [key, controller] of this.inflight) {
+        if (!wanted.has(key)) {
+          controller.abort();
+          this.inflight.delete(key);
+          state.abortedPoints++;
+        }
+      }
+      // Failed tiles are tried again at the next move. Tiles left out by the cap are tried
+      // again only when tiles no longer needed can make room for them.
+      this.failed.clear();
+      for (const key of this.capped) if (!wanted.has(key)) this.capped.delete(key);
+      if ([...this.store.keys()].some((key) => !wanted.has(key))) this.capped.clear();
+      for (const t of this.needed) {
+        const held = this.store.get(t.key);
+        if (held) held.used = performance.now();
+        else if (!this.inflight.has(t.key) && !this.capped.has(t.key)) this.fetch(t);
+      }
+      this.changed();
+    },
+
+    fetch(t) {
+      const controller = new AbortController();
+      this.inflight.set(t.key, controller);
+      const url = new URL(
+        state.tilejson.heatmap.points.replace('{z}', t.z).replace('{x}', t.x).replace('{y}', t.y),
+        location.href,
+      );
+      // The kernel's reach decides the server's padding; filters select the layer's points.
+      url.searchParams.set('radius', settings.radius);
+      url.searchParams.set('blur', settings.blur);
+      if (settings.limit) url.searchParams.set('limit', settings.limit);
+      for (const [k, v] of filters) url.searchParams.append(k, v);
+      getJson(url, `points of tile ${t.key}`, controller.signal)
+        .then((body) => {
+          if (this.inflight.get(t.key) !== controller) return;
+          this.inflight.delete(t.key);
+          this.accept(t, body);
+        })
+        .catch((err) => {
+          if (err.name === 'AbortError') return;
+          if (this.inflight.get(t.key) === controller) this.inflight.delete(t.key);
+          this.failed.add(t.key);
+          showError(err.message);
+        })
+        .finally(() => this.changed());
+    },
+
+    /** Stores a tile's own points, making room under the cap (farthest tiles go first). */
+    accept(t, body) {
+      const own = body.data.filter(([lat, lng]) => {
+        const p = map.project([lat, lng], t.z);
+        return Math.floor(p.x / TILE) === t.x && Math.floor(p.y / TILE) === t.y;
+      });
+      const rank = new Map(this.needed.map((n) => [n.key, n.rank]));
+      if (!this.makeRoom(own.length, rank.get(t.key) ?? Infinity)) {
+        this.capped.add(t.key);
+        return;
+      }
+      this.store.set(t.key, { ...t, data: own, aggregated: body.aggregated, used: performance.now() });
+      state.pointsHeld += own.length;
+    },
+
+    /**
+     * Drops tiles until `extra` more points fit under the cap: tiles no longer needed first
+     * (least recently used first), then needed tiles ranked farther than `rank` from the centre
+     * (farthest first). False when even that is not enough.
+     */
+    makeRoom(extra, rank) {
+      const cap = Math.max(0, num(settings.maxPoints) || 0);
+      const ranks = new Map(this.needed.map((n) => [n.key, n.rank]));
+      const held = [...this.store.entries()];
+      const victims = [
+        ...held.filter(([key]) => !ranks.has(key)).sort(([, a], [, b]) => a.used - b.used),
+        ...held.filter(([key]) => ranks.get(key) > rank).sort(([ka], [kb]) => ranks.get(kb) - ranks.get(ka)),
+      ];
+      while (state.pointsHeld + extra > cap && victims.length) {
+        const [key, victim] = victims.shift();
+        this.store.delete(key);
+        state.pointsHeld -= victim.data.length;
+        if (ranks.has(key)) this.capped.add(key);
+      }
+      return state.pointsHeld + extra <= cap;
+    },
+
+    /** True when every visible tile has its points (or failed, or was left out by the cap). */
+    visibleReady() {
+      return this.needed.every((t) => !t.visible || this.store.has(t.key) || this.failed.has(t.key) || this.capped.has(t.key));
+    },
+
+    /** The points of the needed tiles, shifted onto the world copy they are shown on. */
+    latlngs() {
+      const out = [];
+      for (const t of this.needed) {
+        const held = this.store.get(t.key);
+        if (!held) continue;
+        if (t.shift === 0) {
+          for (const p of held.data) out.push(p);
+        } else {
+          for (const [lat, lng, w] of held.data) out.push([lat, lng + t.shift, w]);
+        }
+      }
+      return out;
+    },
+
+    cancelAll() {
+      for (const controller of this.inflight.values()) controller.abort();
+      state.abortedPoints += this.inflight.size;
+      this.inflight.clear();
+      this.changed();
+    },
+
+    clear() {
+      this.cancelAll();
+      this.store.clear();
+      this.failed.clear();
+      this.capped.clear();
+      state.pointsHeld = 0;
+    },
+
+    changed() {
+      state.pendingPoints = this.inflight.size;
+      state.droppedTiles = this.capped.size;
+      if (wantHeat()) showHeat();
+      refreshStatus();
+    },
+  };
+
+  // ---------------------------------------------------------------- the two layers
+
+  function wantHeat() {
+    if (!state.tilejson) return false;
+    if (settings.mode === 'heat') return true;
+    if (settings.mode === 'tiles') return false;
+    return map.getZoom() >= state.handoff;
+  }
+
+  /** Moves to Leaflet.heat once the visible tiles' points are in, so there is no blank frame. */
+  function showHeat() {
+    if (!heatLayer) return;
+    const onMap = map.hasLayer(heatLayer);
+    if (!onMap && !(points.visibleReady() || settings.mode === 'heat')) return;
+    const data = points.latlngs();
+    state.pointsShown = data.length;
+    heatLayer.setLatLngs(data);
+    if (!onMap) heatLayer.addTo(map); // draws at once, before the tiles go
+    if (tileLayer && map.hasLayer(tileLayer)) map.removeLayer(tileLayer);
+    state.mode = 'heat';
+  }
+
+  /** Moves to the tiles; Leaflet.heat stays until they have loaded. */
+  function showTiles() {
+    points.cancelAll();
+    if (!tileLayer) return;
+    if (!map.hasLayer(tileLayer)) tileLayer.addTo(map);
+    if (!state.tilesLoading || settings.mode === 'tiles') {
+      if (heatLayer && map.hasLayer(heatLayer)) map.removeLayer(heatLayer);
+      state.mode = 'tiles';
+    }
+  }
+
+  /** The view as a string, to tell whether the layers were updated for the current view. */
+  function viewKey() {
+    const b = map.getPixelBounds();
+    return `${map.getZoom()}:${b.min.x},${b.min.y}:${b.max.x},${b.max.y}`;
+  }
+
+  function updateMode() {
+    if (!state.tilejson) return;
+    state.view = viewKey();
+    if (wantHeat()) points.update();
+    else showTiles();
+    refreshStatus();
+  }
+
+  function makeTileLayer() {
+    let url = state.tilejson.tiles[0];
+    if (filters.toString()) url += `${url.includes('?') ? '&' : '?'}${filters}`;
+    const layer = L.tileLayer(url, {
+      pane: 'heatTiles',
+      opacity: num(settings.opacity),
+      attribution: state.tilejson.attribution,
+      minZoom: state.tilejson.minzoom ?? 0,
+      maxZoom: 19,
+      maxNativeZoom: state.tilejson.maxzoom ?? 24,
+    });
+    layer.on('loading', () => {
+      if (layer !== tileLayer) return;
+      state.tilesLoading = true;
+      refreshStatus();
+    });
+    layer.on('load', () => {
+      if (layer !== tileLayer) return;
+      state.tilesLoading = false;
+      if (!wantHeat()) showTiles();
+      refreshStatus();
+    });
+    layer.on('tileerror', (e) => {
+      if (layer !== tileLayer || tileErrorShown) return;
+      tileErrorShown = true;
+      // The <img> cannot read the body: ask again to show the server's explanation.
+      getJson(e.tile.src, `tile ${e.coords.z}/${e.coords.x}/${e.coords.y}`)
+        .then(() => showError(`tile ${e.coords.z}/${e.coords.x}/${e.coords.y} failed to load`))
+        .catch((err) => showError(err.message));
+    });
+    return layer;
+  }
+
+  /** Replaces both layers after a settings change; the old tiles stay until the new ones load. */
+  function rebuildLayers() {
+    const oldTiles = tileLayer;
+    const oldHeat = heatLayer;
+    tileErrorShown = false;
+    tileLayer = makeTileLayer();
+    heatLayer = L.heatLayer([], heatOptions());
+    if (oldHeat && map.hasLayer(oldHeat)) {
+      // Draw the new heat layer at once, then drop the old one.
+      heatLayer.setLatLngs(points.latlngs());
+      heatLayer.addTo(map);
+      map.removeLayer(oldHeat);
+    }
+    if (oldTiles && map.hasLayer(oldTiles)) {
+      tileLayer.addTo(map);
+      state.tilesLoading = true;
+      const drop = () => {
+        if (map.hasLayer(oldTiles)) map.removeLayer(oldTiles);
+      };
+      tileLayer.once('load', drop);
+      setTimeout(drop, 5000);
+    }
+    setOpacity();
+    updateMode();
+  }
+
+  function setOpacity() {
+    $('map').style.setProperty('--heat-opacity', settings.opacity);
+    if (tileLayer) tileLayer.setOpacity(num(settings.opacity));
+  }
+
+  function setBasemap() {
+    const url = settings.basemap === 'osm' ? OSM.url : settings.basemap;
+    if (basemap) map.removeLayer(basemap);
+    basemap = null;
+    if (settings.basemap !== 'off') {
+      // Optional: where it cannot be reached the map keeps its plain background.
+      basemap = L.tileLayer(url, { attribution: OSM.attribution, maxZoom: 19 }).addTo(map);
+    }
+  }
+
+  // ---------------------------------------------------------------- settings -> server
+
+  let tilejsonRequest = null;
+
+  /** Asks the server for the layer's TileJSON with the chosen style: it checks every
+   *  parameter (a refusal is shown in the page) and gives the tile URL and handoff zoom. */
+  async function applySettings() {
+    saveUrl();
+    syncControls();
+    if (!settings.layer) return;
+    if (tilejsonRequest) tilejsonRequest.abort();
+    const controller = (tilejsonRequest = new AbortController());
+    state.tilejsonLoading = true;
+    refreshStatus();
+    let tj;
+    try {
+      tj = await getJson(
+        `/tiles/${encodeURIComponent(settings.layer)}.json?${styleQuery()}`,
+        `layer ${settings.layer} with these settings`,
+        controller.signal,
+      );
+    } catch (err) {
+      if (err.name === 'AbortError') return;
+      state.tilejsonLoading = false;
+      if (!viewSet) setInitialView(null); // the basemap at least
+      refreshStatus();
+      showError(err.message);
+      return;
+    }
+    if (controller !== tilejsonRequest) return;
+    state.tilejsonLoading = false;
+    clearError();
+    const layerChanged = !state.tilejson || state.tilejson.name !== tj.name;
+    state.tilejson = tj;
+    state.handoff = tj.heatmap?.handoffZoom ?? 8;
+    if (layerChanged) points.clear();
+    if (!viewSet) setInitialView(tj);
+    rebuildLayers();
+    refreshLegend();
+  }
+
+  function setInitialView(tj) {
+    viewSet = true;
+    const m = /^#(\d+(?:\.\d+)?)\/(-?\d+(?:\.\d+)?)\/(-?\d+(?:\.\d+)?)$/.exec(location.hash);
+    if (m) map.setView([num(m[2]), num(m[3])], num(m[1]), { animate: false });
+    else if (tj && tj.center) map.setView([tj.center[1], tj.center[0]], tj.center[2], { animate: false });
+    else map.setView([20, 0], 2, { animate: false });
+    setBasemap(); // Leaflet layers need a view first
+  }
+
+  // ---------------------------------------------------------------- page furniture
+
+  function syncControls() {
+    for (const id of ['style', 'scheme', 'radius', 'blur', 'max', 'scale', 'opacity']) {
+      $(id).value = settings[id];
+    }
+    if (settings.gradient) {
+      let custom = $('scheme').querySelector('option[value="custom"]');
+      if (!custom) {
+        custom = new Option('custom gradient', 'custom');
+        $('scheme').add(custom);
+      }
+      $('scheme').value = 'custom';
+    }
+    $('basemap').checked = settings.basemap !== 'off';
+    $('radius-out').textContent = `${settings.radius} px`;
+    $('blur-out').textContent = `${settings.blur} px`;
+    $('opacity-out').textContent = `${Math.round(num(settings.opacity) * 100)} %`;
+    $('radius-label').textContent = settings.style === 'dots' ? 'Dot size' : 'Radius';
+    for (const el of document.querySelectorAll('.for-smooth')) el.hidden = settings.style !== 'smooth';
+    for (const el of document.querySelectorAll('.for-density')) el.hidden = settings.style !== 'density';
+  }
+
+  function refreshStatus() {
+    const parts = [];
+    if (state.tilejsonLoading) parts.push('style');
+    if (state.tilesLoading && tileLayer && map.hasLayer(tileLayer)) parts.push('tiles');
+    if (state.pendingPoints) parts.push(`points (${state.pendingPoints} tiles)`);
+    $('loading').hidden = parts.length === 0;
+    $('loading-text').textContent = `Loading ${parts.join(', ')}…`;
+    const z = Math.round(map.getZoom());
+    let mode;
+    if (state.mode === 'heat') {
+      mode = `Leaflet.heat · zoom ${z} · ${state.pointsShown.toLocaleString('en')} points`;
+      if (state.droppedTiles) mode += ` · ${state.droppedTiles} tiles left out (limit ${num(settings.maxPoints).toLocaleString('en')} points)`;
+    } else if (state.mode === 'tiles') {
+      mode = `server tiles · zoom ${z} · Leaflet.heat from zoom ${state.handoff}`;
+    } else {
+      mode = '';
+    }
+    $('mode').textContent = mode;
+    $('status').hidden = !mode && parts.length === 0;
+  }
+
+  function rampColors() {
+    // 256 CSS colors, coldest first, as the palette the tiles use.
+    if (!settings.gradient && (settings.scheme || settings.style === 'dots')) {
+      return schemes[settings.scheme || 'classic'];
+    }
+    const c = document.createElement('canvas');
+    c.width = 1;
+    c.height = 256;
+    const ctx = c.getContext('2d', { willReadFrequently: true });
+    const g = ctx.createLinearGradient(0, 0, 0, 256);
+    const stops = settings.gradient ? parseGradient(settings.gradient) : LEAFLET_HEAT_GRADIENT;
+    for (const [t, color] of Object.entries(stops)) g.addColorStop(Number(t), color);
+    ctx.fillStyle = g;
+    ctx.fillRect(0, 0, 1, 256);
+    const d = ctx.getImageData(0, 0, 1, 256).data;
+    return Array.from({ length: 256 }, (_, i) => `rgb(${d[4 * i]},${d[4 * i + 1]},${d[4 * i + 2]})`);
+  }
+
+  function refreshLegend() {
+    if (!schemes || !state.tilejson) return;
+    const ctx = $('legend-ramp').getContext('2d');
+    ctx.clearRect(0, 0, 256, 12);
+    const colors = rampColors();
+    const floor = settings.style === 'dots' ? 1 : num(settings.minOpacity);
+    for (let i = 0; i < 256; i++) {
+      // smooth and density: palette entry i has opacity i / 255 (never below minOpacity where
+      // there is a point); dots are opaque, their layer opacity aside.
+      ctx.globalAlpha = settings.style === 'dots' ? 1 : Math.max(i / 255, floor);
+      ctx.fillStyle = colors[i];
+      ctx.fillRect(i, 0, 1, 12);
+    }
+    ctx.globalAlpha = 1;
+    const z = Math.round(map.getZoom());
+    const r = num(settings.radius);
+    const b = num(settings.blur);
+    const k = Math.max(0, Math.min(num(settings.maxZoom) - z, 12));
+    const saturate = num(settings.max) * 2 ** k;
+    let text;
+    if (settings.style === 'smooth') {
+      text = `Leaflet.heat's look: each point is a disc of ${r} px blurred by ${b} px; points are merged in ` +
+        `${(r + b) / 2} px cells. At zoom ${z} a point weighs 1/2^${k}, so a cell of ` +
+        `${saturate.toLocaleString('en')} or more points (weight ≥ max ${settings.max}) shows the hottest color.`;
+    } else if (settings.style === 'dots') {
+      text = `heatmap 2.2.1's look (the earlier server): each point is a ${r} px dot; ` +
+        'the color shows how many dots overlap, hottest where most pile up.';
+    } else {
+      text = `Kernel density: the sum of weights within ${r} px, on a ${settings.scale} scale, ` +
+        'relative to one reference for the whole zoom level (never per tile): hottest at or above it.';
+    }
+    if (settings.mode === 'auto') {
+      text += ` From zoom ${state.handoff} on, Leaflet.heat draws the raw points in the browser` +
+        (settings.style === 'smooth' ? ' with the same options.' : ' in the smooth look.');
+    }
+    $('legend-text').textContent = text;
+  }
+
+  function bindControls() {
+    const panel = $('controls');
+    L.DomEvent.disableClickPropagation(panel);
+    L.DomEvent.disableScrollPropagation(panel);
+    for (const id of ['legend', 'error', 'status']) {
+      L.DomEvent.disableClickPropagation($(id));
+      L.DomEvent.disableScrollPropagation($(id));
+    }
+    $('error-close').addEventListener('click', clearError);
+    let timer = null;
+    const later = () => {
+      clearTimeout(timer);
+      timer = setTimeout(applySettings, 250);
+    };
+    $('layer').addEventListener('change', (e) => { settings.layer = e.target.value; applySettings(); });
+    $('style').addEventListener('change', (e) => { settings.style = e.target.value; applySettings(); });
+    $('scheme').addEventListener('change', (e) => {
+      if (e.target.value === 'custom') return;
+      settings.scheme = e.target.value;
+      settings.gradient = '';
+      applySettings();
+    });
+    $('scale').addEventListener('change', (e) => { settings.scale = e.target.value; applySettings(); });
+    for (const id of ['radius', 'blur']) {
+      $(id).addEventListener('input', (e) => { settings[id] = e.target.value; syncControls(); later(); });
+    }
+    $('max').addEventListener('change', (e) => { settings.max = e.target.value; applySettings(); });
+    $('opacity').addEventListener('input', (e) => {
+      settings.opacity = e.target.value;
+      setOpacity();
+      syncControls();
+      saveUrl();
+    });
+    $('basemap').addEventListener('change', (e) => {
+      const given = query.get('basemap');
+      settings.basemap = e.target.checked ? (given && given !== 'off' ? given : 'osm') : 'off';
+      if (viewSet) setBasemap();
+      saveUrl();
+    });
+  }
+
+  async function start() {
+    bindControls();
+    syncControls();
+    setOpacity();
+    map.on('moveend', () => {
+      if (!viewSet) return;
+      updateMode();
+      refreshLegend();
+      saveUrl();
+    });
+    let layers;
+    try {
+      [layers, schemes] = await Promise.all([
+        getJson('/layers', 'layers'),
+        getJson('/web/schemes.json', 'color schemes').then((d) => d.schemes),
+      ]);
+    } catch (err) {
+      setInitialView(null);
+      showError(err.message);
+      return;
+    }
+    for (const layer of layers) {
+      $('layer').add(new Option(`${layer.name} (${layer.count.toLocaleString('en')} points)`, layer.name));
+    }
+    if (!layers.length) {
+      setInitialView(null);
+      showError('The server has no layers.');
+      return;
+    }
+    if (!settings.layer) settings.layer = layers[0].name;
+    if (!layers.some((l) => l.name === settings.layer)) {
+      // Unknown layer: the server's 404 explains it in the page.
+      $('layer').add(new Option(settings.layer, settings.layer));
+    }
+    $('layer').value = settings.layer;
+    await applySettings();
+  }
+
+  /** For the browser test and for debugging in the console. */
+  window.twine = {
+    map,
+    state,
+    settings,
+    points,
+    get tiles() { return tileLayer; },
+    get heat() { return heatLayer; },
+    /** `auto`, or `tiles` / `heat` to show one layer whatever the zoom. */
+    setMode(mode) {
+      settings.mode = mode;
+      saveUrl();
+      updateMode();
+      refreshLegend();
+    },
+    /** Changes the cap on points held, dropping tiles at once if needed. */
+    setMaxPoints(n) {
+      settings.maxPoints = String(n);
+      saveUrl();
+      points.makeRoom(0, -1); // every tile may go, farthest first
+      updateMode();
+    },
+    /** Hides the panels and controls (to compare the layers' pixels). */
+    bare(on) { document.body.classList.toggle('bare', on); },
+    /** True when nothing is loading and the layer on screen is the one the zoom asks for. */
+    idle() {
+      const want = wantHeat() ? 'heat' : 'tiles';
+      return Boolean(state.tilejson) && !state.tilejsonLoading && !state.pendingPoints &&
+        !map._animatingZoom && state.view === viewKey() &&
+        !(want === 'tiles' && state.tilesLoading) && state.mode === want;
+    },
+  };
+
+  start();
+})();
