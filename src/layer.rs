@@ -93,18 +93,34 @@ impl Layer {
         filters: &FilterValues,
     ) -> Result<(Vec<WorldPoint>, bool), SourceError> {
         let reach = style.reach_px(vp);
-        let query = PointQuery {
-            area: WorldBox::of_viewport(vp, reach),
-            tile: tile.map(|t| (t, reach / vp.width as f64)),
-            filters,
-        };
+        let area = WorldBox::of_viewport(vp, reach);
         let grid = self.source.count_grid().await?;
-        if grid.max_tile_count(vp.zoom) > self.aggregate_above {
-            let scale = vp.scale_x / vp.pixel_ratio;
-            let bins = self.source.bins(&query, scale).await?;
-            return Ok((bins_as_points(&bins, scale), true));
+        let aggregated = grid.max_tile_count(vp.zoom) > self.aggregate_above;
+        let bin_scale = vp.scale_x / vp.pixel_ratio;
+        let mut points = Vec::new();
+        // The world wraps at the antimeridian: the reach past x = 0 or x = 1 reads the
+        // points at the other edge, shifted by one world width, so edge tiles stay seamless.
+        for (piece, shift) in wrapped_pieces(&area) {
+            let query = PointQuery {
+                area: piece,
+                tile: if shift == 0.0 {
+                    tile.map(|t| (t, reach / vp.width as f64))
+                } else {
+                    None
+                },
+                filters,
+            };
+            let mut part = if aggregated {
+                bins_as_points(&self.source.bins(&query, bin_scale).await?, bin_scale)
+            } else {
+                self.source.points(&query, None).await?
+            };
+            for p in &mut part {
+                p.x += shift;
+            }
+            points.append(&mut part);
         }
-        Ok((self.source.points(&query, None).await?, false))
+        Ok((points, aggregated))
     }
 
     /// Resolves a requested style against this layer for one viewport: density without an
@@ -151,6 +167,40 @@ impl Layer {
         // get/put calls), so a poisoned lock is still safe to use.
         self.density_refs.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// `area` split at the world's east and west edges: the part inside, and the parts beyond
+/// each edge moved into the world, with the x shift that puts their points back.
+fn wrapped_pieces(area: &WorldBox) -> Vec<(WorldBox, f64)> {
+    let mut pieces = vec![(
+        WorldBox {
+            x0: area.x0.max(0.0),
+            x1: area.x1.min(1.0),
+            ..*area
+        },
+        0.0,
+    )];
+    if area.x0 < 0.0 {
+        pieces.push((
+            WorldBox {
+                x0: (area.x0 + 1.0).max(0.0),
+                x1: 1.0,
+                ..*area
+            },
+            -1.0,
+        ));
+    }
+    if area.x1 > 1.0 {
+        pieces.push((
+            WorldBox {
+                x0: 0.0,
+                x1: (area.x1 - 1.0).min(1.0),
+                ..*area
+            },
+            1.0,
+        ));
+    }
+    pieces
 }
 
 /// Default of [`Layer::aggregate_above`]: at 200,000 points a tile's rows cost more to move

@@ -97,3 +97,40 @@ fn mosaics_of_tiles_equal_the_overlay_of_the_same_area() {
         "{checked_nonempty} non-empty mosaics"
     );
 }
+
+/// The world wraps: points just east of the antimeridian (179.99°E) show at the west edge of
+/// tile x = 0, as they do in the tiles next to them, in every style.
+#[test]
+fn tiles_wrap_across_the_antimeridian() {
+    use twine_heatmap::render::WorldPoint;
+    use twine_heatmap::tile::{lat_to_world_y, lon_to_world_x};
+    let points = (0..400)
+        .map(|i| WorldPoint {
+            x: lon_to_world_x(179.99 - (i % 20) as f64 * 0.001),
+            y: lat_to_world_y(10.0 + (i / 20) as f64 * 0.01),
+            w: 1.0,
+            seq: i,
+        })
+        .collect();
+    let server = TestServer::demo_with(vec![("edge", points)]);
+    let z = 6;
+    let n = TileCoord::count(z) as u32;
+    let y = (lat_to_world_y(10.1) * n as f64) as u32;
+    for style in ["style=smooth&max=0.001", "style=dots", "style=density"] {
+        let (_, _, west) = server
+            .get(&format!("/tiles/edge/{z}/0/{y}.png?{style}"))
+            .rgba();
+        let (_, _, east) = server
+            .get(&format!("/tiles/edge/{z}/{}/{y}.png?{style}", n - 1))
+            .rgba();
+        let first_column = (0..256).filter(|row| west[row * 1024 + 3] > 0).count();
+        let last_column = (0..256)
+            .filter(|row| east[row * 1024 + 1020 + 3] > 0)
+            .count();
+        assert!(last_column > 0, "{style}: the cluster itself is not drawn");
+        assert!(
+            first_column > 0,
+            "{style}: tile x=0 does not see points across the antimeridian"
+        );
+    }
+}
