@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README, .ci/run): installs what the tests need on a fresh
-# Debian machine (a C compiler, PostgreSQL 15 + PostGIS 3 when DATABASE_URL does not answer),
-# then runs every test: unit, HTTP, CLI, reference images, seamlessness, PostGIS.
+# Debian machine (a C compiler; Chromium, Node.js and the browser test's npm packages;
+# PostgreSQL 15 + PostGIS 3 when DATABASE_URL does not answer), then runs every test: unit,
+# HTTP, CLI, reference images, seamlessness, PostGIS, cache, and the web map in Chromium.
 # Safe to run again: installed pieces are detected and skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
