@@ -114,7 +114,9 @@ impl TileCache {
     {
         if let Some(disk) = &self.disk {
             let (disk, k) = (disk.clone(), key.clone());
-            if let Ok(Some(png)) = web::block(move || disk.get(&k)).await {
+            if let Ok(Some(mut png)) = web::block(move || disk.get(&k)).await {
+                // Bytes keeps a Vec's whole capacity; the budget counts length.
+                png.shrink_to_fit();
                 let tile = CachedTile::new(Bytes::from(png));
                 if let Some(memory) = &self.memory {
                     memory.put(key.clone(), tile.clone());

@@ -164,13 +164,14 @@ pub fn app(
                 if let Some(metrics) = metrics {
                     metrics.observe_route(route, seconds);
                 }
-                tracing::info!(
-                    %method,
-                    %path,
-                    status = res.status().as_u16(),
-                    ms = seconds * 1e3,
-                    "request"
-                );
+                // One line per request is costly at tens of thousands of requests per second:
+                // successes log at debug (RUST_LOG=twine_heatmap=debug), errors at info.
+                let status = res.status().as_u16();
+                if status >= 400 {
+                    tracing::info!(%method, %path, status, ms = seconds * 1e3, "request");
+                } else {
+                    tracing::debug!(%method, %path, status, ms = seconds * 1e3, "request");
+                }
                 Ok(res)
             }
         })

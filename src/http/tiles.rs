@@ -192,7 +192,12 @@ impl PngBytes {
     pub fn into_bytes(self) -> web::Bytes {
         match self {
             PngBytes::Shared(b) => web::Bytes::from_static(b),
-            PngBytes::Owned(v) => web::Bytes::from(v),
+            PngBytes::Owned(mut v) => {
+                // Bytes keeps a Vec's whole capacity, and the encoder reserves generously;
+                // cached tiles must hold what the cache budget counts.
+                v.shrink_to_fit();
+                web::Bytes::from(v)
+            }
         }
     }
 
