@@ -91,7 +91,7 @@ impl Layer {
         style: &Style,
         tile: Option<TileCoord>,
         filters: &FilterValues,
-    ) -> Result<(Vec<WorldPoint>, bool), SourceError> {
+    ) -> Result<Vec<WorldPoint>, SourceError> {
         let reach = style.reach_px(vp);
         let area = WorldBox::of_viewport(vp, reach);
         let grid = self.source.count_grid().await?;
@@ -120,7 +120,7 @@ impl Layer {
             }
             points.append(&mut part);
         }
-        Ok((points, aggregated))
+        Ok(points)
     }
 
     /// Resolves a requested style against this layer for one viewport: density without an

@@ -160,7 +160,7 @@ impl Job {
         if on_disk {
             return Ok(None);
         }
-        let rendered = render_png(
+        let png = render_png(
             &self.layer,
             coord.viewport(self.ratio),
             &self.spec,
@@ -170,7 +170,7 @@ impl Job {
         )
         .await
         .map_err(|e| api_message(&e))?;
-        let png = rendered.png.into_bytes();
+
         let size = png.len() as u64;
         let disk = self.disk.clone();
         web::block(move || disk.put(&key, &png))

@@ -84,22 +84,25 @@ impl TileCache {
             Metrics::inc(&metrics.hits_memory);
             return Ok((tile, Origin::Memory));
         }
-        let flight = {
-            let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(key.clone()).or_default().clone()
-        };
+        let flight = self.flights().entry(key.clone()).or_default().clone();
         let result = flight
             .get_or_try_init(|| self.fill(&key, metrics, render))
             .await
             .cloned();
         // The first to finish retires the flight; later requests find the memory tier.
         {
-            let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = self.flights();
             if map.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
                 map.remove(&key);
             }
         }
         result
+    }
+
+    /// The renders in flight. Each use is one insert or remove, so a poisoned lock still
+    /// holds a valid map.
+    fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<TileKey, Flight>> {
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn fill<F, Fut>(

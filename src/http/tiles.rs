@@ -43,7 +43,7 @@ pub async fn tile(
     let (tile, origin) = state
         .cache
         .get_or_render(key, &state.metrics, || async {
-            let rendered = render_png(
+            render_png(
                 &layer,
                 coord.viewport(ratio),
                 &spec,
@@ -51,8 +51,7 @@ pub async fn tile(
                 &filters,
                 &state.metrics,
             )
-            .await?;
-            Ok(rendered.png.into_bytes())
+            .await
         })
         .await?;
     Ok(cached_response(
@@ -164,9 +163,9 @@ pub async fn overlay(
     let spec = StyleSpec::from_query(&query)?;
     let filters = layer.parse_filters(&query)?;
     let vp = overlay_viewport(&area, width, height);
-    let rendered = render_png(&layer, vp, &spec, None, &filters, &state.metrics).await?;
+    let png = render_png(&layer, vp, &spec, None, &filters, &state.metrics).await?;
     // Overlays are not cached (any box, any size), but still carry an ETag for 304s.
-    let tile = CachedTile::new(rendered.png.into_bytes());
+    let tile = CachedTile::new(png);
     Ok(cached_response(
         &req,
         &state.tile_cache_control,
@@ -174,39 +173,6 @@ pub async fn overlay(
         Origin::Rendered,
         &state.metrics,
     ))
-}
-
-/// A render and whether it was drawn from pixel bins (`X-Aggregated`).
-pub struct Rendered {
-    pub png: PngBytes,
-    pub aggregated: bool,
-}
-
-/// A rendered PNG, or the shared empty tile.
-pub enum PngBytes {
-    Shared(&'static [u8]),
-    Owned(Vec<u8>),
-}
-
-impl PngBytes {
-    pub fn into_bytes(self) -> web::Bytes {
-        match self {
-            PngBytes::Shared(b) => web::Bytes::from_static(b),
-            PngBytes::Owned(mut v) => {
-                // Bytes keeps a Vec's whole capacity, and the encoder reserves generously;
-                // cached tiles must hold what the cache budget counts.
-                v.shrink_to_fit();
-                web::Bytes::from(v)
-            }
-        }
-    }
-
-    pub fn as_slice(&self) -> &[u8] {
-        match self {
-            PngBytes::Shared(b) => b,
-            PngBytes::Owned(v) => v,
-        }
-    }
 }
 
 /// Queries the points within the style's reach of `vp`, renders, and encodes.
@@ -217,15 +183,12 @@ pub async fn render_png(
     tile: Option<TileCoord>,
     filters: &FilterValues,
     metrics: &Metrics,
-) -> Result<Rendered, ApiError> {
+) -> Result<web::Bytes, ApiError> {
     Metrics::inc(&metrics.tiles_rendered);
     let style = layer.resolve_style(&spec.style, &vp).await?;
-    let (points, aggregated) = layer.render_input(&vp, &style, tile, filters).await?;
+    let points = layer.render_input(&vp, &style, tile, filters).await?;
     if points.is_empty() {
-        return Ok(Rendered {
-            png: empty(&vp),
-            aggregated,
-        });
+        return Ok(empty(&vp));
     }
     let ramp = spec.ramp.clone();
     // Rendering is CPU-bound (milliseconds for dense tiles): keep it off the I/O workers.
@@ -243,17 +206,22 @@ pub async fn render_png(
     .map_err(|e| ApiError::Internal {
         detail: e.to_string(),
     })?;
-    let png = match encoded {
-        Some(bytes) => PngBytes::Owned(bytes),
+    Ok(match encoded {
+        Some(mut bytes) => {
+            // Bytes keeps a Vec's whole capacity, and the encoder reserves generously;
+            // cached tiles must hold what the cache budget counts.
+            bytes.shrink_to_fit();
+            web::Bytes::from(bytes)
+        }
         None => empty(&vp),
-    };
-    Ok(Rendered { png, aggregated })
+    })
 }
 
-fn empty(vp: &Viewport) -> PngBytes {
+/// The shared empty tile for tile sizes; overlays of other sizes encode their own.
+fn empty(vp: &Viewport) -> web::Bytes {
     if vp.width == vp.height && (vp.width == 256 || vp.width == 512) {
-        PngBytes::Shared(png::empty_png(vp.width))
+        web::Bytes::from_static(png::empty_png(vp.width))
     } else {
-        PngBytes::Owned(png::encode_empty(vp.width, vp.height))
+        web::Bytes::from(png::encode_empty(vp.width, vp.height))
     }
 }
