@@ -3,12 +3,15 @@
 #
 # What it measures: how long `twine-heatmap serve --database-url` takes to answer
 # GET /tiles/{layer}/{z}/{x}/{y}.png for a large clustered PostGIS layer when nothing is cached
-# (every request queries PostGIS and renders). Four tiles: the whole world (z0 0/0/0), the
-# densest z4 tile, the densest z10 tile, and a sparse z14 tile with a few background points.
+# (the server runs with both cache tiers off, so every request queries PostGIS and renders).
+# Seven tiles: the whole world (z0 0/0/0), the densest z4 tile, the densest z10 tile, the
+# densest z11, z12 and z13 tiles inside that z10 tile, and a sparse z14 tile with a few background
+# points.
 # Per tile: 1 + R requests in a row with curl; the first is reported on its own ("first ms"),
-# p50/p95/min/max are over the R that follow (nearest-rank percentiles). Also shown: the
-# X-Aggregated header (drawn from SQL pixel bins or from raw points), the PNG size, the points
-# in the tile (without the style's margin), and, for the densest z4 and z10 tiles, the raw
+# p50/p95/min/max are over the R that follow (nearest-rank percentiles). Also shown: where
+# the tile was read from ("pyramid": the layer's precomputed bin pyramid; "points": PostGIS
+# queries over the points table, by the server's query counters), the PNG size, the points
+# in the tile (without the style's margin), and, for the densest z4 to z13 tiles, the raw
 # PostGIS time of `SELECT count(*) FROM t WHERE geom && ST_TileEnvelope(z, x, y)` from
 # EXPLAIN (ANALYZE, BUFFERS): the floor that index lookup and row fetch put under a tile.
 #
@@ -16,16 +19,17 @@
 # (default 10,000,000) in 2,000 Gaussian "cities" with Zipf populations over latitudes
 # -60..70 plus 10% uniform background, weight 1, in twine."points_bench<N>" (bench10m for
 # 10M), laid out like `twine-heatmap import` does (Hilbert row order, GiST index, version
-# trigger, registered in twine.layers). An existing table with the same N and seed is reused.
+# trigger, registered in twine.layers, bin pyramid built by `twine-heatmap pyramid`). An
+# existing table with the same N and seed is reused, and so is its pyramid while current.
 #
 # Run (from anywhere; needs psql, curl, python3, cargo; the database must answer):
 #   benches/postgis-latency.sh                       # 10M points, seed 42, 20 requests per tile
 #   benches/postgis-latency.sh --points 1000000 --seed 7 --requests 50
 #   DATABASE_URL=postgres://u:p@127.0.0.1:5432/db benches/postgis-latency.sh
 #   TWINE_BIN=/path/to/twine-heatmap benches/postgis-latency.sh   # skip `cargo build --release`
-# Generation of 10M points takes a few minutes the first time. The server listens on a free
-# 127.0.0.1 port and is stopped on exit; a request over 60 s aborts the run, and each tile
-# stops after --tile-budget seconds of requests (default 300).
+# Generation of 10M points takes about 2 minutes the first time, its bin pyramid 2.5 more.
+# The server listens on a free 127.0.0.1 port and is stopped on exit; a request over 60 s
+# aborts the run, and each tile stops after --tile-budget seconds of requests (default 300).
 set -euo pipefail
 
 usage() {
@@ -134,6 +138,8 @@ if [ "$existing" = "$COMMENT" ] && [ "$(sql "SELECT count(*) FROM twine.\"$TABLE
 else
   [ -n "$existing" ] && say "== $TABLE_KEY exists but is not N=$POINTS seed=$SEED (${existing}): regenerating"
   say "== generating $POINTS points in SQL into $TABLE_KEY ($CITIES cities + 10% background) ..."
+  # A pyramid of an earlier table of that name describes other points.
+  sql "DO \$\$ BEGIN IF to_regclass('twine.pyramids') IS NOT NULL THEN DELETE FROM twine.pyramids WHERE table_name = '$TABLE_KEY'; END IF; END \$\$" >/dev/null
   t0="$(now)"
   "${PSQL[@]}" -v points="$POINTS" -v clustered="$CLUSTERED" -v cities="$CITIES" -v seedf="$SEEDF" \
     -v layer="$LAYER" -v table="$TABLE" -v table_key="$TABLE_KEY" -v index="$INDEX" \
@@ -156,6 +162,13 @@ CREATE TEMP TABLE z10 AS
 SELECT 0, 0, 0, (SELECT count(*) FROM twine."$TABLE");
 (SELECT 4, tx / 64, ty / 64, sum(n) FROM z10 GROUP BY 2, 3 ORDER BY 4 DESC, 2, 3 LIMIT 1);
 (SELECT 10, tx, ty, n FROM z10 ORDER BY n DESC, tx, ty LIMIT 1);
+-- Beyond z10: the densest z11, z12 and z13 tiles inside the densest z10 tile.
+CREATE TEMP TABLE dense AS
+  SELECT $WX AS x, $WY AS y FROM twine."$TABLE", (SELECT tx, ty FROM z10 ORDER BY n DESC, tx, ty LIMIT 1) d
+  WHERE geom && ST_TileEnvelope(10, d.tx, d.ty);
+(SELECT 11, floor(x * 2048)::int, floor(y * 2048)::int, count(*) FROM dense GROUP BY 2, 3 ORDER BY 4 DESC, 2, 3 LIMIT 1);
+(SELECT 12, floor(x * 4096)::int, floor(y * 4096)::int, count(*) FROM dense GROUP BY 2, 3 ORDER BY 4 DESC, 2, 3 LIMIT 1);
+(SELECT 13, floor(x * 8192)::int, floor(y * 8192)::int, count(*) FROM dense GROUP BY 2, 3 ORDER BY 4 DESC, 2, 3 LIMIT 1);
 -- Sparse: 200 z10 tiles with a handful of points (background, away from cities), spread over
 -- the world by a hash; of their z14 tiles, the one with the most points (usually 2).
 WITH c AS (SELECT tx, ty FROM z10 ORDER BY (n BETWEEN 2 AND 5) DESC, n DESC, md5(tx || '/' || ty) LIMIT 200)
@@ -166,7 +179,7 @@ FROM c CROSS JOIN LATERAL (
 GROUP BY 2, 3 ORDER BY 4 DESC, 2, 3 LIMIT 1;
 EOF
 )" || die "finding the tiles failed"
-[ "$(printf '%s\n' "$TILES" | wc -l)" -eq 4 ] || die "expected 4 tiles, got: $TILES"
+[ "$(printf '%s\n' "$TILES" | wc -l)" -eq 7 ] || die "expected 7 tiles, got: $TILES"
 printf '%s\n' "$TILES" | sed 's/^/   z x y points: /' >&2
 
 # ---------------------------------------------------------------------------------------------
@@ -181,12 +194,26 @@ else
     || die "cargo build --release failed (if someone is editing the sources, retry in a few minutes)"
   BIN="$REPO/target/release/twine-heatmap"
 fi
+# The layer's bin pyramid, as `import` builds it (for the server's default aggregate_above):
+# rebuilt unless one from the table's current data version is there.
+current="$(sql "SELECT count(*) FROM twine.pyramids p JOIN twine.versions v USING (table_name) WHERE p.table_name = '$TABLE_KEY' AND p.version = v.version" 2>/dev/null || echo 0)"
+if [ "$current" = 1 ]; then
+  PYRAMID_NOTE="current (built from the table's data version before this run)"
+else
+  say "== building the bin pyramid ($BIN pyramid --layer $LAYER) ..."
+  "$BIN" pyramid --database-url "$DATABASE_URL" --layer "$LAYER" 2>"$WORK/pyramid.log" \
+    || { cat "$WORK/pyramid.log" >&2; die "building the bin pyramid failed"; }
+  PYRAMID_NOTE="$(tail -n 1 "$WORK/pyramid.log")"
+fi
+say "== pyramid: $PYRAMID_NOTE"
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 BASE="http://127.0.0.1:$PORT"
 say "== starting $BIN serve on 127.0.0.1:$PORT (log: $WORK/server.log)"
 # The server's own defaults (pool, statement timeout); no config file, no demo layer.
-env -u TWINE_CONFIG -u TWINE_BIND -u TWINE_PUBLIC_URL RUST_LOG="${RUST_LOG:-info}" \
-  "$BIN" serve --database-url "$DATABASE_URL" --bind "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
+# Both tile cache tiers off: every request queries PostGIS and renders.
+env -u TWINE_CONFIG -u TWINE_BIND -u TWINE_PUBLIC_URL -u TWINE_CACHE_DIR RUST_LOG="${RUST_LOG:-info}" \
+  "$BIN" serve --database-url "$DATABASE_URL" --bind "127.0.0.1:$PORT" \
+  --cache-memory 0 --cache-disk 0 >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
 # Wait until /layers lists the layer with its full count (its statistics scan is done).
@@ -216,13 +243,18 @@ say "== layer ready after $STATS_WAIT s"
 # 4. Cold tile requests.
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
+# A counter from the server's /metrics (0 when absent).
+metric() {
+  curl -s --max-time 5 "$BASE/metrics" | awk -v name="$1" '$1 == name { v = $2 } END { print v + 0 }'
+}
 while read -r z x y n; do
   url="$BASE/tiles/$LAYER/$z/$x/$y.png"
   say "== $z/$x/$y ($n points): 1 + $REQUESTS requests  $url"
   times=()
   codes=()
-  agg=""
   size=""
+  db_before="$(metric twine_db_queries_total)"
+  pyramid_before="$(metric twine_db_pyramid_queries_total)"
   spent=0
   for i in $(seq 0 "$REQUESTS"); do
     rc=0
@@ -234,11 +266,8 @@ while read -r z x y n; do
     times+=("$secs")
     codes+=("$code")
     if [ "$code" = 200 ]; then
-      a="$(tr -d '\r' <"$WORK/headers" | awk -F': *' 'tolower($1) == "x-aggregated" { print $2 }')"
-      [ -z "$agg" ] && agg="$a"
-      [ "$a" = "$agg" ] || agg="$agg/$a"
-      # There is no tile cache yet; should one answer, these numbers are no longer cold.
-      c="$(tr -d '\r' <"$WORK/headers" | grep -i '^x-cache' || true)"
+      # The server runs with both cache tiers off; a hit would mean the numbers are not cold.
+      c="$(tr -d '\r' <"$WORK/headers" | grep -i '^x-cache: *hit' || true)"
       [ -z "$c" ] || say "   warning: request $((i + 1)) answered with '$c': not a cold render?"
       size="$bytes"
     fi
@@ -248,7 +277,14 @@ while read -r z x y n; do
       break
     fi
   done
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$z" "$x" "$y" "$n" "${agg:--}" "${size:--}" \
+  # Where the tile's points came from: the bin pyramid, or PostGIS queries over the points
+  # (pixel bins summed in SQL, or the points themselves), from the server's query counters.
+  db_queries=$(( $(metric twine_db_queries_total) - db_before ))
+  pyramid_queries=$(( $(metric twine_db_pyramid_queries_total) - pyramid_before ))
+  if [ "$pyramid_queries" -gt 0 ] && [ "$pyramid_queries" -eq "$db_queries" ]; then from="pyramid"
+  elif [ "$pyramid_queries" -eq 0 ]; then from="points"
+  else from="mixed ($pyramid_queries of $db_queries from the pyramid)"; fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$z" "$x" "$y" "$n" "$from" "${size:--}" \
     "${codes[*]}" "${times[*]}" >>"$RESULTS"
   [ "${codes[0]}" = 200 ] || say "   HTTP ${codes[0]}: $(head -c 300 "$WORK/body.png" 2>/dev/null | tr -d '\n')"
 done <<<"$TILES"
@@ -258,7 +294,7 @@ done <<<"$TILES"
 EXPLAINS="$WORK/explains.txt"
 : >"$EXPLAINS"
 while read -r z x y n; do
-  case "$z" in 4|10) ;; *) continue ;; esac
+  case "$z" in 4|10|11|12|13) ;; *) continue ;; esac
   query="SELECT count(*) FROM twine.\"$TABLE\" WHERE geom && ST_TileEnvelope($z, $x, $y)"
   plan="$(sql "EXPLAIN (ANALYZE, BUFFERS) $query")" || die "EXPLAIN failed: $query"
   ms="$(printf '%s\n' "$plan" | sed -n 's/^Execution Time: \([0-9.]*\) ms$/\1/p')"
@@ -274,11 +310,11 @@ done <<<"$TILES"
 WARNINGS="$(grep -ciE 'warn|error' "$WORK/server.log" || true)"
 HOST="$(nproc) CPUs; load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?') at the end"
 CMDLINE="benches/postgis-latency.sh${ARGS[*]:+ ${ARGS[*]}}"
-python3 - "$RESULTS" "$EXPLAINS" "$POINTS" "$SEED" "$LAYER" "$GEN_NOTE" "$STATS_WAIT" "$HOST" "$CMDLINE" <<'EOF'
+python3 - "$RESULTS" "$EXPLAINS" "$POINTS" "$SEED" "$LAYER" "$GEN_NOTE" "$STATS_WAIT" "$HOST" "$CMDLINE" "$PYRAMID_NOTE" <<'EOF'
 import math
 import sys
 
-results, explains, points, seed, layer, gen, stats_wait, host, cmdline = sys.argv[1:]
+results, explains, points, seed, layer, gen, stats_wait, host, cmdline, pyramid = sys.argv[1:]
 
 def rank(sorted_ms, p):
     """Nearest-rank percentile."""
@@ -290,20 +326,21 @@ def fmt(ms):
 print()
 print(f"postgis-latency: cold tiles (no tile cache), layer {layer}: {int(points):,} clustered points, seed {seed}")
 print(f"generation: {gen}; server statistics ready after {stats_wait} s")
+print(f"bin pyramid: {pyramid}")
 print(f"host: {host}")
 print("first = the tile's first request (the first row is also the server's first tile request);")
 print("p50/p95/min/max over the requests that follow it (nearest rank); points = rows in the tile, without margin")
 print()
-head = ("tile z/x/y", "points", "X-Aggregated", "PNG bytes", "HTTP", "first ms", "p50 ms", "p95 ms", "min ms", "max ms", "n")
+head = ("tile z/x/y", "points", "read from", "PNG bytes", "HTTP", "first ms", "p50 ms", "p95 ms", "min ms", "max ms", "n")
 rows = []
 for line in open(results):
-    z, x, y, n, agg, size, codes, times = line.rstrip("\n").split("\t")
+    z, x, y, n, source, size, codes, times = line.rstrip("\n").split("\t")
     ms = [float(t) * 1000 for t in times.split()]
     codes = codes.split()
     rest = sorted(ms[1:])
     status = ",".join(sorted(set(codes)))
     rows.append((
-        f"{z}/{x}/{y}", f"{int(n):,}", agg, size if size == "-" else f"{int(size):,}", status,
+        f"{z}/{x}/{y}", f"{int(n):,}", source, size if size == "-" else f"{int(size):,}", status,
         fmt(ms[0]),
         fmt(rank(rest, 50) if rest else None), fmt(rank(rest, 95) if rest else None),
         fmt(rest[0] if rest else None), fmt(rest[-1] if rest else None), str(len(rest)),

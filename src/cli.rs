@@ -38,6 +38,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Load points files into PostGIS as layer NAME (created with a GiST index if missing).
     Import(crate::source::postgis::import::ImportArgs),
+    /// Rebuild an imported layer's bin pyramid (import builds it; rebuild after writing to
+    /// the layer's table directly)
+    Pyramid(crate::source::postgis::import::PyramidArgs),
     /// Render tiles ahead of time into the disk cache, so requests for them are hits.
     ///
     /// Layers are built exactly as `serve` builds them (same flags, environment and config)
@@ -156,9 +159,9 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
             demo_points()?,
             Some(http::meta::DEMO_ATTRIBUTION.to_string()),
         );
-        layers
-            .insert(Layer::new("demo", Arc::new(store)))
-            .map_err(StartError::Invalid)?;
+        let mut demo = Layer::new("demo", Arc::new(store));
+        demo.aggregate_above = aggregate_above;
+        layers.insert(demo).map_err(StartError::Invalid)?;
     }
     let handoff_zoom = args.handoff_zoom.or(config.handoff_zoom).unwrap_or(8);
     if handoff_zoom > crate::tile::MAX_ZOOM {

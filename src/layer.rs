@@ -203,9 +203,11 @@ fn wrapped_pieces(area: &WorldBox) -> Vec<(WorldBox, f64)> {
     pieces
 }
 
-/// Default of [`Layer::aggregate_above`]: at 200,000 points a tile's rows cost more to move
-/// than to bin where they are.
-pub const DEFAULT_AGGREGATE_ABOVE: u64 = 200_000;
+/// Default of [`Layer::aggregate_above`]: past about 10,000 points (with margins, 20,000
+/// rows) fetching a tile's rows from PostGIS costs more than the 30 ms a tile may take, while
+/// a pyramid's blocks of the same area take a few milliseconds; drawing 10,000 bins or
+/// points looks the same at that density.
+pub const DEFAULT_AGGREGATE_ABOVE: u64 = 10_000;
 
 /// All layers by name, shared by every worker. PostGIS layers can appear while the server
 /// runs (found by the database watcher after an import, or once the database is back).

@@ -66,6 +66,8 @@ pub struct Metrics {
     pub misses: AtomicU64,
     pub not_modified: AtomicU64,
     pub db_queries: AtomicU64,
+    /// Queries answered from a layer's bin pyramid (also counted in `db_queries`).
+    pub pyramid_queries: AtomicU64,
     pub db_query_seconds: Histogram,
     /// Request latency by route name.
     routes: Mutex<BTreeMap<&'static str, (u64, std::sync::Arc<Histogram>)>>,
@@ -170,6 +172,12 @@ impl Metrics {
             "twine_db_queries_total",
             "Point queries sent to PostGIS.",
             Self::get(&self.db_queries),
+        );
+        counter(
+            &mut out,
+            "twine_db_pyramid_queries_total",
+            "PostGIS queries answered from a layer's precomputed bin pyramid.",
+            Self::get(&self.pyramid_queries),
         );
         let _ = writeln!(out, "# HELP twine_db_query_seconds PostGIS query latency.\n# TYPE twine_db_query_seconds histogram");
         self.db_query_seconds

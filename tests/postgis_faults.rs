@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use twine_heatmap::cli::{build_state, ServeArgs};
 
-/// A table with a GiST index and a few thousand points, declared as a layer.
-fn make_table(db: &pg::Db, table: &str) {
+/// A table with a GiST index and a few thousand points, declared as a layer; dropped when
+/// the returned guard goes.
+fn make_table<'a>(db: &'a pg::Db, table: &str) -> pg::ScratchTable<'a> {
     db.batch(&format!(
         "CREATE EXTENSION IF NOT EXISTS postgis;
          DROP TABLE IF EXISTS public.\"{table}\";
@@ -27,6 +28,7 @@ fn make_table(db: &pg::Db, table: &str) {
          INSERT INTO public.\"{table}\" SELECT ST_SetSRID(ST_MakePoint(i * 1000.0, i * 500.0), 3857) FROM generate_series(0, 4999) i;
          CREATE INDEX ON public.\"{table}\" USING gist (geom);"
     ));
+    pg::ScratchTable::new(db, table)
 }
 
 fn server(url: &str, layer: &str, table: &str, database: &str) -> TestServer {
@@ -62,7 +64,7 @@ fn pool_exhaustion_is_503_and_statement_timeout_is_504() {
     let pid = std::process::id();
     let (layer, table) = (format!("locked{pid}"), format!("locked_{pid}"));
     let db = pg::Db::connect();
-    make_table(&db, &table);
+    let _table = make_table(&db, &table);
     let s = server(
         &pg::database_url(),
         &layer,
@@ -128,7 +130,6 @@ fn pool_exhaustion_is_503_and_statement_timeout_is_504() {
     wait_until("tiles again after the lock", 10, || {
         s.get(&tile).status == 200
     });
-    db.batch(&format!("DROP TABLE IF EXISTS public.\"{table}\""));
 }
 
 /// A TCP proxy to the real database that can be stopped (refusing and cutting connections)
@@ -230,7 +231,7 @@ fn the_server_survives_the_database_going_away_and_recovers() {
     let pid = std::process::id();
     let (layer, table) = (format!("flaky{pid}"), format!("flaky_{pid}"));
     let db = pg::Db::connect();
-    make_table(&db, &table);
+    let _table = make_table(&db, &table);
     let proxy = Proxy::new();
     // Down at start-up: the server starts anyway.
     let s = server(
@@ -278,5 +279,4 @@ fn the_server_survives_the_database_going_away_and_recovers() {
         s.get("/health").json()["status"] == "ok"
     });
     proxy.stop();
-    db.batch(&format!("DROP TABLE IF EXISTS public.\"{table}\""));
 }

@@ -1,6 +1,8 @@
 //! The same points in memory and in PostGIS give identical tiles (all styles) and identical
 //! points answers, at several zooms and places, including zooms where tiles are drawn from
-//! pixel bins aggregated in SQL. Real PostGIS, real `import`, real HTTP server.
+//! pixel bins: read from the layer's bin pyramid, or summed in SQL from the points. A direct
+//! write to an imported table is served at once (the stale pyramid is set aside) until
+//! `twine-heatmap pyramid` rebuilds it. Real PostGIS, real `import`, real HTTP server.
 
 mod common;
 #[path = "common/pg.rs"]
@@ -66,22 +68,18 @@ fn densest_tiles(points: &[(f64, f64)], z: u8) -> Vec<(u8, u32, u32)> {
     vec![(z, x, y), (z, (x + 1).min(n as u32 - 1), y)]
 }
 
-#[test]
-fn memory_and_postgis_give_identical_tiles_and_points() {
-    let dir = temp_dir();
-    let pid = std::process::id();
-    let csv = dir.join(format!("mem{pid}.csv"));
-    let points = write_points(&csv);
-    let pg_layer = format!("pg{pid}");
+/// Imports `csv` as `layer` with `extra` import flags.
+fn import(layer: &str, csv: &PathBuf, extra: &[&str]) {
     let out = Command::new(BIN)
         .args([
             "import",
             "--database-url",
             &pg::database_url(),
             "--layer",
-            &pg_layer,
+            layer,
         ])
-        .arg(&csv)
+        .args(extra)
+        .arg(csv)
         .output()
         .expect("import");
     assert!(
@@ -89,8 +87,38 @@ fn memory_and_postgis_give_identical_tiles_and_points() {
         "import: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
 
-    // A low aggregation threshold, so the lower zooms are drawn from SQL bins.
+/// `twine_db_pyramid_queries_total` from the server's `/metrics`.
+fn pyramid_queries(server: &TestServer) -> u64 {
+    let metrics = String::from_utf8_lossy(&server.get("/metrics").body).into_owned();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("twine_db_pyramid_queries_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("twine_db_pyramid_queries_total in /metrics")
+}
+
+#[test]
+fn memory_and_postgis_give_identical_tiles_and_points() {
+    let dir = temp_dir();
+    let pid = std::process::id();
+    let csv = dir.join(format!("mem{pid}.csv"));
+    let points = write_points(&csv);
+    let db = pg::Db::connect();
+    // Two PostGIS layers of the same points: one with a bin pyramid for the aggregated
+    // zooms (built by import for the server's threshold), one without (bins summed in SQL
+    // from the points on every request).
+    let with_pyramid = pg::TestLayer::new(&db, "pyr");
+    import(&with_pyramid.name, &csv, &["--aggregate-above", "5000"]);
+    let without_pyramid = pg::TestLayer::new(&db, "sql");
+    import(
+        &without_pyramid.name,
+        &csv,
+        &["--aggregate-above", "1000000000"],
+    );
+
+    // A low aggregation threshold, so the lower zooms are drawn from bins.
     let config = dir.join("config.toml");
     std::fs::write(&config, "aggregate_above = 5000\n").expect("config");
     let args = ServeArgs {
@@ -103,20 +131,28 @@ fn memory_and_postgis_give_identical_tiles_and_points() {
     let server = TestServer::start(state);
     let mem_layer = format!("mem{pid}");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !server.get("/layers").json().to_string().contains(&pg_layer) {
-        assert!(
-            Instant::now() < deadline,
-            "the imported layer never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    for layer in [&with_pyramid.name, &without_pyramid.name] {
+        while !server
+            .get("/layers")
+            .json()
+            .to_string()
+            .contains(layer.as_str())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the imported layer {layer} never appeared"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
-    // Both sources choose the same zooms to draw from bins (from the same estimate).
+    // Every source chooses the same zooms to draw from bins (from the same estimate).
     let zooms = |layer: &str| {
         server.get(&format!("/tiles/{layer}.json")).json()["heatmap"]["aggregatedZooms"].clone()
     };
     let aggregated_zooms = zooms(&mem_layer);
-    assert_eq!(aggregated_zooms, zooms(&pg_layer));
+    assert_eq!(aggregated_zooms, zooms(&with_pyramid.name));
+    assert_eq!(aggregated_zooms, zooms(&without_pyramid.name));
     let aggregated_zooms = aggregated_zooms.as_array().expect("zooms").clone();
     let mut tiles = Vec::new();
     for z in [2, 4, 6, 8, 10, 12] {
@@ -129,64 +165,77 @@ fn memory_and_postgis_give_identical_tiles_and_points() {
         "?style=density",
         "?style=density&scale=sqrt&radius=12&max=40",
     ];
-    let (mut aggregated, mut single, mut drawn) = (0, 0, 0);
-    for &(z, x, y) in &tiles {
-        for style in styles {
-            for suffix in [".png", "@2x.png"] {
-                let a = server.get(&format!("/tiles/{mem_layer}/{z}/{x}/{y}{suffix}{style}"));
-                let b = server.get(&format!("/tiles/{pg_layer}/{z}/{x}/{y}{suffix}{style}"));
-                assert_eq!(
-                    (a.status, b.status),
-                    (200, 200),
-                    "{z}/{x}/{y}{suffix}{style}"
-                );
-                assert!(
-                    a.body == b.body,
-                    "{z}/{x}/{y}{suffix}{style}: memory and PostGIS tiles differ"
-                );
-                if aggregated_zooms.contains(&serde_json::json!(z)) {
-                    aggregated += 1;
-                } else {
-                    single += 1;
-                }
-                if a.rgba().2.chunks_exact(4).any(|p| p[3] > 0) {
-                    drawn += 1;
+    for (pg_layer, pyramid) in [(&with_pyramid.name, true), (&without_pyramid.name, false)] {
+        let before = pyramid_queries(&server);
+        let (mut aggregated, mut single, mut drawn) = (0, 0, 0);
+        for &(z, x, y) in &tiles {
+            for style in styles {
+                for suffix in [".png", "@2x.png"] {
+                    let a = server.get(&format!("/tiles/{mem_layer}/{z}/{x}/{y}{suffix}{style}"));
+                    let b = server.get(&format!("/tiles/{pg_layer}/{z}/{x}/{y}{suffix}{style}"));
+                    assert_eq!(
+                        (a.status, b.status),
+                        (200, 200),
+                        "{pg_layer} {z}/{x}/{y}{suffix}{style}"
+                    );
+                    assert!(
+                        a.body == b.body,
+                        "{pg_layer} {z}/{x}/{y}{suffix}{style}: memory and PostGIS tiles differ"
+                    );
+                    if aggregated_zooms.contains(&serde_json::json!(z)) {
+                        aggregated += 1;
+                    } else {
+                        single += 1;
+                    }
+                    if a.rgba().2.chunks_exact(4).any(|p| p[3] > 0) {
+                        drawn += 1;
+                    }
                 }
             }
         }
-    }
-    eprintln!(
-        "{aggregated} aggregated and {single} single-point renders, {drawn} with pixels drawn"
-    );
-    assert!(
-        aggregated > 0 && single > 0,
-        "{aggregated} aggregated, {single} single-point renders"
-    );
-    assert!(drawn > tiles.len(), "too few tiles hold anything: {drawn}");
+        eprintln!(
+            "{pg_layer}: {aggregated} aggregated and {single} single-point renders, {drawn} with pixels drawn"
+        );
+        assert!(
+            aggregated > 0 && single > 0,
+            "{aggregated} aggregated, {single} single-point renders"
+        );
+        assert!(drawn > tiles.len(), "too few tiles hold anything: {drawn}");
 
-    // Points answers: raw, and aggregated above the limit (SQL bins in PostGIS).
-    for &(z, x, y) in &tiles {
-        for query in ["", "?limit=50", "?limit=1000&radius=30&blur=20"] {
-            let a = server
-                .get(&format!("/points/{mem_layer}/{z}/{x}/{y}.json{query}"))
-                .json();
-            let b = server
-                .get(&format!("/points/{pg_layer}/{z}/{x}/{y}.json{query}"))
-                .json();
-            assert!(a["data"].is_array(), "/points {z}/{x}/{y}{query}: {a}");
-            assert_eq!(a, b, "/points {z}/{x}/{y}{query}");
+        // Points answers: raw, and aggregated above the limit (bins in PostGIS).
+        for &(z, x, y) in &tiles {
+            for query in ["", "?limit=50", "?limit=1000&radius=30&blur=20"] {
+                let a = server
+                    .get(&format!("/points/{mem_layer}/{z}/{x}/{y}.json{query}"))
+                    .json();
+                let b = server
+                    .get(&format!("/points/{pg_layer}/{z}/{x}/{y}.json{query}"))
+                    .json();
+                assert!(a["data"].is_array(), "/points {z}/{x}/{y}{query}: {a}");
+                assert_eq!(a, b, "{pg_layer}: /points {z}/{x}/{y}{query}");
+            }
         }
-    }
-    for bbox in ["-5,42,15,55", "2.2,48.7,2.6,49.0", "0,45,5,50"] {
-        for query in ["", "&limit=100"] {
-            let a = server
-                .get(&format!("/points/{mem_layer}?bbox={bbox}{query}"))
-                .json();
-            let b = server
-                .get(&format!("/points/{pg_layer}?bbox={bbox}{query}"))
-                .json();
-            assert!(a["data"].is_array(), "/points bbox={bbox}{query}: {a}");
-            assert_eq!(a, b, "/points bbox={bbox}{query}");
+        for bbox in ["-5,42,15,55", "2.2,48.7,2.6,49.0", "0,45,5,50"] {
+            for query in ["", "&limit=100", "&limit=100&zoom=6"] {
+                let a = server
+                    .get(&format!("/points/{mem_layer}?bbox={bbox}{query}"))
+                    .json();
+                let b = server
+                    .get(&format!("/points/{pg_layer}?bbox={bbox}{query}"))
+                    .json();
+                assert!(a["data"].is_array(), "/points bbox={bbox}{query}: {a}");
+                assert_eq!(a, b, "{pg_layer}: /points bbox={bbox}{query}");
+            }
+        }
+        // The pyramid answered the aggregated tiles of one layer, and nothing of the other.
+        let used = pyramid_queries(&server) - before;
+        if pyramid {
+            assert!(used > 0, "{pg_layer}: no query went to the bin pyramid");
+        } else {
+            assert_eq!(
+                used, 0,
+                "{pg_layer} has no pyramid, yet {used} queries used one"
+            );
         }
     }
     let info = |name: &str| {
@@ -200,9 +249,169 @@ fn memory_and_postgis_give_identical_tiles_and_points() {
             .cloned()
             .expect("layer")
     };
-    assert_eq!(info(&mem_layer)["count"], info(&pg_layer)["count"]);
-    assert_eq!(info(&mem_layer)["bounds"], info(&pg_layer)["bounds"]);
-    pg::Db::connect().batch(&format!(
-        "DROP TABLE IF EXISTS twine.\"points_{pg_layer}\"; DELETE FROM twine.layers WHERE name = '{pg_layer}'"
+    for pg_layer in [&with_pyramid.name, &without_pyramid.name] {
+        assert_eq!(info(&mem_layer)["count"], info(pg_layer)["count"]);
+        assert_eq!(info(&mem_layer)["bounds"], info(pg_layer)["bounds"]);
+    }
+}
+
+/// Runs `twine-heatmap pyramid ARGS...`: (success, stderr).
+fn pyramid_command(args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .arg("pyramid")
+        .args(args)
+        .output()
+        .expect("run twine-heatmap pyramid");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_direct_write_is_served_at_once_and_a_rebuilt_pyramid_takes_over() {
+    let dir = temp_dir();
+    let csv = dir.join("stale.csv");
+    let points = write_points(&csv);
+    let db = pg::Db::connect();
+    let layer = pg::TestLayer::new(&db, "stale");
+    import(&layer.name, &csv, &["--aggregate-above", "5000"]);
+    let config = dir.join("stale.toml");
+    std::fs::write(&config, "aggregate_above = 5000\n").expect("config");
+    let args = ServeArgs {
+        config: Some(config),
+        database_url: Some(pg::database_url()),
+        ..ServeArgs::default()
+    };
+    let (state, _) = build_state(&args).expect("state");
+    let server = TestServer::start(state);
+    let count = || {
+        server
+            .get("/layers")
+            .json()
+            .as_array()
+            .and_then(|ls| {
+                ls.iter()
+                    .find(|l| l["name"] == layer.name.as_str())
+                    .cloned()
+            })
+            .map(|l| l["count"].as_u64().unwrap_or(0))
+    };
+    let wait_for_count = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while count() != Some(n) {
+            assert!(
+                Instant::now() < deadline,
+                "/layers never counted {n} points: {:?}",
+                count()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for_count(points.len() as u64);
+    // z2 is drawn from bins (60,000 points over western Europe are one z2 tile).
+    let aggregated = server.get(&format!("/tiles/{}.json", layer.name)).json()["heatmap"]
+        ["aggregatedZooms"]
+        .clone();
+    assert!(
+        aggregated
+            .as_array()
+            .is_some_and(|z| z.contains(&serde_json::json!(2))),
+        "{aggregated}"
+    );
+    let (z, x, y) = densest_tiles(&points, 2)[0];
+    let tile = format!("/tiles/{}/{z}/{x}/{y}.png", layer.name);
+    let before = pyramid_queries(&server);
+    let original = server.get(&tile);
+    assert_eq!(original.status, 200);
+    assert!(
+        pyramid_queries(&server) > before,
+        "the tile did not come from the pyramid"
+    );
+
+    // Another program writes 2,000 points at the tile's centre straight into the table:
+    // the pyramid is now stale, so the server sums bins from the points instead.
+    let n = TileCoord::count(z) as f64;
+    let lon = world_x_to_lon((f64::from(x) + 0.5) / n);
+    let lat = world_y_to_lat((f64::from(y) + 0.5) / n);
+    db.batch(&format!(
+        "INSERT INTO {} (seq, weight, geom) SELECT 1000000 + i, 1, \
+         ST_Transform(ST_SetSRID(ST_MakePoint({lon} + (i % 40) * 0.01, {lat} + (i / 40) * 0.01), 4326), 3857) \
+         FROM generate_series(0, 1999) i",
+        layer.table()
     ));
+    wait_for_count(points.len() as u64 + 2000);
+    let before = pyramid_queries(&server);
+    let written = server.get(&tile);
+    assert_eq!(written.status, 200);
+    assert!(
+        written.body != original.body,
+        "the new points are not in the tile"
+    );
+    assert_eq!(pyramid_queries(&server), before, "a stale pyramid answered");
+
+    // The rebuilt pyramid answers again, with the same tile.
+    let (ok, stderr) = pyramid_command(&[
+        "--database-url",
+        &pg::database_url(),
+        "--layer",
+        &layer.name,
+        "--aggregate-above",
+        "5000",
+    ]);
+    assert!(ok, "pyramid: {stderr}");
+    assert!(stderr.contains("bin pyramid: zooms 0-"), "{stderr}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let before = pyramid_queries(&server);
+        let rebuilt = server.get(&tile);
+        assert_eq!(rebuilt.status, 200);
+        if pyramid_queries(&server) > before {
+            assert!(
+                rebuilt.body == written.body,
+                "the pyramid's tile differs from the points'"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never used the rebuilt pyramid"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_pyramid_command_names_what_is_wrong() {
+    let url = pg::database_url();
+    let (ok, stderr) = pyramid_command(&["--database-url", &url, "--layer", "no_such_layer_x"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("no imported layer \"no_such_layer_x\""),
+        "{stderr}"
+    );
+    let (ok, stderr) = pyramid_command(&["--database-url", &url, "--layer", "bad name;"]);
+    assert!(!ok);
+    assert!(stderr.contains("invalid layer name"), "{stderr}");
+    let (ok, stderr) = pyramid_command(&[
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/none",
+        "--layer",
+        "x",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot connect to the database"),
+        "{stderr}"
+    );
+    let (ok, stderr) = pyramid_command(&[
+        "--database-url",
+        &url,
+        "--layer",
+        "x",
+        "--aggregate-above",
+        "lots",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("--aggregate-above"), "{stderr}");
 }

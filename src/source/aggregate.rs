@@ -2,7 +2,7 @@
 //! or, above the limit, bins whose weights still sum to the true total.
 
 use crate::render::WorldPoint;
-use crate::tile::{world_x_to_lon, world_y_to_lat};
+use crate::tile::{world_x_to_lon, world_y_to_lat, WorldBox};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -31,6 +31,91 @@ impl Bin {
             )
         }
     }
+}
+
+/// The cells of the grid with `scale` cells per world unit that a box touches: columns
+/// `x0..x1` and rows `y0..y1` (ends excluded), i.e. every cell meeting the half-open box
+/// `[x0, x1) x [y0, y1)` (at least one cell per axis).
+///
+/// A source answers bins for whole cells, so a bin never depends on where the box cut it:
+/// tiles, overlays and precomputed pyramids all see the same bins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellRange {
+    pub x0: i64,
+    pub x1: i64,
+    pub y0: i64,
+    pub y1: i64,
+}
+
+impl CellRange {
+    pub fn of(area: &WorldBox, scale: f64) -> CellRange {
+        let start = |v: f64| (v * scale).floor() as i64;
+        let end = |v0: i64, v: f64| ((v * scale).ceil() as i64).max(v0 + 1);
+        let (x0, y0) = (start(area.x0), start(area.y0));
+        CellRange {
+            x0,
+            x1: end(x0, area.x1),
+            y0,
+            y1: end(y0, area.y1),
+        }
+    }
+
+    pub fn contains(&self, bx: i64, by: i64) -> bool {
+        (self.x0..self.x1).contains(&bx) && (self.y0..self.y1).contains(&by)
+    }
+
+    /// The world box these cells cover, grown by one cell on each side so that a point
+    /// query over it surely holds every point of every cell despite rounding; the extra
+    /// points are dropped by [`CellRange::contains`].
+    pub fn query_area(&self, scale: f64) -> WorldBox {
+        WorldBox {
+            x0: (self.x0 - 1) as f64 / scale,
+            y0: (self.y0 - 1) as f64 / scale,
+            x1: (self.x1 + 1) as f64 / scale,
+            y1: (self.y1 + 1) as f64 / scale,
+        }
+    }
+}
+
+/// Ranges of up to this many cells are binned in a dense array (a tile's range holds about
+/// 110,000); larger ones, such as big overlays, in a hash map.
+const DENSE_CELLS: i64 = 1 << 20;
+
+/// The bins of the cells in `cells`, from points that include at least all of theirs.
+pub fn bins_in(points: &[WorldPoint], scale: f64, cells: &CellRange) -> Vec<Bin> {
+    let (width, height) = (cells.x1 - cells.x0, cells.y1 - cells.y0);
+    if width.saturating_mul(height) > DENSE_CELLS {
+        let mut bins = bin_points(points, scale);
+        bins.retain(|b| cells.contains(b.bx, b.by));
+        return bins;
+    }
+    // The same sums in the same (point) order as `bin_points`, without hashing; walking the
+    // array in order yields the bins already sorted by (row, column).
+    let mut grid = vec![Bin::default(); (width * height) as usize];
+    for p in points {
+        let (bx, by) = ((p.x * scale).floor() as i64, (p.y * scale).floor() as i64);
+        if !cells.contains(bx, by) {
+            continue;
+        }
+        let b = &mut grid[((by - cells.y0) * width + (bx - cells.x0)) as usize];
+        let w = f64::from(p.w);
+        b.count += 1;
+        b.weight += w;
+        b.wx += w * p.x;
+        b.wy += w * p.y;
+    }
+    let mut bins = Vec::new();
+    for (i, b) in grid.iter().enumerate() {
+        if b.count > 0 {
+            let i = i as i64;
+            bins.push(Bin {
+                bx: cells.x0 + i % width,
+                by: cells.y0 + i / width,
+                ..*b
+            });
+        }
+    }
+    bins
 }
 
 /// Bins `points` on the grid of `scale` cells per world unit, sorted by (row, column), so
@@ -212,6 +297,63 @@ mod tests {
             assert_eq!((x.bx, x.by, x.count), (y.bx, y.by, y.count));
             assert!((x.weight - y.weight).abs() < 1e-9);
         }
+    }
+
+    #[test]
+    fn dense_and_hashed_binning_agree_and_keep_whole_cells_in_range() {
+        let pts = cloud(20_000);
+        let scale = 256.0 * 2f64.powi(16);
+        let area = WorldBox {
+            x0: 0.50005,
+            y0: 0.30002,
+            x1: 0.50021,
+            y1: 0.30006,
+        };
+        let cells = CellRange::of(&area, scale);
+        let dense = bins_in(&pts, scale, &cells);
+        let mut hashed = bin_points(&pts, scale);
+        hashed.retain(|b| cells.contains(b.bx, b.by));
+        assert!(!dense.is_empty());
+        assert_eq!(dense, hashed);
+        // Every point of a returned cell is counted, even those outside the area.
+        let n: u64 = dense.iter().map(|b| b.count).sum();
+        let in_cells = pts
+            .iter()
+            .filter(|p| cells.contains((p.x * scale).floor() as i64, (p.y * scale).floor() as i64))
+            .count();
+        assert_eq!(n, in_cells as u64);
+        let wide = CellRange {
+            x0: 0,
+            x1: 1 << 20,
+            y0: 0,
+            y1: 1 << 20,
+        };
+        assert_eq!(bins_in(&pts, 256.0, &wide), bin_points(&pts, 256.0));
+    }
+
+    #[test]
+    fn cell_ranges_cover_the_box_with_whole_cells() {
+        let scale = 256.0;
+        let r = CellRange::of(
+            &WorldBox {
+                x0: 10.0 / 256.0,
+                y0: -5.5 / 256.0,
+                x1: 20.0 / 256.0,
+                y1: 3.2 / 256.0,
+            },
+            scale,
+        );
+        assert_eq!((r.x0, r.x1, r.y0, r.y1), (10, 20, -6, 4));
+        let point = CellRange::of(
+            &WorldBox {
+                x0: 0.5,
+                y0: 0.5,
+                x1: 0.5,
+                y1: 0.5,
+            },
+            scale,
+        );
+        assert_eq!((point.x1 - point.x0, point.y1 - point.y0), (1, 1));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The embedded in-memory point store: points sorted into a fixed grid of cells for fast
 //! box queries, with no database.
 
-use super::aggregate::{bin_points, Bin};
+use super::aggregate::{bins_in, Bin, CellRange};
 use super::{CountGrid, LayerInfo, PointQuery, PointSource, SourceError};
 use crate::render::WorldPoint;
 use crate::tile::{metres_to_world, world_to_metres, WorldBox};
@@ -115,7 +115,12 @@ impl PointSource for MemoryStore {
     }
 
     async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
-        Ok(bin_points(&self.query(&q.area), scale))
+        let cells = CellRange::of(&q.area, scale);
+        Ok(bins_in(
+            &self.query(&cells.query_area(scale)),
+            scale,
+            &cells,
+        ))
     }
 
     async fn count_grid(&self) -> Result<Arc<CountGrid>, SourceError> {

@@ -64,8 +64,9 @@ pub trait PointSource: Send + Sync {
         limit: Option<usize>,
     ) -> Result<Vec<WorldPoint>, SourceError>;
 
-    /// The points inside the area binned into the square cells of the global grid with
-    /// `scale` cells per world unit (`floor(x * scale)`), sorted by (row, column).
+    /// The points of the square cells of the global grid with `scale` cells per world unit
+    /// (`floor(x * scale)`) that the area touches ([`aggregate::CellRange`]): whole cells,
+    /// never cut by the area's edges, sorted by (row, column).
     async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError>;
 
     /// Point counts over the whole layer on a fixed coarse grid, for choosing aggregation by

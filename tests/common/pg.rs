@@ -113,11 +113,22 @@ impl<'a> TestLayer<'a> {
             .map(|row| row.get(0))
     }
 
-    /// Drops the table and its bookkeeping rows (names are test-made, so plain SQL text).
+    /// `twine."bins_<name>"`, the layer's bin pyramid, for SQL text.
+    pub fn bins_table(&self) -> String {
+        format!("twine.\"bins_{}\"", self.name)
+    }
+
+    /// Drops the table, its pyramid and its bookkeeping rows (names are test-made, so plain
+    /// SQL text).
     fn remove(&self) -> Result<(), tokio_postgres::Error> {
         let sql = format!(
             "DROP TABLE IF EXISTS {table} CASCADE;
+             DROP TABLE IF EXISTS {bins};
+             DROP TABLE IF EXISTS twine.\"bins_{name}_new\";
              DO $$ BEGIN
+                 IF to_regclass('twine.pyramids') IS NOT NULL THEN
+                     DELETE FROM twine.pyramids WHERE table_name = '{key}';
+                 END IF;
                  IF to_regclass('twine.layers') IS NOT NULL THEN
                      DELETE FROM twine.layers WHERE name = '{name}';
                  END IF;
@@ -126,6 +137,7 @@ impl<'a> TestLayer<'a> {
                  END IF;
              END $$;",
             table = self.table(),
+            bins = self.bins_table(),
             name = self.name,
             key = self.key(),
         );
@@ -137,5 +149,29 @@ impl Drop for TestLayer<'_> {
     fn drop(&mut self) {
         // Best effort: a failed clean-up must not turn a test failure into an abort.
         let _ = self.remove();
+    }
+}
+
+/// A test's own table in `public`, dropped when the test ends, passed or failed.
+pub struct ScratchTable<'a> {
+    db: &'a Db,
+    pub name: String,
+}
+
+impl<'a> ScratchTable<'a> {
+    /// Takes charge of `public."<name>"` (created by the caller).
+    pub fn new(db: &'a Db, name: &str) -> ScratchTable<'a> {
+        ScratchTable {
+            db,
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl Drop for ScratchTable<'_> {
+    fn drop(&mut self) {
+        // Best effort, as for TestLayer.
+        let sql = format!("DROP TABLE IF EXISTS public.\"{}\"", self.name);
+        let _ = self.db.runtime.block_on(self.db.client.batch_execute(&sql));
     }
 }

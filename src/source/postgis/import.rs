@@ -17,8 +17,11 @@
 //! order of their position so that the rows of a tile sit together on disk: a dense tile then
 //! reads a few pages instead of one page per point.
 
+use super::layer::{imported_inner_all, scan_stats};
+use super::pyramid::{self, Built};
 use super::{ensure_schema, ensure_version_trigger, DbError, Ident, TableName, SCHEMA_LOCK_KEY};
 use crate::layer::valid_layer_name;
+use crate::layer::DEFAULT_AGGREGATE_ABOVE;
 use crate::render::WorldPoint;
 use crate::source::load::{load_points_file, LoadError, WeightMode};
 use crate::tile::world_to_metres;
@@ -44,9 +47,27 @@ pub struct ImportArgs {
     /// Attribution shown in TileJSON and /layers.
     #[arg(long)]
     pub attribution: Option<String>,
+    /// Precompute the bin pyramid for the zooms whose densest tile holds more than this
+    /// many points: give the value the server's `aggregate_above` has (same default).
+    #[arg(long, value_name = "POINTS", default_value_t = DEFAULT_AGGREGATE_ABOVE)]
+    pub aggregate_above: u64,
     /// Points files: CSV, GeoJSON, or JSON [[lat, lon(, w)]].
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+/// `twine-heatmap pyramid --database-url URL --layer NAME`
+#[derive(clap::Args, Debug)]
+pub struct PyramidArgs {
+    /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1/db
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// An imported layer.
+    #[arg(long)]
+    pub layer: String,
+    /// As for `import`: the zooms whose densest tile holds more points get pyramid levels.
+    #[arg(long, value_name = "POINTS", default_value_t = DEFAULT_AGGREGATE_ABOVE)]
+    pub aggregate_above: u64,
 }
 
 /// Why an import stopped. Each message is one line that says what failed and where.
@@ -68,6 +89,16 @@ pub enum ImportError {
         file: String,
         source: tokio_postgres::Error,
     },
+    #[error("building the bin pyramid of {table} failed, so {file} was not imported: {}", db_one_line(.source))]
+    Pyramid {
+        file: String,
+        table: String,
+        source: DbError,
+    },
+    #[error("no imported layer {0:?} (see twine.layers, or import it first)")]
+    UnknownLayer(String),
+    #[error("rebuilding the bin pyramid of {table} failed: {}", db_one_line(.source))]
+    Rebuild { table: String, source: DbError },
     #[error("{file} was imported, but analysing {table} failed: {}", one_line(.source))]
     Analyze {
         file: String,
@@ -84,7 +115,14 @@ pub async fn run(args: &ImportArgs) -> Result<(), ImportError> {
     let started = Instant::now();
     let mut reports = Vec::with_capacity(args.files.len());
     for path in &args.files {
-        let report = import_file(&mut client, &target, path, args.attribution.as_deref()).await?;
+        let report = import_file(
+            &mut client,
+            &target,
+            path,
+            args.attribution.as_deref(),
+            args.aggregate_above,
+        )
+        .await?;
         eprintln!("{report}");
         reports.push(report);
     }
@@ -244,6 +282,9 @@ struct FileReport {
     file: String,
     rows: u64,
     elapsed: Duration,
+    pyramid: Option<Built>,
+    /// The time the pyramid took (not part of `elapsed`, the loading time).
+    pyramid_elapsed: Duration,
 }
 
 async fn import_file(
@@ -251,6 +292,7 @@ async fn import_file(
     target: &Target,
     path: &Path,
     attribution: Option<&str>,
+    aggregate_above: u64,
 ) -> Result<FileReport, ImportError> {
     let started = Instant::now();
     let file = path.display().to_string();
@@ -265,12 +307,9 @@ async fn import_file(
             source,
         })?;
     let progress = progress_bar(&file, points.len());
-    let written = write_file(client, target, &points, &progress).await;
+    let written = write_file(client, target, &points, &progress, aggregate_above, &file).await;
     progress.finish_and_clear();
-    written.map_err(|source| ImportError::Copy {
-        file: file.clone(),
-        source,
-    })?;
+    let (pyramid, pyramid_elapsed) = written?;
     if !points.is_empty() {
         // Fresh statistics let the planner use the GiST index for small tile boxes.
         client
@@ -285,7 +324,9 @@ async fn import_file(
     Ok(FileReport {
         file,
         rows: points.len() as u64,
-        elapsed: started.elapsed(),
+        elapsed: started.elapsed().saturating_sub(pyramid_elapsed),
+        pyramid,
+        pyramid_elapsed,
     })
 }
 
@@ -293,23 +334,32 @@ async fn import_file(
 /// enough that the progress bar moves.
 const CHUNK_ROWS: usize = 8192;
 
-/// Appends `points` (in Hilbert order, `seq` = file index) to the layer's table and makes
-/// sure its GiST index exists, in one transaction.
+/// Appends `points` (in Hilbert order, `seq` = file index) to the layer's table, makes sure
+/// its GiST index exists and rebuilds its bin pyramid, in one transaction.
 async fn write_file(
     client: &mut Client,
     target: &Target,
     points: &[WorldPoint],
     progress: &ProgressBar,
-) -> Result<(), tokio_postgres::Error> {
+    aggregate_above: u64,
+    file: &str,
+) -> Result<(Option<Built>, Duration), ImportError> {
+    let copy_error = |source| ImportError::Copy {
+        file: file.to_owned(),
+        source,
+    };
     let table = target.table.quoted();
     // Dropping `tx` on any error below rolls the whole file back.
-    let tx = client.transaction().await?;
+    let tx = client.transaction().await.map_err(copy_error)?;
     // Two imports into one layer at once would read the same max(seq); this lock (which lets
     // readers through) makes the second wait for the first to commit.
     tx.batch_execute(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
-        .await?;
+        .await
+        .map_err(copy_error)?;
     if !points.is_empty() {
-        copy_rows(&tx, &table, points, progress).await?;
+        copy_rows(&tx, &table, points, progress)
+            .await
+            .map_err(copy_error)?;
     }
     // Into a new table, building the index over all the rows at once (a sorted GiST build)
     // takes half the time of growing it row by row; CREATE INDEX does not block readers.
@@ -318,8 +368,117 @@ async fn write_file(
         "CREATE INDEX IF NOT EXISTS {index} ON {table} USING gist (geom)",
         index = target.index.quoted(),
     ))
-    .await?;
-    tx.commit().await
+    .await
+    .map_err(copy_error)?;
+    progress.finish_and_clear();
+    let pyramid_started = Instant::now();
+    let built = build_pyramid(&tx, target, aggregate_above)
+        .await
+        .map_err(|source| ImportError::Pyramid {
+            file: file.to_owned(),
+            table: target.table.key(),
+            source,
+        })?;
+    let pyramid_elapsed = pyramid_started.elapsed();
+    tx.commit().await.map_err(copy_error)?;
+    Ok((built, pyramid_elapsed))
+}
+
+/// Rebuilds the layer's bin pyramid from every row of its table, at the table's current
+/// data version, with a spinner while it runs (minutes for tens of millions of points).
+async fn build_pyramid(
+    tx: &Transaction<'_>,
+    target: &Target,
+    aggregate_above: u64,
+) -> Result<Option<Built>, DbError> {
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_message(format!("{}: building the bin pyramid", target.layer));
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    let version: i64 = tx
+        .query_opt(
+            "SELECT version FROM twine.versions WHERE table_name = $1",
+            &[&target.table.key()],
+        )
+        .await?
+        .map_or(0, |row| row.get(0));
+    let stats = scan_stats(tx, &imported_inner_all(&target.table)?).await?;
+    let built = pyramid::build(
+        tx,
+        &target.layer,
+        &target.table,
+        version.max(0) as u64,
+        &stats.grid,
+        stats.bounds.unwrap_or([0.0, 0.0, 1.0, 1.0]),
+        aggregate_above,
+    )
+    .await;
+    spinner.finish_and_clear();
+    built
+}
+
+/// `twine-heatmap pyramid`: rebuilds an imported layer's bin pyramid (after the table was
+/// written to directly, or to match another `aggregate_above`).
+pub async fn rebuild_pyramid(args: &PyramidArgs) -> Result<(), ImportError> {
+    let target = Target::for_layer(&args.layer)?;
+    let mut client = connect(&args.database_url).await?;
+    let started = Instant::now();
+    let rebuild_error = |source| ImportError::Rebuild {
+        table: target.table.key(),
+        source,
+    };
+    let registered = client
+        .query_opt(
+            "SELECT 1 FROM twine.layers WHERE name = $1 AND table_name = $2 AND to_regclass($3) IS NOT NULL",
+            &[&target.layer, &target.table.key(), &target.table.quoted()],
+        )
+        .await;
+    match registered {
+        Ok(Some(_)) => {}
+        // Without the schema (nothing imported yet) the query fails: no such layer either.
+        Ok(None) | Err(_) => return Err(ImportError::UnknownLayer(args.layer.clone())),
+    }
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| rebuild_error(e.into()))?;
+    // A database imported into by an older version lacks the pyramid's objects.
+    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})"))
+        .await
+        .map_err(|e| rebuild_error(e.into()))?;
+    ensure_schema(tx.client()).await.map_err(rebuild_error)?;
+    // Writers wait for the rebuild, so the pyramid matches the version it records; readers
+    // (the server) go on.
+    tx.batch_execute(&format!(
+        "LOCK TABLE {} IN SHARE MODE",
+        target.table.quoted()
+    ))
+    .await
+    .map_err(|e| rebuild_error(e.into()))?;
+    // A new data version tells running servers to drop their cached statistics and tiles
+    // and to read the new pyramid.
+    tx.execute(
+        "INSERT INTO twine.versions (table_name, version) VALUES ($1, 1) \
+         ON CONFLICT (table_name) DO UPDATE SET version = twine.versions.version + 1",
+        &[&target.table.key()],
+    )
+    .await
+    .map_err(|e| rebuild_error(e.into()))?;
+    tx.execute("SELECT pg_notify('twine_data', $1)", &[&target.table.key()])
+        .await
+        .map_err(|e| rebuild_error(e.into()))?;
+    let built = build_pyramid(&tx, &target, args.aggregate_above)
+        .await
+        .map_err(rebuild_error)?;
+    tx.commit().await.map_err(|e| rebuild_error(e.into()))?;
+    eprintln!(
+        "{}",
+        PyramidReport {
+            layer: &target.layer,
+            built,
+            elapsed: started.elapsed(),
+        }
+    );
+    Ok(())
 }
 
 /// `COPY`s `points` after the rows already in `table` (`seq` continues from their maximum).
@@ -452,16 +611,56 @@ fn ewkb_point(mx: f64, my: f64) -> [u8; EWKB_POINT_BYTES] {
 // Summary lines
 
 impl fmt::Display for FileReport {
-    /// `quakes.csv: 123,456 rows in 1.23 s (100,372 rows/s)`
+    /// `quakes.csv: 123,456 rows in 1.23 s (100,372 rows/s); bin pyramid: zooms 0-4,
+    /// 5,678 bins, in 0.4 s`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {}",
+            "{}: {}; {}, in {:.1} s",
             self.file,
             Rate {
                 rows: self.rows,
                 elapsed: self.elapsed
-            }
+            },
+            PyramidSummary(self.pyramid),
+            self.pyramid_elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// `bin pyramid: zooms 0-4, 5,678 bins` or `no bin pyramid (no zoom is dense enough)`.
+struct PyramidSummary(Option<Built>);
+
+impl fmt::Display for PyramidSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(b) => write!(
+                f,
+                "bin pyramid: zooms 0-{}, {} bins",
+                b.max_zoom,
+                grouped(b.bins)
+            ),
+            None => write!(f, "no bin pyramid (no zoom is dense enough to need one)"),
+        }
+    }
+}
+
+/// The `pyramid` command's summary line.
+struct PyramidReport<'a> {
+    layer: &'a str,
+    built: Option<Built>,
+    elapsed: Duration,
+}
+
+impl fmt::Display for PyramidReport<'_> {
+    /// `quakes: bin pyramid: zooms 0-4, 5,678 bins, in 1.2 s`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}, in {:.1} s",
+            self.layer,
+            PyramidSummary(self.built),
+            self.elapsed.as_secs_f64()
         )
     }
 }
@@ -636,13 +835,25 @@ mod tests {
             file: "quakes.csv".into(),
             rows: 123_456,
             elapsed: Duration::from_millis(1230),
+            pyramid: Some(Built {
+                max_zoom: 4,
+                bins: 5678,
+            }),
+            pyramid_elapsed: Duration::from_millis(420),
         };
         assert_eq!(
             report.to_string(),
-            "quakes.csv: 123,456 rows in 1.23 s (100,371 rows/s)"
+            "quakes.csv: 123,456 rows in 1.23 s (100,371 rows/s); bin pyramid: zooms 0-4, 5,678 bins, in 0.4 s"
         );
+        let small = FileReport {
+            pyramid: None,
+            ..report
+        };
+        assert!(small
+            .to_string()
+            .ends_with("; no bin pyramid (no zoom is dense enough to need one), in 0.4 s"));
         let total = Total {
-            files: std::slice::from_ref(&report),
+            files: std::slice::from_ref(&small),
             elapsed: Duration::ZERO,
         };
         assert_eq!(

@@ -1,10 +1,11 @@
 //! A layer over a PostGIS table: point and bin queries through the GiST index (`&&` against
 //! `ST_TileEnvelope`), bound parameters only, aggregation in SQL, and the layer's statistics.
 
+use super::pyramid::{self, Pyramid};
 use super::{DbError, Ident, TableName};
 use crate::metrics::Metrics;
 use crate::render::WorldPoint;
-use crate::source::aggregate::{sort_bins, Bin};
+use crate::source::aggregate::{sort_bins, Bin, CellRange};
 use crate::source::filter::{ColumnType, FilterDef, FilterValue};
 use crate::source::{CountGrid, LayerInfo, PointQuery, PointSource, SourceError};
 use crate::tile::{world_x_to_lon, world_y_to_lat, HALF_WORLD_M};
@@ -13,6 +14,7 @@ use deadpool_postgres::{Pool, PoolError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_postgres::types::ToSql;
+use tokio_postgres::GenericClient;
 
 /// How a layer maps onto its table (from `import`'s registry or the config).
 #[derive(Debug, Clone)]
@@ -43,6 +45,73 @@ struct Stats {
     version: u64,
     grid: Arc<CountGrid>,
     info: LayerInfo,
+    /// The layer's bin pyramid, when one was built from this very version.
+    pyramid: Option<Arc<Pyramid>>,
+}
+
+/// What one scan of a whole table tells: the count grid's cells, and the bounds (world
+/// units) and number of its points.
+pub struct TableStats {
+    pub grid: CountGrid,
+    /// x0, y0, x1, y1; None for an empty table.
+    pub bounds: Option<[f64; 4]>,
+}
+
+/// Scans every point of `inner_all` (an [`inner_sql`] query without envelope) once.
+pub async fn scan_stats(
+    client: &impl GenericClient,
+    inner_all: &str,
+) -> Result<TableStats, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT floor(x * 1024)::int8, floor(y * 1024)::int8, count(*)::int8, \
+         min(x), min(y), max(x), max(y) FROM ({inner_all}) s GROUP BY 1, 2"
+    );
+    let rows = client.query(&sql, &[]).await?;
+    let mut cells = Vec::with_capacity(rows.len());
+    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+    for row in &rows {
+        let (cx, cy, n): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        cells.push((grid_cell(cx), grid_cell(cy), n.max(0) as u64));
+        x0 = x0.min(row.get(3));
+        y0 = y0.min(row.get(4));
+        x1 = x1.max(row.get(5));
+        y1 = y1.max(row.get(6));
+    }
+    Ok(TableStats {
+        grid: CountGrid::from_cells(cells),
+        bounds: (!rows.is_empty()).then_some([x0, y0, x1, y1]),
+    })
+}
+
+/// A count grid cell from an unclamped `floor(v * 1024)` (points on the world's far edge
+/// belong to the last cell, as in `CountGrid::cell`).
+fn grid_cell(v: i64) -> u32 {
+    v.clamp(0, (1 << crate::source::grid::LEVEL) - 1) as u32
+}
+
+/// The layout of a table `twine-heatmap import` created.
+pub fn imported_layout(
+    table: TableName,
+    attribution: Option<String>,
+) -> Result<TableLayout, DbError> {
+    Ok(TableLayout {
+        table,
+        geometry: Ident::new("geom")?,
+        weight: Some(Ident::new("weight")?),
+        seq: Some(Ident::new("seq")?),
+        filters: Vec::new(),
+        attribution,
+    })
+}
+
+/// The query of all points of an imported table (geometry in EPSG:3857), for statistics.
+pub fn imported_inner_all(table: &TableName) -> Result<String, DbError> {
+    Ok(inner_sql(
+        &imported_layout(table.clone(), None)?,
+        3857,
+        None,
+        &[],
+    ))
 }
 
 pub struct PostgisLayer {
@@ -131,41 +200,53 @@ impl PostgisLayer {
         Ok((base.clone(), params))
     }
 
-    /// Count grid, exact bounds and count, recomputed in one scan when the data changed.
-    async fn stats(&self) -> Result<(Arc<CountGrid>, LayerInfo), SourceError> {
+    /// Count grid, exact bounds and count, recomputed when the data changed: from the
+    /// layer's pyramid when it was built from the current version, else in one scan.
+    async fn stats(
+        &self,
+    ) -> Result<(Arc<CountGrid>, LayerInfo, Option<Arc<Pyramid>>), SourceError> {
         let version = self.version.load(Ordering::Acquire);
         let mut guard = self.stats.lock().await;
         if let Some(s) = guard.as_ref().filter(|s| s.version == version) {
-            return Ok((s.grid.clone(), s.info.clone()));
+            return Ok((s.grid.clone(), s.info.clone(), s.pyramid.clone()));
         }
+        // Resolved first: it may need a connection of its own, and with a pool of one the
+        // connection taken below would never come back to it.
         let inner = self.resolved().await?.inner_all.clone();
         let client = self.client().await?;
-        let sql = format!(
-            "SELECT floor(x * 1024)::int8, floor(y * 1024)::int8, count(*)::int8, \
-             min(x), min(y), max(x), max(y) FROM ({inner}) s GROUP BY 1, 2"
-        );
-        let rows = self.timed_query(&client, &sql, &[]).await?;
-        let mut cells = Vec::with_capacity(rows.len());
-        let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
-        for row in &rows {
-            let (cx, cy, n): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-            cells.push((
-                cx.clamp(0, 1023) as u32,
-                cy.clamp(0, 1023) as u32,
-                n.max(0) as u64,
-            ));
-            x0 = x0.min(row.get(3));
-            y0 = y0.min(row.get(4));
-            x1 = x1.max(row.get(5));
-            y1 = y1.max(row.get(6));
+        let pyramid = pyramid::find(&**client, &self.layout.table)
+            .await
+            .map_err(db_error)?;
+        if let Some(p) = pyramid.as_ref().filter(|p| p.version != version) {
+            tracing::warn!(
+                table = %self.layout.table.key(),
+                pyramid_version = p.version,
+                data_version = version,
+                "the bin pyramid is older than the table's data: dense tiles are summed from \
+                 the points until `twine-heatmap pyramid` rebuilds it"
+            );
         }
-        let grid = Arc::new(CountGrid::from_cells(cells));
+        let pyramid = pyramid.filter(|p| p.version == version && version > 0);
+        let (grid, bounds) = match &pyramid {
+            Some(p) => (self.pyramid_grid(&client, p).await?, Some(p.bounds)),
+            None => {
+                let started = std::time::Instant::now();
+                Metrics::inc(&self.metrics.db_queries);
+                let scanned = scan_stats(&**client, &inner).await;
+                self.metrics
+                    .db_query_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                let scanned = scanned.map_err(db_error)?;
+                (scanned.grid, scanned.bounds)
+            }
+        };
+        let grid = Arc::new(grid);
         let mut info = LayerInfo {
             bounds: [-180.0, -crate::tile::MAX_LAT, 180.0, crate::tile::MAX_LAT],
             count: grid.total(),
             attribution: self.layout.attribution.clone(),
         };
-        if !rows.is_empty() {
+        if let Some([x0, y0, x1, y1]) = bounds {
             info.bounds = [
                 world_x_to_lon(x0),
                 world_y_to_lat(y1),
@@ -173,15 +254,67 @@ impl PostgisLayer {
                 world_y_to_lat(y0),
             ];
         }
+        if let Some(p) = &pyramid {
+            tracing::debug!(table = %self.layout.table.key(), max_zoom = p.max_zoom, "using the bin pyramid");
+        }
         if let Ok(mut shared) = self.info.lock() {
             *shared = info.clone();
         }
+        let pyramid = pyramid.map(Arc::new);
         *guard = Some(Stats {
             version,
             grid: grid.clone(),
             info: info.clone(),
+            pyramid: pyramid.clone(),
         });
-        Ok((grid, info))
+        Ok((grid, info, pyramid))
+    }
+
+    /// The count grid from the pyramid's zoom 2, whose pixels are the grid's cells.
+    async fn pyramid_grid(
+        &self,
+        client: &deadpool_postgres::Object,
+        pyramid: &Pyramid,
+    ) -> Result<CountGrid, SourceError> {
+        let everything = CellRange {
+            x0: i64::MIN / 4,
+            x1: i64::MAX / 4,
+            y0: i64::MIN / 4,
+            y1: i64::MAX / 4,
+        };
+        let bins = self
+            .pyramid_bins(client, pyramid, 2, &everything, true)
+            .await?;
+        Ok(CountGrid::from_cells(
+            bins.iter()
+                .map(|b| (grid_cell(b.bx), grid_cell(b.by), b.count)),
+        ))
+    }
+
+    /// The bins of `cells` at `zoom`, read from the pyramid's blocks.
+    async fn pyramid_bins(
+        &self,
+        client: &deadpool_postgres::Object,
+        pyramid: &Pyramid,
+        zoom: u8,
+        cells: &CellRange,
+        with_sums: bool,
+    ) -> Result<Vec<Bin>, SourceError> {
+        let sql = pyramid::blocks_sql(&pyramid.bins, with_sums);
+        let [by0, by1, bx0, bx1] = pyramid::block_params(cells);
+        let zoom = i16::from(zoom);
+        let rows = self
+            .timed_query(client, &sql, &[&zoom, &by0, &by1, &bx0, &bx1])
+            .await?;
+        Metrics::inc(&self.metrics.pyramid_queries);
+        let mut bins = Vec::new();
+        for row in &rows {
+            let sums: Option<&[u8]> = if with_sums { Some(row.get(3)) } else { None };
+            pyramid::decode_block(row.get(0), row.get(1), row.get(2), sums, cells, &mut bins)
+                .map_err(|e| SourceError::Unavailable(format!("{}: {e}", pyramid.bins.key())))?;
+        }
+        sort_bins(&mut bins);
+        Ok(bins)
     }
 
     /// Runs one query, counted and timed for `/metrics`.
@@ -203,6 +336,20 @@ impl PostgisLayer {
     /// Refreshes the statistics if stale (the watcher calls it, so `/layers` is current).
     pub async fn refresh(&self) -> Result<(), SourceError> {
         self.stats().await.map(|_| ())
+    }
+
+    /// The pyramid zoom that answers `bins(q, scale)`, if the layer has a current pyramid
+    /// with that zoom and no filter narrows the points (the pyramid holds all of them).
+    async fn pyramid_for(
+        &self,
+        q: &PointQuery<'_>,
+        scale: f64,
+    ) -> Result<Option<(Arc<Pyramid>, u8)>, SourceError> {
+        if !q.filters.0.is_empty() {
+            return Ok(None);
+        }
+        let (_, _, pyramid) = self.stats().await?;
+        Ok(pyramid.and_then(|p| p.zoom_of(scale).map(|z| (p, z))))
     }
 }
 
@@ -242,14 +389,39 @@ impl PointSource for PostgisLayer {
     }
 
     async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
-        let (inner, mut params) = self.inner(q).await?;
+        let cells = CellRange::of(&q.area, scale);
+        if let Some((pyramid, zoom)) = self.pyramid_for(q, scale).await? {
+            let client = self.client().await?;
+            return self
+                .pyramid_bins(&client, &pyramid, zoom, &cells, true)
+                .await;
+        }
+        // Every point of every touched cell: the query reaches one cell past the range, and
+        // the range itself is enforced on the computed cells.
+        let grown = PointQuery {
+            area: cells.query_area(scale),
+            tile: q.tile.map(|(t, margin)| {
+                let cell_of_tile = f64::from(1u32 << t.z.min(31)) / scale;
+                (t, margin + cell_of_tile)
+            }),
+            filters: q.filters,
+        };
+        let (inner, mut params) = self.inner(&grown).await?;
         params.push(Box::new(scale));
         let n = params.len();
+        for v in [cells.x0, cells.x1, cells.y0, cells.y1] {
+            params.push(Box::new(v));
+        }
         // floor(x * scale) in float8, exactly as the memory store computes it.
         let sql = format!(
             "SELECT bx, by, count(*)::int8, sum(w::float8), sum(w::float8 * x), sum(w::float8 * y) \
              FROM (SELECT floor(x * ${n})::int8 AS bx, floor(y * ${n})::int8 AS by, x, y, w FROM ({inner}) s) b \
-             GROUP BY bx, by"
+             WHERE bx >= ${} AND bx < ${} AND by >= ${} AND by < ${} \
+             GROUP BY bx, by",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
         );
         let client = self.client().await?;
         let rows = self
@@ -271,7 +443,7 @@ impl PointSource for PostgisLayer {
     }
 
     async fn count_grid(&self) -> Result<Arc<CountGrid>, SourceError> {
-        self.stats().await.map(|(grid, _)| grid)
+        self.stats().await.map(|(grid, _, _)| grid)
     }
 
     async fn max_cell_weight(&self, cell: f64) -> Result<f64, SourceError> {

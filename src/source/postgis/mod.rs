@@ -3,6 +3,7 @@
 
 pub mod import;
 pub mod layer;
+pub mod pyramid;
 pub mod watch;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};

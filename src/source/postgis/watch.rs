@@ -2,8 +2,8 @@
 //! layer's data version current, and records whether the database is reachable, so the
 //! server starts and keeps running while the database is down and recovers by itself.
 
-use super::layer::{PostgisLayer, TableLayout};
-use super::{ensure_schema, ensure_version_trigger, DbError, Ident, TableName, SCHEMA_LOCK_KEY};
+use super::layer::{imported_layout, PostgisLayer, TableLayout};
+use super::{ensure_schema, ensure_version_trigger, DbError, TableName, SCHEMA_LOCK_KEY};
 use crate::layer::{valid_layer_name, Layer, Registry};
 use crate::metrics::Metrics;
 use deadpool_postgres::Pool;
@@ -129,14 +129,7 @@ impl Database {
             if registry.contains(&name) || !valid_layer_name(&name) {
                 continue;
             }
-            let layout = TableLayout {
-                table: TableName::parse(&table)?,
-                geometry: Ident::new("geom")?,
-                weight: Some(Ident::new("weight")?),
-                seq: Some(Ident::new("seq")?),
-                filters: Vec::new(),
-                attribution,
-            };
+            let layout = imported_layout(TableName::parse(&table)?, attribution)?;
             if let Err(e) = self.declare(registry, &name, layout) {
                 tracing::warn!(layer = %name, error = %e, "imported layer not served");
             } else {

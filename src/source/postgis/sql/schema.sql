@@ -27,3 +27,77 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- Bin pyramids of imported layers: for each zoom 0..max_zoom, the layer's points summed into
+-- the pixels of that zoom (256 * 2^z per world width), so a dense tile reads its pixels'
+-- sums instead of every point. Built by `import` (and `twine-heatmap pyramid`) from the
+-- table at `version`; the server uses a pyramid only while the table is still at that version.
+CREATE TABLE IF NOT EXISTS twine.pyramids (
+    table_name  text PRIMARY KEY,   -- the points table, as in twine.versions
+    bins_table  text NOT NULL,      -- in schema twine
+    version     bigint NOT NULL,
+    max_zoom    int NOT NULL,
+    point_count bigint NOT NULL,
+    -- bounds of the points in world units (0..1, y down)
+    x0 float8 NOT NULL, y0 float8 NOT NULL, x1 float8 NOT NULL, y1 float8 NOT NULL,
+    built_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- Builds the pyramid of `points` (an imported table: geom in EPSG:3857, weight) into a new
+-- table twine.<bins>_new (primary key <bins>_new_pk), zooms max_zoom down to 0, and returns
+-- its number of bins. The caller swaps it in for twine.<bins>.
+-- One row per zoom and 64x64-pixel block; `weights` holds, per occupied pixel in (row,
+-- column) order, its offset in the block (int2: row * 64 + column) and weight sum (float8);
+-- `sums` holds, in the same order, its point count (int8) and weighted x and y sums (float8),
+-- all big-endian. Blocks keep a dense tile to a few dozen rows. Each zoom is summed from the
+-- one below it; the finest from the points, with the same float8 arithmetic as the server.
+CREATE OR REPLACE FUNCTION twine.build_pyramid(points regclass, bins text, max_zoom int)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    built text := bins || '_new';
+    total bigint := 0;
+    added bigint;
+BEGIN
+    EXECUTE format('DROP TABLE IF EXISTS twine.%I', built);
+    EXECUTE format(
+        'CREATE TABLE twine.%I (z int2 NOT NULL, block_y int4 NOT NULL, block_x int4 NOT NULL, '
+        'weights bytea NOT NULL, sums bytea NOT NULL)', built);
+    -- Stored uncompressed: reading a block must be a plain copy.
+    EXECUTE format('ALTER TABLE twine.%I ALTER weights SET STORAGE EXTERNAL, '
+        'ALTER sums SET STORAGE EXTERNAL', built);
+    DROP TABLE IF EXISTS pg_temp.twine_level;
+    EXECUTE format(
+        'CREATE TEMP TABLE twine_level AS '
+        'SELECT floor(x * $1)::int8 AS bx, floor(y * $1)::int8 AS by, count(*)::int8 AS n, '
+        'sum(w) AS w, sum(w * x) AS wx, sum(w * y) AS wy '
+        'FROM (SELECT (ST_X(geom) + 20037508.342789244::float8) / 40075016.685578488::float8 AS x, '
+        '(20037508.342789244::float8 - ST_Y(geom)) / 40075016.685578488::float8 AS y, '
+        'weight::float8 AS w FROM %s WHERE geom IS NOT NULL) p GROUP BY 1, 2', points)
+        USING 256 * 2 ^ max_zoom;
+    FOR zoom IN REVERSE max_zoom..0 LOOP
+        IF zoom < max_zoom THEN
+            DROP TABLE IF EXISTS pg_temp.twine_coarser;
+            CREATE TEMP TABLE twine_coarser AS
+                SELECT bx >> 1 AS bx, by >> 1 AS by, sum(n)::int8 AS n, sum(w) AS w,
+                       sum(wx) AS wx, sum(wy) AS wy
+                FROM pg_temp.twine_level GROUP BY 1, 2;
+            DROP TABLE pg_temp.twine_level;
+            ALTER TABLE pg_temp.twine_coarser RENAME TO twine_level;
+        END IF;
+        EXECUTE format(
+            'INSERT INTO twine.%I (z, block_y, block_x, weights, sums) '
+            'SELECT $1, by >> 6, bx >> 6, '
+            'string_agg(int2send(((by & 63) * 64 + (bx & 63))::int2) || float8send(w), ''''::bytea ORDER BY by, bx), '
+            'string_agg(int8send(n) || float8send(wx) || float8send(wy), ''''::bytea ORDER BY by, bx) '
+            'FROM pg_temp.twine_level GROUP BY by >> 6, bx >> 6 ORDER BY 2, 3', built)
+            USING zoom;
+        SELECT count(*) INTO added FROM pg_temp.twine_level;
+        total := total + added;
+    END LOOP;
+    DROP TABLE pg_temp.twine_level;
+    EXECUTE format('ALTER TABLE twine.%I ADD CONSTRAINT %I PRIMARY KEY (z, block_y, block_x)',
+        built, bins || '_new_pk');
+    RETURN total;
+END
+$$;
