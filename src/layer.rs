@@ -203,11 +203,16 @@ fn wrapped_pieces(area: &WorldBox) -> Vec<(WorldBox, f64)> {
     pieces
 }
 
-/// Default of [`Layer::aggregate_above`]: past about 10,000 points (with margins, 20,000
-/// rows) fetching a tile's rows from PostGIS costs more than the 30 ms a tile may take, while
-/// a pyramid's blocks of the same area take a few milliseconds; drawing 10,000 bins or
-/// points looks the same at that density.
-pub const DEFAULT_AGGREGATE_ABOVE: u64 = 10_000;
+/// Default of [`Layer::aggregate_above`] for layers in memory: their points cost nothing to
+/// fetch, and below about 200,000 points drawing them is faster than binning them first.
+pub const DEFAULT_AGGREGATE_ABOVE: u64 = 200_000;
+
+/// Default of [`Layer::aggregate_above`] for PostGIS layers (and of `import
+/// --aggregate-above`): past about 10,000 points (with margins, 20,000 rows) fetching a
+/// tile's rows costs more than the 30 ms a tile may take, while the bin pyramid's blocks of
+/// the same area take a few milliseconds; 10,000 bins or points look the same at that
+/// density.
+pub const DEFAULT_DB_AGGREGATE_ABOVE: u64 = 10_000;
 
 /// All layers by name, shared by every worker. PostGIS layers can appear while the server
 /// runs (found by the database watcher after an import, or once the database is back).

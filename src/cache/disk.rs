@@ -16,6 +16,8 @@
 //! publishes a tile and the unlinks that evict one happen under it, so the index and the
 //! files never disagree about which tiles exist.
 
+use super::nowait::{self, Cached};
+use super::{content_digest, ContentDigest};
 use crate::cache::key::{hex, TileKey};
 use lru::LruCache;
 use sha2::{Digest, Sha256};
@@ -29,11 +31,18 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 const MAGIC: &[u8; 4] = b"TWTC";
-const FORMAT_VERSION: u8 = 1;
+/// Version 2: the tail is the tile's content digest (its ETag) and a CRC-32 of the whole
+/// file before it. (Version 1 ended in a SHA-256 of the file; a hit then hashed the PNG
+/// twice, once to verify and once for the ETag, which was a fifth of a disk hit's CPU.
+/// Version 1 files are discarded as unknown and re-rendered.)
+const FORMAT_VERSION: u8 = 2;
 /// Magic, format version and key text length: what precedes the key text.
 const HEAD_LEN: usize = 4 + 1 + 4;
 const PAYLOAD_LEN_BYTES: usize = 8;
-const CHECKSUM_LEN: usize = 32;
+const DIGEST_LEN: usize = 16;
+/// Content digest, then CRC-32 (little-endian) of everything before the CRC.
+const CHECKSUM_LEN: usize = DIGEST_LEN + 4;
+const UNKNOWN_FORMAT: &str = "unknown format version";
 /// Keys are short; a larger length field means a damaged header, and refusing it keeps a
 /// corrupt file from asking for a huge allocation.
 const MAX_KEY_TEXT: usize = 64 * 1024;
@@ -219,25 +228,60 @@ impl DiskCache {
     /// The tile, or None. A truncated or corrupt file is detected (checksum), removed,
     /// counted, never returned.
     pub fn get(&self, key: &TileKey) -> Option<Vec<u8>> {
+        self.get_with_digest(key).map(|(png, _)| png)
+    }
+
+    /// The tile and its content digest (as stored by [`DiskCache::put_with_digest`]).
+    pub fn get_with_digest(&self, key: &TileKey) -> Option<(Vec<u8>, ContentDigest)> {
+        let (hash, path) = self.locate(key)?;
+        self.check(&hash, &path, fs::read(&path), key)
+    }
+
+    /// As [`DiskCache::get_with_digest`] when the file is wholly in the page cache, without
+    /// blocking (`Err(())` otherwise: read it with `get_with_digest` on a blocking thread).
+    /// Hot tiles are then served like nginx serves files, on the request's own thread,
+    /// without a hand-off to the blocking pool.
+    #[allow(clippy::result_unit_err)]
+    pub fn get_if_cached(&self, key: &TileKey) -> Result<Option<(Vec<u8>, ContentDigest)>, ()> {
+        let Some((hash, path)) = self.locate(key) else {
+            return Ok(None);
+        };
+        match nowait::read_if_cached(&path) {
+            Ok(Cached::WouldBlock) => Err(()),
+            Ok(Cached::Bytes(file)) => Ok(self.check(&hash, &path, Ok(file), key)),
+            Err(e) => Ok(self.check(&hash, &path, Err(e), key)),
+        }
+    }
+
+    /// The index entry's hash and file path, if the tile is indexed.
+    fn locate(&self, key: &TileKey) -> Option<(KeyHash, PathBuf)> {
         let hash_hex = key.hash_hex();
         let hash = parse_hash(&hash_hex)?;
-        let path = {
-            let mut index = self.lock();
-            let layer = index.lru.get(&hash)?.layer;
-            self.tile_path(&index.layers[layer].dir, &hash_hex)
-        };
-        // Read outside the lock: a concurrent eviction unlinks, a concurrent put renames,
-        // and either way the open file (if any) is a complete one.
-        match fs::read(&path) {
+        let mut index = self.lock();
+        let layer = index.lru.get(&hash)?.layer;
+        let path = self.tile_path(&index.layers[layer].dir, &hash_hex);
+        Some((hash, path))
+    }
+
+    /// The tile from a read of its file (done outside the lock: a concurrent eviction
+    /// unlinks, a concurrent put renames, and either way the open file is a complete one).
+    fn check(
+        &self,
+        hash: &KeyHash,
+        path: &Path,
+        read: io::Result<Vec<u8>>,
+        key: &TileKey,
+    ) -> Option<(Vec<u8>, ContentDigest)> {
+        match read {
             Ok(file) => match decode(&file, &key.text()) {
-                Ok(payload) => Some(payload.to_vec()),
+                Ok((payload, digest)) => Some((payload.to_vec(), digest)),
                 Err(why) => {
-                    self.discard_corrupt(&hash, &path, why);
+                    self.discard_corrupt(hash, path, why);
                     None
                 }
             },
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.forget_missing(&hash, &path);
+                self.forget_missing(hash, path);
                 None
             }
             Err(e) => {
@@ -252,8 +296,13 @@ impl DiskCache {
     /// failed write (disk full, read-only) is counted and logged once until a write
     /// succeeds again. A tile larger than the whole budget is not stored.
     pub fn put(&self, key: &TileKey, png: &[u8]) {
+        self.put_with_digest(key, png, &content_digest(png));
+    }
+
+    /// As [`DiskCache::put`], with the tile's content digest already computed.
+    pub fn put_with_digest(&self, key: &TileKey, png: &[u8], digest: &ContentDigest) {
         let text = key.text();
-        let Some(file) = encode(&text, png) else {
+        let Some(file) = encode(&text, png, digest) else {
             tracing::debug!(
                 key_len = text.len(),
                 "disk tile cache: key too long to store"
@@ -440,7 +489,13 @@ impl DiskCache {
         remove_file_logged(path);
         index.corrupt += 1;
         drop(index);
-        tracing::warn!(path = %path.display(), why, "disk tile cache: discarded corrupt tile");
+        if why == UNKNOWN_FORMAT {
+            // Written by another version of the server: expected after an upgrade, once
+            // per old tile, so not worth a warning each.
+            tracing::debug!(path = %path.display(), "disk tile cache: discarded a tile of another format");
+        } else {
+            tracing::warn!(path = %path.display(), why, "disk tile cache: discarded corrupt tile");
+        }
     }
 
     /// Drops the entry of a tile whose file vanished (deleted by hand), unless a
@@ -468,7 +523,7 @@ fn layer_dir_name(layer: &str) -> String {
 }
 
 /// The file bytes for a tile, or None if the key text can't be stored.
-fn encode(key_text: &str, payload: &[u8]) -> Option<Vec<u8>> {
+fn encode(key_text: &str, payload: &[u8], digest: &ContentDigest) -> Option<Vec<u8>> {
     if key_text.len() > MAX_KEY_TEXT {
         return None;
     }
@@ -481,22 +536,27 @@ fn encode(key_text: &str, payload: &[u8]) -> Option<Vec<u8>> {
     out.extend_from_slice(key_text.as_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(payload);
-    let checksum = Sha256::digest(&out);
-    out.extend_from_slice(&checksum);
+    out.extend_from_slice(digest);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
     Some(out)
 }
 
-/// The payload of a tile file, if the file is whole, of this format, and for `key_text`.
-fn decode<'a>(file: &'a [u8], key_text: &str) -> Result<&'a [u8], &'static str> {
+/// The payload and content digest of a tile file, if the file is whole, of this format,
+/// and for `key_text`. The CRC-32 catches truncation and damage (a torn or flipped byte);
+/// the key text is compared in full.
+fn decode<'a>(file: &'a [u8], key_text: &str) -> Result<(&'a [u8], ContentDigest), &'static str> {
     let key_len = parse_head(file)?;
-    let body_len = file.len().checked_sub(CHECKSUM_LEN).ok_or("truncated")?;
-    let (body, checksum) = file.split_at(body_len);
+    let checked_len = file.len().checked_sub(4).ok_or("truncated")?;
+    let (checked, crc) = file.split_at(checked_len);
+    let body_len = checked.len().checked_sub(DIGEST_LEN).ok_or("truncated")?;
+    let (body, digest) = checked.split_at(body_len);
     let key_end = HEAD_LEN + key_len;
     let payload_start = key_end + PAYLOAD_LEN_BYTES;
     if body.len() < payload_start {
         return Err("truncated");
     }
-    if Sha256::digest(body).as_slice() != checksum {
+    if crc32fast::hash(checked).to_le_bytes() != crc {
         return Err("checksum mismatch");
     }
     if &body[HEAD_LEN..key_end] != key_text.as_bytes() {
@@ -507,7 +567,9 @@ fn decode<'a>(file: &'a [u8], key_text: &str) -> Result<&'a [u8], &'static str> 
     if payload.len() as u64 != payload_len {
         return Err("payload length mismatch");
     }
-    Ok(payload)
+    let mut content = [0u8; DIGEST_LEN];
+    content.copy_from_slice(digest);
+    Ok((payload, content))
 }
 
 /// Checks magic and format version; returns the key text length.
@@ -517,7 +579,7 @@ fn parse_head(file: &[u8]) -> Result<usize, &'static str> {
         return Err("bad magic");
     }
     if head[4] != FORMAT_VERSION {
-        return Err("unknown format version");
+        return Err(UNKNOWN_FORMAT);
     }
     let key_len = u32::from_le_bytes([head[5], head[6], head[7], head[8]]) as usize;
     if key_len > MAX_KEY_TEXT {

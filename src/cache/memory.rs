@@ -139,10 +139,7 @@ mod tests {
     }
 
     fn tile(len: usize) -> CachedTile {
-        CachedTile {
-            png: Bytes::from(vec![7u8; len]),
-            etag: "\"e\"".into(),
-        }
+        CachedTile::with_digest(Bytes::from(vec![7u8; len]), [7; 16])
     }
 
     #[test]

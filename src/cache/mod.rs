@@ -5,6 +5,7 @@ pub mod admin;
 pub mod disk;
 pub mod key;
 pub mod memory;
+mod nowait;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -17,18 +18,34 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+/// The first 16 bytes of a tile's SHA-256: its strong ETag, kept beside it on disk so a
+/// disk hit needs no second pass over the PNG.
+pub type ContentDigest = [u8; 16];
+
+pub fn content_digest(png: &[u8]) -> ContentDigest {
+    let mut digest = [0u8; 16];
+    digest.copy_from_slice(&Sha256::digest(png)[..16]);
+    digest
+}
+
 /// A rendered tile and its strong ETag (from its content).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedTile {
     pub png: Bytes,
     pub etag: String,
+    pub digest: ContentDigest,
 }
 
 impl CachedTile {
     pub fn new(png: Bytes) -> CachedTile {
-        let digest = Sha256::digest(&png);
-        let etag = format!("\"{}\"", key::hex(&digest[..16]));
-        CachedTile { png, etag }
+        let digest = content_digest(&png);
+        CachedTile::with_digest(png, digest)
+    }
+
+    /// A tile whose content digest is already known (stored with it on disk).
+    pub fn with_digest(png: Bytes, digest: ContentDigest) -> CachedTile {
+        let etag = format!("\"{}\"", key::hex(&digest));
+        CachedTile { png, etag, digest }
     }
 }
 
@@ -116,11 +133,20 @@ impl TileCache {
         Fut: Future<Output = Result<Bytes, ApiError>>,
     {
         if let Some(disk) = &self.disk {
-            let (disk, k) = (disk.clone(), key.clone());
-            if let Ok(Some(mut png)) = web::block(move || disk.get(&k)).await {
+            let found = match disk.get_if_cached(key) {
+                Ok(found) => found,
+                Err(()) => {
+                    let (disk, k) = (disk.clone(), key.clone());
+                    web::block(move || disk.get_with_digest(&k))
+                        .await
+                        .ok()
+                        .flatten()
+                }
+            };
+            if let Some((mut png, digest)) = found {
                 // Bytes keeps a Vec's whole capacity; the budget counts length.
                 png.shrink_to_fit();
-                let tile = CachedTile::new(Bytes::from(png));
+                let tile = CachedTile::with_digest(Bytes::from(png), digest);
                 if let Some(memory) = &self.memory {
                     memory.put(key.clone(), tile.clone());
                 }
@@ -135,9 +161,9 @@ impl TileCache {
         }
         if let Some(disk) = &self.disk {
             // Written behind the response: a slow or full disk never delays the client.
-            let (disk, k, png) = (disk.clone(), key.clone(), tile.png.clone());
+            let (disk, k, png, digest) = (disk.clone(), key.clone(), tile.png.clone(), tile.digest);
             actix_web::rt::spawn(async move {
-                let _ = web::block(move || disk.put(&k, &png)).await;
+                let _ = web::block(move || disk.put_with_digest(&k, &png, &digest)).await;
             });
         }
         Ok((tile, Origin::Rendered))
