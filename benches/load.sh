@@ -199,13 +199,16 @@ start_server() {  # NAME ARGS...
 }
 stop_server() { stop_pid "$SERVER_PID"; SERVER_PID=; }
 
-metrics() {  # prints: memory_hits disk_hits misses rendered
+metrics() {  # prints: memory_hits disk_hits misses rendered tile_count tile_seconds tile_under_500us
   curl -s --max-time 10 "http://127.0.0.1:$SERVER_PORT/metrics" | awk '
     /^twine_cache_hits_total\{tier="memory"\}/ {m=$2}
     /^twine_cache_hits_total\{tier="disk"\}/   {d=$2}
     /^twine_cache_misses_total /               {x=$2}
     /^twine_tiles_rendered_total /             {r=$2}
-    END {printf "%d %d %d %d\n", m, d, x, r}'
+    /^twine_request_seconds_count\{route="tile"\}/ {n=$2}
+    /^twine_request_seconds_sum\{route="tile"\}/   {t=$2}
+    /^twine_request_seconds_bucket\{route="tile",le="0.0005"\}/ {u=$2}
+    END {printf "%d %d %d %d %d %.6f %d\n", m, d, x, r, n, t, u}'
 }
 
 # One pass over every distinct tile with curl (4 in parallel); prints "N 200s, x-cache: ...".
@@ -271,7 +274,7 @@ run_wrk() {
   [ -z "$from" ] || cmd+=("$from" "$to")
   say "  \$ ${cmd[*]}"
   local attempt best_other=100000 best_row='' best_rps='' best_p99='' best_err=''
-  local b0 s0 b1 s1 m0 m1 t0 t1 line req rps p50 p95 p99 non200 sockerr cpu other tiers counted
+  local b0 s0 b1 s1 m0 m1 t0 t1 line req rps p50 p95 p99 non200 sockerr cpu other tiers counted served
   local TIMEFORMAT='%U %S'
   for attempt in $(seq $((RETRIES + 1))); do
     wait_quiet
@@ -298,10 +301,17 @@ run_wrk() {
     other=$(sed -n 's/.*other processes \([0-9]*\)%.*/\1/p' <<<"$cpu")
     tiers="-"
     if [ -n "$m0" ] && [ -n "$m1" ]; then
-      read -r mm0 dd0 xx0 rr0 <<<"$m0"; read -r mm1 dd1 xx1 rr1 <<<"$m1"
+      read -r mm0 dd0 xx0 rr0 nn0 tt0 uu0 <<<"$m0"; read -r mm1 dd1 xx1 rr1 nn1 tt1 uu1 <<<"$m1"
       counted=$(( (mm1 - mm0) + (dd1 - dd0) + (xx1 - xx0) ))
       tiers="memory $((mm1 - mm0)), disk $((dd1 - dd0)), miss $((xx1 - xx0)) (rendered $((rr1 - rr0))), joined $((req > counted ? req - counted : 0))"
       say "  answered from (/metrics deltas over $req requests; 'joined' = waited on another request's in-flight disk read or render): $tiers"
+      # The server's own time per tile request (its request histogram: from the request
+      # parsed to the response built), against the client's latencies above: the rest is
+      # sockets, scheduling and the client.
+      served=$(awk -v n="$((nn1 - nn0))" -v t0="$tt0" -v t1="$tt1" -v u="$((uu1 - uu0))" \
+        'BEGIN { if (n > 0) printf "mean %.1f us, %.2f%% under 0.5 ms", (t1 - t0) / n * 1e6, 100 * u / n; else printf "-" }')
+      say "  server time per tile request (/metrics): $served"
+      tiers="$tiers; server time $served"
     fi
     say "  errors: $non200 HTTP >= 400, $sockerr socket (connect/read/write/timeout)"
     if [ "$other" -lt "$best_other" ]; then
