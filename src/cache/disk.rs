@@ -975,13 +975,15 @@ mod tests {
     fn corrupted_byte_is_discarded() {
         let dir = TempDir::new("corrupt");
         let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
-        // Flip a byte in the payload, in the key text, in the checksum, and the version.
+        // Flip a byte in the payload, in the key text, in the content digest, in the CRC,
+        // and the version.
         let offsets = |k: &TileKey| {
             let key_end = HEAD_LEN + k.text().len();
             [
                 key_end + PAYLOAD_LEN_BYTES + 100,
                 HEAD_LEN + 3,
                 key_end + PAYLOAD_LEN_BYTES + 400 + 5,
+                key_end + PAYLOAD_LEN_BYTES + 400 + DIGEST_LEN + 2,
                 4,
             ]
         };
@@ -995,8 +997,28 @@ mod tests {
             assert_eq!(cache.get(&k), None, "flip at {at}");
             assert!(!path.exists());
         }
-        assert_eq!(cache.stats().corrupt, 4);
+        assert_eq!(cache.stats().corrupt, 5);
         assert_eq!(cache.stats().files, 0);
+    }
+
+    #[test]
+    fn hits_come_with_the_stored_digest_with_or_without_blocking() {
+        let dir = TempDir::new("digest");
+        let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
+        let k = key("l", 1, 7);
+        let tile = png(3, 900);
+        let digest = content_digest(&tile);
+        cache.put_with_digest(&k, &tile, &digest);
+        assert_eq!(cache.get_with_digest(&k), Some((tile.clone(), digest)));
+        // Just written, so in the page cache: read without blocking (Linux).
+        match cache.get_if_cached(&k) {
+            Ok(found) => assert_eq!(found, Some((tile, digest))),
+            Err(()) => {
+                #[cfg(target_os = "linux")]
+                panic!("a tile just written was not read from the page cache");
+            }
+        }
+        assert_eq!(cache.get_if_cached(&key("l", 1, 8)), Ok(None));
     }
 
     #[test]

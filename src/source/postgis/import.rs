@@ -673,14 +673,14 @@ struct Total<'a> {
 }
 
 impl fmt::Display for Total<'_> {
-    /// `total: 2 files, 123,456 rows in 1.23 s (100,372 rows/s)`
+    /// `total: 2 files, 123,456 rows in 1.23 s (100,372 rows/s), bin pyramids included`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rows = self.files.iter().map(|r| r.rows).sum();
         let n = self.files.len();
         let plural = if n == 1 { "" } else { "s" };
         write!(
             f,
-            "total: {n} file{plural}, {}",
+            "total: {n} file{plural}, {}, bin pyramids included",
             Rate {
                 rows,
                 elapsed: self.elapsed
@@ -859,7 +859,7 @@ mod tests {
         };
         assert_eq!(
             total.to_string(),
-            "total: 1 file, 123,456 rows in 0.00 s (0 rows/s)"
+            "total: 1 file, 123,456 rows in 0.00 s (0 rows/s), bin pyramids included"
         );
     }
 }
