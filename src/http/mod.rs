@@ -196,6 +196,12 @@ pub fn start_background(state: &AppState) {
 /// flight finish (up to 10 s), and returns.
 pub fn bind(state: AppState, addr: &str) -> std::io::Result<(Server, Vec<SocketAddr>)> {
     let server = HttpServer::new(move || app(state.clone()))
+        .on_connect(|conn, _| {
+            // As nginx's tcp_nodelay: a response never waits for the previous one's ACK.
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
         .shutdown_timeout(10)
         .bind(addr)?;
     let addrs = server.addrs();
