@@ -170,8 +170,11 @@ impl<'a> ScratchTable<'a> {
 
 impl Drop for ScratchTable<'_> {
     fn drop(&mut self) {
-        // Best effort, as for TestLayer.
+        // Best effort, as for TestLayer, but said out loud: a table left behind is served by
+        // every later test server on this database.
         let sql = format!("DROP TABLE IF EXISTS public.\"{}\"", self.name);
-        let _ = self.db.runtime.block_on(self.db.client.batch_execute(&sql));
+        if let Err(e) = self.db.runtime.block_on(self.db.client.batch_execute(&sql)) {
+            eprintln!("could not drop test table {}: {e:?}", self.name);
+        }
     }
 }
