@@ -327,3 +327,59 @@ fn bad_layer_names_and_unreachable_databases_are_clear_errors() {
     assert!(!ok);
     assert!(err.contains("invalid database URL: "), "{err}");
 }
+
+#[test]
+fn the_longest_layer_name_gets_a_pyramid_that_each_import_replaces() {
+    let db = Db::connect();
+    // 51 characters, the most `import` accepts: the pyramid's table and key names must fit.
+    let prefix = format!("t{}_", std::process::id());
+    let layer = TestLayer::new(&db, &"p".repeat(51 - prefix.len()));
+    assert_eq!(layer.name.len(), 51);
+    let csv = temp_file("longname", "few.csv", "lon,lat\n2.35,48.85\n2.36,48.86\n");
+    let zooms = || {
+        db.query(
+            &format!(
+                "SELECT min(z)::int, max(z)::int FROM {}",
+                layer.bins_table()
+            ),
+            &[],
+        )
+        .first()
+        .map(|r| (r.get::<_, Option<i32>>(0), r.get::<_, Option<i32>>(1)))
+    };
+    let pyramid_version = || -> Option<i64> {
+        db.query(
+            "SELECT version FROM twine.pyramids WHERE table_name = $1",
+            &[&layer.key()],
+        )
+        .first()
+        .map(|r| r.get(0))
+    };
+    // Up to z10 the densest tile holds all points, more than 0; beyond it the estimate
+    // spreads the densest z10 tile over its sub-tiles (2 / 4 rounds to 0, 4 / 4 does not),
+    // so the second import's pyramid, over 4 points, reaches one zoom further.
+    for (round, top) in [(1, 10), (2, 11)] {
+        let (ok, err) = import(&layer, &["--aggregate-above", "0"], &[&csv]);
+        assert!(ok, "round {round}: {err}");
+        assert!(
+            err.contains(&format!("bin pyramid: zooms 0-{top},")),
+            "round {round}: {err}"
+        );
+        assert_eq!(zooms(), Some((Some(0), Some(top))));
+        assert_eq!(pyramid_version(), layer.version(), "round {round}");
+    }
+    // Its whole-world zoom holds every point once.
+    let rows = db.query(
+        &format!(
+            "SELECT sum(length(weights) / 10)::int8 FROM {} WHERE z = 0",
+            layer.bins_table()
+        ),
+        &[],
+    );
+    assert_eq!(
+        rows[0].get::<_, Option<i64>>(0),
+        Some(1),
+        "two close points share a z0 pixel"
+    );
+    assert_eq!(layer.count(), 4);
+}
