@@ -43,7 +43,7 @@ impl Layer {
     pub async fn aggregated_zooms(&self) -> Result<Vec<u8>, SourceError> {
         let grid = self.source.count_grid().await?;
         Ok((0..=crate::tile::MAX_ZOOM)
-            .filter(|&z| grid.max_tile_count(f64::from(z)) > self.aggregate_above)
+            .filter(|&z| grid.is_dense(f64::from(z), self.aggregate_above))
             .collect())
     }
 
@@ -95,7 +95,7 @@ impl Layer {
         let reach = style.reach_px(vp);
         let area = WorldBox::of_viewport(vp, reach);
         let grid = self.source.count_grid().await?;
-        let aggregated = grid.max_tile_count(vp.zoom) > self.aggregate_above;
+        let aggregated = grid.is_dense(vp.zoom, self.aggregate_above);
         let bin_scale = vp.scale_x / vp.pixel_ratio;
         let mut points = Vec::new();
         // The world wraps at the antimeridian: the reach past x = 0 or x = 1 reads the

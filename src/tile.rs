@@ -64,6 +64,14 @@ pub struct WorldBox {
 }
 
 impl WorldBox {
+    /// The whole Web Mercator square.
+    pub const WORLD: WorldBox = WorldBox {
+        x0: 0.0,
+        y0: 0.0,
+        x1: 1.0,
+        y1: 1.0,
+    };
+
     /// Grows the box by `dx`, `dy` world units on each side.
     pub fn expand(&self, dx: f64, dy: f64) -> WorldBox {
         WorldBox {

@@ -20,6 +20,15 @@ pub struct Bin {
 }
 
 impl Bin {
+    /// Counts one point in.
+    fn add(&mut self, p: &WorldPoint) {
+        let w = f64::from(p.w);
+        self.count += 1;
+        self.weight += w;
+        self.wx += w * p.x;
+        self.wy += w * p.y;
+    }
+
     /// The weighted mean position; the bin's centre when its weights sum to zero.
     pub fn position(&self, scale: f64) -> (f64, f64) {
         if self.weight > 0.0 {
@@ -97,12 +106,7 @@ pub fn bins_in(points: &[WorldPoint], scale: f64, cells: &CellRange) -> Vec<Bin>
         if !cells.contains(bx, by) {
             continue;
         }
-        let b = &mut grid[((by - cells.y0) * width + (bx - cells.x0)) as usize];
-        let w = f64::from(p.w);
-        b.count += 1;
-        b.weight += w;
-        b.wx += w * p.x;
-        b.wy += w * p.y;
+        grid[((by - cells.y0) * width + (bx - cells.x0)) as usize].add(p);
     }
     let mut bins = Vec::new();
     for (i, b) in grid.iter().enumerate() {
@@ -124,16 +128,14 @@ pub fn bin_points(points: &[WorldPoint], scale: f64) -> Vec<Bin> {
     let mut index: HashMap<(i64, i64), Bin> = HashMap::new();
     for p in points {
         let key = ((p.x * scale).floor() as i64, (p.y * scale).floor() as i64);
-        let b = index.entry(key).or_insert(Bin {
-            bx: key.0,
-            by: key.1,
-            ..Bin::default()
-        });
-        let w = f64::from(p.w);
-        b.count += 1;
-        b.weight += w;
-        b.wx += w * p.x;
-        b.wy += w * p.y;
+        index
+            .entry(key)
+            .or_insert(Bin {
+                bx: key.0,
+                by: key.1,
+                ..Bin::default()
+            })
+            .add(p);
     }
     let mut bins: Vec<Bin> = index.into_values().collect();
     sort_bins(&mut bins);

@@ -41,8 +41,19 @@ impl CountGrid {
 
     /// Cell of a world coordinate at [`LEVEL`] (clamped into the world).
     pub fn cell(v: f64) -> u32 {
-        let n = 1u32 << LEVEL;
-        ((v * n as f64) as i64).clamp(0, n as i64 - 1) as u32
+        Self::clamp_cell((v * f64::from(1u32 << LEVEL)) as i64)
+    }
+
+    /// A cell from an unclamped `floor(v * 2^LEVEL)`: points on the world's far edge belong
+    /// to the last cell.
+    pub fn clamp_cell(cell: i64) -> u32 {
+        cell.clamp(0, (1i64 << LEVEL) - 1) as u32
+    }
+
+    /// Whether tiles at `zoom` are drawn from bins: its densest tile holds more than
+    /// `aggregate_above` points.
+    pub fn is_dense(&self, zoom: f64, aggregate_above: u64) -> bool {
+        self.max_tile_count(zoom) > aggregate_above
     }
 
     /// Estimated points in the densest tile at zoom `z` (fractional zooms round down).

@@ -165,13 +165,7 @@ fn cell_index(v: f64, n: usize) -> usize {
 
 fn bounds_of(points: &[WorldPoint]) -> [f64; 4] {
     if points.is_empty() {
-        return WorldBox {
-            x0: 0.0,
-            y0: 0.0,
-            x1: 1.0,
-            y1: 1.0,
-        }
-        .to_lonlat();
+        return WorldBox::WORLD.to_lonlat();
     }
     let mut b = WorldBox {
         x0: f64::MAX,

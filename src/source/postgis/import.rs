@@ -402,17 +402,15 @@ async fn build_pyramid(
         )
         .await?
         .map_or(0, |row| row.get(0));
-    let stats = scan_stats(tx, &imported_inner_all(&target.table)?).await?;
-    let built = pyramid::build(
-        tx,
-        &target.layer,
-        &target.table,
-        version.max(0) as u64,
-        &stats.grid,
-        stats.bounds.unwrap_or([0.0, 0.0, 1.0, 1.0]),
-        aggregate_above,
-    )
-    .await;
+    let points_sql = imported_inner_all(&target.table)?;
+    let stats = scan_stats(tx, &points_sql).await?;
+    let source = pyramid::Source {
+        table: &target.table,
+        points_sql: &points_sql,
+        version: version.max(0) as u64,
+        stats: &stats,
+    };
+    let built = pyramid::build(tx, &target.layer, &source, aggregate_above).await;
     spinner.finish_and_clear();
     built
 }

@@ -8,7 +8,7 @@ use crate::render::WorldPoint;
 use crate::source::aggregate::{sort_bins, Bin, CellRange};
 use crate::source::filter::{ColumnType, FilterDef, FilterValue};
 use crate::source::{CountGrid, LayerInfo, PointQuery, PointSource, SourceError};
-use crate::tile::{world_x_to_lon, world_y_to_lat, HALF_WORLD_M};
+use crate::tile::{WorldBox, HALF_WORLD_M};
 use async_trait::async_trait;
 use deadpool_postgres::{Pool, PoolError};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,21 +40,20 @@ struct Resolved {
     filter_types: Vec<Option<ColumnType>>,
 }
 
-/// Statistics recomputed when the data version changes.
+/// Statistics recomputed when the data version changes (count and bounds go to `info`).
 struct Stats {
     version: u64,
     grid: Arc<CountGrid>,
-    info: LayerInfo,
     /// The layer's bin pyramid, when one was built from this very version.
-    pyramid: Option<Arc<Pyramid>>,
+    pyramid: Option<Pyramid>,
 }
 
 /// What one scan of a whole table tells: the count grid's cells, and the bounds (world
 /// units) and number of its points.
 pub struct TableStats {
     pub grid: CountGrid,
-    /// x0, y0, x1, y1; None for an empty table.
-    pub bounds: Option<[f64; 4]>,
+    /// None for an empty table.
+    pub bounds: Option<WorldBox>,
 }
 
 /// Scans every point of `inner_all` (an [`inner_sql`] query without envelope) once.
@@ -62,8 +61,9 @@ pub async fn scan_stats(
     client: &impl GenericClient,
     inner_all: &str,
 ) -> Result<TableStats, tokio_postgres::Error> {
+    let cells = 1u32 << crate::source::grid::LEVEL;
     let sql = format!(
-        "SELECT floor(x * 1024)::int8, floor(y * 1024)::int8, count(*)::int8, \
+        "SELECT floor(x * {cells})::int8, floor(y * {cells})::int8, count(*)::int8, \
          min(x), min(y), max(x), max(y) FROM ({inner_all}) s GROUP BY 1, 2"
     );
     let rows = client.query(&sql, &[]).await?;
@@ -71,7 +71,11 @@ pub async fn scan_stats(
     let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
     for row in &rows {
         let (cx, cy, n): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-        cells.push((grid_cell(cx), grid_cell(cy), n.max(0) as u64));
+        cells.push((
+            CountGrid::clamp_cell(cx),
+            CountGrid::clamp_cell(cy),
+            n.max(0) as u64,
+        ));
         x0 = x0.min(row.get(3));
         y0 = y0.min(row.get(4));
         x1 = x1.max(row.get(5));
@@ -79,14 +83,8 @@ pub async fn scan_stats(
     }
     Ok(TableStats {
         grid: CountGrid::from_cells(cells),
-        bounds: (!rows.is_empty()).then_some([x0, y0, x1, y1]),
+        bounds: (!rows.is_empty()).then_some(WorldBox { x0, y0, x1, y1 }),
     })
-}
-
-/// A count grid cell from an unclamped `floor(v * 1024)` (points on the world's far edge
-/// belong to the last cell, as in `CountGrid::cell`).
-fn grid_cell(v: i64) -> u32 {
-    v.clamp(0, (1 << crate::source::grid::LEVEL) - 1) as u32
 }
 
 /// The layout of a table `twine-heatmap import` created.
@@ -119,7 +117,7 @@ pub struct PostgisLayer {
     metrics: Arc<Metrics>,
     layout: TableLayout,
     resolved: tokio::sync::OnceCell<Resolved>,
-    stats: tokio::sync::Mutex<Option<Stats>>,
+    stats: tokio::sync::Mutex<Option<Arc<Stats>>>,
     info: Mutex<LayerInfo>,
     version: AtomicU64,
 }
@@ -127,7 +125,7 @@ pub struct PostgisLayer {
 impl PostgisLayer {
     pub fn new(pool: Pool, layout: TableLayout, metrics: Arc<Metrics>) -> PostgisLayer {
         let info = LayerInfo {
-            bounds: [-180.0, -crate::tile::MAX_LAT, 180.0, crate::tile::MAX_LAT],
+            bounds: WorldBox::WORLD.to_lonlat(),
             count: 0,
             attribution: layout.attribution.clone(),
         };
@@ -202,13 +200,11 @@ impl PostgisLayer {
 
     /// Count grid, exact bounds and count, recomputed when the data changed: from the
     /// layer's pyramid when it was built from the current version, else in one scan.
-    async fn stats(
-        &self,
-    ) -> Result<(Arc<CountGrid>, LayerInfo, Option<Arc<Pyramid>>), SourceError> {
+    async fn stats(&self) -> Result<Arc<Stats>, SourceError> {
         let version = self.version.load(Ordering::Acquire);
         let mut guard = self.stats.lock().await;
         if let Some(s) = guard.as_ref().filter(|s| s.version == version) {
-            return Ok((s.grid.clone(), s.info.clone(), s.pyramid.clone()));
+            return Ok(s.clone());
         }
         // Resolved first: it may need a connection of its own, and with a pool of one the
         // connection taken below would never come back to it.
@@ -230,44 +226,28 @@ impl PostgisLayer {
         let (grid, bounds) = match &pyramid {
             Some(p) => (self.pyramid_grid(&client, p).await?, Some(p.bounds)),
             None => {
-                let started = std::time::Instant::now();
-                Metrics::inc(&self.metrics.db_queries);
-                let scanned = scan_stats(&**client, &inner).await;
-                self.metrics
-                    .db_query_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                let scanned = scanned.map_err(db_error)?;
+                let scanned = self.timed(scan_stats(&**client, &inner)).await?;
                 (scanned.grid, scanned.bounds)
             }
         };
-        let grid = Arc::new(grid);
-        let mut info = LayerInfo {
-            bounds: [-180.0, -crate::tile::MAX_LAT, 180.0, crate::tile::MAX_LAT],
-            count: grid.total(),
-            attribution: self.layout.attribution.clone(),
-        };
-        if let Some([x0, y0, x1, y1]) = bounds {
-            info.bounds = [
-                world_x_to_lon(x0),
-                world_y_to_lat(y1),
-                world_x_to_lon(x1),
-                world_y_to_lat(y0),
-            ];
-        }
         if let Some(p) = &pyramid {
             tracing::debug!(table = %self.layout.table.key(), max_zoom = p.max_zoom, "using the bin pyramid");
         }
+        let info = LayerInfo {
+            bounds: bounds.unwrap_or(WorldBox::WORLD).to_lonlat(),
+            count: grid.total(),
+            attribution: self.layout.attribution.clone(),
+        };
         if let Ok(mut shared) = self.info.lock() {
-            *shared = info.clone();
+            *shared = info;
         }
-        let pyramid = pyramid.map(Arc::new);
-        *guard = Some(Stats {
+        let stats = Arc::new(Stats {
             version,
-            grid: grid.clone(),
-            info: info.clone(),
-            pyramid: pyramid.clone(),
+            grid: Arc::new(grid),
+            pyramid,
         });
-        Ok((grid, info, pyramid))
+        *guard = Some(stats.clone());
+        Ok(stats)
     }
 
     /// The count grid from the pyramid's zoom 2, whose pixels are the grid's cells.
@@ -283,12 +263,15 @@ impl PostgisLayer {
             y1: i64::MAX / 4,
         };
         let bins = self
-            .pyramid_bins(client, pyramid, 2, &everything, true)
+            .pyramid_bins(client, pyramid, pyramid::GRID_ZOOM, &everything)
             .await?;
-        Ok(CountGrid::from_cells(
-            bins.iter()
-                .map(|b| (grid_cell(b.bx), grid_cell(b.by), b.count)),
-        ))
+        Ok(CountGrid::from_cells(bins.iter().map(|b| {
+            (
+                CountGrid::clamp_cell(b.bx),
+                CountGrid::clamp_cell(b.by),
+                b.count,
+            )
+        })))
     }
 
     /// The bins of `cells` at `zoom`, read from the pyramid's blocks.
@@ -298,39 +281,60 @@ impl PostgisLayer {
         pyramid: &Pyramid,
         zoom: u8,
         cells: &CellRange,
-        with_sums: bool,
     ) -> Result<Vec<Bin>, SourceError> {
-        let sql = pyramid::blocks_sql(&pyramid.bins, with_sums);
         let [by0, by1, bx0, bx1] = pyramid::block_params(cells);
         let zoom = i16::from(zoom);
         let rows = self
-            .timed_query(client, &sql, &[&zoom, &by0, &by1, &bx0, &bx1])
+            .timed_query(
+                client,
+                &pyramid.blocks_sql,
+                &[&zoom, &by0, &by1, &bx0, &bx1],
+            )
             .await?;
         Metrics::inc(&self.metrics.pyramid_queries);
         let mut bins = Vec::new();
         for row in &rows {
-            let sums: Option<&[u8]> = if with_sums { Some(row.get(3)) } else { None };
-            pyramid::decode_block(row.get(0), row.get(1), row.get(2), sums, cells, &mut bins)
-                .map_err(|e| SourceError::Unavailable(format!("{}: {e}", pyramid.bins.key())))?;
+            pyramid::decode_block(
+                row.get(0),
+                row.get(1),
+                row.get(2),
+                Some(row.get(3)),
+                cells,
+                &mut bins,
+            )
+            .map_err(|e| SourceError::Unavailable(format!("{}: {e}", pyramid.bins.key())))?;
         }
         sort_bins(&mut bins);
         Ok(bins)
     }
 
-    /// Runs one query, counted and timed for `/metrics`.
+    /// Runs one database call, counted and timed for `/metrics`.
+    async fn timed<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, SourceError> {
+        let started = std::time::Instant::now();
+        Metrics::inc(&self.metrics.db_queries);
+        let result = call.await;
+        self.metrics
+            .db_query_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result.map_err(db_error)
+    }
+
+    /// Runs one query through the connection's statement cache: a layer sends the same few
+    /// statements again and again, so each is parsed and planned once per connection.
     async fn timed_query(
         &self,
         client: &deadpool_postgres::Object,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, SourceError> {
-        let started = std::time::Instant::now();
-        Metrics::inc(&self.metrics.db_queries);
-        let result = client.query(sql, params).await;
-        self.metrics
-            .db_query_seconds
-            .observe(started.elapsed().as_secs_f64());
-        result.map_err(db_error)
+        self.timed(async {
+            let statement = client.prepare_cached(sql).await?;
+            client.query(&statement, params).await
+        })
+        .await
     }
 
     /// Refreshes the statistics if stale (the watcher calls it, so `/layers` is current).
@@ -344,12 +348,16 @@ impl PostgisLayer {
         &self,
         q: &PointQuery<'_>,
         scale: f64,
-    ) -> Result<Option<(Arc<Pyramid>, u8)>, SourceError> {
+    ) -> Result<Option<(Arc<Stats>, u8)>, SourceError> {
         if !q.filters.0.is_empty() {
             return Ok(None);
         }
-        let (_, _, pyramid) = self.stats().await?;
-        Ok(pyramid.and_then(|p| p.zoom_of(scale).map(|z| (p, z))))
+        let stats = self.stats().await?;
+        Ok(stats
+            .pyramid
+            .as_ref()
+            .and_then(|p| p.zoom_of(scale))
+            .map(|z| (stats, z)))
     }
 }
 
@@ -390,11 +398,11 @@ impl PointSource for PostgisLayer {
 
     async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
         let cells = CellRange::of(&q.area, scale);
-        if let Some((pyramid, zoom)) = self.pyramid_for(q, scale).await? {
-            let client = self.client().await?;
-            return self
-                .pyramid_bins(&client, &pyramid, zoom, &cells, true)
-                .await;
+        if let Some((stats, zoom)) = self.pyramid_for(q, scale).await? {
+            if let Some(pyramid) = &stats.pyramid {
+                let client = self.client().await?;
+                return self.pyramid_bins(&client, pyramid, zoom, &cells).await;
+            }
         }
         // Every point of every touched cell: the query reaches one cell past the range, and
         // the range itself is enforced on the computed cells.
@@ -443,7 +451,7 @@ impl PointSource for PostgisLayer {
     }
 
     async fn count_grid(&self) -> Result<Arc<CountGrid>, SourceError> {
-        self.stats().await.map(|(grid, _, _)| grid)
+        self.stats().await.map(|s| s.grid.clone())
     }
 
     async fn max_cell_weight(&self, cell: f64) -> Result<f64, SourceError> {

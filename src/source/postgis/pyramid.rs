@@ -8,9 +8,11 @@
 //! and otherwise aggregates in SQL from the points, so a direct write to the table is never
 //! hidden, only slower until the next rebuild.
 
+use super::layer::TableStats;
 use super::{DbError, Ident, TableName};
 use crate::source::aggregate::{Bin, CellRange};
-use crate::source::CountGrid;
+use crate::source::grid::{self, CountGrid};
+use crate::tile::WorldBox;
 use tokio_postgres::GenericClient;
 
 /// Side of a pyramid block in pixels (the SQL function's `>> 6` and `& 63`).
@@ -21,15 +23,20 @@ const BLOCK_SIDE: i64 = 1 << BLOCK_SHIFT;
 const WEIGHT_BYTES: usize = 10;
 const SUM_BYTES: usize = 24;
 
+/// Zoom 2's pixels are the count grid's cells ([`grid::LEVEL`] = 8 + 2): every pyramid has
+/// it, and the server reads a layer's statistics there.
+pub const GRID_ZOOM: u8 = grid::LEVEL - 8;
+
 /// What `twine.pyramids` says about one table's pyramid.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pyramid {
     pub bins: TableName,
     pub version: u64,
     pub max_zoom: u8,
-    pub point_count: u64,
-    /// Bounds of the points in world units: x0, y0, x1, y1.
-    pub bounds: [f64; 4],
+    /// Bounds of the points.
+    pub bounds: WorldBox,
+    /// The query of one zoom's blocks ([`blocks_sql`]).
+    pub blocks_sql: String,
 }
 
 impl Pyramid {
@@ -63,7 +70,7 @@ impl Names {
 pub fn max_zoom(grid: &CountGrid, aggregate_above: u64) -> Option<u8> {
     (0..=crate::tile::MAX_ZOOM)
         .rev()
-        .find(|&z| grid.max_tile_count(f64::from(z)) > aggregate_above)
+        .find(|&z| grid.is_dense(f64::from(z), aggregate_above))
 }
 
 /// A pyramid just built: its top zoom and how many bins its zooms hold together.
@@ -73,19 +80,25 @@ pub struct Built {
     pub bins: u64,
 }
 
-/// (Re)builds the pyramid of the imported layer `layer` (table `points`, at data version
-/// `version`) inside the caller's transaction, replacing the previous one at commit. Returns
-/// None when no zoom is dense enough to need one (any old pyramid is dropped). `grid` and
-/// `bounds` come from a scan of the same rows.
+/// The rows a pyramid is built from: the points query of the layer's table (yielding world
+/// x, y and w, as the server reads them) and what one scan of it found.
+pub struct Source<'a> {
+    pub table: &'a TableName,
+    pub points_sql: &'a str,
+    pub version: u64,
+    pub stats: &'a TableStats,
+}
+
+/// (Re)builds the pyramid of the imported layer `layer` from `source` inside the caller's
+/// transaction, replacing the previous one at commit. Returns None when no zoom is dense
+/// enough to need one (any old pyramid is dropped).
 pub async fn build(
     tx: &impl GenericClient,
     layer: &str,
-    points: &TableName,
-    version: u64,
-    grid: &CountGrid,
-    bounds: [f64; 4],
+    source: &Source<'_>,
     aggregate_above: u64,
 ) -> Result<Option<Built>, DbError> {
+    let (points, grid) = (source.table, &source.stats.grid);
     let names = Names::for_layer(layer)?;
     let table = |name: &Ident| format!("twine.{}", name.quoted());
     let Some(top) = max_zoom(grid, aggregate_above) else {
@@ -98,13 +111,12 @@ pub async fn build(
         .await?;
         return Ok(None);
     };
-    // Zoom 2's pixels are the count grid's cells: the server reads its statistics there.
-    let top_built = top.max(2);
+    let top_built = top.max(GRID_ZOOM);
     let bins: i64 = tx
         .query_one(
-            "SELECT twine.build_pyramid($1::text::regclass, $2, $3)",
+            "SELECT twine.build_pyramid($1, $2, $3)",
             &[
-                &points.quoted(),
+                &source.points_sql,
                 &names.bins.as_str(),
                 &i32::from(top_built),
             ],
@@ -125,7 +137,7 @@ pub async fn build(
         key = names.key.quoted(),
     ))
     .await?;
-    let [x0, y0, x1, y1] = bounds;
+    let WorldBox { x0, y0, x1, y1 } = source.stats.bounds.unwrap_or(WorldBox::WORLD);
     tx.execute(
         "INSERT INTO twine.pyramids (table_name, bins_table, version, max_zoom, point_count, x0, y0, x1, y1) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -136,7 +148,7 @@ pub async fn build(
         &[
             &points.key(),
             &names.bins.as_str(),
-            &(version as i64),
+            &(source.version as i64),
             &i32::from(top_built),
             &(grid.total() as i64),
             &x0,
@@ -159,7 +171,7 @@ pub async fn find(
 ) -> Result<Option<Pyramid>, DbError> {
     let Some(row) = client
         .query_opt(
-            "SELECT bins_table, version, max_zoom, point_count, x0, y0, x1, y1 \
+            "SELECT bins_table, version, max_zoom, x0, y0, x1, y1 \
              FROM twine.pyramids WHERE table_name = $1",
             &[&points.key()],
         )
@@ -167,31 +179,34 @@ pub async fn find(
     else {
         return Ok(None);
     };
-    let bins: String = row.get(0);
+    let bins = TableName {
+        schema: Ident::new("twine")?,
+        table: Ident::new(&row.get::<_, String>(0))?,
+    };
     Ok(Some(Pyramid {
-        bins: TableName {
-            schema: Ident::new("twine")?,
-            table: Ident::new(&bins)?,
-        },
         version: row.get::<_, i64>(1).max(0) as u64,
         max_zoom: row
             .get::<_, i32>(2)
             .clamp(0, i32::from(crate::tile::MAX_ZOOM)) as u8,
-        point_count: row.get::<_, i64>(3).max(0) as u64,
-        bounds: [row.get(4), row.get(5), row.get(6), row.get(7)],
+        bounds: WorldBox {
+            x0: row.get(3),
+            y0: row.get(4),
+            x1: row.get(5),
+            y1: row.get(6),
+        },
+        blocks_sql: blocks_sql(&bins),
+        bins,
     }))
 }
 
 /// The SQL reading the blocks of one zoom that hold the cells of a range: `$1` zoom, `$2..$5`
-/// first and last block row and column. `with_sums` also reads counts and position sums
-/// (the points endpoint needs them, tiles only need weights).
-pub fn blocks_sql(bins: &TableName, with_sums: bool) -> String {
+/// first and last block row and column.
+fn blocks_sql(bins: &TableName) -> String {
     format!(
-        "SELECT block_y, block_x, weights{sums} FROM {table} \
+        "SELECT block_y, block_x, weights, sums FROM {} \
          WHERE z = $1::int2 AND block_y BETWEEN $2::int4 AND $3::int4 \
          AND block_x BETWEEN $4::int4 AND $5::int4",
-        sums = if with_sums { ", sums" } else { "" },
-        table = bins.quoted(),
+        bins.quoted(),
     )
 }
 
@@ -359,12 +374,13 @@ mod tests {
         assert_eq!(max_zoom(&grid, 4_000), Some(13));
         assert_eq!(max_zoom(&grid, 300_000), Some(0));
         assert_eq!(max_zoom(&grid, 300_010), None);
+        let bins = TableName::parse("twine.bins_x").expect("name");
         let p = Pyramid {
-            bins: TableName::parse("twine.bins_x").expect("name"),
+            blocks_sql: blocks_sql(&bins),
+            bins,
             version: 1,
             max_zoom: 11,
-            point_count: 300_010,
-            bounds: [0.0; 4],
+            bounds: WorldBox::WORLD,
         };
         assert_eq!(p.zoom_of(256.0 * 2048.0), Some(11));
         assert_eq!(p.zoom_of(256.0 * 4096.0), None);

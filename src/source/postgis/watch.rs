@@ -144,7 +144,9 @@ impl Database {
             .collect();
         drop(client);
         let layers: Vec<Arc<PostgisLayer>> = self.lock_layers().values().cloned().collect();
-        for layer in layers {
+        // Every version first: a slow statistics scan of one layer must not hold back the
+        // others' new versions (and so their cache keys).
+        for layer in &layers {
             layer.set_version(
                 versions
                     .get(&layer.table().key())
@@ -152,6 +154,8 @@ impl Database {
                     .unwrap_or(0)
                     .max(0) as u64,
             );
+        }
+        for layer in layers {
             if let Err(e) = layer.refresh().await {
                 tracing::warn!(table = %layer.table().key(), error = %e, "cannot refresh layer statistics");
             }

@@ -43,15 +43,17 @@ CREATE TABLE IF NOT EXISTS twine.pyramids (
     built_at    timestamptz NOT NULL DEFAULT now()
 );
 
--- Builds the pyramid of `points` (an imported table: geom in EPSG:3857, weight) into a new
--- table twine.<bins>_new (primary key <bins>_new_pk), zooms max_zoom down to 0, and returns
--- its number of bins. The caller swaps it in for twine.<bins>.
+-- Builds the pyramid of the points `points_sql` yields (world x, y and weight w, as the
+-- server's own point query gives them) into a new table twine.<bins>_new (primary key
+-- <bins>_new_pk), zooms max_zoom down to 0, and returns its number of bins. The caller
+-- swaps it in for twine.<bins>.
 -- One row per zoom and 64x64-pixel block; `weights` holds, per occupied pixel in (row,
 -- column) order, its offset in the block (int2: row * 64 + column) and weight sum (float8);
 -- `sums` holds, in the same order, its point count (int8) and weighted x and y sums (float8),
 -- all big-endian. Blocks keep a dense tile to a few dozen rows. Each zoom is summed from the
 -- one below it; the finest from the points, with the same float8 arithmetic as the server.
-CREATE OR REPLACE FUNCTION twine.build_pyramid(points regclass, bins text, max_zoom int)
+DROP FUNCTION IF EXISTS twine.build_pyramid(regclass, text, int);
+CREATE OR REPLACE FUNCTION twine.build_pyramid(points_sql text, bins text, max_zoom int)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -71,9 +73,7 @@ BEGIN
         'CREATE TEMP TABLE twine_level AS '
         'SELECT floor(x * $1)::int8 AS bx, floor(y * $1)::int8 AS by, count(*)::int8 AS n, '
         'sum(w) AS w, sum(w * x) AS wx, sum(w * y) AS wy '
-        'FROM (SELECT (ST_X(geom) + 20037508.342789244::float8) / 40075016.685578488::float8 AS x, '
-        '(20037508.342789244::float8 - ST_Y(geom)) / 40075016.685578488::float8 AS y, '
-        'weight::float8 AS w FROM %s WHERE geom IS NOT NULL) p GROUP BY 1, 2', points)
+        'FROM (SELECT x, y, w::float8 AS w FROM (%s) q) p GROUP BY 1, 2', points_sql)
         USING 256 * 2 ^ max_zoom;
     FOR zoom IN REVERSE max_zoom..0 LOOP
         IF zoom < max_zoom THEN
