@@ -227,7 +227,6 @@ pub fn open_cache(args: &ServeArgs, config: &CacheConfig) -> Result<TileCache, S
                     dir.display()
                 ))
             })?;
-            tracing::info!(dir = %dir.display(), files = cache.stats().files, "disk cache opened");
             Some(Arc::new(cache))
         }
         _ => None,

@@ -70,7 +70,7 @@ pub struct Metrics {
     pub pyramid_queries: AtomicU64,
     pub db_query_seconds: Histogram,
     /// Request latency by route name.
-    routes: Mutex<BTreeMap<&'static str, (u64, std::sync::Arc<Histogram>)>>,
+    routes: Mutex<BTreeMap<&'static str, std::sync::Arc<Histogram>>>,
 }
 
 /// Gauges read at scrape time from the parts that own them.
@@ -96,10 +96,7 @@ impl Metrics {
     pub fn observe_route(&self, route: &'static str, seconds: f64) {
         let histogram = {
             let mut map = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(route)
-                .or_insert_with(|| (0, Default::default()))
-                .1
-                .clone()
+            map.entry(route).or_default().clone()
         };
         histogram.observe(seconds);
     }
@@ -190,7 +187,7 @@ impl Metrics {
         let _ = writeln!(out, "# HELP twine_request_seconds Request latency by route.\n# TYPE twine_request_seconds histogram");
         let routes: Vec<(&'static str, std::sync::Arc<Histogram>)> = {
             let map = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-            map.iter().map(|(k, v)| (*k, v.1.clone())).collect()
+            map.iter().map(|(k, v)| (*k, v.clone())).collect()
         };
         for (route, histogram) in routes {
             histogram.render(

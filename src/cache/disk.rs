@@ -54,6 +54,14 @@ const LAYER_NAME_FILE: &str = "layer.txt";
 /// SHA-256 of a key's text: the index key, and (in hex) the file name.
 type KeyHash = [u8; 32];
 
+/// A tile found in the index: its hash, its file, and its key's text (to check the file).
+#[derive(Debug)]
+pub struct Located {
+    hash: KeyHash,
+    path: PathBuf,
+    text: String,
+}
+
 /// A snapshot of the disk tier. `bytes` and `files` count tile files only (the per-layer
 /// `layer.txt` files are a few bytes each and not part of the budget).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,47 +241,54 @@ impl DiskCache {
 
     /// The tile and its content digest (as stored by [`DiskCache::put_with_digest`]).
     pub fn get_with_digest(&self, key: &TileKey) -> Option<(Vec<u8>, ContentDigest)> {
-        let (hash, path) = self.locate(key)?;
-        self.check(&hash, &path, fs::read(&path), key)
+        self.read(self.locate(key)?)
     }
 
     /// As [`DiskCache::get_with_digest`] when the file is wholly in the page cache, without
-    /// blocking (`Err(())` otherwise: read it with `get_with_digest` on a blocking thread).
-    /// Hot tiles are then served like nginx serves files, on the request's own thread,
-    /// without a hand-off to the blocking pool.
-    #[allow(clippy::result_unit_err)]
-    pub fn get_if_cached(&self, key: &TileKey) -> Result<Option<(Vec<u8>, ContentDigest)>, ()> {
-        let Some((hash, path)) = self.locate(key) else {
+    /// blocking. Otherwise `Err` with the located file: finish with [`DiskCache::read`] on a
+    /// blocking thread. Hot tiles are then served like nginx serves files, on the request's
+    /// own thread, without a hand-off to the blocking pool.
+    pub fn get_if_cached(
+        &self,
+        key: &TileKey,
+    ) -> Result<Option<(Vec<u8>, ContentDigest)>, Located> {
+        let Some(located) = self.locate(key) else {
             return Ok(None);
         };
-        match nowait::read_if_cached(&path) {
-            Ok(Cached::WouldBlock) => Err(()),
-            Ok(Cached::Bytes(file)) => Ok(self.check(&hash, &path, Ok(file), key)),
-            Err(e) => Ok(self.check(&hash, &path, Err(e), key)),
+        match nowait::read_if_cached(&located.path) {
+            Ok(Cached::WouldBlock) => Err(located),
+            Ok(Cached::Bytes(file)) => Ok(self.check(&located, Ok(file))),
+            Err(e) => Ok(self.check(&located, Err(e))),
         }
     }
 
-    /// The index entry's hash and file path, if the tile is indexed.
-    fn locate(&self, key: &TileKey) -> Option<(KeyHash, PathBuf)> {
-        let hash_hex = key.hash_hex();
-        let hash = parse_hash(&hash_hex)?;
+    /// Reads a located tile's file (blocking).
+    pub fn read(&self, located: Located) -> Option<(Vec<u8>, ContentDigest)> {
+        let file = fs::read(&located.path);
+        self.check(&located, file)
+    }
+
+    /// The index entry's file, if the tile is indexed; the key's text is made and hashed
+    /// once here.
+    fn locate(&self, key: &TileKey) -> Option<Located> {
+        let text = key.text();
+        let hash: KeyHash = Sha256::digest(text.as_bytes()).into();
         let mut index = self.lock();
         let layer = index.lru.get(&hash)?.layer;
-        let path = self.tile_path(&index.layers[layer].dir, &hash_hex);
-        Some((hash, path))
+        let path = self.tile_path(&index.layers[layer].dir, &hex(&hash));
+        Some(Located { hash, path, text })
     }
 
     /// The tile from a read of its file (done outside the lock: a concurrent eviction
     /// unlinks, a concurrent put renames, and either way the open file is a complete one).
     fn check(
         &self,
-        hash: &KeyHash,
-        path: &Path,
+        located: &Located,
         read: io::Result<Vec<u8>>,
-        key: &TileKey,
     ) -> Option<(Vec<u8>, ContentDigest)> {
+        let Located { hash, path, text } = located;
         match read {
-            Ok(file) => match decode(&file, &key.text()) {
+            Ok(file) => match decode(&file, text) {
                 Ok((payload, digest)) => Some((payload.to_vec(), digest)),
                 Err(why) => {
                     self.discard_corrupt(hash, path, why);
@@ -318,10 +333,8 @@ impl DiskCache {
             );
             return;
         }
-        let hash_hex = key.hash_hex();
-        let Some(hash) = parse_hash(&hash_hex) else {
-            return;
-        };
+        let hash: KeyHash = Sha256::digest(text.as_bytes()).into();
+        let hash_hex = hex(&hash);
         let layer_dir = layer_dir_name(&key.layer);
         let (layer, write_name) = self.reserve(size, &layer_dir, &key.layer);
         let final_path = self.tile_path(&layer_dir, &hash_hex);
@@ -395,6 +408,13 @@ impl DiskCache {
             }
         }
         (files, bytes)
+    }
+
+    /// Bytes held and evictions so far: what `/metrics` reads at every scrape, without
+    /// the per-layer table of [`DiskCache::stats`].
+    pub fn totals(&self) -> (u64, u64) {
+        let index = self.lock();
+        (index.bytes, index.evictions)
     }
 
     pub fn stats(&self) -> DiskStats {
@@ -709,39 +729,38 @@ fn scan_layer(path: &Path, dir: &str, scan: &mut Scan) {
         name: fs::read_to_string(path.join(LAYER_NAME_FILE)).ok(),
         sample: None,
     });
-    let entries = match fs::read_dir(path) {
-        Ok(entries) => entries,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "disk tile cache: skipping folder");
-            return;
-        }
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.contains(TMP_MARKER) {
-            remove_file_logged(&entry.path());
-        } else if is_lower_hex(name, 2) && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            scan_shard(&entry.path(), name, layer, scan);
+    for (entry, name) in folder_entries(path) {
+        if is_lower_hex(&name, 2) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            scan_shard(&entry.path(), &name, layer, scan);
         }
     }
 }
 
-fn scan_shard(path: &Path, shard: &str, layer: usize, scan: &mut Scan) {
+/// The entries of a cache folder with their names, leftover temporary files removed; a
+/// folder that cannot be read is logged and skipped.
+fn folder_entries(path: &Path) -> Vec<(fs::DirEntry, String)> {
     let entries = match fs::read_dir(path) {
         Ok(entries) => entries,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "disk tile cache: skipping folder");
-            return;
+            return Vec::new();
         }
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.contains(TMP_MARKER) {
-            remove_file_logged(&entry.path());
-            continue;
-        }
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            if name.contains(TMP_MARKER) {
+                remove_file_logged(&entry.path());
+                return None;
+            }
+            Some((entry, name))
+        })
+        .collect()
+}
+
+fn scan_shard(path: &Path, shard: &str, layer: usize, scan: &mut Scan) {
+    for (entry, name) in folder_entries(path) {
         let Some(hash) = name
             .strip_suffix(TILE_SUFFIX)
             .filter(|stem| stem.starts_with(shard))
@@ -1013,12 +1032,12 @@ mod tests {
         // Just written, so in the page cache: read without blocking (Linux).
         match cache.get_if_cached(&k) {
             Ok(found) => assert_eq!(found, Some((tile, digest))),
-            Err(()) => {
+            Err(_) => {
                 #[cfg(target_os = "linux")]
                 panic!("a tile just written was not read from the page cache");
             }
         }
-        assert_eq!(cache.get_if_cached(&key("l", 1, 8)), Ok(None));
+        assert!(matches!(cache.get_if_cached(&key("l", 1, 8)), Ok(None)));
     }
 
     #[test]

@@ -93,31 +93,8 @@ impl MemoryCache {
         self.lock().bytes
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().lru.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
-    }
-
-    pub fn budget(&self) -> u64 {
-        self.budget
-    }
-
-    /// Bytes and tile count per layer.
-    pub fn per_layer(&self) -> std::collections::BTreeMap<String, (u64, u64)> {
-        let mut out = std::collections::BTreeMap::new();
-        for (k, t) in self.lock().lru.iter() {
-            let e: &mut (u64, u64) = out.entry(k.layer.clone()).or_default();
-            e.0 += 1;
-            e.1 += cost(k, t);
-        }
-        out
     }
 }
 

@@ -28,11 +28,10 @@ pub fn content_digest(png: &[u8]) -> ContentDigest {
     digest
 }
 
-/// A rendered tile and its strong ETag (from its content).
+/// A rendered tile and the digest of its content (its strong ETag).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedTile {
     pub png: Bytes,
-    pub etag: String,
     pub digest: ContentDigest,
 }
 
@@ -44,8 +43,12 @@ impl CachedTile {
 
     /// A tile whose content digest is already known (stored with it on disk).
     pub fn with_digest(png: Bytes, digest: ContentDigest) -> CachedTile {
-        let etag = format!("\"{}\"", key::hex(&digest));
-        CachedTile { png, etag, digest }
+        CachedTile { png, digest }
+    }
+
+    /// The strong ETag: the quoted hex of the content digest.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", key::hex(&self.digest))
     }
 }
 
@@ -132,41 +135,46 @@ impl TileCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, ApiError>>,
     {
-        if let Some(disk) = &self.disk {
-            let found = match disk.get_if_cached(key) {
-                Ok(found) => found,
-                Err(()) => {
-                    let (disk, k) = (disk.clone(), key.clone());
-                    web::block(move || disk.get_with_digest(&k))
-                        .await
-                        .ok()
-                        .flatten()
-                }
-            };
-            if let Some((mut png, digest)) = found {
-                // Bytes keeps a Vec's whole capacity; the budget counts length.
-                png.shrink_to_fit();
-                let tile = CachedTile::with_digest(Bytes::from(png), digest);
-                if let Some(memory) = &self.memory {
-                    memory.put(key.clone(), tile.clone());
-                }
+        let (tile, origin) = match self.read_disk(key).await {
+            Some(tile) => {
                 Metrics::inc(&metrics.hits_disk);
-                return Ok((tile, Origin::Disk));
+                (tile, Origin::Disk)
             }
-        }
-        Metrics::inc(&metrics.misses);
-        let tile = CachedTile::new(render().await?);
+            None => {
+                Metrics::inc(&metrics.misses);
+                let tile = CachedTile::new(render().await?);
+                if let Some(disk) = &self.disk {
+                    // Written behind the response: a slow or full disk never delays the client.
+                    let (disk, k, png, digest) =
+                        (disk.clone(), key.clone(), tile.png.clone(), tile.digest);
+                    actix_web::rt::spawn(async move {
+                        let _ = web::block(move || disk.put_with_digest(&k, &png, &digest)).await;
+                    });
+                }
+                (tile, Origin::Rendered)
+            }
+        };
         if let Some(memory) = &self.memory {
             memory.put(key.clone(), tile.clone());
         }
-        if let Some(disk) = &self.disk {
-            // Written behind the response: a slow or full disk never delays the client.
-            let (disk, k, png, digest) = (disk.clone(), key.clone(), tile.png.clone(), tile.digest);
-            actix_web::rt::spawn(async move {
-                let _ = web::block(move || disk.put_with_digest(&k, &png, &digest)).await;
-            });
-        }
-        Ok((tile, Origin::Rendered))
+        Ok((tile, origin))
+    }
+
+    /// The tile from the disk tier: read on this thread when its file is in the page cache,
+    /// else on the blocking pool.
+    async fn read_disk(&self, key: &TileKey) -> Option<CachedTile> {
+        let disk = self.disk.as_ref()?;
+        let (png, digest) = match disk.get_if_cached(key) {
+            Ok(found) => found?,
+            Err(located) => {
+                let disk = disk.clone();
+                web::block(move || disk.read(located))
+                    .await
+                    .ok()
+                    .flatten()?
+            }
+        };
+        Some(CachedTile::with_digest(Bytes::from(png), digest))
     }
 
     /// Removes matching tiles from both tiers; returns (memory tiles, disk files, disk bytes).
@@ -229,8 +237,8 @@ mod tests {
     #[test]
     fn etags_are_strong_and_follow_the_content() {
         let a = CachedTile::new(Bytes::from_static(b"a"));
-        assert!(a.etag.starts_with('"') && !a.etag.starts_with("W/"));
-        assert_ne!(a.etag, CachedTile::new(Bytes::from_static(b"b")).etag);
-        assert_eq!(a.etag, CachedTile::new(Bytes::from_static(b"a")).etag);
+        assert!(a.etag().starts_with('"') && !a.etag().starts_with("W/"));
+        assert_ne!(a.etag(), CachedTile::new(Bytes::from_static(b"b")).etag());
+        assert_eq!(a.etag(), CachedTile::new(Bytes::from_static(b"a")).etag());
     }
 }

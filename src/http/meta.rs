@@ -118,15 +118,13 @@ fn pool_json(pool: &deadpool_postgres::Pool) -> serde_json::Value {
 /// `GET /metrics`: Prometheus text.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let cache = &state.cache;
-    let disk = match cache.disk.clone() {
-        Some(disk) => web::block(move || disk.stats()).await.ok(),
-        None => None,
-    };
+    // In-memory counters under the index lock: no file I/O, so no blocking thread.
+    let (disk_bytes, disk_evictions) = cache.disk.as_ref().map_or((0, 0), |d| d.totals());
     let gauges = Gauges {
         memory_bytes: cache.memory.as_ref().map_or(0, |m| m.bytes()),
         memory_evictions: cache.memory.as_ref().map_or(0, |m| m.evictions()),
-        disk_bytes: disk.as_ref().map_or(0, |d| d.bytes),
-        disk_evictions: disk.as_ref().map_or(0, |d| d.evictions),
+        disk_bytes,
+        disk_evictions,
         pool: state.database.as_ref().map(|db| {
             let s = db.pool.status();
             (s.size, s.available, s.waiting)

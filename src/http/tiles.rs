@@ -95,14 +95,12 @@ fn cached_response(
     origin: Origin,
     metrics: &Metrics,
 ) -> HttpResponse {
+    let etag = tile.etag();
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == tile.etag || t.trim() == "*")
-        });
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     let mut response = if matches {
         Metrics::inc(&metrics.not_modified);
         HttpResponse::NotModified()
@@ -110,8 +108,8 @@ fn cached_response(
         HttpResponse::Ok()
     };
     response
-        .insert_header((header::ETAG, tile.etag.clone()))
-        .insert_header((header::CACHE_CONTROL, cache_control.to_string()))
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, cache_control))
         .insert_header(("X-Cache", origin.header()));
     if matches {
         response.finish()

@@ -131,9 +131,10 @@ fn schemes() -> &'static Served {
 }
 
 fn etag(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
+    format!(
+        "\"{}\"",
+        crate::cache::key::hex(&Sha256::digest(bytes)[..8])
+    )
 }
 
 /// The file, or 304 when the client already holds this version. `no-cache` makes browsers
