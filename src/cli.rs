@@ -128,19 +128,30 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
         None => None,
     };
     for layer in &config.layers {
-        match (&layer.file, &layer.table, &database) {
-            (Some(file), _, _) => add_file_layer(&layers, &layer.name, file, layer.weighted.unwrap_or(true), layer.attribution.clone(), aggregate_above)?,
-            (None, Some(table), Some(db)) => {
-                db.declare(&layers, &layer.name, table_layout(layer, table)?).map_err(StartError::Invalid)?
+        // Config::parse has checked that each layer has a file or a table, not both.
+        match (&layer.file, &layer.table) {
+            (Some(file), _) => add_file_layer(
+                &layers,
+                &layer.name,
+                file,
+                layer.weighted.unwrap_or(true),
+                layer.attribution.clone(),
+                aggregate_above,
+            )?,
+            (None, Some(table)) => {
+                let db = database.as_ref().ok_or_else(|| StartError::Invalid(format!(
+                    "layer {:?} reads table {table:?}: give --database-url (or database_url, or DATABASE_URL)",
+                    layer.name
+                )))?;
+                db.declare(&layers, &layer.name, table_layout(layer, table)?)
+                    .map_err(StartError::Invalid)?
             }
-            (None, _, None) => {
+            (None, None) => {
                 return Err(StartError::Invalid(format!(
-                    "layer {:?} reads table {:?}: give --database-url (or database_url, or DATABASE_URL)",
-                    layer.name,
-                    layer.table.clone().unwrap_or_default()
+                    "layer {:?}: no file or table",
+                    layer.name
                 )))
             }
-            (None, None, Some(_)) => return Err(StartError::Invalid(format!("layer {:?}: no file or table", layer.name))),
         }
     }
     for path in &args.points {
@@ -159,9 +170,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
             demo_points()?,
             Some(http::meta::DEMO_ATTRIBUTION.to_string()),
         );
-        let mut demo = Layer::new("demo", Arc::new(store));
-        demo.aggregate_above = aggregate_above;
-        layers.insert(demo).map_err(StartError::Invalid)?;
+        insert_memory_layer(&layers, "demo", store, aggregate_above)?;
     }
     let handoff_zoom = args.handoff_zoom.or(config.handoff_zoom).unwrap_or(8);
     if handoff_zoom > crate::tile::MAX_ZOOM {
@@ -297,10 +306,24 @@ fn add_file_layer(
     };
     let points = load_points_file(file, mode)?;
     tracing::info!(layer = %name, file = %file.display(), points = points.len(), "loaded");
-    let store = MemoryStore::new(points, attribution);
-    let mut layer = Layer::new(name, Arc::new(store));
-    layer.aggregate_above = aggregate_above;
-    layers.insert(layer).map_err(StartError::Invalid)
+    insert_memory_layer(
+        layers,
+        name,
+        MemoryStore::new(points, attribution),
+        aggregate_above,
+    )
+}
+
+/// Serves `store` as layer `name` (a file layer or the demo layer).
+fn insert_memory_layer(
+    layers: &Registry,
+    name: &str,
+    store: MemoryStore,
+    aggregate_above: u64,
+) -> Result<(), StartError> {
+    layers
+        .insert(Layer::new(name, Arc::new(store)).with_aggregate_above(aggregate_above))
+        .map_err(StartError::Invalid)
 }
 
 /// `data/quakes.csv.gz` is layer `quakes`.

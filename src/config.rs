@@ -241,9 +241,12 @@ impl Config {
                         layer.name, f.param, f.op
                     ));
                 }
+                // Every parameter a route takes besides the layer's filters.
                 let reserved = crate::http::params::STYLE_PARAMS
                     .iter()
-                    .chain(["layer", "bbox", "width", "height", "limit", "zoom"].iter());
+                    .chain(crate::http::tiles::OVERLAY_PARAMS)
+                    .chain(crate::http::points::TILE_POINT_PARAMS)
+                    .chain(crate::http::points::BBOX_POINT_PARAMS);
                 if reserved.clone().any(|r| *r == f.param)
                     || f.param.is_empty()
                     || f.param.len() > 64

@@ -35,6 +35,12 @@ impl Layer {
         }
     }
 
+    /// The layer drawing zooms denser than `points` per tile from bins.
+    pub fn with_aggregate_above(mut self, points: u64) -> Layer {
+        self.aggregate_above = points;
+        self
+    }
+
     pub fn info(&self) -> LayerInfo {
         self.source.info()
     }

@@ -116,8 +116,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(meta::not_found));
 }
 
-/// A fixed label per route for metrics (never the raw path, which is unbounded).
-/// The route of a request path, for the latency metrics. Decided from the path's shape
+/// The route of a request path, a fixed label for the latency metrics (never the raw path,
+/// which is unbounded). Decided from the path's shape
 /// rather than by `match_pattern`, which runs the router's regexes a second time for every
 /// request (a few percent of the CPU of a cache hit).
 fn route_name(path: &str) -> &'static str {

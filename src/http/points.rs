@@ -11,8 +11,8 @@ use crate::source::PointQuery;
 use crate::tile::{TileCoord, WorldBox, MAX_ZOOM};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-const TILE_POINT_PARAMS: &[&str] = &["limit", "radius", "blur"];
-const BBOX_POINT_PARAMS: &[&str] = &["bbox", "limit", "zoom"];
+pub(crate) const TILE_POINT_PARAMS: &[&str] = &["limit", "radius", "blur"];
+pub(crate) const BBOX_POINT_PARAMS: &[&str] = &["bbox", "limit", "zoom"];
 
 /// `GET /points/{layer}/{z}/{x}/{y}.json[?limit=N&radius=R&blur=B]`.
 pub async fn tile_points(

@@ -141,7 +141,7 @@ fn at_zoom(err: ApiError, z: u8) -> ApiError {
 }
 
 /// Overlay parameters besides the style.
-const OVERLAY_PARAMS: &[&str] = &["layer", "bbox", "width", "height"];
+pub(crate) const OVERLAY_PARAMS: &[&str] = &["layer", "bbox", "width", "height"];
 
 /// `GET /heatmap.png?layer=L&bbox=w,s,e,n&width=W&height=H[&style params]`.
 pub async fn overlay(

@@ -70,9 +70,8 @@ impl Database {
             layout,
             self.metrics.clone(),
         ));
-        let mut layer = Layer::new(name, source.clone());
-        layer.aggregate_above = self.aggregate_above;
-        registry.insert(layer)?;
+        registry
+            .insert(Layer::new(name, source.clone()).with_aggregate_above(self.aggregate_above))?;
         self.lock_layers().insert(name.to_string(), source);
         Ok(())
     }
