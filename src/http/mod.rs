@@ -105,8 +105,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/layers", web::get().to(meta::layers))
         .route("/metrics", web::get().to(meta::metrics))
         .route("/heatmap.png", web::get().to(tiles::overlay))
-        .route("/tiles/{file}", web::get().to(meta::tilejson))
+        // Tiles first among the patterns: the router tries each pattern's regex in turn,
+        // and tiles are nearly all of the traffic.
         .route("/tiles/{layer}/{z}/{x}/{file}", web::get().to(tiles::tile))
+        .route("/tiles/{file}", web::get().to(meta::tilejson))
         .route("/points/{layer}", web::get().to(points::bbox_points))
         .route(
             "/points/{layer}/{z}/{x}/{file}",
@@ -114,6 +116,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .configure(webmap::routes)
         .default_service(web::to(meta::not_found));
+}
+
+/// Whether the request's `If-None-Match` holds `etag` (or is `*`), so a 304 answers it
+/// (RFC 9110 13.1.2: a list of entity tags, compared weakly for GET).
+pub fn if_none_match_holds(req: &HttpRequest, etag: &[u8]) -> bool {
+    req.headers()
+        .get(actix_web::http::header::IF_NONE_MATCH)
+        .is_some_and(|value| {
+            value.as_bytes().split(|&b| b == b',').any(|tag| {
+                let tag = tag.trim_ascii();
+                tag == b"*" || tag.strip_prefix(b"W/").unwrap_or(tag) == etag
+            })
+        })
 }
 
 /// The route of a request path, a fixed label for the latency metrics (never the raw path,
@@ -221,7 +236,35 @@ pub async fn serve(state: AppState, addr: &str) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::route_name;
+    use super::{if_none_match_holds, route_name};
+    use actix_web::http::header::{HeaderValue, IF_NONE_MATCH};
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn if_none_match_takes_lists_stars_and_weak_tags() {
+        let etag = br#""abc""#;
+        for (header, holds) in [
+            (&br#""abc""#[..], true),
+            (br#"W/"abc""#, true),
+            (br#""x", "abc""#, true),
+            (br#""x" ,  W/"abc" "#, true),
+            (b"*", true),
+            (br#""abcd""#, false),
+            (br#""ab""#, false),
+            (b"abc", false),
+            (br#"W/"x""#, false),
+            (b"", false),
+            (b"\xff\xfe", false),
+        ] {
+            let value = HeaderValue::from_bytes(header).expect("header bytes");
+            let req = TestRequest::default()
+                .insert_header((IF_NONE_MATCH, value))
+                .to_http_request();
+            assert_eq!(if_none_match_holds(&req, etag), holds, "{header:?}");
+        }
+        let req = TestRequest::default().to_http_request();
+        assert!(!if_none_match_holds(&req, etag), "no header");
+    }
 
     #[test]
     fn routes_are_named_from_the_path_shape() {

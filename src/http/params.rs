@@ -169,6 +169,14 @@ pub enum StyleRequest {
     },
 }
 
+/// How many canonical style strings each thread remembers ([`StyleSpec::canonical`]).
+const RECENT_CANONICAL_LEN: usize = 8;
+
+thread_local! {
+    static RECENT_CANONICAL: std::cell::RefCell<Vec<(StyleSpec, String)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A validated style plus color ramp: equal requests (any order, spelling of numbers, or
 /// unused options) give equal values and equal [`StyleSpec::canonical`] strings.
 #[derive(Debug, Clone, PartialEq)]
@@ -278,7 +286,28 @@ impl StyleSpec {
 
     /// A canonical query string for this style: what tile URLs in TileJSON carry, and what
     /// cache keys are made of. Only the options the style uses appear, defaults included.
+    ///
+    /// Every tile request needs it, and building it (float formatting, URL encoding) was a
+    /// tenth of the server's CPU for a memory hit; clients send the same few styles over and
+    /// over, so each thread remembers the last few it built.
     pub fn canonical(&self) -> String {
+        RECENT_CANONICAL.with(|recent| {
+            let mut recent = recent.borrow_mut();
+            if let Some(at) = recent.iter().position(|(spec, _)| spec == self) {
+                // Move to the front so the styles in use stay while others age out.
+                recent[..=at].rotate_right(1);
+                return recent[0].1.clone();
+            }
+            let text = self.build_canonical();
+            if recent.len() == RECENT_CANONICAL_LEN {
+                recent.pop();
+            }
+            recent.insert(0, (self.clone(), text.clone()));
+            text
+        })
+    }
+
+    fn build_canonical(&self) -> String {
         let style = match &self.style {
             StyleRequest::Smooth(p) => format!(
                 "style=smooth&radius={}&blur={}&max={}&minOpacity={}&maxZoom={}",
@@ -385,6 +414,29 @@ mod tests {
             "{}",
             g.canonical()
         );
+    }
+
+    #[test]
+    fn remembered_canonical_forms_match_freshly_built_ones() {
+        // More distinct styles than a thread remembers, revisited in shifting orders, so
+        // entries are found, moved to the front and aged out.
+        let specs: Vec<StyleSpec> = (1..=3 * RECENT_CANONICAL_LEN as u32)
+            .map(|radius| {
+                let raw = format!("radius={radius}&gradient=0.{radius}:blue,1:red");
+                StyleSpec::from_query(&q(&raw).expect("q")).expect("spec")
+            })
+            .collect();
+        for round in 0..4 {
+            for (i, spec) in specs.iter().enumerate() {
+                let again = &specs[(i * (round + 1)) % specs.len()];
+                for s in [spec, again, spec] {
+                    assert_eq!(s.canonical(), s.build_canonical(), "round {round}");
+                }
+            }
+        }
+        let texts: std::collections::HashSet<String> =
+            specs.iter().map(StyleSpec::canonical).collect();
+        assert_eq!(texts.len(), specs.len(), "distinct styles, distinct forms");
     }
 
     #[test]

@@ -96,11 +96,7 @@ fn cached_response(
     metrics: &Metrics,
 ) -> HttpResponse {
     let etag = tile.etag();
-    let matches = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let matches = super::if_none_match_holds(req, etag.as_bytes());
     let mut response = if matches {
         Metrics::inc(&metrics.not_modified);
         HttpResponse::NotModified()
@@ -108,7 +104,7 @@ fn cached_response(
         HttpResponse::Ok()
     };
     response
-        .insert_header((header::ETAG, etag))
+        .insert_header((header::ETAG, etag.clone()))
         .insert_header((header::CACHE_CONTROL, cache_control))
         .insert_header(("X-Cache", origin.header()));
     if matches {

@@ -140,11 +140,7 @@ fn etag(bytes: &[u8]) -> String {
 /// The file, or 304 when the client already holds this version. `no-cache` makes browsers
 /// revalidate, so a new binary's page is picked up at once.
 fn respond(req: &HttpRequest, served: &Served) -> HttpResponse {
-    let matches = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == served.etag));
+    let matches = super::if_none_match_holds(req, served.etag.as_bytes());
     let mut response = if matches {
         HttpResponse::NotModified()
     } else {
