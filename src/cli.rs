@@ -16,6 +16,7 @@ use crate::source::memory::MemoryStore;
 use crate::source::postgis::layer::TableLayout;
 use crate::source::postgis::watch::Database;
 use crate::source::postgis::{DbError, Ident, PoolSettings, TableName};
+use actix_web::http::header::HeaderValue;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,6 +113,16 @@ pub enum StartError {
     },
 }
 
+/// A configured `Cache-Control` value, checked once at start-up: a value that is not a valid
+/// header (a control character, say) would otherwise fail every tile response.
+fn cache_control_value(key: &str, value: &str) -> Result<HeaderValue, StartError> {
+    HeaderValue::from_str(value.trim()).map_err(|_| {
+        StartError::Invalid(format!(
+            "{key} {value:?}: not a valid Cache-Control header value (no control characters)"
+        ))
+    })
+}
+
 /// Builds the server's state from flags, environment and config. No connection is made:
 /// the database watcher ([`crate::http::start_background`]) reaches it later.
 pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
@@ -188,7 +199,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
         state.cache_control_bands.push(CacheControlBand {
             min_zoom,
             max_zoom,
-            value: band.value.clone(),
+            value: cache_control_value("cache.control value", &band.value)?,
         });
     }
     state.database = database;
@@ -201,7 +212,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
         .min(state.points_limit_max);
     state.public_url = args.public_url.clone().or(config.public_url);
     if let Some(value) = config.tile_cache_control {
-        state.tile_cache_control = value;
+        state.tile_cache_control = cache_control_value("tile_cache_control", &value)?;
     }
     let bind = args
         .bind

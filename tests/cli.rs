@@ -25,12 +25,35 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Runs the binary to its exit: whether it succeeded, and its stderr. A run that should stop
+/// at start-up but serves instead is killed after 60 s and counts as a failure of the test,
+/// not a hang.
 fn run_to_end(args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN).args(args).output().expect("run");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("twine-heatmap {args:?} still running after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.success(), reader.join().unwrap_or_default())
 }
 
 #[test]
@@ -56,6 +79,35 @@ fn malformed_points_files_stop_start_up_naming_file_and_line() {
     let (ok, err) = run_to_end(&["serve", "--config", bad_config.to_str().expect("path")]);
     assert!(!ok);
     assert!(err.contains("bogus_key"), "{err}");
+}
+
+#[test]
+fn bad_cache_control_values_stop_start_up_naming_the_key() {
+    // A value that cannot be a header would otherwise fail every tile response.
+    for (toml, key) in [
+        (
+            "tile_cache_control = \"public,\\nmax-age=60\"\n",
+            "tile_cache_control",
+        ),
+        (
+            "[[cache.control]]\nzooms = \"0-5\"\nvalue = \"max-age=60\\u0007\"\n",
+            "cache.control value",
+        ),
+    ] {
+        let config = temp_file("cache-control.toml", toml);
+        let (ok, err) = run_to_end(&[
+            "serve",
+            "--config",
+            config.to_str().expect("path"),
+            "--bind",
+            "127.0.0.1:0",
+        ]);
+        assert!(!ok, "{toml}");
+        assert!(
+            err.contains(key) && err.contains("Cache-Control"),
+            "{toml}: {err}"
+        );
+    }
 }
 
 struct Server(Child, u16);

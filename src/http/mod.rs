@@ -11,6 +11,7 @@ use crate::layer::Registry;
 use crate::source::postgis::watch::Database;
 use crate::source::SourceError;
 use actix_web::dev::{Server, Service};
+use actix_web::http::header::HeaderValue;
 use actix_web::{web, App, HttpRequest, HttpServer};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -29,7 +30,7 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// `Cache-Control` of tiles: the first band whose zoom range holds the tile's zoom,
     /// else `tile_cache_control`.
-    pub tile_cache_control: String,
+    pub tile_cache_control: HeaderValue,
     pub cache_control_bands: Vec<CacheControlBand>,
     pub cache: std::sync::Arc<crate::cache::TileCache>,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
@@ -40,7 +41,7 @@ pub struct AppState {
 pub struct CacheControlBand {
     pub min_zoom: u8,
     pub max_zoom: u8,
-    pub value: String,
+    pub value: HeaderValue,
 }
 
 impl AppState {
@@ -53,7 +54,7 @@ impl AppState {
             points_limit_default: 20_000,
             points_limit_max: 200_000,
             public_url: None,
-            tile_cache_control: "public, max-age=300".to_string(),
+            tile_cache_control: HeaderValue::from_static("public, max-age=300"),
             cache_control_bands: Vec::new(),
             // Without a configured cache: no memory or disk tier, single flight only.
             cache: std::sync::Arc::new(crate::cache::TileCache::new(None, None)),
@@ -80,11 +81,11 @@ impl AppState {
     }
 
     /// `Cache-Control` for a tile at zoom `z`.
-    pub fn cache_control(&self, z: u8) -> &str {
+    pub fn cache_control(&self, z: u8) -> &HeaderValue {
         self.cache_control_bands
             .iter()
             .find(|b| (b.min_zoom..=b.max_zoom).contains(&z))
-            .map_or(self.tile_cache_control.as_str(), |b| b.value.as_str())
+            .map_or(&self.tile_cache_control, |b| &b.value)
     }
 
     /// The base URL clients use to reach this server.

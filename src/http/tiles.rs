@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::render::{self, png, Viewport};
 use crate::source::FilterValues;
 use crate::tile::{overlay_viewport, TileCoord, MAX_ZOOM};
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 /// Largest overlay side in pixels.
@@ -90,7 +90,7 @@ pub fn tile_key(
 /// 200 with the tile, or 304 when the client's `If-None-Match` holds its ETag.
 fn cached_response(
     req: &HttpRequest,
-    cache_control: &str,
+    cache_control: &HeaderValue,
     tile: &CachedTile,
     origin: Origin,
     metrics: &Metrics,
@@ -105,7 +105,7 @@ fn cached_response(
     };
     response
         .insert_header((header::ETAG, etag.clone()))
-        .insert_header((header::CACHE_CONTROL, cache_control))
+        .insert_header((header::CACHE_CONTROL, cache_control.clone()))
         .insert_header(("X-Cache", origin.header()));
     if matches {
         response.finish()
