@@ -56,16 +56,11 @@ impl Layer {
     /// Parses a request's query string allowing the route's parameters (`allowed`) and this
     /// layer's filter parameters.
     pub fn parse_query(&self, raw: &str, allowed: &[&[&str]]) -> Result<Query, ApiError> {
-        let filters = self.filter_params();
-        let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
+        let defs = self.source.filters();
+        let filters: Vec<&str> = defs.iter().map(|d| d.param.as_str()).collect();
         let mut sets = allowed.to_vec();
         sets.push(&filters);
         Query::parse(raw, &sets)
-    }
-
-    /// The query parameters this layer's declared filters take.
-    pub fn filter_params(&self) -> Vec<String> {
-        self.source.filters().into_iter().map(|f| f.param).collect()
     }
 
     /// Parses the declared filters' values from a request; absent ones do not filter.

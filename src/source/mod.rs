@@ -84,8 +84,11 @@ pub trait PointSource: Send + Sync {
         0
     }
 
-    /// The filters this layer declares (query parameters bound to columns).
-    fn filters(&self) -> Vec<FilterDef> {
-        Vec::new()
+    /// The filters this layer declares (query parameters bound to columns). Shared, not
+    /// copied: every tile request reads them up to three times.
+    fn filters(&self) -> std::sync::Arc<[FilterDef]> {
+        static NONE: std::sync::LazyLock<std::sync::Arc<[FilterDef]>> =
+            std::sync::LazyLock::new(|| std::sync::Arc::from(Vec::new()));
+        NONE.clone()
     }
 }

@@ -38,6 +38,8 @@ struct Resolved {
     /// The whole table, no parameters (statistics).
     inner_all: String,
     filter_types: Vec<Option<ColumnType>>,
+    /// The declared filters with their columns' types, shared by every request.
+    filters: Arc<[FilterDef]>,
 }
 
 /// Statistics recomputed when the data version changes (count and bounds go to `info`).
@@ -116,6 +118,8 @@ pub struct PostgisLayer {
     pool: Pool,
     metrics: Arc<Metrics>,
     layout: TableLayout,
+    /// The declared filters before their types are known (the database not reached yet).
+    untyped_filters: Arc<[FilterDef]>,
     resolved: tokio::sync::OnceCell<Resolved>,
     stats: tokio::sync::Mutex<Option<Arc<Stats>>>,
     info: Mutex<LayerInfo>,
@@ -132,6 +136,7 @@ impl PostgisLayer {
         PostgisLayer {
             pool,
             metrics,
+            untyped_filters: layout.filters.iter().cloned().collect(),
             layout,
             resolved: tokio::sync::OnceCell::new(),
             stats: tokio::sync::Mutex::new(None),
@@ -477,14 +482,10 @@ impl PointSource for PostgisLayer {
         self.version.load(Ordering::Acquire)
     }
 
-    fn filters(&self) -> Vec<FilterDef> {
-        let mut defs = self.layout.filters.clone();
-        if let Some(resolved) = self.resolved.get() {
-            for (def, ty) in defs.iter_mut().zip(&resolved.filter_types) {
-                def.ty = *ty;
-            }
-        }
-        defs
+    fn filters(&self) -> Arc<[FilterDef]> {
+        self.resolved
+            .get()
+            .map_or_else(|| self.untyped_filters.clone(), |r| r.filters.clone())
     }
 }
 
@@ -591,6 +592,15 @@ async fn resolve(
         inner_tile: inner_sql(layout, srid, Some(tile), &filter_types),
         inner_box: inner_sql(layout, srid, Some(bbox), &filter_types),
         inner_all: inner_sql(layout, srid, None, &filter_types),
+        filters: layout
+            .filters
+            .iter()
+            .zip(&filter_types)
+            .map(|(def, ty)| FilterDef {
+                ty: *ty,
+                ..def.clone()
+            })
+            .collect(),
         filter_types,
     })
 }
