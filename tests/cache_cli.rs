@@ -3,6 +3,10 @@
 //! be disk hits for a server on the same folder, a seed stopped by SIGKILL or SIGINT must
 //! leave only whole tiles, and purges must remove exactly the tiles they name.
 
+#[path = "common/scratch.rs"]
+mod scratch;
+
+use scratch::{free_port, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -20,30 +24,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
 /// Europe: dense enough that zooms 0-7 take a few seconds (a window to stop the seed in),
 /// small enough that a whole run stays short in a debug build.
 const EUROPE: &str = "-10,35,30,60";
-
-/// A fresh, empty folder for one test, removed when the test ends.
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(test: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("twine-cache-cli-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    TempDir(dir)
-}
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -174,14 +154,6 @@ fn assert_cache_valid(dir: &Path, max_zoom: u8) -> u64 {
     found
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// A running `serve`, killed when dropped.
 struct Server {
     child: Child,
@@ -263,7 +235,7 @@ fn start_slow_seed(dir: &Path) -> Child {
 
 #[test]
 fn seeded_tiles_are_disk_hits_in_any_parameter_order() {
-    let dir = temp_dir("hits");
+    let dir = Scratch::new("cache-cli-hits");
     let first = run_ok(&[
         "seed",
         "--layer",
@@ -313,7 +285,7 @@ fn seeded_tiles_are_disk_hits_in_any_parameter_order() {
 
 #[test]
 fn a_seed_killed_mid_way_leaves_only_whole_tiles_and_resumes() {
-    let dir = temp_dir("sigkill");
+    let dir = Scratch::new("cache-cli-sigkill");
     let mut child = start_slow_seed(&dir);
     child.kill().expect("SIGKILL");
     let status = child.wait().expect("wait");
@@ -348,7 +320,7 @@ fn a_seed_killed_mid_way_leaves_only_whole_tiles_and_resumes() {
 
 #[test]
 fn sigint_stops_a_seed_with_130_and_a_valid_cache() {
-    let dir = temp_dir("sigint");
+    let dir = Scratch::new("cache-cli-sigint");
     let child = start_slow_seed(&dir);
     let pid = child.id().to_string();
     assert!(Command::new("kill")
@@ -385,7 +357,7 @@ fn tiles_in(w: f64, s: f64, e: f64, n: f64, z: u8) -> u64 {
 
 #[test]
 fn purge_removes_exactly_the_matching_tiles() {
-    let dir = temp_dir("purge");
+    let dir = Scratch::new("cache-cli-purge");
     run_ok(&[
         "seed",
         "--layer",
@@ -450,7 +422,7 @@ fn purge_removes_exactly_the_matching_tiles() {
 
 #[test]
 fn stats_lists_each_layer_and_a_servers_memory_tier() {
-    let dir = temp_dir("stats");
+    let dir = Scratch::new("cache-cli-stats");
     let cache = dir.join("cache");
     let csv = dir.join("stations.csv");
     std::fs::write(&csv, "lon,lat,weight\n13.4,52.5,2\n2.35,48.85,1\n").expect("csv");
@@ -510,7 +482,7 @@ fn stats_lists_each_layer_and_a_servers_memory_tier() {
 
 #[test]
 fn errors_name_the_problem() {
-    let dir = temp_dir("errors");
+    let dir = Scratch::new("cache-cli-errors");
     let cache = path(&dir);
     let seed = |extra: &[&str]| {
         let mut args = vec!["seed", "--cache-dir", cache];

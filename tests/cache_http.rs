@@ -6,18 +6,14 @@
 mod common;
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/scratch.rs"]
+mod scratch;
 
 use common::TestServer;
+use scratch::Scratch;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use twine_heatmap::cli::{build_state, ServeArgs};
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("twine-cache-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    dir
-}
 
 fn demo_server(args: ServeArgs) -> TestServer {
     let (state, _) = build_state(&args).expect("state");
@@ -35,7 +31,7 @@ fn metric(server: &TestServer, name: &str) -> f64 {
 
 #[test]
 fn memory_tier_etags_and_cache_control() {
-    let dir = temp("memory");
+    let dir = Scratch::new("cache-http-memory");
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
@@ -108,9 +104,9 @@ fn the_memory_budget_holds() {
 
 #[test]
 fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
-    let dir = temp("disk");
+    let dir = Scratch::new("cache-http-disk");
     let args = || ServeArgs {
-        cache_dir: Some(dir.clone()),
+        cache_dir: Some(dir.to_path_buf()),
         cache_memory: Some("0".into()),
         ..ServeArgs::default()
     };
@@ -195,7 +191,7 @@ fn one_render_per_missing_tile_and_no_stale_tiles_after_a_write() {
          INSERT INTO public.\"{table}\" SELECT ST_SetSRID(ST_MakePoint(10 + (i % 100) * 0.01, 50 + (i / 100) * 0.01), 4326) FROM generate_series(0, 9999) i;
          CREATE INDEX ON public.\"{table}\" USING gist (geom);"
     ));
-    let dir = temp("pg");
+    let dir = Scratch::new("cache-http-pg");
     let config = dir.join("config.toml");
     std::fs::write(
         &config,

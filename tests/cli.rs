@@ -1,29 +1,14 @@
 //! The binary as a user runs it: start-up errors name the file and line, `--points` adds a
 //! layer, and SIGTERM / SIGINT stop the server gracefully.
 
-use std::io::Write;
+#[path = "common/scratch.rs"]
+mod scratch;
+
+use scratch::{free_port, Scratch};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
-
-fn temp_file(name: &str, content: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("twine-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::File::create(&path)
-        .and_then(|mut f| f.write_all(content.as_bytes()))
-        .expect("write");
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// Runs the binary to its exit: whether it succeeded, and its stderr. A run that should stop
 /// at start-up but serves instead is killed after 60 s and counts as a failure of the test,
@@ -58,7 +43,8 @@ fn run_to_end(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn malformed_points_files_stop_start_up_naming_file_and_line() {
-    let csv = temp_file("broken.csv", "lon,lat\n1,2\n3,4\n5,abc\n");
+    let dir = Scratch::new("cli-malformed");
+    let csv = dir.file("broken.csv", "lon,lat\n1,2\n3,4\n5,abc\n");
     let (ok, err) = run_to_end(&[
         "serve",
         "--points",
@@ -68,14 +54,14 @@ fn malformed_points_files_stop_start_up_naming_file_and_line() {
     ]);
     assert!(!ok);
     assert!(err.contains("broken.csv:4"), "{err}");
-    let json = temp_file("seed.json", "[[50, 10],\n [95, 10]]\n");
+    let json = dir.file("seed.json", "[[50, 10],\n [95, 10]]\n");
     let (ok, err) = run_to_end(&["serve", "--points", json.to_str().expect("path")]);
     assert!(!ok);
     assert!(err.contains("seed.json:2"), "{err}");
     let (ok, err) = run_to_end(&["serve", "--points", "/nonexistent/where.csv"]);
     assert!(!ok);
     assert!(err.contains("/nonexistent/where.csv"), "{err}");
-    let bad_config = temp_file("bad.toml", "bind = \"127.0.0.1:0\"\nbogus_key = 1\n");
+    let bad_config = dir.file("bad.toml", "bind = \"127.0.0.1:0\"\nbogus_key = 1\n");
     let (ok, err) = run_to_end(&["serve", "--config", bad_config.to_str().expect("path")]);
     assert!(!ok);
     assert!(err.contains("bogus_key"), "{err}");
@@ -83,6 +69,7 @@ fn malformed_points_files_stop_start_up_naming_file_and_line() {
 
 #[test]
 fn bad_cache_control_values_stop_start_up_naming_the_key() {
+    let dir = Scratch::new("cli-cache-control");
     // A value that cannot be a header would otherwise fail every tile response.
     for (toml, key) in [
         (
@@ -94,7 +81,7 @@ fn bad_cache_control_values_stop_start_up_naming_the_key() {
             "cache.control value",
         ),
     ] {
-        let config = temp_file("cache-control.toml", toml);
+        let config = dir.file("cache-control.toml", toml);
         let (ok, err) = run_to_end(&[
             "serve",
             "--config",
@@ -162,7 +149,8 @@ fn signal(server: &mut Server, sig: &str) -> std::process::ExitStatus {
 
 #[test]
 fn points_flag_adds_a_layer_and_signals_stop_gracefully() {
-    let csv = temp_file(
+    let dir = Scratch::new("cli-points");
+    let csv = dir.file(
         "stations.csv",
         "lon,lat,weight\n13.4,52.5,2\n2.35,48.85,1\n",
     );

@@ -9,8 +9,11 @@
 mod common;
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/scratch.rs"]
+mod scratch;
 
 use common::TestServer;
+use scratch::Scratch;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,8 +35,7 @@ fn make_table<'a>(db: &'a pg::Db, table: &str) -> pg::ScratchTable<'a> {
 }
 
 fn server(url: &str, layer: &str, table: &str, database: &str) -> TestServer {
-    let dir = std::env::temp_dir().join(format!("twine-faults-{}-{layer}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = Scratch::new(&format!("faults-{layer}"));
     let config = dir.join("config.toml");
     std::fs::write(
         &config,

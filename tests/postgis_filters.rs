@@ -5,8 +5,11 @@
 mod common;
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/scratch.rs"]
+mod scratch;
 
 use common::TestServer;
+use scratch::Scratch;
 use std::time::{Duration, Instant};
 use twine_heatmap::cli::{build_state, ServeArgs};
 
@@ -40,8 +43,7 @@ fn fixture(test: &str) -> Fixture {
          FROM generate_series(0, 1999) AS i;
          CREATE INDEX ON public.\"{table}\" USING gist (geom);"
     ));
-    let dir = std::env::temp_dir().join(format!("twine-filters-{pid}-{test}"));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = Scratch::new(&format!("filters-{test}"));
     let config = dir.join("config.toml");
     std::fs::write(
         &config,

@@ -4,26 +4,18 @@
 
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/scratch.rs"]
+mod scratch;
 
 use pg::{database_url, Db, TestLayer};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use scratch::Scratch;
+use std::path::Path;
 use std::process::Command;
 use twine_heatmap::render::WorldPoint;
 use twine_heatmap::source::load::{load_points_file, WeightMode};
 use twine_heatmap::tile::world_to_metres;
 
 const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
-
-fn temp_file(test: &str, name: &str, content: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("twine-import-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::File::create(&path)
-        .and_then(|mut f| f.write_all(content.as_bytes()))
-        .expect("write");
-    path
-}
 
 /// Runs `import --database-url URL --layer LAYER EXTRA... FILES...`: (success, stderr).
 fn import_with(url: &str, layer: &str, extra: &[&str], files: &[&Path]) -> (bool, String) {
@@ -78,20 +70,14 @@ fn random_csv(n: usize, seed: u64) -> String {
 
 #[test]
 fn csv_seed_json_and_geojson_go_into_one_layer_exactly() {
+    let dir = Scratch::new("import-formats");
     let db = Db::connect();
     let layer = TestLayer::new(&db, "formats");
-    let csv = temp_file(
-        "formats",
-        "cities.csv",
+    let csv = dir.file("cities.csv",
         "lon,lat,weight\n2.35,48.85,3\n-0.1276,51.5072,0.25\n139.69,35.69,0\n-180,85.2,1e30\n180,-89.99,7\n",
     );
-    let seed = temp_file(
-        "formats",
-        "seed.json",
-        "[[40.71, -74.0, 2.5],\n [-33.87, 151.21]]\n",
-    );
-    let geojson = temp_file(
-        "formats",
+    let seed = dir.file("seed.json", "[[40.71, -74.0, 2.5],\n [-33.87, 151.21]]\n");
+    let geojson = dir.file(
         "places.geojson",
         r#"{"type": "FeatureCollection", "features": [
             {"type": "Feature", "properties": {"mag": 4.5},
@@ -170,7 +156,7 @@ fn csv_seed_json_and_geojson_go_into_one_layer_exactly() {
     );
 
     // An empty file changes no data (so no version), but a new attribution is recorded.
-    let empty = temp_file("formats", "empty.csv", "lon,lat\n");
+    let empty = dir.file("empty.csv", "lon,lat\n");
     let (ok, err) = import(&layer, &["--attribution", "New"], &[&empty]);
     assert!(ok, "{err}");
     assert!(err.contains("empty.csv: 0 rows in "), "{err}");
@@ -184,10 +170,11 @@ fn csv_seed_json_and_geojson_go_into_one_layer_exactly() {
 
 #[test]
 fn a_bad_row_stops_at_its_file_and_line_and_earlier_files_stay() {
+    let dir = Scratch::new("import-badrow");
     let db = Db::connect();
     let layer = TestLayer::new(&db, "badrow");
-    let good = temp_file("badrow", "good.csv", "lon,lat\n1,2\n3,4\n5,6\n");
-    let bad = temp_file("badrow", "bad.csv", "lon,lat\n1,2\n3,4\n5,95\n7,8\n");
+    let good = dir.file("good.csv", "lon,lat\n1,2\n3,4\n5,6\n");
+    let bad = dir.file("bad.csv", "lon,lat\n1,2\n3,4\n5,95\n7,8\n");
 
     let (ok, err) = import(&layer, &[], &[&good, &bad]);
     assert!(!ok, "{err}");
@@ -212,9 +199,10 @@ fn a_bad_row_stops_at_its_file_and_line_and_earlier_files_stay() {
 
 #[test]
 fn a_bad_first_file_leaves_the_database_untouched() {
+    let dir = Scratch::new("import-badfirst");
     let db = Db::connect();
     let layer = TestLayer::new(&db, "badfirst");
-    let bad = temp_file("badfirst", "seed.json", "[[50, 10],\n [50, 10, -1]]\n");
+    let bad = dir.file("seed.json", "[[50, 10],\n [50, 10, -1]]\n");
     let (ok, err) = import(&layer, &[], &[&bad]);
     assert!(!ok, "{err}");
     assert!(err.contains("seed.json:2: weight -1 is negative"), "{err}");
@@ -230,9 +218,10 @@ fn a_bad_first_file_leaves_the_database_untouched() {
 
 #[test]
 fn a_database_error_in_the_middle_of_a_copy_rolls_the_file_back() {
+    let dir = Scratch::new("import-midcopy");
     let db = Db::connect();
     let layer = TestLayer::new(&db, "midcopy");
-    let first = temp_file("midcopy", "first.csv", "lon,lat,weight\n1,2,3\n");
+    let first = dir.file("first.csv", "lon,lat,weight\n1,2,3\n");
     let (ok, err) = import(&layer, &[], &[&first]);
     assert!(ok, "{err}");
     // The database, not the loader, refuses the heavy point. It is in the north-east corner,
@@ -244,7 +233,7 @@ fn a_database_error_in_the_middle_of_a_copy_rolls_the_file_back() {
     let mut csv = random_csv(30_000, 7);
     csv.push_str("179.9,84.9,500\n");
     csv.push_str(&random_csv(10, 8).replace("lon,lat,weight\n", ""));
-    let big = temp_file("midcopy", "big.csv", &csv);
+    let big = dir.file("big.csv", &csv);
     let (ok, err) = import(&layer, &[], &[&big]);
     assert!(!ok, "{err}");
     assert!(
@@ -276,9 +265,10 @@ fn mean_step(db: &Db, layer: &TestLayer, order: &str) -> f64 {
 
 #[test]
 fn rows_are_stored_in_spatial_order_but_numbered_in_file_order() {
+    let dir = Scratch::new("import-order");
     let db = Db::connect();
     let layer = TestLayer::new(&db, "order");
-    let file = temp_file("order", "random.csv", &random_csv(20_000, 42));
+    let file = dir.file("random.csv", &random_csv(20_000, 42));
     let (ok, err) = import(&layer, &[], &[&file]);
     assert!(ok, "{err}");
     assert_eq!(layer.count(), 20_000);
@@ -307,7 +297,8 @@ fn rows_are_stored_in_spatial_order_but_numbered_in_file_order() {
 
 #[test]
 fn bad_layer_names_and_unreachable_databases_are_clear_errors() {
-    let file = temp_file("args", "points.csv", "lon,lat\n1,2\n");
+    let dir = Scratch::new("import-args");
+    let file = dir.file("points.csv", "lon,lat\n1,2\n");
     let url = database_url();
     for bad in ["bad name", "x\"; drop table y; --", &"a".repeat(52)] {
         let (ok, err) = import_with(&url, bad, &[], &[&file]);
@@ -330,12 +321,13 @@ fn bad_layer_names_and_unreachable_databases_are_clear_errors() {
 
 #[test]
 fn the_longest_layer_name_gets_a_pyramid_that_each_import_replaces() {
+    let dir = Scratch::new("import-longname");
     let db = Db::connect();
     // 51 characters, the most `import` accepts: the pyramid's table and key names must fit.
     let prefix = format!("t{}_", std::process::id());
     let layer = TestLayer::new(&db, &"p".repeat(51 - prefix.len()));
     assert_eq!(layer.name.len(), 51);
-    let csv = temp_file("longname", "few.csv", "lon,lat\n2.35,48.85\n2.36,48.86\n");
+    let csv = dir.file("few.csv", "lon,lat\n2.35,48.85\n2.36,48.86\n");
     let zooms = || {
         db.query(
             &format!(

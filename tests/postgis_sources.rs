@@ -7,8 +7,11 @@
 mod common;
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/scratch.rs"]
+mod scratch;
 
 use common::TestServer;
+use scratch::Scratch;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,12 +24,6 @@ use twine_heatmap::tile::{
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
-
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("twine-sources-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
 
 /// 60,000 clustered points over western Europe, with weights whose sums are exact in any
 /// order (so sums in SQL and in Rust agree to the bit).
@@ -101,7 +98,7 @@ fn pyramid_queries(server: &TestServer) -> u64 {
 
 #[test]
 fn memory_and_postgis_give_identical_tiles_and_points() {
-    let dir = temp_dir();
+    let dir = Scratch::new("sources-identical");
     let pid = std::process::id();
     let csv = dir.join(format!("mem{pid}.csv"));
     let points = write_points(&csv);
@@ -270,7 +267,7 @@ fn pyramid_command(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn a_direct_write_is_served_at_once_and_a_rebuilt_pyramid_takes_over() {
-    let dir = temp_dir();
+    let dir = Scratch::new("sources-stale");
     let csv = dir.join("stale.csv");
     let points = write_points(&csv);
     let db = pg::Db::connect();
