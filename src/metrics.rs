@@ -1,10 +1,8 @@
 //! Prometheus metrics: counters and latency histograms kept in atomics, rendered as text at
 //! `/metrics`. One instance per server (tests run several servers in one process).
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 /// Latency bucket bounds in seconds.
 const BUCKETS: [f64; 12] = [
@@ -69,9 +67,24 @@ pub struct Metrics {
     /// Queries answered from a layer's bin pyramid (also counted in `db_queries`).
     pub pyramid_queries: AtomicU64,
     pub db_query_seconds: Histogram,
-    /// Request latency by route name.
-    routes: Mutex<BTreeMap<&'static str, std::sync::Arc<Histogram>>>,
+    /// Request latency by route, in the order of [`ROUTES`]: a fixed set, so every request
+    /// finds its histogram without a lock.
+    routes: [Histogram; ROUTES.len()],
 }
+
+/// The route labels of `twine_request_seconds` (what `http::route_name` gives), in the
+/// order they are rendered.
+pub const ROUTES: [&str; 9] = [
+    "health",
+    "layers",
+    "metrics",
+    "other",
+    "overlay",
+    "points_bbox",
+    "points_tile",
+    "tile",
+    "tilejson",
+];
 
 /// Gauges read at scrape time from the parts that own them.
 #[derive(Default)]
@@ -92,13 +105,11 @@ impl Metrics {
         counter.load(Ordering::Relaxed)
     }
 
-    /// Records one request of `route` that took `seconds`.
-    pub fn observe_route(&self, route: &'static str, seconds: f64) {
-        let histogram = {
-            let mut map = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(route).or_default().clone()
-        };
-        histogram.observe(seconds);
+    /// Records one request of `route` (one of [`ROUTES`]) that took `seconds`.
+    pub fn observe_route(&self, route: &str, seconds: f64) {
+        if let Some(i) = ROUTES.iter().position(|r| *r == route) {
+            self.routes[i].observe(seconds);
+        }
     }
 
     /// Prometheus text exposition format.
@@ -185,11 +196,11 @@ impl Metrics {
             let _ = writeln!(out, "# HELP twine_db_pool_waiting Requests waiting for a connection.\n# TYPE twine_db_pool_waiting gauge\ntwine_db_pool_waiting {waiting}");
         }
         let _ = writeln!(out, "# HELP twine_request_seconds Request latency by route.\n# TYPE twine_request_seconds histogram");
-        let routes: Vec<(&'static str, std::sync::Arc<Histogram>)> = {
-            let map = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-            map.iter().map(|(k, v)| (*k, v.clone())).collect()
-        };
-        for (route, histogram) in routes {
+        // Only the routes that have been requested, as before a route's first request.
+        for (route, histogram) in ROUTES.iter().zip(&self.routes) {
+            if histogram.count.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
             histogram.render(
                 &mut out,
                 "twine_request_seconds",

@@ -284,6 +284,10 @@ mod tests {
             ("/favicon.ico", "other"),
         ] {
             assert_eq!(route_name(path), route, "{path}");
+            assert!(
+                crate::metrics::ROUTES.contains(&route),
+                "{route} has a histogram"
+            );
         }
     }
 }
