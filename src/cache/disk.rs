@@ -18,7 +18,7 @@
 
 use super::nowait::{self, Cached};
 use super::{content_digest, ContentDigest};
-use crate::cache::key::{hex, TileKey};
+use crate::cache::key::{hex, text_hash, TileKey};
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -272,7 +272,7 @@ impl DiskCache {
     /// once here.
     fn locate(&self, key: &TileKey) -> Option<Located> {
         let text = key.text();
-        let hash: KeyHash = Sha256::digest(text.as_bytes()).into();
+        let hash = text_hash(&text);
         let mut index = self.lock();
         let layer = index.lru.get(&hash)?.layer;
         let path = self.tile_path(&index.layers[layer].dir, &hex(&hash));
@@ -288,8 +288,14 @@ impl DiskCache {
     ) -> Option<(Vec<u8>, ContentDigest)> {
         let Located { hash, path, text } = located;
         match read {
-            Ok(file) => match decode(&file, text) {
-                Ok((payload, digest)) => Some((payload.to_vec(), digest)),
+            Ok(mut file) => match decode(&file, text) {
+                Ok((payload, digest)) => {
+                    // The payload is cut out of the file's own buffer rather than copied
+                    // into a new one: a disk hit reads each byte once.
+                    file.truncate(payload.end);
+                    file.drain(..payload.start);
+                    Some((file, digest))
+                }
                 Err(why) => {
                     self.discard_corrupt(hash, path, why);
                     None
@@ -333,7 +339,7 @@ impl DiskCache {
             );
             return;
         }
-        let hash: KeyHash = Sha256::digest(text.as_bytes()).into();
+        let hash = text_hash(&text);
         let hash_hex = hex(&hash);
         let layer_dir = layer_dir_name(&key.layer);
         let (layer, write_name) = self.reserve(size, &layer_dir, &key.layer);
@@ -393,8 +399,7 @@ impl DiskCache {
         for (hash, path) in candidates {
             // A header that can't be read or doesn't name this file's key is left for
             // `get` to find and discard as corrupt.
-            let Some(key) = read_key(&path).filter(|k| parse_hash(&k.hash_hex()) == Some(hash))
-            else {
+            let Some(key) = read_key(&path).filter(|k| k.hash() == hash) else {
                 continue;
             };
             if !matches(&key) {
@@ -562,10 +567,13 @@ fn encode(key_text: &str, payload: &[u8], digest: &ContentDigest) -> Option<Vec<
     Some(out)
 }
 
-/// The payload and content digest of a tile file, if the file is whole, of this format,
-/// and for `key_text`. The CRC-32 catches truncation and damage (a torn or flipped byte);
-/// the key text is compared in full.
-fn decode<'a>(file: &'a [u8], key_text: &str) -> Result<(&'a [u8], ContentDigest), &'static str> {
+/// The payload (as a range of `file`) and content digest of a tile file, if the file is
+/// whole, of this format, and for `key_text`. The CRC-32 catches truncation and damage (a
+/// torn or flipped byte); the key text is compared in full.
+fn decode(
+    file: &[u8],
+    key_text: &str,
+) -> Result<(std::ops::Range<usize>, ContentDigest), &'static str> {
     let key_len = parse_head(file)?;
     let checked_len = file.len().checked_sub(4).ok_or("truncated")?;
     let (checked, crc) = file.split_at(checked_len);
@@ -583,13 +591,12 @@ fn decode<'a>(file: &'a [u8], key_text: &str) -> Result<(&'a [u8], ContentDigest
         return Err("key mismatch");
     }
     let payload_len = read_u64(&body[key_end..payload_start]);
-    let payload = &body[payload_start..];
-    if payload.len() as u64 != payload_len {
+    if (body.len() - payload_start) as u64 != payload_len {
         return Err("payload length mismatch");
     }
     let mut content = [0u8; DIGEST_LEN];
     content.copy_from_slice(digest);
-    Ok((payload, content))
+    Ok((payload_start..body.len(), content))
 }
 
 /// Checks magic and format version; returns the key text length.

@@ -66,11 +66,20 @@ impl TileKey {
         (key.text() == text).then_some(key)
     }
 
-    /// SHA-256 of [`text`](Self::text), lowercase hex: the file name. Never a user string in
-    /// a path.
-    pub fn hash_hex(&self) -> String {
-        hex(&Sha256::digest(self.text().as_bytes()))
+    /// SHA-256 of [`text`](Self::text): the disk tier's index key.
+    pub fn hash(&self) -> [u8; 32] {
+        text_hash(&self.text())
     }
+
+    /// [`hash`](Self::hash) in lowercase hex: the file name. Never a user string in a path.
+    pub fn hash_hex(&self) -> String {
+        hex(&self.hash())
+    }
+}
+
+/// SHA-256 of a key's text, for callers that already hold the text (they need it too).
+pub fn text_hash(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
 }
 
 /// Lowercase hex of `bytes`.

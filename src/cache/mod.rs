@@ -29,6 +29,14 @@ pub fn content_digest(png: &[u8]) -> ContentDigest {
     digest
 }
 
+/// The strong ETag header of content with `digest`: its quoted lowercase hex.
+pub fn strong_etag(digest: &ContentDigest) -> HeaderValue {
+    let quoted = format!("\"{}\"", key::hex(digest));
+    // Quotes and hex digits are always a valid header value.
+    HeaderValue::from_maybe_shared(Bytes::from(quoted))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
 /// A rendered tile, the digest of its content, and the strong ETag made from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedTile {
@@ -47,10 +55,7 @@ impl CachedTile {
 
     /// A tile whose content digest is already known (stored with it on disk).
     pub fn with_digest(png: Bytes, digest: ContentDigest) -> CachedTile {
-        let quoted = format!("\"{}\"", key::hex(&digest));
-        // Quotes and hex digits are always a valid header value.
-        let etag = HeaderValue::from_maybe_shared(Bytes::from(quoted))
-            .unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+        let etag = strong_etag(&digest);
         CachedTile { png, digest, etag }
     }
 

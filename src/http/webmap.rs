@@ -7,9 +7,8 @@
 
 use crate::error::ApiError;
 use crate::render::palette::Scheme;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
-use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
 /// One embedded file: its path under `/web/`, its `Content-Type` and its bytes.
@@ -82,7 +81,7 @@ async fn file(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse,
 struct Served {
     content_type: &'static str,
     bytes: &'static [u8],
-    etag: String,
+    etag: HeaderValue,
 }
 
 fn asset(path: &str) -> Option<&'static Served> {
@@ -130,11 +129,8 @@ fn schemes() -> &'static Served {
     })
 }
 
-fn etag(bytes: &[u8]) -> String {
-    format!(
-        "\"{}\"",
-        crate::cache::key::hex(&Sha256::digest(bytes)[..8])
-    )
+fn etag(bytes: &[u8]) -> HeaderValue {
+    crate::cache::strong_etag(&crate::cache::content_digest(bytes))
 }
 
 /// The file, or 304 when the client already holds this version. `no-cache` makes browsers
