@@ -297,7 +297,7 @@ fn table_layout(layer: &LayerConfig, table: &str) -> Result<TableLayout, StartEr
         geometry: ident(layer.geometry.as_deref().unwrap_or("geom"))?,
         weight: layer.weight.as_deref().map(ident).transpose()?,
         seq: layer.seq.as_deref().map(ident).transpose()?,
-        filters,
+        filters: filters.into(),
         attribution: layer.attribution.clone(),
     })
 }

@@ -24,7 +24,8 @@ pub struct TableLayout {
     pub weight: Option<Ident>,
     /// A column giving the points' order (imported tables have `seq`).
     pub seq: Option<Ident>,
-    pub filters: Vec<FilterDef>,
+    /// Shared with every request until the database gives the columns' types.
+    pub filters: Arc<[FilterDef]>,
     pub attribution: Option<String>,
 }
 
@@ -37,7 +38,6 @@ struct Resolved {
     inner_box: String,
     /// The whole table, no parameters (statistics).
     inner_all: String,
-    filter_types: Vec<Option<ColumnType>>,
     /// The declared filters with their columns' types, shared by every request.
     filters: Arc<[FilterDef]>,
 }
@@ -47,7 +47,7 @@ struct Stats {
     version: u64,
     grid: Arc<CountGrid>,
     /// The layer's bin pyramid, when one was built from this very version.
-    pyramid: Option<Pyramid>,
+    pyramid: Option<Arc<Pyramid>>,
 }
 
 /// What one scan of a whole table tells: the count grid's cells, and the bounds (world
@@ -99,7 +99,7 @@ pub fn imported_layout(
         geometry: Ident::new("geom")?,
         weight: Some(Ident::new("weight")?),
         seq: Some(Ident::new("seq")?),
-        filters: Vec::new(),
+        filters: Arc::from([]),
         attribution,
     })
 }
@@ -118,8 +118,6 @@ pub struct PostgisLayer {
     pool: Pool,
     metrics: Arc<Metrics>,
     layout: TableLayout,
-    /// The declared filters before their types are known (the database not reached yet).
-    untyped_filters: Arc<[FilterDef]>,
     resolved: tokio::sync::OnceCell<Resolved>,
     stats: tokio::sync::Mutex<Option<Arc<Stats>>>,
     info: Mutex<LayerInfo>,
@@ -136,7 +134,6 @@ impl PostgisLayer {
         PostgisLayer {
             pool,
             metrics,
-            untyped_filters: layout.filters.iter().cloned().collect(),
             layout,
             resolved: tokio::sync::OnceCell::new(),
             stats: tokio::sync::Mutex::new(None),
@@ -192,11 +189,11 @@ impl PostgisLayer {
                 &resolved.inner_box
             }
         };
-        for (i, ty) in resolved.filter_types.iter().enumerate() {
+        for (i, def) in resolved.filters.iter().enumerate() {
             let value = q.filters.0.iter().find(|(k, _)| *k == i).map(|(_, v)| v);
-            params.push(match (value, ty) {
+            params.push(match (value, def.ty) {
                 (Some(v), _) => v.to_boxed_sql(),
-                (None, Some(ty)) => FilterValue::null_of(*ty),
+                (None, Some(ty)) => FilterValue::null_of(ty),
                 (None, None) => Box::new(Option::<String>::None),
             });
         }
@@ -249,7 +246,7 @@ impl PostgisLayer {
         let stats = Arc::new(Stats {
             version,
             grid: Arc::new(grid),
-            pyramid,
+            pyramid: pyramid.map(Arc::new),
         });
         *guard = Some(stats.clone());
         Ok(stats)
@@ -353,16 +350,12 @@ impl PostgisLayer {
         &self,
         q: &PointQuery<'_>,
         scale: f64,
-    ) -> Result<Option<(Arc<Stats>, u8)>, SourceError> {
+    ) -> Result<Option<(Arc<Pyramid>, u8)>, SourceError> {
         if !q.filters.0.is_empty() {
             return Ok(None);
         }
-        let stats = self.stats().await?;
-        Ok(stats
-            .pyramid
-            .as_ref()
-            .and_then(|p| p.zoom_of(scale))
-            .map(|z| (stats, z)))
+        let pyramid = self.stats().await?.pyramid.clone();
+        Ok(pyramid.and_then(|p| p.zoom_of(scale).map(|z| (p, z))))
     }
 }
 
@@ -403,11 +396,9 @@ impl PointSource for PostgisLayer {
 
     async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
         let cells = CellRange::of(&q.area, scale);
-        if let Some((stats, zoom)) = self.pyramid_for(q, scale).await? {
-            if let Some(pyramid) = &stats.pyramid {
-                let client = self.client().await?;
-                return self.pyramid_bins(&client, pyramid, zoom, &cells).await;
-            }
+        if let Some((pyramid, zoom)) = self.pyramid_for(q, scale).await? {
+            let client = self.client().await?;
+            return self.pyramid_bins(&client, &pyramid, zoom, &cells).await;
         }
         // Every point of every touched cell: the query reaches one cell past the range, and
         // the range itself is enforced on the computed cells.
@@ -485,7 +476,7 @@ impl PointSource for PostgisLayer {
     fn filters(&self) -> Arc<[FilterDef]> {
         self.resolved
             .get()
-            .map_or_else(|| self.untyped_filters.clone(), |r| r.filters.clone())
+            .map_or_else(|| self.layout.filters.clone(), |r| r.filters.clone())
     }
 }
 
@@ -495,7 +486,7 @@ fn inner_sql(
     layout: &TableLayout,
     srid: i32,
     envelope: Option<&str>,
-    types: &[Option<ColumnType>],
+    filters: &[FilterDef],
 ) -> String {
     let geom = layout.geometry.quoted();
     let point = if srid == 3857 {
@@ -519,8 +510,8 @@ fn inner_sql(
         };
         // The GiST index answers `&&`.
         conditions.push(format!("{geom} && {envelope}"));
-        for (i, (def, ty)) in layout.filters.iter().zip(types).enumerate() {
-            let cast = ty.map_or("text", ColumnType::cast);
+        for (i, def) in filters.iter().enumerate() {
+            let cast = def.ty.map_or("text", ColumnType::cast);
             // "$n IS NULL OR column op $n": one statement serves any set of given filters.
             let n = 5 + i;
             conditions.push(format!(
@@ -560,8 +551,8 @@ async fn resolve(
                 layout.geometry.as_str()
             ))
         })?;
-    let mut filter_types = Vec::new();
-    for def in &layout.filters {
+    let mut filters = Vec::new();
+    for def in layout.filters.iter() {
         let ty: Option<String> = client
             .query_opt(
                 "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
@@ -577,31 +568,27 @@ async fn resolve(
                 def.column.as_str()
             ))
         })?;
-        filter_types.push(Some(ColumnType::from_pg(&ty).ok_or_else(|| {
+        let ty = ColumnType::from_pg(&ty).ok_or_else(|| {
             DbError::Other(format!(
                 "{}.{}: filters on type {ty} are not supported",
                 layout.table.key(),
                 def.column.as_str()
             ))
-        })?));
+        })?;
+        filters.push(FilterDef {
+            ty: Some(ty),
+            ..def.clone()
+        });
     }
+    let filters: Arc<[FilterDef]> = filters.into();
     // The WHERE of the filters is appended after the inner query's envelope test.
     let tile = "ST_TileEnvelope($1::int4, $2::int4, $3::int4, margin => $4::float8)";
     let bbox = "ST_MakeEnvelope($1::float8, $2::float8, $3::float8, $4::float8, 3857)";
     Ok(Resolved {
-        inner_tile: inner_sql(layout, srid, Some(tile), &filter_types),
-        inner_box: inner_sql(layout, srid, Some(bbox), &filter_types),
-        inner_all: inner_sql(layout, srid, None, &filter_types),
-        filters: layout
-            .filters
-            .iter()
-            .zip(&filter_types)
-            .map(|(def, ty)| FilterDef {
-                ty: *ty,
-                ..def.clone()
-            })
-            .collect(),
-        filter_types,
+        inner_tile: inner_sql(layout, srid, Some(tile), &filters),
+        inner_box: inner_sql(layout, srid, Some(bbox), &filters),
+        inner_all: inner_sql(layout, srid, None, &filters),
+        filters,
     })
 }
 
