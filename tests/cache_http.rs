@@ -191,6 +191,7 @@ fn one_render_per_missing_tile_and_no_stale_tiles_after_a_write() {
          INSERT INTO public.\"{table}\" SELECT ST_SetSRID(ST_MakePoint(10 + (i % 100) * 0.01, 50 + (i / 100) * 0.01), 4326) FROM generate_series(0, 9999) i;
          CREATE INDEX ON public.\"{table}\" USING gist (geom);"
     ));
+    let _table = pg::ScratchTable::new(&db, &table);
     let dir = Scratch::new("cache-http-pg");
     let config = dir.join("config.toml");
     std::fs::write(
@@ -262,5 +263,4 @@ fn one_render_per_missing_tile_and_no_stale_tiles_after_a_write() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    db.batch(&format!("DROP TABLE IF EXISTS public.\"{table}\""));
 }

@@ -22,8 +22,7 @@ struct Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        self.db
-            .batch(&format!("DROP TABLE IF EXISTS public.\"{}\"", self.table));
+        self.db.drop_scratch_table(&self.table);
     }
 }
 

@@ -57,6 +57,23 @@ impl Db {
             .block_on(self.client.batch_execute(sql))
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     }
+
+    /// Drops a test's own table `public."<name>"` and its data-version row (the trigger made
+    /// it, or every run would leave one more). Best effort, as for TestLayer, but said out
+    /// loud: a table left behind is served by every later test server on this database.
+    pub fn drop_scratch_table(&self, name: &str) {
+        let sql = format!(
+            "DROP TABLE IF EXISTS public.\"{name}\";
+             DO $$ BEGIN
+                 IF to_regclass('twine.versions') IS NOT NULL THEN
+                     DELETE FROM twine.versions WHERE table_name = 'public.{name}';
+                 END IF;
+             END $$;"
+        );
+        if let Err(e) = self.runtime.block_on(self.client.batch_execute(&sql)) {
+            eprintln!("could not drop test table {name}: {e:?}");
+        }
+    }
 }
 
 /// A layer `import` may create, named uniquely for this process and test, whose table, index
@@ -170,11 +187,6 @@ impl<'a> ScratchTable<'a> {
 
 impl Drop for ScratchTable<'_> {
     fn drop(&mut self) {
-        // Best effort, as for TestLayer, but said out loud: a table left behind is served by
-        // every later test server on this database.
-        let sql = format!("DROP TABLE IF EXISTS public.\"{}\"", self.name);
-        if let Err(e) = self.db.runtime.block_on(self.db.client.batch_execute(&sql)) {
-            eprintln!("could not drop test table {}: {e:?}", self.name);
-        }
+        self.db.drop_scratch_table(&self.name);
     }
 }
