@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 /// One layer served under `/tiles/{name}/...`.
 pub struct Layer {
-    pub name: String,
+    /// Shared so tile keys can hold it without copying.
+    pub name: Arc<str>,
     pub source: Arc<dyn PointSource>,
     /// Zooms whose densest tile holds more points than this are rendered from one-pixel
     /// bins (aggregated in the source, in SQL for PostGIS) instead of single points.
@@ -26,7 +27,7 @@ pub struct Layer {
 }
 
 impl Layer {
-    pub fn new(name: impl Into<String>, source: Arc<dyn PointSource>) -> Layer {
+    pub fn new(name: impl Into<Arc<str>>, source: Arc<dyn PointSource>) -> Layer {
         Layer {
             name: name.into(),
             source,
@@ -223,10 +224,10 @@ pub struct Registry(Arc<RwLock<BTreeMap<String, Arc<Layer>>>>);
 impl Registry {
     pub fn insert(&self, layer: Layer) -> Result<(), String> {
         let mut map = self.write();
-        if map.contains_key(&layer.name) {
+        if map.contains_key(&*layer.name) {
             return Err(format!("two layers are named {:?}", layer.name));
         }
-        map.insert(layer.name.clone(), Arc::new(layer));
+        map.insert(layer.name.to_string(), Arc::new(layer));
         Ok(())
     }
 

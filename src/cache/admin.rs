@@ -508,7 +508,7 @@ impl PurgeFilter {
 
     /// Every version, style and pixel ratio of the layer's tiles at those zooms and places.
     pub fn matches(&self, key: &TileKey) -> bool {
-        key.layer == self.layer
+        *key.layer == *self.layer
             && (self.zooms.0..=self.zooms.1).contains(&key.z)
             && self.area.as_ref().map_or(true, |area| {
                 let (xs, ys) = tile_range(area, key.z);

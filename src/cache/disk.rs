@@ -224,7 +224,8 @@ impl DiskCache {
             dir = %dir.display(),
             files = index.lru.len(),
             bytes = index.bytes,
-            budget,
+            // Admin commands open the folder with no budget (u64::MAX): left out of the log.
+            budget = (budget != u64::MAX).then_some(budget),
             evicted = index.evictions,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "disk tile cache opened"
@@ -344,7 +345,7 @@ impl DiskCache {
         let layer_dir = layer_dir_name(&key.layer);
         let (layer, write_name) = self.reserve(size, &layer_dir, &key.layer);
         let final_path = self.tile_path(&layer_dir, &hash_hex);
-        let name = write_name.then_some(key.layer.as_str());
+        let name = write_name.then_some(&*key.layer);
         let written = self.write_temp(&layer_dir, name, &final_path, &file);
 
         let mut index = self.lock();
@@ -821,7 +822,11 @@ fn layer_name(found: &FoundLayer) -> (String, bool) {
     if let Some(name) = &found.name {
         return (name.clone(), true);
     }
-    let from_tile = found.sample.as_deref().and_then(read_key).map(|k| k.layer);
+    let from_tile = found
+        .sample
+        .as_deref()
+        .and_then(read_key)
+        .map(|k| k.layer.to_string());
     let name = from_tile.unwrap_or_else(|| format!("?{}", found.dir));
     (name, false)
 }
@@ -861,9 +866,9 @@ mod tests {
 
     fn key(layer: &str, version: u64, x: u32) -> TileKey {
         TileKey {
-            layer: layer.to_string(),
+            layer: layer.into(),
             version,
-            style: "density;radius=12;palette=fire".to_string(),
+            style: "density;radius=12;palette=fire".into(),
             ratio: 1,
             z: 10,
             x,
@@ -1242,7 +1247,7 @@ mod tests {
             cache.put(&key("b", 1, i), &png(i, 100));
         }
         let one = file_size(&key("a", 1, 0), 100);
-        let (files, bytes) = cache.purge(&|k| k.layer == "a" && k.version == 1);
+        let (files, bytes) = cache.purge(&|k| &*k.layer == "a" && k.version == 1);
         assert_eq!((files, bytes), (10, 10 * one));
         for i in 0..10 {
             assert_eq!(cache.get(&key("a", 1, i)), None);

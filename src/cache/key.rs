@@ -5,14 +5,16 @@
 //! SHA-256 is the file name, so no user-supplied string ever becomes part of a path.
 
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// Identifies one rendered tile. `style` is a canonical string (equal requests give equal
-/// strings).
+/// strings). The strings are shared (`Arc<str>`): a lookup builds a key per request, and
+/// cloning the layer's name and the memoized style must not allocate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TileKey {
-    pub layer: String,
+    pub layer: Arc<str>,
     pub version: u64,
-    pub style: String,
+    pub style: Arc<str>,
     pub ratio: u8,
     pub z: u8,
     pub x: u32,
@@ -48,12 +50,12 @@ impl TileKey {
         let z = zxy.next()?.parse().ok()?;
         let x = zxy.next()?.parse().ok()?;
         let y = zxy.next()?.parse().ok()?;
-        let style = fields.next()?.to_string();
+        let style = fields.next()?.into();
         if zxy.next().is_some() {
             return None;
         }
         let key = TileKey {
-            layer,
+            layer: layer.into(),
             version,
             style,
             ratio,
@@ -120,9 +122,9 @@ mod tests {
 
     fn key(layer: &str, style: &str) -> TileKey {
         TileKey {
-            layer: layer.to_string(),
+            layer: layer.into(),
             version: 42,
-            style: style.to_string(),
+            style: style.into(),
             ratio: 2,
             z: 12,
             x: 2047,

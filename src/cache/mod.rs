@@ -101,6 +101,13 @@ impl TileCache {
         }
     }
 
+    /// The tile for `key` when the memory tier holds it (counted as a memory hit).
+    pub fn memory_hit(&self, key: &TileKey, metrics: &Metrics) -> Option<CachedTile> {
+        let tile = self.memory.as_ref()?.get(key)?;
+        Metrics::inc(&metrics.hits_memory);
+        Some(tile)
+    }
+
     /// The tile for `key`: from memory, else from disk, else rendered by `render` (once for
     /// all concurrent requests of the key) and stored in both tiers.
     pub async fn get_or_render<F, Fut>(
@@ -113,8 +120,7 @@ impl TileCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, ApiError>>,
     {
-        if let Some(tile) = self.memory.as_ref().and_then(|m| m.get(&key)) {
-            Metrics::inc(&metrics.hits_memory);
+        if let Some(tile) = self.memory_hit(&key, metrics) {
             return Ok((tile, Origin::Memory));
         }
         let flight = self.flights().entry(key.clone()).or_default().clone();

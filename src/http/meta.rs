@@ -27,7 +27,7 @@ pub async fn layers(
         .map(|layer| {
             let info = layer.info();
             json!({
-                "name": layer.name,
+                "name": &*layer.name,
                 "bounds": info.bounds,
                 "count": info.count,
                 "tilejson": format!("{base}/tiles/{}.json", layer.name),
@@ -71,7 +71,7 @@ fn tilejson_doc(
     let center_zoom = 2;
     json!({
         "tilejson": "3.0.0",
-        "name": layer.name,
+        "name": &*layer.name,
         "description": format!("Heatmap of {} points", info.count),
         "scheme": "xyz",
         "tiles": [format!("{base}/tiles/{}/{{z}}/{{x}}/{{y}}.png?{}", layer.name, spec.canonical())],

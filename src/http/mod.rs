@@ -137,9 +137,14 @@ pub fn if_none_match_holds(req: &HttpRequest, etag: &[u8]) -> bool {
 /// rather than by `match_pattern`, which runs the router's regexes a second time for every
 /// request (a few percent of the CPU of a cache hit).
 fn route_name(path: &str) -> &'static str {
-    let mut segments = path.trim_start_matches('/').split('/');
-    let first = segments.next().unwrap_or("");
-    let rest = segments.count();
+    let path = path.trim_start_matches('/');
+    let (first, rest) = match path.find('/') {
+        Some(at) => (
+            &path[..at],
+            1 + path[at + 1..].bytes().filter(|&b| b == b'/').count(),
+        ),
+        None => (path, 0),
+    };
     match (first, rest) {
         ("tiles", 4) => "tile",
         ("tiles", 1) => "tilejson",

@@ -106,12 +106,19 @@ impl Query {
         let Some(text) = self.get(key) else {
             return Ok(default);
         };
-        let bracket = if open_low { "(" } else { "[" };
-        let allowed = format!("a finite number in {bracket}{low}, {high}]");
+        // Formatted only for an error.
+        let allowed = || {
+            let bracket = if open_low { "(" } else { "[" };
+            format!("a finite number in {bracket}{low}, {high}]")
+        };
         let value: f64 = text.trim().parse().map_err(|_| {
             ApiError::bad(
                 key,
-                format!("{:?} is not a number; allowed: {allowed}", truncate(text)),
+                format!(
+                    "{:?} is not a number; allowed: {}",
+                    truncate(text),
+                    allowed()
+                ),
             )
         })?;
         let in_range =
@@ -119,7 +126,7 @@ impl Query {
         if !in_range {
             return Err(ApiError::bad(
                 key,
-                format!("{value} is out of range; allowed: {allowed}"),
+                format!("{value} is out of range; allowed: {}", allowed()),
             ));
         }
         Ok(value)
@@ -132,18 +139,23 @@ pub fn parse_int(
     text: &str,
     range: std::ops::RangeInclusive<u32>,
 ) -> Result<u32, ApiError> {
-    let allowed = format!("an integer in {}..={}", range.start(), range.end());
+    // Formatted only for an error: tile requests parse three of these each.
+    let allowed = || format!("an integer in {}..={}", range.start(), range.end());
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::bad(
             key,
-            format!("{:?} is not an integer; allowed: {allowed}", truncate(text)),
+            format!(
+                "{:?} is not an integer; allowed: {}",
+                truncate(text),
+                allowed()
+            ),
         ));
     }
     match text.parse::<u64>() {
         Ok(v) if v >= *range.start() as u64 && v <= *range.end() as u64 => Ok(v as u32),
         _ => Err(ApiError::bad(
             key,
-            format!("{} is out of range; allowed: {allowed}", truncate(text)),
+            format!("{} is out of range; allowed: {}", truncate(text), allowed()),
         )),
     }
 }
@@ -169,11 +181,14 @@ pub enum StyleRequest {
     },
 }
 
-/// How many canonical style strings each thread remembers ([`StyleSpec::canonical`]).
-const RECENT_CANONICAL_LEN: usize = 8;
+/// How many cache-key style strings each thread remembers ([`StyleSpec::key_style`]).
+const RECENT_KEY_STYLES_LEN: usize = 8;
+
+/// A remembered key style: the style, the filters' canonical text, and the shared key text.
+type KeyStyle = (StyleSpec, String, std::sync::Arc<str>);
 
 thread_local! {
-    static RECENT_CANONICAL: std::cell::RefCell<Vec<(StyleSpec, String)>> =
+    static RECENT_KEY_STYLES: std::cell::RefCell<Vec<KeyStyle>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -284,30 +299,35 @@ impl StyleSpec {
         Ok(StyleSpec { style, ramp })
     }
 
-    /// A canonical query string for this style: what tile URLs in TileJSON carry, and what
-    /// cache keys are made of. Only the options the style uses appear, defaults included.
+    /// The style part of a tile's cache key: `{canonical}&{filters}`, where `filters` is
+    /// the canonical text of the request's filter values.
     ///
     /// Every tile request needs it, and building it (float formatting, URL encoding) was a
     /// tenth of the server's CPU for a memory hit; clients send the same few styles over and
-    /// over, so each thread remembers the last few it built.
-    pub fn canonical(&self) -> String {
-        RECENT_CANONICAL.with(|recent| {
+    /// over, so each thread remembers the last few it built, shared so a key costs no copy.
+    pub fn key_style(&self, filters: &str) -> std::sync::Arc<str> {
+        RECENT_KEY_STYLES.with(|recent| {
             let mut recent = recent.borrow_mut();
-            if let Some(at) = recent.iter().position(|(spec, _)| spec == self) {
+            if let Some(at) = recent
+                .iter()
+                .position(|(spec, f, _)| spec == self && f == filters)
+            {
                 // Move to the front so the styles in use stay while others age out.
                 recent[..=at].rotate_right(1);
-                return recent[0].1.clone();
+                return recent[0].2.clone();
             }
-            let text = self.build_canonical();
-            if recent.len() == RECENT_CANONICAL_LEN {
+            let text: std::sync::Arc<str> = format!("{}&{filters}", self.canonical()).into();
+            if recent.len() == RECENT_KEY_STYLES_LEN {
                 recent.pop();
             }
-            recent.insert(0, (self.clone(), text.clone()));
+            recent.insert(0, (self.clone(), filters.to_string(), text.clone()));
             text
         })
     }
 
-    fn build_canonical(&self) -> String {
+    /// A canonical query string for this style: what tile URLs in TileJSON carry, and what
+    /// cache keys are made of. Only the options the style uses appear, defaults included.
+    pub fn canonical(&self) -> String {
         let style = match &self.style {
             StyleRequest::Smooth(p) => format!(
                 "style=smooth&radius={}&blur={}&max={}&minOpacity={}&maxZoom={}",
@@ -417,10 +437,10 @@ mod tests {
     }
 
     #[test]
-    fn remembered_canonical_forms_match_freshly_built_ones() {
-        // More distinct styles than a thread remembers, revisited in shifting orders, so
-        // entries are found, moved to the front and aged out.
-        let specs: Vec<StyleSpec> = (1..=3 * RECENT_CANONICAL_LEN as u32)
+    fn remembered_key_styles_match_freshly_built_ones() {
+        // More distinct styles than a thread remembers, revisited in shifting orders and
+        // with two filter texts, so entries are found, moved to the front and aged out.
+        let specs: Vec<StyleSpec> = (1..=3 * RECENT_KEY_STYLES_LEN as u32)
             .map(|radius| {
                 let raw = format!("radius={radius}&gradient=0.{radius}:blue,1:red");
                 StyleSpec::from_query(&q(&raw).expect("q")).expect("spec")
@@ -430,12 +450,15 @@ mod tests {
             for (i, spec) in specs.iter().enumerate() {
                 let again = &specs[(i * (round + 1)) % specs.len()];
                 for s in [spec, again, spec] {
-                    assert_eq!(s.canonical(), s.build_canonical(), "round {round}");
+                    for filters in ["", "from=2024-01-01"] {
+                        let built = format!("{}&{filters}", s.canonical());
+                        assert_eq!(&*s.key_style(filters), built, "round {round}");
+                    }
                 }
             }
         }
-        let texts: std::collections::HashSet<String> =
-            specs.iter().map(StyleSpec::canonical).collect();
+        let texts: std::collections::HashSet<std::sync::Arc<str>> =
+            specs.iter().map(|s| s.key_style("")).collect();
         assert_eq!(texts.len(), specs.len(), "distinct styles, distinct forms");
     }
 

@@ -40,23 +40,34 @@ pub async fn tile(
     let spec = StyleSpec::from_query(&query)?;
     let filters = layer.parse_filters(&query)?;
     let key = tile_key(&layer, &spec, &filters, ratio, coord);
-    let (tile, origin) = state
-        .cache
-        .get_or_render(key, &state.metrics, || async {
-            render_png(
-                &layer,
-                coord.viewport(ratio),
-                &spec,
-                Some(coord),
-                &filters,
-                &state.metrics,
-            )
-            .await
-        })
-        .await?;
+    let cache_control = state.cache_control(coord.z);
+    if let Some(tile) = state.cache.memory_hit(&key, &state.metrics) {
+        return Ok(cached_response(
+            &req,
+            cache_control,
+            &tile,
+            Origin::Memory,
+            &state.metrics,
+        ));
+    }
+    // Boxed: the disk and render path's future is large, and actix boxes and moves the
+    // handler's whole future for every request, memory hits included (boxing here took it
+    // from 1,600 to 456 bytes).
+    let (tile, origin) = Box::pin(state.cache.get_or_render(key, &state.metrics, || async {
+        render_png(
+            &layer,
+            coord.viewport(ratio),
+            &spec,
+            Some(coord),
+            &filters,
+            &state.metrics,
+        )
+        .await
+    }))
+    .await?;
     Ok(cached_response(
         &req,
-        state.cache_control(coord.z),
+        cache_control,
         &tile,
         origin,
         &state.metrics,
@@ -75,11 +86,7 @@ pub fn tile_key(
     TileKey {
         layer: layer.name.clone(),
         version: layer.source.data_version(),
-        style: format!(
-            "{}&{}",
-            spec.canonical(),
-            filters.canonical(&layer.source.filters())
-        ),
+        style: spec.key_style(&filters.canonical(&layer.source.filters())),
         ratio: ratio as u8,
         z: coord.z,
         x: coord.x,
