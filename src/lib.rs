@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod layer;
 pub mod metrics;
+pub mod progress;
 pub mod render;
 pub mod source;
 pub mod synth;

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::source::FilterValues;
 use crate::tile::{lat_to_world_y, lon_to_world_x, TileCoord, WorldBox, MAX_ZOOM};
 use actix_web::web;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -221,7 +221,7 @@ pub async fn seed(options: &SeedOptions, serve: &ServeArgs) -> Result<(), AdminE
     });
 
     let before = disk.stats();
-    let progress = progress_bar(&layer.name, total);
+    let progress = crate::progress::bar(&layer.name, total, "tiles");
     let tally = Arc::new(Tally::default());
     let job = Arc::new(Job {
         layer,
@@ -406,18 +406,6 @@ fn api_message(e: &ApiError) -> String {
         ApiError::NotFound { detail } | ApiError::Internal { detail } => detail.clone(),
         ApiError::Source(e) => e.to_string(),
     }
-}
-
-fn progress_bar(layer: &str, total: u64) -> ProgressBar {
-    // indicatif draws nothing when stderr is not a terminal, so logs and tests stay clean.
-    let style = ProgressStyle::with_template(
-        "{msg} [{bar:40}] {human_pos}/{human_len} tiles ({per_sec}, ETA {eta})",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    let bar = ProgressBar::new(total).with_style(style);
-    bar.set_message(layer.to_owned());
-    bar
 }
 
 /// The signal that stopped the run (its name and exit status), once one arrives. Handlers are

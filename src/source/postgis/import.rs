@@ -22,11 +22,12 @@ use super::pyramid::{self, Built};
 use super::{ensure_schema, ensure_version_trigger, DbError, Ident, TableName, SCHEMA_LOCK_KEY};
 use crate::layer::valid_layer_name;
 use crate::layer::DEFAULT_DB_AGGREGATE_ABOVE;
+use crate::progress::grouped;
 use crate::render::WorldPoint;
 use crate::source::load::{load_points_file, LoadError, WeightMode};
 use crate::tile::world_to_metres;
 use futures_util::SinkExt;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use std::fmt;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -307,7 +308,7 @@ async fn import_file(
             table: target.table.key(),
             source,
         })?;
-    let progress = progress_bar(&file, points.len());
+    let progress = crate::progress::bar(&file, points.len() as u64, "rows");
     let written = write_file(client, target, &points, &progress, aggregate_above, &file).await;
     progress.finish_and_clear();
     let (pyramid, pyramid_elapsed) = written?;
@@ -516,18 +517,6 @@ async fn copy_rows(
     Ok(())
 }
 
-fn progress_bar(file: &str, rows: usize) -> ProgressBar {
-    // indicatif draws nothing when stderr is not a terminal, so logs and tests stay clean.
-    let style = ProgressStyle::with_template(
-        "{msg} [{bar:40}] {human_pos}/{human_len} rows ({per_sec}, {eta})",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    let bar = ProgressBar::new(rows as u64).with_style(style);
-    bar.set_message(file.to_owned());
-    bar
-}
-
 // ---------------------------------------------------------------------------------------------
 // Spatial order
 
@@ -710,19 +699,6 @@ impl fmt::Display for Rate {
     }
 }
 
-/// `1234567` as `1,234,567`.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -826,10 +802,6 @@ mod tests {
 
     #[test]
     fn summaries_group_digits() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(1000), "1,000");
-        assert_eq!(grouped(123_456_789), "123,456,789");
         let report = FileReport {
             file: "quakes.csv".into(),
             rows: 123_456,
