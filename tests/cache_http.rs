@@ -156,9 +156,20 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
             std::fs::write(&entry, &bytes[..bytes.len() / 3]).expect("write");
         }
     }
-    let truncated = demo_server(args()).get("/tiles/demo/5/16/10.png");
+    let last = demo_server(args());
+    let truncated = last.get("/tiles/demo/5/16/10.png");
     assert_eq!(truncated.header("x-cache"), Some("miss"));
     assert_eq!(truncated.body, first.body);
+    // Written back too; waiting for it also keeps the write from landing in the scratch
+    // folder after the test has removed it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while last.get("/tiles/demo/5/16/10.png").header("x-cache") != Some("hit-disk") {
+        assert!(
+            Instant::now() < deadline,
+            "the tile re-rendered over a truncated file was never written back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
@@ -262,5 +273,17 @@ fn one_render_per_missing_tile_and_no_stale_tiles_after_a_write() {
             "stale tile still served 10 s after the write"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // Three tiles went to disk behind their responses (the warm-up tile and both versions
+    // of this one): wait for them, so no write lands after the scratch folder is removed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while walk(&dir.join("tiles"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "tile"))
+        .count()
+        < 3
+    {
+        assert!(Instant::now() < deadline, "tiles never written to disk");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
