@@ -1,0 +1,100 @@
+//! The Dockerfile cannot be built here (no Docker engine), so its shell steps that depend on
+//! the project's files are run as Docker would run them: the dependency stage's stub sources
+//! must satisfy the manifest, and every folder the build stage copies must exist.
+
+#[path = "common/scratch.rs"]
+mod scratch;
+
+use scratch::Scratch;
+use std::path::Path;
+use std::process::Command;
+
+fn dockerfile() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile"))
+        .expect("Dockerfile")
+}
+
+/// The instructions of the first stage, continuation lines joined, comments dropped.
+fn build_stage() -> Vec<String> {
+    let text = dockerfile().replace("\\\n", " ");
+    let mut stage = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("FROM ") && !stage.is_empty() {
+            break;
+        }
+        if !line.is_empty() && !line.starts_with('#') {
+            stage.push(line.to_string());
+        }
+    }
+    stage
+}
+
+#[test]
+fn the_dependency_stage_stubs_satisfy_the_manifest() {
+    let stage = build_stage();
+    let copy = stage
+        .iter()
+        .position(|l| l == "COPY Cargo.toml Cargo.lock ./")
+        .expect("the stage copies the manifest first");
+    let run = stage[copy + 1]
+        .strip_prefix("RUN ")
+        .expect("a RUN right after copying the manifest");
+    // Docker's shell form runs the line with /bin/sh -c in a folder that holds only the
+    // manifest and the lock file.
+    let dir = Scratch::new("dockerfile-deps");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        std::fs::copy(root.join(file), dir.join(file)).expect("copy manifest");
+    }
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(run)
+        .current_dir(&*dir)
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "the dependency stage fails: {run}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The stubs must be enough for cargo to accept the manifest's targets.
+    let metadata = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(&*dir)
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        metadata.status.success(),
+        "{}",
+        String::from_utf8_lossy(&metadata.stderr)
+    );
+}
+
+#[test]
+fn every_folder_the_build_copies_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut copied = 0;
+    for line in build_stage() {
+        let Some(args) = line.strip_prefix("COPY ") else {
+            continue;
+        };
+        let parts: Vec<&str> = args.split_whitespace().collect();
+        for source in &parts[..parts.len() - 1] {
+            assert!(
+                root.join(source).exists(),
+                "COPY {source}: not in the repository"
+            );
+            copied += 1;
+        }
+    }
+    assert!(
+        copied >= 6,
+        "the build stage copies the sources ({copied} found)"
+    );
+}
