@@ -118,7 +118,7 @@ impl Layer {
                 self.source.points(&query, None).await?
             };
             for p in &mut part {
-                p.x += shift;
+                p.x = on_shift_grid(p.x) + shift;
             }
             points.append(&mut part);
         }
@@ -169,6 +169,16 @@ impl Layer {
         // get/put calls), so a poisoned lock is still safe to use.
         self.density_refs.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// `x` rounded to a multiple of 2^-52 of the world (2^-20 of a pixel at zoom 24): then
+/// x + 1 and x - 1 are exact, so a copy of a point one world away, moved back, has its
+/// original's coordinates to the last bit, and every style draws it at the same place in
+/// the tiles on both sides of the antimeridian. Applied to every point, copy or not, so
+/// both sides see the same value.
+fn on_shift_grid(x: f64) -> f64 {
+    // Adding 1 rounds x in [0, 1] to the spacing of [1, 2), 2^-52; subtracting it is exact.
+    (x + 1.0) - 1.0
 }
 
 /// `area` split at the world's east and west edges: the part inside, and the parts beyond

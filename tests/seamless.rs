@@ -134,3 +134,100 @@ fn tiles_wrap_across_the_antimeridian() {
         );
     }
 }
+
+/// The world wraps without a seam: a render straddling the antimeridian (the overlay route
+/// cannot ask for one, so the render path is called directly) equals the east-most and the
+/// west-most tile side by side, pixel for pixel, in every style and at zooms whose world
+/// width is not a whole number of the smooth style's clustering cells.
+#[test]
+fn the_antimeridian_has_no_seam() {
+    use std::sync::Arc;
+    use twine_heatmap::http::params::{Query, StyleSpec, STYLE_PARAMS};
+    use twine_heatmap::http::tiles::render_png;
+    use twine_heatmap::layer::Layer;
+    use twine_heatmap::metrics::Metrics;
+    use twine_heatmap::render::png::decode_rgba;
+    use twine_heatmap::render::{Viewport, WorldPoint};
+    use twine_heatmap::source::load::demo_points;
+    use twine_heatmap::source::memory::MemoryStore;
+    use twine_heatmap::source::FilterValues;
+    use twine_heatmap::tile::{lat_to_world_y, lon_to_world_x};
+
+    // The demo layer (Fiji, Tonga, Samoa and Kiribati lie on or near 180°) plus a band of
+    // points on both sides of the antimeridian, so every zoom has data at the seam.
+    let mut points = demo_points().expect("demo");
+    let next = points.len() as u32;
+    points.extend((0..2000u32).map(|i| {
+        let lon = -180.0 + ((i * 7919) % 1000) as f64 * 0.0005 - 0.25; // 179.75°E..180.25°
+        let lon = if lon < -180.0 { lon + 360.0 } else { lon };
+        WorldPoint {
+            x: lon_to_world_x(lon),
+            y: lat_to_world_y(-17.0 + (i % 97) as f64 * 0.03),
+            w: 1.0 + (i % 3) as f32,
+            seq: next + i,
+        }
+    }));
+    let layer = Layer::new("edge", Arc::new(MemoryStore::new(points, None)));
+    let metrics = Metrics::default();
+    let styles = [
+        "style=smooth",
+        "style=smooth&radius=10&blur=5&max=0.002&scheme=fire",
+        "style=smooth&radius=7&blur=0",
+        "style=dots",
+        "style=density",
+    ];
+    let row_of = |z: u8| (lat_to_world_y(-16.0) * TileCoord::count(z) as f64) as u32;
+    let render = |vp: Viewport, tile: Option<TileCoord>, spec: &StyleSpec| {
+        actix_web::rt::System::new().block_on(async {
+            let png = render_png(&layer, vp, spec, tile, &FilterValues::NONE, &metrics)
+                .await
+                .expect("render");
+            decode_rgba(&png).expect("png")
+        })
+    };
+    let (mut compared_nonempty, mut seams) = (0, Vec::new());
+    for z in [1u8, 2, 3, 5, 8] {
+        let n = TileCoord::count(z) as u32;
+        let y = row_of(z);
+        for style in styles {
+            let spec = StyleSpec::from_query(&Query::parse(style, &[STYLE_PARAMS]).expect("query"))
+                .expect("style");
+            let east = TileCoord { z, x: n - 1, y };
+            let west = TileCoord { z, x: 0, y };
+            let (_, _, east_px) = render(east.viewport(1), Some(east), &spec);
+            let (_, _, west_px) = render(west.viewport(1), Some(west), &spec);
+            let straddle = Viewport {
+                width: 512,
+                ..east.viewport(1)
+            };
+            let (w, h, both) = render(straddle, None, &spec);
+            assert_eq!((w, h), (512, 256));
+            let mut differing = 0;
+            for row in 0..256 {
+                let line = &both[row * 2048..(row + 1) * 2048];
+                let tiles = [
+                    &east_px[row * 1024..(row + 1) * 1024],
+                    &west_px[row * 1024..(row + 1) * 1024],
+                ]
+                .concat();
+                differing += line
+                    .chunks_exact(4)
+                    .zip(tiles.chunks_exact(4))
+                    .filter(|(a, b)| a != b)
+                    .count();
+            }
+            if differing > 0 {
+                seams.push(format!("z{z} row {y} {style}: {differing} pixels differ"));
+            }
+            if both.chunks_exact(4).any(|p| p[3] > 0) {
+                compared_nonempty += 1;
+            }
+        }
+    }
+    assert!(seams.is_empty(), "{}", seams.join("\n"));
+    assert_eq!(
+        compared_nonempty,
+        5 * styles.len(),
+        "every render holds data"
+    );
+}

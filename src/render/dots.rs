@@ -364,8 +364,12 @@ struct Prepared {
 
 impl Prepared {
     fn new(pt: &WorldPoint, [x_axis, y_axis]: &[Axis; 2]) -> Option<Prepared> {
-        let (ix, fx) = x_axis.split(x_axis.as_seed_saw_it(pt.x))?;
-        let (iy, fy) = y_axis.split(y_axis.as_seed_saw_it(pt.y))?;
+        // A copy of a point one world away (beyond the antimeridian, see
+        // `Layer::render_input`) is placed as its original, plus whole world widths: the
+        // seed's metre rounding of the copy's own coordinate would move it.
+        let copy = floor(pt.x);
+        let (ix, fx) = x_axis.split(x_axis.as_seed_saw_it(pt.x - copy), copy)?;
+        let (iy, fy) = y_axis.split(y_axis.as_seed_saw_it(pt.y), 0.0)?;
         Some(Prepared {
             seq: pt.seq,
             ix,
@@ -431,23 +435,27 @@ impl Axis {
         }
     }
 
-    /// Splits the image coordinate `world * scale - origin` into an integer and a fraction in
-    /// [0, 1), taking the fraction from the global coordinate `world * scale` itself when the
-    /// origin is an integer (see [`Prepared`]). `None` for non-finite values and points beyond
-    /// the reach, which also bounds the integer part well inside i64.
+    /// Splits the image coordinate `(world + copy) * scale - origin` into an integer and a
+    /// fraction in [0, 1), taking the fraction from the global coordinate `world * scale`
+    /// itself when the origin and the copy's offset are whole pixels (see [`Prepared`]), so a
+    /// point and its copy one world away get the same fraction. `None` for non-finite values
+    /// and points beyond the reach, which also bounds the integer part well inside i64.
     #[inline]
-    fn split(&self, world: f64) -> Option<(i64, f64)> {
+    fn split(&self, world: f64, copy: f64) -> Option<(i64, f64)> {
         let global = world * self.scale;
-        let local = global - self.origin;
+        let offset = copy * self.scale;
+        let local = global + offset - self.origin;
         // Written so that NaN fails.
         if !(local > self.min && local < self.max) {
             return None;
         }
         let g_int = floor(global);
-        // Both subtractions are exact (a number minus its floor; a fraction minus a fraction).
-        let t = (global - g_int) - self.origin_frac;
+        let offset_int = floor(offset);
+        // Exact subtractions (a number minus its floor; fractions), and with whole-pixel
+        // origins and offsets (tiles) the additions of zero too.
+        let t = ((global - g_int) - self.origin_frac) + (offset - offset_int);
         let t_int = floor(t);
-        let int = (g_int - self.origin_int) + t_int;
+        let int = (g_int + offset_int - self.origin_int) + t_int;
         let frac = t - t_int;
         // `frac` can round up to 1.0 when `t` is a tiny negative number (fractional origins).
         let (int, frac) = if frac < 1.0 {

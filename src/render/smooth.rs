@@ -18,6 +18,12 @@
 //! global pixel grid and drawn in a global order, so neighbouring tiles and an overlay of the
 //! same area cluster and composite identically: a mosaic of tiles equals one big render pixel
 //! for pixel.
+//!
+//! The world wraps: points beyond x = 0 or x = 1 are copies of the other edge, shifted by one
+//! world width. A world is rarely a whole number of cells wide, so each copy is clustered on
+//! the grid of the world it came from and then drawn shifted by whole world widths: a cell
+//! at the antimeridian is the same cell in the east-most tile, the west-most tile and any
+//! render across it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -177,9 +183,13 @@ struct Cell {
     y: f64,
 }
 
-/// The clustering grid of one render: every cell whose stamp could touch the image.
+/// The clustering grid of one render in one world copy: every cell whose stamp could touch
+/// the image. Cell coordinates are those of the copy's own world (x in [0, 1)).
 #[derive(Debug, Clone, Copy)]
 struct Grid {
+    /// The world copy (0: the world itself; -1, 1: the copies west and east of it), whose
+    /// points are `shift` world widths from their place.
+    shift: i64,
     /// Global index of the first cell in x and y.
     cx0: i64,
     cy0: i64,
@@ -211,6 +221,7 @@ impl Grid {
         let (cx0, ncx) = range(vp.origin_x, vp.width)?;
         let (cy0, ncy) = range(vp.origin_y, vp.height)?;
         Some(Grid {
+            shift: 0,
             cx0,
             cy0,
             ncx,
@@ -224,6 +235,39 @@ impl Grid {
         })
     }
 
+    /// The grid split by world copy, west to east: for each copy the whole cells of its world
+    /// that the grid overlaps (cells are never cut at the render's edge: a render is given
+    /// every point of the cells it draws). None when the grid lies within the world itself,
+    /// which is the grid as it is.
+    fn copies(&self) -> Option<Vec<Grid>> {
+        // The world is kx cells wide (rarely a whole number); copy s spans [s kx, (s + 1) kx).
+        let world = self.kx;
+        if self.lo_x >= 0.0 && self.hi_x <= world {
+            return None;
+        }
+        // The layer wraps one world each way (`Layer::render_input`): further copies would be
+        // empty, and a tiny overlay could otherwise span thousands of them.
+        let first = ((self.lo_x / world).floor() as i64).clamp(-1, 1);
+        let last = ((self.hi_x / world).ceil() as i64 - 1).clamp(first, 1);
+        let copies = (first..=last)
+            .filter_map(|s| {
+                let offset = s as f64 * world;
+                let lo = (self.lo_x - offset).floor().max(0.0);
+                let hi = (self.hi_x - offset).ceil().min(world.ceil());
+                (lo < hi).then(|| Grid {
+                    shift: s,
+                    cx0: lo as i64,
+                    ncx: (hi - lo) as usize,
+                    lo_x: lo,
+                    // Past x = 1 are the next copy's points, even inside the last, partial cell.
+                    hi_x: hi.min(world),
+                    ..*self
+                })
+            })
+            .collect();
+        Some(copies)
+    }
+
     /// Calls `add(column, row, contribution)` for every usable point inside the grid, with its
     /// weight and its weighted position relative to its cell's corner, in cell units
     /// (relative, so that sums stay small and precise at deep zooms, and the same in every
@@ -234,12 +278,15 @@ impl Grid {
     #[inline(always)]
     fn for_each_point(&self, points: &[WorldPoint], mut add: impl FnMut(usize, usize, Cell)) {
         let (lo_x, hi_x, lo_y, hi_y) = (self.lo_x, self.hi_x, self.lo_y, self.hi_y);
+        // Exact: the layer gives copies on a grid of 2^-52 (see `Layer::render_input`), so a
+        // copy's point lands on exactly the coordinates of its original.
+        let shift = self.shift as f64;
         let mut point = |p: &WorldPoint, floor: fn(f64) -> i64| {
             // Bits in 1..=0x7f7f_ffff: a positive, finite, non-zero weight (NaN fails too).
             if p.w.to_bits().wrapping_sub(1) >= 0x7f7f_ffff {
                 return;
             }
-            let (vx, vy) = (p.x * self.kx, p.y * self.ky);
+            let (vx, vy) = ((p.x - shift) * self.kx, p.y * self.ky);
             // Written so that NaN fails.
             if !(vx >= lo_x && vx < hi_x && vy >= lo_y && vy < hi_y) {
                 return;
@@ -292,18 +339,46 @@ fn draw_clusters(pixels: &mut [u8], points: &[WorldPoint], vp: &Viewport, p: &Sm
     };
     let stamp = stamp(k.radius, k.blur);
     let drawer = ClusterDrawer::new(vp, p, &k, &stamp);
+    if let Some(copies) = grid.copies() {
+        // Row by row, and in each row the copies west to east: the global order, as if the
+        // copies were one grid.
+        let mut cells: Vec<((i64, i64, i64), Cell)> = Vec::new();
+        for (i, g) in copies.iter().enumerate() {
+            match g.ncx.checked_mul(g.ncy) {
+                Some(n) if n <= DENSE_GRID_MAX_CELLS => {
+                    let dense = accumulate_dense(points, g, n);
+                    cells.extend(dense.iter().enumerate().filter(|(_, c)| c.w > 0.0).map(
+                        |(j, c)| {
+                            let (ix, iy) = ((j % g.ncx) as i64, (j / g.ncx) as i64);
+                            ((g.cy0 + iy, i as i64, g.cx0 + ix), *c)
+                        },
+                    ));
+                }
+                _ => cells.extend(
+                    accumulate_sparse(points, g)
+                        .into_iter()
+                        .map(|((cy, cx), c)| ((cy, i as i64, cx), c)),
+                ),
+            }
+        }
+        cells.sort_unstable_by_key(|&(key, _)| key);
+        for ((cy, copy, cx), c) in cells {
+            drawer.draw(&mut canvas, cx, cy, copies[copy as usize].shift, &c);
+        }
+        return;
+    }
     match grid.ncx.checked_mul(grid.ncy) {
         Some(n) if n <= DENSE_GRID_MAX_CELLS => {
             // Row-major over global cell indices: the canonical drawing order.
             let cells = accumulate_dense(points, &grid, n);
             for (i, c) in cells.iter().enumerate() {
                 let (ix, iy) = ((i % grid.ncx) as i64, (i / grid.ncx) as i64);
-                drawer.draw(&mut canvas, grid.cx0 + ix, grid.cy0 + iy, c);
+                drawer.draw(&mut canvas, grid.cx0 + ix, grid.cy0 + iy, 0, c);
             }
         }
         _ => {
             for ((cy, cx), c) in accumulate_sparse(points, &grid) {
-                drawer.draw(&mut canvas, cx, cy, &c);
+                drawer.draw(&mut canvas, cx, cy, 0, &c);
             }
         }
     }
@@ -350,6 +425,8 @@ struct ClusterDrawer<'a> {
     /// The origin split into an integral part and a fraction: with integral origins (tiles)
     /// the stamp position is then round(global) - origin exactly, whatever the origin.
     ox_int: f64,
+    /// Pixels per world width: a copy's stamps are drawn whole world widths away.
+    world_px: f64,
     ox_frac: f64,
     oy_int: f64,
     oy_frac: f64,
@@ -372,6 +449,7 @@ impl<'a> ClusterDrawer<'a> {
             cell: k.cell,
             half: k.half,
             ox_int,
+            world_px: vp.scale_x,
             ox_frac: vp.origin_x - ox_int,
             oy_int,
             oy_frac: vp.origin_y - oy_int,
@@ -381,8 +459,8 @@ impl<'a> ClusterDrawer<'a> {
         }
     }
 
-    /// Draws global cell (cx, cy).
-    fn draw(&self, canvas: &mut Canvas, cx: i64, cy: i64, c: &Cell) {
+    /// Draws cell (cx, cy) of world copy `shift`.
+    fn draw(&self, canvas: &mut Canvas, cx: i64, cy: i64, shift: i64, c: &Cell) {
         if !(c.w > 0.0 && c.w.is_finite()) {
             return;
         }
@@ -395,7 +473,9 @@ impl<'a> ClusterDrawer<'a> {
         let snap = |v: f64| (v * SNAP_STEPS).round() / SNAP_STEPS;
         let gx = (cx as f64 + snap(c.x / c.w)) * self.cell;
         let gy = (cy as f64 + snap(c.y / c.w)) * self.cell;
-        let lx = (gx - self.ox_frac + 0.5).floor() - self.ox_int;
+        // The copy's offset is added to whole pixels (tile scales are whole), so a copy's stamp
+        // lands exactly one world width from its original's.
+        let lx = (gx - self.ox_frac + 0.5).floor() - self.ox_int + shift as f64 * self.world_px;
         let ly = (gy - self.oy_frac + 0.5).floor() - self.oy_int;
         if !(lx.is_finite() && ly.is_finite()) {
             return;
