@@ -275,18 +275,26 @@ impl Grid {
     ///
     /// This is the hot loop of a render (a few ns per point), hence the bit test for the
     /// weight and the two variants of floor below.
+    ///
+    /// `COPY`: the grid is one copy of [`Grid::copies`], whose points are moved back by its
+    /// shift (exactly: the layer gives copies on a grid of 2^-52, see `Layer::render_input`,
+    /// so a copy's point has its original's coordinates). A constant, so that the common
+    /// grid within the world runs the loop without it.
     #[inline(always)]
-    fn for_each_point(&self, points: &[WorldPoint], mut add: impl FnMut(usize, usize, Cell)) {
+    fn for_each_point<const COPY: bool>(
+        &self,
+        points: &[WorldPoint],
+        mut add: impl FnMut(usize, usize, Cell),
+    ) {
         let (lo_x, hi_x, lo_y, hi_y) = (self.lo_x, self.hi_x, self.lo_y, self.hi_y);
-        // Exact: the layer gives copies on a grid of 2^-52 (see `Layer::render_input`), so a
-        // copy's point lands on exactly the coordinates of its original.
         let shift = self.shift as f64;
         let mut point = |p: &WorldPoint, floor: fn(f64) -> i64| {
             // Bits in 1..=0x7f7f_ffff: a positive, finite, non-zero weight (NaN fails too).
             if p.w.to_bits().wrapping_sub(1) >= 0x7f7f_ffff {
                 return;
             }
-            let (vx, vy) = ((p.x - shift) * self.kx, p.y * self.ky);
+            let x = if COPY { p.x - shift } else { p.x };
+            let (vx, vy) = (x * self.kx, p.y * self.ky);
             // Written so that NaN fails.
             if !(vx >= lo_x && vx < hi_x && vy >= lo_y && vy < hi_y) {
                 return;
@@ -342,11 +350,13 @@ fn draw_clusters(pixels: &mut [u8], points: &[WorldPoint], vp: &Viewport, p: &Sm
     if let Some(copies) = grid.copies() {
         // Row by row, and in each row the copies west to east: the global order, as if the
         // copies were one grid.
+        // One pass per copy (at most three): each pass is the plain loop, which measured
+        // cheaper than one pass sorting the points between the copies.
         let mut cells: Vec<((i64, i64, i64), Cell)> = Vec::new();
         for (i, g) in copies.iter().enumerate() {
             match g.ncx.checked_mul(g.ncy) {
                 Some(n) if n <= DENSE_GRID_MAX_CELLS => {
-                    let dense = accumulate_dense(points, g, n);
+                    let dense = accumulate_dense::<true>(points, g, n);
                     cells.extend(dense.iter().enumerate().filter(|(_, c)| c.w > 0.0).map(
                         |(j, c)| {
                             let (ix, iy) = ((j % g.ncx) as i64, (j / g.ncx) as i64);
@@ -355,7 +365,7 @@ fn draw_clusters(pixels: &mut [u8], points: &[WorldPoint], vp: &Viewport, p: &Sm
                     ));
                 }
                 _ => cells.extend(
-                    accumulate_sparse(points, g)
+                    accumulate_sparse::<true>(points, g)
                         .into_iter()
                         .map(|((cy, cx), c)| ((cy, i as i64, cx), c)),
                 ),
@@ -370,14 +380,14 @@ fn draw_clusters(pixels: &mut [u8], points: &[WorldPoint], vp: &Viewport, p: &Sm
     match grid.ncx.checked_mul(grid.ncy) {
         Some(n) if n <= DENSE_GRID_MAX_CELLS => {
             // Row-major over global cell indices: the canonical drawing order.
-            let cells = accumulate_dense(points, &grid, n);
+            let cells = accumulate_dense::<false>(points, &grid, n);
             for (i, c) in cells.iter().enumerate() {
                 let (ix, iy) = ((i % grid.ncx) as i64, (i / grid.ncx) as i64);
                 drawer.draw(&mut canvas, grid.cx0 + ix, grid.cy0 + iy, 0, c);
             }
         }
         _ => {
-            for ((cy, cx), c) in accumulate_sparse(points, &grid) {
+            for ((cy, cx), c) in accumulate_sparse::<false>(points, &grid) {
                 drawer.draw(&mut canvas, cx, cy, 0, &c);
             }
         }
@@ -388,9 +398,9 @@ fn draw_clusters(pixels: &mut [u8], points: &[WorldPoint], vp: &Viewport, p: &Sm
 ///
 /// One thread on purpose: splitting big inputs over both cores measured no faster on a busy
 /// machine (a server under load) and far slower when the second thread waited for a core.
-fn accumulate_dense(points: &[WorldPoint], g: &Grid, n: usize) -> Vec<Cell> {
+fn accumulate_dense<const COPY: bool>(points: &[WorldPoint], g: &Grid, n: usize) -> Vec<Cell> {
     let mut cells = vec![Cell::default(); n];
-    g.for_each_point(points, |ix, iy, q| {
+    g.for_each_point::<COPY>(points, |ix, iy, q| {
         if let Some(c) = cells.get_mut(iy * g.ncx + ix) {
             c.w += q.w;
             c.x += q.x;
@@ -402,9 +412,9 @@ fn accumulate_dense(points: &[WorldPoint], g: &Grid, n: usize) -> Vec<Cell> {
 
 /// Same as [`accumulate_dense`] for grids too large to allocate densely; returns the non-empty
 /// cells keyed by global (row, column), in that order.
-fn accumulate_sparse(points: &[WorldPoint], g: &Grid) -> Vec<((i64, i64), Cell)> {
+fn accumulate_sparse<const COPY: bool>(points: &[WorldPoint], g: &Grid) -> Vec<((i64, i64), Cell)> {
     let mut cells: HashMap<(i64, i64), Cell> = HashMap::new();
-    g.for_each_point(points, |ix, iy, q| {
+    g.for_each_point::<COPY>(points, |ix, iy, q| {
         let c = cells
             .entry((g.cy0 + iy as i64, g.cx0 + ix as i64))
             .or_default();
