@@ -114,11 +114,7 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
     let first = s.get("/tiles/demo/5/16/10.png");
     assert_eq!(first.header("x-cache"), Some("miss"));
     // The disk write happens behind the response.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.get("/tiles/demo/5/16/10.png").header("x-cache") != Some("hit-disk") {
-        assert!(Instant::now() < deadline, "never a disk hit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_disk_hit(&s, "/tiles/demo/5/16/10.png", "never a disk hit");
     // A new server on the same folder starts warm.
     let restarted = demo_server(args());
     let warm = restarted.get("/tiles/demo/5/16/10.png");
@@ -141,14 +137,11 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
     assert_eq!(again.header("x-cache"), Some("miss"));
     assert_eq!(again.body, first.body);
     // The re-rendered tile is written back (behind the response): wait for it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fresh.get("/tiles/demo/5/16/10.png").header("x-cache") != Some("hit-disk") {
-        assert!(
-            Instant::now() < deadline,
-            "the re-rendered tile was never written back"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_disk_hit(
+        &fresh,
+        "/tiles/demo/5/16/10.png",
+        "the re-rendered tile was never written back",
+    );
     // Truncated files too.
     for entry in walk(&dir) {
         if entry.extension().is_some_and(|e| e == "tile") {
@@ -162,12 +155,19 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
     assert_eq!(truncated.body, first.body);
     // Written back too; waiting for it also keeps the write from landing in the scratch
     // folder after the test has removed it.
+    wait_for_disk_hit(
+        &last,
+        "/tiles/demo/5/16/10.png",
+        "the tile re-rendered over a truncated file was never written back",
+    );
+}
+
+/// Asks for `path` until the disk tier answers it (tiles are written behind the response),
+/// failing with `why` after 10 s.
+fn wait_for_disk_hit(server: &TestServer, path: &str, why: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while last.get("/tiles/demo/5/16/10.png").header("x-cache") != Some("hit-disk") {
-        assert!(
-            Instant::now() < deadline,
-            "the tile re-rendered over a truncated file was never written back"
-        );
+    while server.get(path).header("x-cache") != Some("hit-disk") {
+        assert!(Instant::now() < deadline, "{why}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -123,6 +123,22 @@ impl TileCache {
         if let Some(tile) = self.memory_hit(&key, metrics) {
             return Ok((tile, Origin::Memory));
         }
+        self.get_missing(key, metrics, render).await
+    }
+
+    /// The tile for `key` once [`memory_hit`](Self::memory_hit) has found nothing: from
+    /// disk, else rendered by `render`, once for all concurrent requests of the key, and
+    /// stored in both tiers. For callers that tried the memory tier themselves.
+    pub async fn get_missing<F, Fut>(
+        &self,
+        key: TileKey,
+        metrics: &Metrics,
+        render: F,
+    ) -> Result<(CachedTile, Origin), ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, ApiError>>,
+    {
         let flight = self.flights().entry(key.clone()).or_default().clone();
         let result = flight
             .get_or_try_init(|| self.fill(&key, metrics, render))

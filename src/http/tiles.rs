@@ -53,7 +53,7 @@ pub async fn tile(
     // Boxed: the disk and render path's future is large, and actix boxes and moves the
     // handler's whole future for every request, memory hits included (boxing here took it
     // from 1,600 to 456 bytes).
-    let (tile, origin) = Box::pin(state.cache.get_or_render(key, &state.metrics, || async {
+    let (tile, origin) = Box::pin(state.cache.get_missing(key, &state.metrics, || async {
         render_png(
             &layer,
             coord.viewport(ratio),
