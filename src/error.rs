@@ -5,6 +5,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECS: u32 = 5;
+
 /// Everything a request can fail with. Each variant carries what the client needs to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -15,7 +18,8 @@ pub enum ApiError {
     UnknownLayer { name: String, known: Vec<String> },
     #[error("not found")]
     NotFound { detail: String },
-    #[error(transparent)]
+    /// The point source failed; the body says why and what the client can do.
+    #[error("{}", source_summary(.0))]
     Source(SourceError),
     #[error("internal error")]
     Internal { detail: String },
@@ -37,6 +41,29 @@ impl ApiError {
             param: param.into(),
             detail: detail.into(),
         }
+    }
+}
+
+/// The short `error` of a source failure: what went wrong, in a few words.
+fn source_summary(e: &SourceError) -> String {
+    match e {
+        SourceError::Unavailable(_) => "the database is unavailable".to_string(),
+        SourceError::Timeout => "the database query timed out".to_string(),
+        SourceError::BadFilter { param, .. } => format!("invalid value for `{param}`"),
+    }
+}
+
+/// The `detail` of a source failure: its cause and what the client can do about it, so the
+/// body never just repeats `error`.
+fn source_advice(e: &SourceError) -> String {
+    match e {
+        SourceError::Unavailable(cause) => {
+            format!("{cause}; retry after {RETRY_AFTER_SECS} s (Retry-After)")
+        }
+        SourceError::Timeout => "the statement ran past the server's statement timeout and was \
+            cancelled; retry later, or ask for a smaller area or a higher zoom"
+            .to_string(),
+        SourceError::BadFilter { detail, .. } => detail.clone(),
     }
 }
 
@@ -71,7 +98,7 @@ impl ResponseError for ApiError {
             }
             ApiError::NotFound { detail } | ApiError::Internal { detail } => (detail, None),
             ApiError::Source(e) => {
-                source_detail = e.to_string();
+                source_detail = source_advice(e);
                 (&source_detail, None)
             }
         };
@@ -80,7 +107,7 @@ impl ResponseError for ApiError {
         }
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::Source(SourceError::Unavailable(_))) {
-            response.insert_header((header::RETRY_AFTER, "5"));
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
         }
         response.json(ErrorBody {
             error: self.to_string(),

@@ -91,8 +91,8 @@ fn pool_exhaustion_is_503_and_statement_timeout_is_504() {
         .map(|i| {
             let url = format!("{base}/tiles/{layer}/4/8/{}.png", 6 + i);
             std::thread::spawn(move || match ureq::get(&url).call() {
-                Ok(r) => r.status(),
-                Err(ureq::Error::Status(code, _)) => code,
+                Ok(r) => (r.status(), String::new()),
+                Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
                 Err(e) => panic!("{e}"),
             })
         })
@@ -113,16 +113,29 @@ fn pool_exhaustion_is_503_and_statement_timeout_is_504() {
     let busy = s.get(&format!("/tiles/{layer}/4/9/7.png"));
     assert_eq!(busy.status, 503, "{}", String::from_utf8_lossy(&busy.body));
     assert!(busy.header("retry-after").is_some());
-    assert!(busy.json()["detail"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("busy"));
+    let body = busy.json();
+    assert_eq!(body["error"], "the database is unavailable", "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("busy") && detail.contains("retry after"),
+        "{body}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "the pool wait is bounded"
     );
     for handle in blocked {
-        assert_eq!(handle.join().expect("thread"), 504);
+        let (status, body) = handle.join().expect("thread");
+        assert_eq!(status, 504, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON error body");
+        assert_eq!(body["error"], "the database query timed out", "{body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("statement timeout"),
+            "{body}"
+        );
     }
     // The cancelled statement is gone from the server, not running on.
     wait_until("the cancelled statement to end", 5, || waiting() == 0);
