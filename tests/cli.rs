@@ -172,5 +172,50 @@ fn points_flag_adds_a_layer_and_signals_stop_gracefully() {
         assert_eq!(names, vec!["stations"], "--points replaces the demo layer");
         let status = signal(&mut server, sig);
         assert!(status.success(), "exit after SIG{sig}: {status:?}");
+        // Logs go to stderr, and without a terminal they carry no color escape codes.
+        let mut log = String::new();
+        if let Some(mut stderr) = server.0.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+        }
+        assert!(log.contains("listening"), "{log}");
+        assert!(!log.contains('\x1b'), "escape codes in a log file: {log:?}");
+    }
+}
+
+/// `cache stats` prints its report on stdout and nothing else, so scripts can read it; the
+/// cache's own log lines (at `RUST_LOG=info`) go to stderr, without escape codes.
+#[test]
+fn cache_stats_stdout_holds_only_the_report() {
+    let cache = Scratch::new("cli-stats");
+    for level in [None, Some("info")] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["cache", "stats", "--cache-dir"])
+            .arg(&*cache)
+            .env_remove("TWINE_CACHE_DIR")
+            .env_remove("TWINE_CACHE_DISK")
+            .env_remove("TWINE_CONFIG");
+        match level {
+            Some(level) => cmd.env("RUST_LOG", level),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let out = cmd.output().expect("run");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.starts_with("disk tier "), "{level:?}: {stdout:?}");
+        assert!(
+            stdout
+                .lines()
+                .all(|l| !l.contains("INFO") && !l.contains('\x1b')),
+            "{level:?}: log lines on stdout: {stdout:?}"
+        );
+        if level.is_some() {
+            assert!(stderr.contains("disk tile cache opened"), "{stderr}");
+            assert!(!stderr.contains('\x1b'), "{stderr:?}");
+        } else {
+            assert!(stderr.is_empty(), "the default level is quiet: {stderr:?}");
+        }
     }
 }
