@@ -70,11 +70,14 @@ fn summary(stdout: &str) -> (u64, u64) {
         .find(|l| l.starts_with("seeded "))
         .unwrap_or_else(|| panic!("no summary line in {stdout:?}"));
     let words: Vec<&str> = line.split_whitespace().collect();
-    let seeded = words[1].parse().expect("seeded count");
-    let cached = words[3]
-        .trim_start_matches('(')
-        .parse()
-        .expect("cached count");
+    // Counts are printed with digits grouped: `1,234`.
+    let count = |word: &str| -> u64 {
+        word.trim_start_matches('(')
+            .replace(',', "")
+            .parse()
+            .expect("a count")
+    };
+    let (seeded, cached) = (count(words[1]), count(words[3]));
     (seeded, cached)
 }
 
@@ -247,7 +250,14 @@ fn seeded_tiles_are_disk_hits_in_any_parameter_order() {
     ]);
     let (seeded, cached) = summary(&first);
     assert!(seeded > 0 && cached == 0, "{first}");
-    assert!(first.contains(" bytes"), "{first}");
+    let size_unit = first
+        .lines()
+        .find(|l| l.starts_with("seeded "))
+        .and_then(|l| l.split_whitespace().last());
+    assert!(
+        matches!(size_unit, Some("B" | "KB" | "MB" | "GB")),
+        "the summary ends with the size written: {first}"
+    );
     // Parameters in one order when seeding, the other when requesting.
     run_ok(&[
         "seed",

@@ -18,6 +18,7 @@ use crate::http::tiles::{render_png, tile_key};
 use crate::http::{self, AppState};
 use crate::layer::{valid_layer_name, Layer};
 use crate::metrics::Metrics;
+use crate::progress::grouped;
 use crate::source::FilterValues;
 use crate::tile::{lat_to_world_y, lon_to_world_x, TileCoord, WorldBox, MAX_ZOOM};
 use actix_web::web;
@@ -264,8 +265,11 @@ pub async fn seed(options: &SeedOptions, serve: &ServeArgs) -> Result<(), AdminE
     let cached = tally.cached.load(Ordering::Relaxed);
     let bytes = tally.bytes.load(Ordering::Relaxed);
     println!(
-        "seeded {seeded} tiles ({cached} already cached) in {elapsed:.1} s ({:.0} tiles/s), {bytes} bytes",
-        seeded as f64 / elapsed.max(1e-9)
+        "seeded {} tiles ({} already cached) in {elapsed:.1} s ({} tiles/s), {}",
+        grouped(seeded),
+        grouped(cached),
+        grouped((seeded as f64 / elapsed.max(1e-9)).round() as u64),
+        human(bytes)
     );
     let after = disk.stats();
     let evicted = after.evictions.saturating_sub(before.evictions);
@@ -291,8 +295,9 @@ pub async fn seed(options: &SeedOptions, serve: &ServeArgs) -> Result<(), AdminE
     if let Some((name, code)) = signal {
         return Err(AdminError::Interrupted {
             message: format!(
-                "interrupted by {name} after {} of {total} tiles; the cache is consistent, re-run the same command to resume",
-                seeded + cached
+                "interrupted by {name} after {} of {} tiles; the cache is consistent, re-run the same command to resume",
+                grouped(seeded + cached),
+                grouped(total)
             ),
             code,
         });
