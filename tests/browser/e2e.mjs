@@ -4,8 +4,8 @@
 //
 //   node tests/browser/e2e.mjs [path/to/twine-heatmap]     (or TWINE_BIN=...)
 //
-// Starts `twine-heatmap serve` on the demo layer (port picked by the OS, from a temporary
-// working directory), opens the page with every request to another host aborted, and checks:
+// Starts `twine-heatmap serve` on the demo layer and a small layer across the antimeridian
+// (port picked by the OS, from a temporary working directory), opens the page with every request to another host aborted, and checks:
 // tiles load and are drawn; style and scheme changes load new tiles; past the handoff zoom
 // /points requests happen and Leaflet.heat's canvas is colored; requests no longer needed are
 // aborted and the cap on points held is kept; zooming back shows tiles; server errors show in
@@ -56,11 +56,14 @@ function check(ok, message) {
 /** Starts the server on an OS-chosen port; resolves with its base URL once it listens. */
 function startServer() {
   const cwd = mkdtempSync(join(tmpdir(), 'twine-e2e-'));
-  // The demo layer only: settings meant for other tests (scripts/test.sh exports
-  // DATABASE_URL) must not reach this server.
+  // The demo layer (first in the list, so the page's default) and `wrap`, points across the
+  // antimeridian; settings meant for other tests (scripts/test.sh exports DATABASE_URL)
+  // must not reach this server.
+  writeFileSync(join(cwd, 'wrap.csv'), antimeridianPoints());
+  writeFileSync(join(cwd, 'config.toml'), 'demo = true\n[[layers]]\nname = "wrap"\nfile = "wrap.csv"\n');
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' };
   for (const key of Object.keys(env)) if (key === 'DATABASE_URL' || key.startsWith('TWINE_')) delete env[key];
-  const child = spawn(BIN, ['serve', '--bind', '127.0.0.1:0'], {
+  const child = spawn(BIN, ['serve', '--bind', '127.0.0.1:0', '--config', 'config.toml'], {
     cwd, // any working directory must do: the page is embedded in the binary
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -93,6 +96,27 @@ function startServer() {
       }
     });
   });
+}
+
+/**
+ * CSV of 20,000 points (fixed seed) over 4.4° of longitude centred on the antimeridian, denser
+ * towards it: at the handoff zoom a view centred on 180° is mostly heat, half of it from
+ * points east of 180° (written as -180..-177.8), half from the west.
+ */
+function antimeridianPoints() {
+  let seed = 12345;
+  const random = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648; // an LCG: the same points every run
+    return seed / 2147483648;
+  };
+  const rows = ['lon,lat,weight'];
+  for (let i = 0; i < 20000; i++) {
+    const offset = 2.2 * random() ** 1.5;
+    const lon = random() < 0.5 ? 180 - offset : -180 + offset;
+    const lat = (random() - 0.5) * 3;
+    rows.push(`${lon.toFixed(5)},${lat.toFixed(5)},1`);
+  }
+  return `${rows.join('\n')}\n`;
 }
 
 function stopServer(server) {
@@ -459,12 +483,20 @@ async function run() {
     const figures = [];
     // `vivid, unaligned` moves the view off the cell grid by a few pixels: Leaflet.heat then
     // clusters on other cells than the server, as it does for most views a user sees.
-    for (const [name, extra, offset] of [['defaults', '', 0], ['vivid', '&max=0.02&scheme=fire', 0], ['vivid-unaligned', '&max=0.02&scheme=fire', 7]]) {
+    // `antimeridian` centres the view on 180° over the `wrap` layer: Leaflet.heat must draw
+    // the points of both sides (the page shifts each world copy's points), as the tiles do.
+    const cases = [
+      ['defaults', '', 0, [50.6, 5.5]],
+      ['vivid', '&max=0.02&scheme=fire', 0, [50.6, 5.5]],
+      ['vivid-unaligned', '&max=0.02&scheme=fire', 7, [50.6, 5.5]],
+      ['antimeridian', '&layer=wrap&max=0.05', 0, [0, 180]],
+    ];
+    for (const [name, extra, offset, [lat, lng]] of cases) {
       await page.goto(`${base}/?basemap=off&opacity=1&mode=tiles${extra}`);
       await settle(page);
       await page.evaluate(() => window.twine.bare(true));
       const cell = await page.evaluate(() => (Number(window.twine.settings.radius) + Number(window.twine.settings.blur)) / 2);
-      const view = await alignedView(page, 50.6, 5.5, handoff, cell, offset);
+      const view = await alignedView(page, lat, lng, handoff, cell, offset);
       log(`${name}: zoom ${handoff}, top-left pixel ${view.x0},${view.y0} (Leaflet's pixel origin ${view.origin}), cells of ${cell} px`);
       await settle(page);
       check(await page.evaluate(() => window.twine.state.mode === 'tiles'), `${name}: tile layer alone`);
