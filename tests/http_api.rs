@@ -407,6 +407,36 @@ fn bad_input_gets_a_clear_json_error() {
     }
 }
 
+/// Errors whose wording matters: what the client should send instead.
+#[test]
+fn errors_say_what_is_allowed() {
+    let s = server();
+    for (path, param, says) in [
+        ("/tiles/demo/2/0/1@3x.png", "y", "@2x.png"),
+        ("/tiles/demo/2/0/1.jpg", "y", "{y}.png"),
+        ("/layers?x=1", "x", "takes no query parameters"),
+        (
+            "/tiles/demo/0/0/0.png?radios=20",
+            "radios",
+            "allowed here: style,",
+        ),
+        (
+            "/tiles/demo/0/0/0.png?gradient=0.5:nocolor",
+            "gradient",
+            "#rrggbbaa",
+        ),
+    ] {
+        let reply = s.get(path);
+        assert_eq!(reply.status, 400, "{path}");
+        let body = reply.json();
+        assert_eq!(body["parameter"], param, "{path}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap_or_default().contains(says),
+            "{path}: {body}"
+        );
+    }
+}
+
 #[test]
 fn over_long_parameters_are_refused() {
     let s = server();

@@ -47,10 +47,12 @@ impl Query {
             let known = allowed.iter().any(|set| set.contains(&key.as_ref()));
             if !known {
                 let names: Vec<&str> = allowed.iter().flat_map(|s| s.iter().copied()).collect();
-                return Err(ApiError::bad(
-                    truncate(&key),
-                    format!("unknown parameter; allowed here: {}", names.join(", ")),
-                ));
+                let detail = if names.is_empty() {
+                    "unknown parameter; this route takes no query parameters".to_string()
+                } else {
+                    format!("unknown parameter; allowed here: {}", names.join(", "))
+                };
+                return Err(ApiError::bad(truncate(&key), detail));
             }
             if value.len() > MAX_VALUE_LEN {
                 return Err(ApiError::bad(

@@ -26,12 +26,12 @@ pub async fn tile(
     let (layer_name, z, x, file) = path.into_inner();
     let (y, ratio) = if let Some(y) = file.strip_suffix("@2x.png") {
         (y, 2)
-    } else if let Some(y) = file.strip_suffix(".png") {
+    } else if let Some(y) = file.strip_suffix(".png").filter(|y| !y.contains('@')) {
         (y, 1)
     } else {
         return Err(ApiError::bad(
             "y",
-            "the tile name must be {y}.png or {y}@2x.png",
+            "the tile name must be {y}.png or {y}@2x.png (256 or 512 px; no other scale)",
         ));
     };
     let coord = parse_tile_coord(&z, &x, y)?;

@@ -186,7 +186,7 @@ pub enum GradientError {
     Shape(String),
     #[error("offset {0:?} is not a number in 0..1")]
     Offset(String),
-    #[error("color {0:?} is not a CSS color (name, #rgb, #rrggbb, rgb(r,g,b))")]
+    #[error("color {0:?} is not a CSS color (name, #rgb, #rgba, #rrggbb, #rrggbbaa, rgb(r,g,b), rgba(r,g,b,a))")]
     Color(String),
     #[error("offset {0} appears twice")]
     Duplicate(String),
