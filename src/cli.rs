@@ -95,6 +95,10 @@ pub struct ServeArgs {
     /// Base URL for links in TileJSON and /layers [default: from the request].
     #[arg(long, env = "TWINE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Origin that pages may fetch from with CORS: `*` (any), one origin such as
+    /// https://maps.example.org, or "" for no CORS headers [default: *].
+    #[arg(long, env = "TWINE_CORS_ALLOW_ORIGIN", value_name = "ORIGIN")]
+    pub cors_allow_origin: Option<String>,
 }
 
 /// A start-up failure, printed as one line naming what to fix.
@@ -119,6 +123,34 @@ fn cache_control_value(key: &str, value: &str) -> Result<HeaderValue, StartError
     HeaderValue::from_str(value.trim()).map_err(|_| {
         StartError::Invalid(format!(
             "{key} {value:?}: not a valid Cache-Control header value (no control characters)"
+        ))
+    })
+}
+
+/// The configured CORS origin, checked once at start-up: `*`, or one origin
+/// (`http(s)://host[:port]`, no path: browsers compare it with the page's origin
+/// character for character); empty means no CORS headers.
+fn allow_origin_value(value: &str) -> Result<Option<HeaderValue>, StartError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let host = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    let is_origin = host.is_some_and(|h| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b',')
+    });
+    if value != "*" && !is_origin {
+        return Err(StartError::Invalid(format!(
+            "cors_allow_origin {value:?}: expected *, one origin such as https://maps.example.org (scheme and host, no path), or \"\" for none"
+        )));
+    }
+    HeaderValue::from_str(value).map(Some).map_err(|_| {
+        StartError::Invalid(format!(
+            "cors_allow_origin {value:?}: not a valid header value"
         ))
     })
 }
@@ -213,6 +245,9 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
     state.public_url = args.public_url.clone().or(config.public_url);
     if let Some(value) = config.tile_cache_control {
         state.tile_cache_control = cache_control_value("tile_cache_control", &value)?;
+    }
+    if let Some(value) = args.cors_allow_origin.clone().or(config.cors_allow_origin) {
+        state.allow_origin = allow_origin_value(&value)?;
     }
     let bind = args
         .bind

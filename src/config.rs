@@ -13,6 +13,9 @@ pub struct Config {
     pub public_url: Option<String>,
     pub handoff_zoom: Option<u8>,
     pub tile_cache_control: Option<String>,
+    /// `Access-Control-Allow-Origin` of every response: `*`, one origin, or "" for none
+    /// (flag --cors-allow-origin, env TWINE_CORS_ALLOW_ORIGIN; default `*`).
+    pub cors_allow_origin: Option<String>,
     /// Zooms whose densest tile holds more points are rendered from one-pixel bins,
     /// aggregated where the points are (in SQL for PostGIS) (default 200000).
     pub aggregate_above: Option<u64>,

@@ -18,6 +18,9 @@ pub enum ApiError {
     UnknownLayer { name: String, known: Vec<String> },
     #[error("not found")]
     NotFound { detail: String },
+    /// A method other than GET, HEAD and OPTIONS (405 with `Allow`).
+    #[error("method {method} not allowed")]
+    MethodNotAllowed { method: String },
     /// The point source failed; the body says why and what the client can do.
     #[error("{}", source_summary(.0))]
     Source(SourceError),
@@ -80,6 +83,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadParam { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnknownLayer { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Source(SourceError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Source(SourceError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Source(SourceError::BadFilter { .. }) => StatusCode::BAD_REQUEST,
@@ -97,6 +101,9 @@ impl ResponseError for ApiError {
                 (&known_layers, None)
             }
             ApiError::NotFound { detail } | ApiError::Internal { detail } => (detail, None),
+            ApiError::MethodNotAllowed { .. } => {
+                ("this server only reads; allowed: GET, HEAD, OPTIONS", None)
+            }
             ApiError::Source(e) => {
                 source_detail = source_advice(e);
                 (&source_detail, None)
@@ -108,6 +115,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::Source(SourceError::Unavailable(_))) {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+        }
+        if matches!(self, ApiError::MethodNotAllowed { .. }) {
+            response.insert_header((header::ALLOW, crate::http::ALLOWED_METHODS));
         }
         response.json(ErrorBody {
             error: self.to_string(),

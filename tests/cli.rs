@@ -67,6 +67,20 @@ fn malformed_points_files_stop_start_up_naming_file_and_line() {
     assert!(err.contains("bogus_key"), "{err}");
 }
 
+/// Runs `serve` with `toml` as its config, which must stop start-up; returns its stderr.
+fn start_up_error(dir: &Scratch, toml: &str) -> String {
+    let config = dir.file("config.toml", toml);
+    let (ok, err) = run_to_end(&[
+        "serve",
+        "--config",
+        config.to_str().expect("path"),
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    assert!(!ok, "start-up should fail with {toml:?}");
+    err
+}
+
 #[test]
 fn bad_cache_control_values_stop_start_up_naming_the_key() {
     let dir = Scratch::new("cli-cache-control");
@@ -81,18 +95,61 @@ fn bad_cache_control_values_stop_start_up_naming_the_key() {
             "cache.control value",
         ),
     ] {
-        let config = dir.file("cache-control.toml", toml);
-        let (ok, err) = run_to_end(&[
-            "serve",
-            "--config",
-            config.to_str().expect("path"),
-            "--bind",
-            "127.0.0.1:0",
-        ]);
-        assert!(!ok, "{toml}");
+        let err = start_up_error(&dir, toml);
         assert!(
             err.contains(key) && err.contains("Cache-Control"),
             "{toml}: {err}"
+        );
+    }
+}
+
+#[test]
+fn bad_cors_origins_stop_start_up_naming_the_key() {
+    let dir = Scratch::new("cli-cors");
+    for value in [
+        "maps.example.org",
+        "https://maps.example.org/",
+        "https://a.org, https://b.org",
+        "ftp://maps.example.org",
+    ] {
+        let err = start_up_error(&dir, &format!("cors_allow_origin = {value:?}\n"));
+        assert!(
+            err.contains("cors_allow_origin") && err.contains("one origin"),
+            "{value}: {err}"
+        );
+    }
+}
+
+/// One configured origin is sent as it is; an empty one turns CORS headers off; the flag
+/// wins over the config file.
+#[test]
+fn cors_origin_from_flag_and_config() {
+    let dir = Scratch::new("cli-cors-ok");
+    let config = dir.file(
+        "cors.toml",
+        "cors_allow_origin = \"https://maps.example.org\"\n",
+    );
+    let config = config.to_str().expect("path");
+    for (flag, expected) in [
+        (None, Some("https://maps.example.org")),
+        (Some(""), None),
+        (Some("http://127.0.0.1:3000"), Some("http://127.0.0.1:3000")),
+    ] {
+        let mut args = vec!["--config", config];
+        if let Some(flag) = flag {
+            args.extend(["--cors-allow-origin", flag]);
+        }
+        let server = start(&args);
+        let reply = ureq::get(&format!(
+            "http://127.0.0.1:{}/tiles/demo/0/0/0.png",
+            server.1
+        ))
+        .call()
+        .expect("tile");
+        assert_eq!(
+            reply.header("access-control-allow-origin"),
+            expected,
+            "--cors-allow-origin {flag:?}"
         );
     }
 }

@@ -407,6 +407,86 @@ fn bad_input_gets_a_clear_json_error() {
     }
 }
 
+/// HEAD answers like GET without the body; every answer carries CORS headers; OPTIONS is a
+/// preflight; other methods are a 405 that says what is allowed.
+#[test]
+fn head_cors_preflight_and_other_methods() {
+    let s = server();
+    for path in ["/tiles/demo/1/1/0.png", "/tiles/demo.json", "/layers", "/"] {
+        let get = s.get(path);
+        let head = s.request("HEAD", path, &[]);
+        assert_eq!((get.status, head.status), (200, 200), "{path}");
+        assert!(head.body.is_empty(), "{path}: HEAD sent a body");
+        assert_eq!(
+            head.header("content-length"),
+            Some(get.body.len().to_string().as_str()),
+            "{path}"
+        );
+        assert_eq!(head.header("etag"), get.header("etag"), "{path}");
+        assert_eq!(head.content_type, get.content_type, "{path}");
+    }
+    // CORS on successes and errors alike, so a page elsewhere can read the JSON error too.
+    for (path, status) in [
+        ("/tiles/demo/1/1/0.png", 200),
+        ("/tiles/demo.json", 200),
+        ("/points/demo/3/4/2.json", 200),
+        ("/tiles/demo/1/1/0.png?radius=0", 400),
+        ("/tiles/nope/0/0/0.png", 404),
+    ] {
+        let reply = s.request("GET", path, &[("Origin", "https://maps.example.org")]);
+        assert_eq!(reply.status, status, "{path}");
+        assert_eq!(
+            reply.header("access-control-allow-origin"),
+            Some("*"),
+            "{path}"
+        );
+        let exposed = reply
+            .header("access-control-expose-headers")
+            .unwrap_or_default();
+        assert!(
+            exposed.contains("ETag") && exposed.contains("X-Cache"),
+            "{path}: {exposed}"
+        );
+    }
+    let preflight = s.request(
+        "OPTIONS",
+        "/tiles/demo/1/1/0.png",
+        &[
+            ("Origin", "https://maps.example.org"),
+            ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Headers", "if-none-match"),
+        ],
+    );
+    assert_eq!(preflight.status, 204);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("GET, HEAD, OPTIONS")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-headers"),
+        Some("if-none-match")
+    );
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        let reply = s.request(method, "/tiles/demo/1/1/0.png", &[]);
+        assert_eq!(reply.status, 405, "{method}");
+        assert_eq!(
+            reply.header("allow"),
+            Some("GET, HEAD, OPTIONS"),
+            "{method}"
+        );
+        let body = reply.json();
+        assert!(
+            body["error"].as_str().unwrap_or_default().contains(method)
+                && body["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("GET, HEAD"),
+            "{method}: {body}"
+        );
+    }
+}
+
 /// Errors whose wording matters: what the client should send instead.
 #[test]
 fn errors_say_what_is_allowed() {

@@ -410,6 +410,7 @@ fn api_message(e: &ApiError) -> String {
         }
         ApiError::NotFound { detail } | ApiError::Internal { detail } => detail.clone(),
         ApiError::Source(e) => e.to_string(),
+        ApiError::MethodNotAllowed { .. } => e.to_string(),
     }
 }
 

@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::layer::Layer;
 use crate::metrics::Gauges;
 use crate::tile::MAX_ZOOM;
+use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
@@ -137,6 +138,26 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
 /// Any other path: a JSON 404 listing the routes.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    match *req.method() {
+        Method::GET | Method::HEAD => {}
+        // A CORS preflight (a page on another origin sending a non-simple header such as
+        // If-None-Match by hand): every route reads, with any request header.
+        Method::OPTIONS => {
+            let mut answer = HttpResponse::NoContent();
+            answer.insert_header((header::ALLOW, super::ALLOWED_METHODS));
+            answer.insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, super::ALLOWED_METHODS));
+            if let Some(asked) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+                answer.insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone()));
+            }
+            answer.insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"));
+            return Ok(answer.finish());
+        }
+        _ => {
+            return Err(ApiError::MethodNotAllowed {
+                method: req.method().to_string(),
+            })
+        }
+    }
     Err(ApiError::NotFound {
         detail: format!(
             "no route for {} {}; routes: /layers, /tiles/{{layer}}.json, /tiles/{{layer}}/{{z}}/{{x}}/{{y}}.png, /heatmap.png, /points/{{layer}}/{{z}}/{{x}}/{{y}}.json, /points/{{layer}}?bbox=, /health",

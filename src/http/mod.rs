@@ -11,8 +11,8 @@ use crate::layer::Registry;
 use crate::source::postgis::watch::Database;
 use crate::source::SourceError;
 use actix_web::dev::{Server, Service};
-use actix_web::http::header::HeaderValue;
-use actix_web::{web, App, HttpRequest, HttpServer};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{guard, web, App, HttpRequest, HttpServer};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -32,6 +32,10 @@ pub struct AppState {
     /// else `tile_cache_control`.
     pub tile_cache_control: HeaderValue,
     pub cache_control_bands: Vec<CacheControlBand>,
+    /// `Access-Control-Allow-Origin` of every response (`*` by default), so pages on other
+    /// origins can fetch tiles, TileJSON and points (MapLibre loads raster tiles with
+    /// `fetch`); `None` sends no CORS headers.
+    pub allow_origin: Option<HeaderValue>,
     pub cache: std::sync::Arc<crate::cache::TileCache>,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
@@ -56,6 +60,7 @@ impl AppState {
             public_url: None,
             tile_cache_control: HeaderValue::from_static("public, max-age=300"),
             cache_control_bands: Vec::new(),
+            allow_origin: Some(HeaderValue::from_static("*")),
             // Without a configured cache: no memory or disk tier, single flight only.
             cache: std::sync::Arc::new(crate::cache::TileCache::new(None, None)),
             metrics: Default::default(),
@@ -100,20 +105,32 @@ impl AppState {
     }
 }
 
+/// Response headers a page on another origin may read besides the CORS-safelisted ones.
+const EXPOSED_HEADERS: &str = "ETag, X-Cache, Retry-After";
+
+/// The methods every route answers (`Allow` of a 405 and of a preflight).
+pub const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
+
+/// A route for reading: GET, and HEAD (actix sends a HEAD answer's headers without its
+/// body), as every HTTP resource should answer both.
+pub fn read() -> actix_web::Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
 /// Registers every route on an actix app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(meta::health))
-        .route("/layers", web::get().to(meta::layers))
-        .route("/metrics", web::get().to(meta::metrics))
-        .route("/heatmap.png", web::get().to(tiles::overlay))
+    cfg.route("/health", read().to(meta::health))
+        .route("/layers", read().to(meta::layers))
+        .route("/metrics", read().to(meta::metrics))
+        .route("/heatmap.png", read().to(tiles::overlay))
         // Tiles first among the patterns: the router tries each pattern's regex in turn,
         // and tiles are nearly all of the traffic.
-        .route("/tiles/{layer}/{z}/{x}/{file}", web::get().to(tiles::tile))
-        .route("/tiles/{file}", web::get().to(meta::tilejson))
-        .route("/points/{layer}", web::get().to(points::bbox_points))
+        .route("/tiles/{layer}/{z}/{x}/{file}", read().to(tiles::tile))
+        .route("/tiles/{file}", read().to(meta::tilejson))
+        .route("/points/{layer}", read().to(points::bbox_points))
         .route(
             "/points/{layer}/{z}/{x}/{file}",
-            web::get().to(points::tile_points),
+            read().to(points::tile_points),
         )
         .configure(webmap::routes)
         .default_service(web::to(meta::not_found));
@@ -179,12 +196,23 @@ pub fn app(
         .wrap_fn(move |req, srv| {
             let started = Instant::now();
             let route = route_name(req.path());
-            let metrics = req
+            let (metrics, allow_origin) = req
                 .app_data::<web::Data<AppState>>()
-                .map(|s| s.metrics.clone());
+                .map(|s| (Some(s.metrics.clone()), s.allow_origin.clone()))
+                .unwrap_or_default();
             let fut = srv.call(req);
             async move {
-                let res = fut.await?;
+                let mut res = fut.await?;
+                // On every answer, errors included, so a page on another origin can read
+                // the JSON error as well as the tile.
+                if let Some(origin) = allow_origin {
+                    let headers = res.headers_mut();
+                    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                    headers.insert(
+                        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                        HeaderValue::from_static(EXPOSED_HEADERS),
+                    );
+                }
                 let seconds = started.elapsed().as_secs_f64();
                 if let Some(metrics) = metrics {
                     metrics.observe_route(route, seconds);

@@ -52,8 +52,8 @@ const ASSETS: &[Asset] = &[
 
 /// Registers `GET /` and `GET /web/{file}`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index))
-        .route("/web/{file:.*}", web::get().to(file));
+    cfg.route("/", super::read().to(index))
+        .route("/web/{file:.*}", super::read().to(file));
 }
 
 /// `GET /`: the map page.

@@ -8,8 +8,8 @@
 // (port picked by the OS, from a temporary working directory), opens the page with every request to another host aborted, and checks:
 // tiles load and are drawn; style and scheme changes load new tiles; past the handoff zoom
 // /points requests happen and Leaflet.heat's canvas is colored; requests no longer needed are
-// aborted and the cap on points held is kept; zooming back shows tiles; server errors show in
-// the page. It fails on any console error, page error, failed request or status >= 400 from
+// aborted and the cap on points held is kept; zooming back shows tiles; a page on another
+// origin can fetch TileJSON, tiles and errors (CORS); server errors show in the page. It fails on any console error, page error, failed request or status >= 400 from
 // the server (outside the one step that asks for an error on purpose).
 //
 // Visual continuity: at the handoff zoom, the same view is shot with only the tile layer and
@@ -292,9 +292,14 @@ async function run() {
 
     // Only our server is reachable: the basemap and anything else is aborted here.
     const external = new Set();
+    // A second origin for the same server (localhost instead of 127.0.0.1): a page there is
+    // another site's map, which may read the server only as CORS allows. Its document is a
+    // real answer from the loopback address (a page made up by the test would count as
+    // public, and Chromium keeps public pages from loopback addresses altogether).
+    const otherOrigin = `http://localhost:${new URL(base).port}`;
     await page.route('**/*', (route) => {
       const url = new URL(route.request().url());
-      if (url.origin === origin) return route.continue();
+      if (url.origin === origin || url.origin === otherOrigin) return route.continue();
       external.add(url.host);
       return route.abort('blockedbyclient');
     });
@@ -521,7 +526,39 @@ async function run() {
     writeFileSync(join(ARTIFACTS, 'continuity.txt'), `${figures.join('\n')}\n`);
     failIfProblems();
 
-    // 6. A server error shows in the page.
+    // 6. Another site's page uses the server as MapLibre GL JS does: TileJSON and tiles with
+    // fetch(), the tile decoded with createImageBitmap. The browser lets the page read them
+    // only with CORS headers, error answers included.
+    phase = 'cross-origin';
+    await page.goto(`${otherOrigin}/health`);
+    expectErrors = true; // the 400 below is asked for
+    const cross = await page.evaluate(async (base) => {
+      try {
+        const tilejson = await (await fetch(`${base}/tiles/demo.json?scheme=fire`)).json();
+        const url = tilejson.tiles[0].replace('{z}', '2').replace('{x}', '2').replace('{y}', '1');
+        const tile = await fetch(url);
+        const bitmap = await createImageBitmap(await tile.blob());
+        const bad = await fetch(`${base}/tiles/demo/2/2/1.png?radius=0`);
+        const error = await bad.json();
+        return {
+          tilejson: tilejson.tilejson, status: tile.status, width: bitmap.width,
+          xcache: tile.headers.get('X-Cache'), etag: tile.headers.get('ETag'),
+          badStatus: bad.status, badParam: error.parameter,
+        };
+      } catch (err) {
+        return { failure: String(err) };
+      }
+    }, base);
+    expectErrors = false;
+    log(`from ${otherOrigin}: ${JSON.stringify(cross)}`);
+    check(!cross.failure, `fetch from another origin works (${cross.failure || 'no CORS error'})`);
+    check(cross.tilejson === '3.0.0', 'TileJSON read from another origin');
+    check(cross.status === 200 && cross.width === 256, 'a tile fetched and decoded from another origin');
+    check(cross.xcache !== null && cross.etag !== null, 'X-Cache and ETag are exposed to it');
+    check(cross.badStatus === 400 && cross.badParam === 'radius', "a 400's JSON is readable from another origin");
+    failIfProblems();
+
+    // 7. A server error shows in the page.
     phase = 'errors';
     expectErrors = true;
     mark = responses.length;

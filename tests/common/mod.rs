@@ -50,11 +50,20 @@ impl TestServer {
     }
 
     pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[])
+    }
+
+    /// Any method, with extra request headers.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
         let url = format!("{}{}", self.base, path);
-        let response = match ureq::get(&url).call() {
+        let mut request = ureq::request(method, &url);
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        let response = match request.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("GET {url}: {e}"),
+            Err(e) => panic!("{method} {url}: {e}"),
         };
         let status = response.status();
         let content_type = response.content_type().to_string();
