@@ -10,11 +10,24 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
 
+/// The binary without the settings scripts/test.sh exports for other tests (DATABASE_URL
+/// would make `serve` wait for database layers instead of serving the demo layer).
+fn binary() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("DATABASE_URL");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TWINE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 /// Runs the binary to its exit: whether it succeeded, and its stderr. A run that should stop
 /// at start-up but serves instead is killed after 60 s and counts as a failure of the test,
 /// not a hang.
 fn run_to_end(args: &[&str]) -> (bool, String) {
-    let mut child = Command::new(BIN)
+    let mut child = binary()
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -166,7 +179,7 @@ impl Drop for Server {
 fn start(args: &[&str]) -> Server {
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
-    let mut child = Command::new(BIN)
+    let mut child = binary()
         .arg("serve")
         .args(["--bind", &bind])
         .args(args)
@@ -245,12 +258,8 @@ fn points_flag_adds_a_layer_and_signals_stop_gracefully() {
 fn cache_stats_stdout_holds_only_the_report() {
     let cache = Scratch::new("cli-stats");
     for level in [None, Some("info")] {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["cache", "stats", "--cache-dir"])
-            .arg(&*cache)
-            .env_remove("TWINE_CACHE_DIR")
-            .env_remove("TWINE_CACHE_DISK")
-            .env_remove("TWINE_CONFIG");
+        let mut cmd = binary();
+        cmd.args(["cache", "stats", "--cache-dir"]).arg(&*cache);
         match level {
             Some(level) => cmd.env("RUST_LOG", level),
             None => cmd.env_remove("RUST_LOG"),
