@@ -18,6 +18,9 @@ pub enum ApiError {
     UnknownLayer { name: String, known: Vec<String> },
     #[error("not found")]
     NotFound { detail: String },
+    /// The server has no room for this work now (503 with `Retry-After`).
+    #[error("the server is busy")]
+    Busy { detail: String },
     /// A method other than GET, HEAD and OPTIONS (405 with `Allow`).
     #[error("method {method} not allowed")]
     MethodNotAllowed { method: String },
@@ -84,6 +87,7 @@ impl ResponseError for ApiError {
             ApiError::BadParam { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnknownLayer { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Source(SourceError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Source(SourceError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Source(SourceError::BadFilter { .. }) => StatusCode::BAD_REQUEST,
@@ -100,7 +104,9 @@ impl ResponseError for ApiError {
                 known_layers = format!("known layers: {}", known.join(", "));
                 (&known_layers, None)
             }
-            ApiError::NotFound { detail } | ApiError::Internal { detail } => (detail, None),
+            ApiError::NotFound { detail }
+            | ApiError::Internal { detail }
+            | ApiError::Busy { detail } => (detail, None),
             ApiError::MethodNotAllowed { .. } => {
                 ("this server only reads; allowed: GET, HEAD, OPTIONS", None)
             }
@@ -113,7 +119,10 @@ impl ResponseError for ApiError {
             tracing::error!(%detail, "internal error");
         }
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Source(SourceError::Unavailable(_))) {
+        if matches!(
+            self,
+            ApiError::Source(SourceError::Unavailable(_)) | ApiError::Busy { .. }
+        ) {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
         }
         if matches!(self, ApiError::MethodNotAllowed { .. }) {

@@ -487,6 +487,46 @@ fn head_cors_preflight_and_other_methods() {
     }
 }
 
+/// Concurrent large overlays share a pixel budget: with the budget taken (here by the test
+/// itself, so nothing depends on timing) an overlay answers 503 with Retry-After at once
+/// (this server waits 0 s for room), and renders again when the room is back.
+#[test]
+fn overlays_beyond_the_pixel_budget_answer_503() {
+    use std::sync::Arc;
+    use twine_heatmap::http::budget::RenderBudget;
+    let budget = Arc::new(RenderBudget::new(2048 * 2048, std::time::Duration::ZERO));
+    let layers = twine_heatmap::layer::Registry::default();
+    let demo = twine_heatmap::source::memory::MemoryStore::new(
+        twine_heatmap::source::load::demo_points().expect("demo"),
+        None,
+    );
+    layers
+        .insert(twine_heatmap::layer::Layer::new("demo", Arc::new(demo)))
+        .expect("layer");
+    let mut state = twine_heatmap::http::AppState::new(layers);
+    state.overlay_budget = budget.clone();
+    let s = TestServer::start(state);
+    let path = "/heatmap.png?layer=demo&bbox=-10,35,30,60&width=2048&height=1024";
+    let runtime = actix_web::rt::System::new();
+    let held = runtime
+        .block_on(budget.reserve(2048 * 1536))
+        .expect("the test takes three quarters of the budget");
+    let body = s.get(path).assert_retry_later();
+    assert_eq!(body["error"], "the server is busy", "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("smaller width and height"),
+        "{body}"
+    );
+    // A small overlay still fits in the quarter left.
+    let small = s.get("/heatmap.png?layer=demo&bbox=-10,35,30,60&width=512&height=512");
+    assert_eq!(small.status, 200);
+    drop(held);
+    assert_eq!(s.get(path).status, 200);
+}
+
 /// Errors whose wording matters: what the client should send instead.
 #[test]
 fn errors_say_what_is_allowed() {

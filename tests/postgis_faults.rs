@@ -110,10 +110,9 @@ fn pool_exhaustion_is_503_and_statement_timeout_is_504() {
     wait_until("the request waiting on the lock", 10, || waiting() == 1);
     // The connection is taken: the next request waits 300 ms for one, then gets 503.
     let started = Instant::now();
-    let busy = s.get(&format!("/tiles/{layer}/4/9/7.png"));
-    assert_eq!(busy.status, 503, "{}", String::from_utf8_lossy(&busy.body));
-    assert!(busy.header("retry-after").is_some());
-    let body = busy.json();
+    let body = s
+        .get(&format!("/tiles/{layer}/4/9/7.png"))
+        .assert_retry_later();
     assert_eq!(body["error"], "the database is unavailable", "{body}");
     let detail = body["detail"].as_str().unwrap_or_default();
     assert!(
@@ -259,14 +258,7 @@ fn the_server_survives_the_database_going_away_and_recovers() {
     let health = s.get("/health").json();
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["database"]["status"], "unavailable");
-    let reply = s.get(&tile);
-    assert_eq!(
-        reply.status,
-        503,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    assert!(reply.header("retry-after").is_some());
+    s.get(&tile).assert_retry_later();
     assert_eq!(
         s.get("/tiles/notyetknown/0/0/0.png").status,
         503,

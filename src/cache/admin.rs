@@ -408,7 +408,9 @@ fn api_message(e: &ApiError) -> String {
         ApiError::UnknownLayer { name, known } => {
             format!("unknown layer {name:?}; layers: {}", known.join(", "))
         }
-        ApiError::NotFound { detail } | ApiError::Internal { detail } => detail.clone(),
+        ApiError::NotFound { detail }
+        | ApiError::Internal { detail }
+        | ApiError::Busy { detail } => detail.clone(),
         ApiError::Source(e) => e.to_string(),
         ApiError::MethodNotAllowed { .. } => e.to_string(),
     }

@@ -1,5 +1,6 @@
 //! The HTTP API: routes, shared state, and the server's start and graceful stop.
 
+pub mod budget;
 pub mod meta;
 pub mod params;
 pub mod points;
@@ -36,6 +37,8 @@ pub struct AppState {
     /// origins can fetch tiles, TileJSON and points (MapLibre loads raster tiles with
     /// `fetch`); `None` sends no CORS headers.
     pub allow_origin: Option<HeaderValue>,
+    /// Room for overlay pixels rendered at once (`/heatmap.png`).
+    pub overlay_budget: std::sync::Arc<budget::RenderBudget>,
     pub cache: std::sync::Arc<crate::cache::TileCache>,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
@@ -61,6 +64,7 @@ impl AppState {
             tile_cache_control: HeaderValue::from_static("public, max-age=300"),
             cache_control_bands: Vec::new(),
             allow_origin: Some(HeaderValue::from_static("*")),
+            overlay_budget: Default::default(),
             // Without a configured cache: no memory or disk tier, single flight only.
             cache: std::sync::Arc::new(crate::cache::TileCache::new(None, None)),
             metrics: Default::default(),

@@ -164,6 +164,12 @@ pub async fn overlay(
     let spec = StyleSpec::from_query(&query)?;
     let filters = layer.parse_filters(&query)?;
     let vp = overlay_viewport(&area, width, height);
+    // Held while the points are read and the image is drawn, so queued overlays hold
+    // neither points nor buffers.
+    let _room = state
+        .overlay_budget
+        .reserve(u64::from(width) * u64::from(height))
+        .await?;
     let png = render_png(&layer, vp, &spec, None, &filters, &state.metrics).await?;
     // Overlays are not cached (any box, any size), but still carry an ETag for 304s.
     let tile = CachedTile::new(png);

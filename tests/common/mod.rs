@@ -105,6 +105,16 @@ impl Reply {
         decode_rgba(&self.body).expect("png")
     }
 
+    /// Asserts a 503 that tells the client when to come back; returns its JSON body.
+    pub fn assert_retry_later(&self) -> serde_json::Value {
+        assert_eq!(self.status, 503, "{}", String::from_utf8_lossy(&self.body));
+        assert!(
+            self.header("retry-after").is_some(),
+            "503 without Retry-After"
+        );
+        self.json()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
