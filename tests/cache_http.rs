@@ -57,6 +57,13 @@ fn memory_tier_etags_and_cache_control() {
     assert_eq!(again.header("x-cache"), Some("hit-memory"));
     assert_eq!(again.body, first.body);
     assert_eq!(again.header("etag"), Some(etag.as_str()));
+    let memory = &s.get("/health").json()["cache"]["memory"];
+    assert_eq!(memory["tiles"], 1, "{memory}");
+    assert_eq!(memory["budget"], 256_000_000u64, "{memory}");
+    assert!(
+        memory["bytes"].as_u64().unwrap_or(0) > first.body.len() as u64,
+        "{memory}"
+    );
     // 304 on a matching If-None-Match (also inside a list), 200 on another.
     let not_modified = ureq::get(&format!(
         "{}/tiles/demo/3/4/2.png?scheme=fire&radius=20",
@@ -120,6 +127,18 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
     let warm = restarted.get("/tiles/demo/5/16/10.png");
     assert_eq!(warm.header("x-cache"), Some("hit-disk"));
     assert_eq!(warm.body, first.body);
+    // /health tells the tiers' state: memory off here, the disk tier's use and budget.
+    let cache = &restarted.get("/health").json()["cache"];
+    assert_eq!(cache["memory"], "off", "{cache}");
+    let disk = &cache["disk"];
+    assert_eq!(disk["tiles"], 1, "{cache}");
+    assert_eq!(disk["budget"], 1_000_000_000u64, "{cache}");
+    assert_eq!(disk["writable"], true, "{cache}");
+    assert_eq!(disk["dir"], dir.to_string_lossy().as_ref(), "{cache}");
+    assert!(
+        disk["bytes"].as_u64().unwrap_or(0) > first.body.len() as u64,
+        "{cache}"
+    );
     // Damage every tile file: it is detected, never served, and rendered again.
     let mut damaged = 0;
     for entry in walk(&dir) {
@@ -136,6 +155,10 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
     let again = fresh.get("/tiles/demo/5/16/10.png");
     assert_eq!(again.header("x-cache"), Some("miss"));
     assert_eq!(again.body, first.body);
+    assert_eq!(
+        fresh.get("/health").json()["cache"]["disk"]["corrupt_discarded"],
+        1
+    );
     // The re-rendered tile is written back (behind the response): wait for it.
     wait_for_disk_hit(
         &fresh,

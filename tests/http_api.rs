@@ -25,7 +25,13 @@ fn health_and_layers_describe_the_server() {
     let s = server();
     let health = s.get("/health");
     assert_eq!(health.status, 200);
-    assert_eq!(health.json()["status"], "ok");
+    let health = health.json();
+    assert_eq!(health["status"], "ok");
+    // This server has no cache tiers.
+    assert_eq!(
+        health["cache"],
+        serde_json::json!({"memory": "off", "disk": "off"})
+    );
     let layers = s.get("/layers").json();
     let demo = layers
         .as_array()

@@ -74,6 +74,9 @@ pub struct DiskStats {
     pub evictions: u64,
     pub write_errors: u64,
     pub corrupt: u64,
+    /// Whether the last write failed (disk full or unwritable): tiles are then served from
+    /// memory and renders only, until a write succeeds again.
+    pub write_failing: bool,
 }
 
 /// The disk tier. `Send + Sync`: share one behind an `Arc`.
@@ -418,6 +421,11 @@ impl DiskCache {
 
     /// Bytes held and evictions so far: what `/metrics` reads at every scrape, without
     /// the per-layer table of [`DiskCache::stats`].
+    /// The cache's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn totals(&self) -> (u64, u64) {
         let index = self.lock();
         (index.bytes, index.evictions)
@@ -439,6 +447,7 @@ impl DiskCache {
             evictions: index.evictions,
             write_errors: index.write_errors,
             corrupt: index.corrupt,
+            write_failing: index.write_failing,
         }
     }
 
@@ -1219,11 +1228,13 @@ mod tests {
                 assert_eq!(cache.get(&key("blocked", 1, i)), None);
             }
             assert_eq!(cache.stats().write_errors, 5);
+            assert!(cache.stats().write_failing);
             assert_eq!(warnings(), 1);
 
             // A success re-arms the warning.
             cache.put(&key("fine", 1, 0), &png(0, 100));
             assert!(cache.get(&key("fine", 1, 0)).is_some());
+            assert!(!cache.stats().write_failing);
             cache.put(&key("blocked", 1, 9), &png(9, 100));
             assert_eq!(warnings(), 2);
         });

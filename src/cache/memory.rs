@@ -93,6 +93,19 @@ impl MemoryCache {
         self.lock().bytes
     }
 
+    /// Tiles held.
+    pub fn len(&self) -> usize {
+        self.lock().lru.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
     }

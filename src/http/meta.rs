@@ -107,8 +107,32 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         "layers": layers.len(),
         "points": points,
         "database": database,
+        "cache": cache_json(&state.cache),
     });
     HttpResponse::Ok().json(body)
+}
+
+/// Each tier's use against its budget; `"off"` for a tier that is not configured. A disk tier
+/// whose writes fail says so (`writable: false`): the server still answers from memory and
+/// renders, so this alone does not make it unhealthy.
+fn cache_json(cache: &crate::cache::TileCache) -> serde_json::Value {
+    let memory = cache.memory.as_ref().map_or(
+        json!("off"),
+        |m| json!({"tiles": m.len(), "bytes": m.bytes(), "budget": m.budget()}),
+    );
+    let disk = cache.disk.as_ref().map_or(json!("off"), |d| {
+        let s = d.stats();
+        json!({
+            "dir": d.dir().display().to_string(),
+            "tiles": s.files,
+            "bytes": s.bytes,
+            "budget": s.budget,
+            "writable": !s.write_failing,
+            "write_errors": s.write_errors,
+            "corrupt_discarded": s.corrupt,
+        })
+    });
+    json!({"memory": memory, "disk": disk})
 }
 
 fn pool_json(pool: &deadpool_postgres::Pool) -> serde_json::Value {
