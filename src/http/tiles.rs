@@ -13,6 +13,7 @@ use crate::source::FilterValues;
 use crate::tile::{overlay_viewport, TileCoord, MAX_ZOOM};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
+use tracing::Instrument;
 
 /// Largest overlay side in pixels.
 pub const MAX_OVERLAY_SIDE: u32 = 4096;
@@ -50,20 +51,35 @@ pub async fn tile(
             &state.metrics,
         ));
     }
+    // Everything logged while the tile is looked up on disk, queried and drawn carries the
+    // tile's address (not made for memory hits, which log nothing).
+    let span = tracing::info_span!(
+        "tile",
+        layer = %layer.name,
+        z = coord.z,
+        x = coord.x,
+        y = coord.y,
+        ratio
+    );
     // Boxed: the disk and render path's future is large, and actix boxes and moves the
     // handler's whole future for every request, memory hits included (boxing here took it
     // from 1,600 to 456 bytes).
-    let (tile, origin) = Box::pin(state.cache.get_missing(key, &state.metrics, || async {
-        render_png(
-            &layer,
-            coord.viewport(ratio),
-            &spec,
-            Some(coord),
-            &filters,
-            &state.metrics,
-        )
-        .await
-    }))
+    let (tile, origin) = Box::pin(
+        state
+            .cache
+            .get_missing(key, &state.metrics, || async {
+                render_png(
+                    &layer,
+                    coord.viewport(ratio),
+                    &spec,
+                    Some(coord),
+                    &filters,
+                    &state.metrics,
+                )
+                .await
+            })
+            .instrument(span),
+    )
     .await?;
     Ok(cached_response(
         &req,
@@ -164,13 +180,18 @@ pub async fn overlay(
     let spec = StyleSpec::from_query(&query)?;
     let filters = layer.parse_filters(&query)?;
     let vp = overlay_viewport(&area, width, height);
+    let span = tracing::info_span!("overlay", layer = %layer.name, width, height);
     // Held while the points are read and the image is drawn, so queued overlays hold
     // neither points nor buffers.
-    let _room = state
-        .overlay_budget
-        .reserve(u64::from(width) * u64::from(height))
-        .await?;
-    let png = render_png(&layer, vp, &spec, None, &filters, &state.metrics).await?;
+    let png = async {
+        let _room = state
+            .overlay_budget
+            .reserve(u64::from(width) * u64::from(height))
+            .await?;
+        render_png(&layer, vp, &spec, None, &filters, &state.metrics).await
+    }
+    .instrument(span)
+    .await?;
     // Overlays are not cached (any box, any size), but still carry an ETag for 304s.
     let tile = CachedTile::new(png);
     Ok(cached_response(
@@ -199,12 +220,25 @@ pub async fn render_png(
     }
     let ramp = spec.ramp.clone();
     // Rendering is CPU-bound (milliseconds for dense tiles): keep it off the I/O workers.
+    // The blocking thread does not inherit the request's span: carry it over.
+    let span = tracing::Span::current();
     let encoded = web::block(move || {
+        let _in_span = span.enter();
+        let started = std::time::Instant::now();
         let img = render::render(&points, &vp, &style, &ramp);
-        if img.is_blank() {
-            return Ok(None);
-        }
-        png::encode_indexed(&img).map(Some)
+        let blank = img.is_blank();
+        let png = if blank {
+            Ok(None)
+        } else {
+            png::encode_indexed(&img).map(Some)
+        };
+        tracing::debug!(
+            points = points.len(),
+            blank,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "rendered"
+        );
+        png
     })
     .await
     .map_err(|e| ApiError::Internal {
