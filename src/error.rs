@@ -98,6 +98,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let known_layers;
         let source_detail;
+        let methods_detail;
         let (detail, parameter): (&str, Option<&str>) = match self {
             ApiError::BadParam { param, detail } => (detail, Some(param)),
             ApiError::UnknownLayer { known, .. } => {
@@ -108,7 +109,11 @@ impl ResponseError for ApiError {
             | ApiError::Internal { detail }
             | ApiError::Busy { detail } => (detail, None),
             ApiError::MethodNotAllowed { .. } => {
-                ("this server only reads; allowed: GET, HEAD, OPTIONS", None)
+                methods_detail = format!(
+                    "this server only reads; allowed: {}",
+                    crate::http::ALLOWED_METHODS
+                );
+                (&methods_detail, None)
             }
             ApiError::Source(e) => {
                 source_detail = source_advice(e);

@@ -23,13 +23,18 @@ pub fn bar(message: &str, total: u64, unit: &'static str) -> ProgressBar {
 
 /// A rate in whole units per second, digits grouped: `3,696/s`.
 pub fn rate(per_sec: f64) -> String {
-    // Before the first tick the rate can be NaN or infinite; show 0 rather than noise.
+    format!("{}/s", per_second(per_sec))
+}
+
+/// A rate in whole units per second, digits grouped: `3,696`. A rate that is not a positive
+/// finite number (before a bar's first tick, or a count over 0 s) shows as 0.
+pub fn per_second(per_sec: f64) -> String {
     let whole = if per_sec.is_finite() && per_sec > 0.0 {
         per_sec.round() as u64
     } else {
         0
     };
-    format!("{}/s", grouped(whole))
+    grouped(whole)
 }
 
 /// `1234567` as `1,234,567`.

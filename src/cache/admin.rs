@@ -18,7 +18,7 @@ use crate::http::tiles::{render_png, tile_key};
 use crate::http::{self, AppState};
 use crate::layer::{valid_layer_name, Layer};
 use crate::metrics::Metrics;
-use crate::progress::grouped;
+use crate::progress::{grouped, per_second};
 use crate::source::FilterValues;
 use crate::tile::{lat_to_world_y, lon_to_world_x, TileCoord, WorldBox, MAX_ZOOM};
 use actix_web::web;
@@ -268,7 +268,7 @@ pub async fn seed(options: &SeedOptions, serve: &ServeArgs) -> Result<(), AdminE
         "seeded {} tiles ({} already cached) in {elapsed:.1} s ({} tiles/s), {}",
         grouped(seeded),
         grouped(cached),
-        grouped((seeded as f64 / elapsed.max(1e-9)).round() as u64),
+        per_second(seeded as f64 / elapsed),
         human(bytes)
     );
     let after = disk.stats();

@@ -419,13 +419,13 @@ impl DiskCache {
         (files, bytes)
     }
 
-    /// Bytes held and evictions so far: what `/metrics` reads at every scrape, without
-    /// the per-layer table of [`DiskCache::stats`].
     /// The cache's folder.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// Bytes held and evictions so far: what `/metrics` reads at every scrape, without
+    /// the per-layer table of [`DiskCache::stats`].
     pub fn totals(&self) -> (u64, u64) {
         let index = self.lock();
         (index.bytes, index.evictions)

@@ -94,12 +94,8 @@ impl MemoryCache {
     }
 
     /// Tiles held.
-    pub fn len(&self) -> usize {
+    pub fn tiles(&self) -> usize {
         self.lock().lru.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     pub fn budget(&self) -> u64 {

@@ -108,27 +108,9 @@ impl TileCache {
         Some(tile)
     }
 
-    /// The tile for `key`: from memory, else from disk, else rendered by `render` (once for
-    /// all concurrent requests of the key) and stored in both tiers.
-    pub async fn get_or_render<F, Fut>(
-        &self,
-        key: TileKey,
-        metrics: &Metrics,
-        render: F,
-    ) -> Result<(CachedTile, Origin), ApiError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, ApiError>>,
-    {
-        if let Some(tile) = self.memory_hit(&key, metrics) {
-            return Ok((tile, Origin::Memory));
-        }
-        self.get_missing(key, metrics, render).await
-    }
-
     /// The tile for `key` once [`memory_hit`](Self::memory_hit) has found nothing: from
     /// disk, else rendered by `render`, once for all concurrent requests of the key, and
-    /// stored in both tiers. For callers that tried the memory tier themselves.
+    /// stored in both tiers.
     pub async fn get_missing<F, Fut>(
         &self,
         key: TileKey,
@@ -225,6 +207,23 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
 
+    /// What the tile route does: the memory tier, else the disk or a render.
+    async fn get_or_render<F, Fut>(
+        cache: &TileCache,
+        key: TileKey,
+        metrics: &Metrics,
+        render: F,
+    ) -> Result<(CachedTile, Origin), ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, ApiError>>,
+    {
+        match cache.memory_hit(&key, metrics) {
+            Some(tile) => Ok((tile, Origin::Memory)),
+            None => cache.get_missing(key, metrics, render).await,
+        }
+    }
+
     fn key() -> TileKey {
         TileKey {
             layer: "l".into(),
@@ -246,13 +245,12 @@ mod tests {
         for _ in 0..64 {
             let (cache, metrics, renders) = (cache.clone(), metrics.clone(), renders.clone());
             handles.push(actix_web::rt::spawn(async move {
-                cache
-                    .get_or_render(key(), &metrics, || async move {
-                        renders.fetch_add(1, Ordering::SeqCst);
-                        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
-                        Ok(Bytes::from_static(b"png"))
-                    })
-                    .await
+                get_or_render(&cache, key(), &metrics, || async move {
+                    renders.fetch_add(1, Ordering::SeqCst);
+                    actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+                    Ok(Bytes::from_static(b"png"))
+                })
+                .await
             }));
         }
         for h in handles {
@@ -260,12 +258,11 @@ mod tests {
             assert_eq!(tile.png, Bytes::from_static(b"png"));
         }
         assert_eq!(renders.load(Ordering::SeqCst), 1);
-        let (_, origin) = cache
-            .get_or_render(key(), &metrics, || async {
-                Ok(Bytes::from_static(b"other"))
-            })
-            .await
-            .expect("tile");
+        let (_, origin) = get_or_render(&cache, key(), &metrics, || async {
+            Ok(Bytes::from_static(b"other"))
+        })
+        .await
+        .expect("tile");
         assert_eq!(origin, Origin::Memory);
     }
 

@@ -118,7 +118,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 fn cache_json(cache: &crate::cache::TileCache) -> serde_json::Value {
     let memory = cache.memory.as_ref().map_or(
         json!("off"),
-        |m| json!({"tiles": m.len(), "bytes": m.bytes(), "budget": m.budget()}),
+        |m| json!({"tiles": m.tiles(), "bytes": m.bytes(), "budget": m.budget()}),
     );
     let disk = cache.disk.as_ref().map_or(json!("off"), |d| {
         let s = d.stats();

@@ -191,6 +191,8 @@ pub fn app(
         InitError = (),
     >,
 > {
+    // Read once per app: every request needs them, and the state is fixed.
+    let (metrics, allow_origin) = (state.metrics.clone(), state.allow_origin.clone());
     App::new()
         .app_data(web::Data::new(state))
         .app_data(
@@ -200,10 +202,7 @@ pub fn app(
         .wrap_fn(move |req, srv| {
             let started = Instant::now();
             let route = route_name(req.path());
-            let (metrics, allow_origin) = req
-                .app_data::<web::Data<AppState>>()
-                .map(|s| (Some(s.metrics.clone()), s.allow_origin.clone()))
-                .unwrap_or_default();
+            let (metrics, allow_origin) = (metrics.clone(), allow_origin.clone());
             let fut = srv.call(req);
             async move {
                 let mut res = fut.await?;
@@ -218,9 +217,7 @@ pub fn app(
                     );
                 }
                 let seconds = started.elapsed().as_secs_f64();
-                if let Some(metrics) = metrics {
-                    metrics.observe_route(route, seconds);
-                }
+                metrics.observe_route(route, seconds);
                 // One line per request is costly at tens of thousands of requests per second:
                 // successes log at debug (RUST_LOG=twine_heatmap=debug), errors at info.
                 let status = res.status().as_u16();

@@ -22,7 +22,7 @@ use super::pyramid::{self, Built};
 use super::{ensure_schema, ensure_version_trigger, DbError, Ident, TableName, SCHEMA_LOCK_KEY};
 use crate::layer::valid_layer_name;
 use crate::layer::DEFAULT_DB_AGGREGATE_ABOVE;
-use crate::progress::grouped;
+use crate::progress::{grouped, per_second};
 use crate::render::WorldPoint;
 use crate::source::load::{load_points_file, LoadError, WeightMode};
 use crate::tile::world_to_metres;
@@ -684,17 +684,11 @@ struct Rate {
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.elapsed.as_secs_f64();
-        // An empty file can take "0 s"; its rate is shown as 0 rather than infinity.
-        let per_sec = if secs > 0.0 {
-            (self.rows as f64 / secs).round() as u64
-        } else {
-            0
-        };
         write!(
             f,
             "{} rows in {secs:.2} s ({} rows/s)",
             grouped(self.rows),
-            grouped(per_sec)
+            per_second(self.rows as f64 / secs)
         )
     }
 }
