@@ -233,6 +233,14 @@ const BAD: &[(&str, u16, Option<&str>)] = &[
     // unknown layer, route
     ("/tiles/nope/0/0/0.png", 404, None),
     ("/tiles/nope.json", 404, None),
+    // paths under /tiles of any other shape (the scope splits them itself)
+    ("/tiles", 404, None),
+    ("/tiles/", 404, None),
+    ("/tiles/demo", 404, None),
+    ("/tiles/demo/1/1", 404, None),
+    ("/tiles/demo/1/1/0.png/more", 404, None),
+    ("/tiles//1/1/0.png", 404, None),
+    ("/tiles/demo/1//0.png", 404, None),
     ("/points/nope/0/0/0.json", 404, None),
     ("/heatmap.png?layer=nope&bbox=0,0,1,1", 404, None),
     ("/nothing/here", 404, None),
@@ -473,13 +481,22 @@ fn head_cors_preflight_and_other_methods() {
         preflight.header("access-control-allow-headers"),
         Some("if-none-match")
     );
-    for method in ["POST", "PUT", "DELETE", "PATCH"] {
-        let reply = s.request(method, "/tiles/demo/1/1/0.png", &[]);
-        assert_eq!(reply.status, 405, "{method}");
+    let preflight = s.request("OPTIONS", "/tiles/demo.json", &[]);
+    assert_eq!(preflight.status, 204, "TileJSON preflight");
+    for (method, path) in [
+        ("POST", "/tiles/demo/1/1/0.png"),
+        ("PUT", "/tiles/demo/1/1/0.png"),
+        ("DELETE", "/tiles/demo/1/1/0.png"),
+        ("PATCH", "/tiles/demo/1/1/0.png"),
+        ("POST", "/tiles/demo.json"),
+        ("POST", "/layers"),
+    ] {
+        let reply = s.request(method, path, &[]);
+        assert_eq!(reply.status, 405, "{method} {path}");
         assert_eq!(
             reply.header("allow"),
             Some("GET, HEAD, OPTIONS"),
-            "{method}"
+            "{method} {path}"
         );
         let body = reply.json();
         assert!(
@@ -488,7 +505,7 @@ fn head_cors_preflight_and_other_methods() {
                     .as_str()
                     .unwrap_or_default()
                     .contains("GET, HEAD"),
-            "{method}: {body}"
+            "{method} {path}: {body}"
         );
     }
 }

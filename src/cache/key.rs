@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// Identifies one rendered tile. `style` is a canonical string (equal requests give equal
 /// strings). The strings are shared (`Arc<str>`): a lookup builds a key per request, and
 /// cloning the layer's name and the memoized style must not allocate.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Eq)]
 pub struct TileKey {
     pub layer: Arc<str>,
     pub version: u64,
@@ -19,6 +19,35 @@ pub struct TileKey {
     pub z: u8,
     pub x: u32,
     pub y: u32,
+}
+
+/// Field by field as derived, but the numbers first and each string by pointer before its
+/// text: a memory-tier lookup compares the key asked for with the stored one, and both
+/// usually share the registry's layer name and the memoized style, so the stored key's
+/// strings (a cache miss each, among thousands of entries) need not be read.
+impl PartialEq for TileKey {
+    fn eq(&self, other: &TileKey) -> bool {
+        fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+            Arc::ptr_eq(a, b) || a == b
+        }
+        self.z == other.z
+            && self.x == other.x
+            && self.y == other.y
+            && self.ratio == other.ratio
+            && self.version == other.version
+            && same(&self.layer, &other.layer)
+            && same(&self.style, &other.style)
+    }
+}
+
+/// Hashes the same fields `eq` compares, the strings by their text, so equal keys hash alike.
+impl std::hash::Hash for TileKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.layer.hash(state);
+        self.version.hash(state);
+        self.style.hash(state);
+        (self.ratio, self.z, self.x, self.y).hash(state);
+    }
 }
 
 impl TileKey {
@@ -167,6 +196,43 @@ mod tests {
         assert!(TileKey::parse_text("l\n42\n2\n12/2047").is_none());
         assert!(TileKey::parse_text("bad\\escape\n1\n1\n0/0/0\ns").is_none());
         assert!(TileKey::parse_text("l\n1\n300\n0/0/0\ns").is_none());
+    }
+
+    #[test]
+    fn equality_is_by_content_and_every_field() {
+        let a = key("crimes", "density;r=12");
+        // Separately built strings: equal text in other allocations, equal hash.
+        let b = key("crimes", "density;r=12");
+        assert_eq!(a, b);
+        let state = std::hash::RandomState::new();
+        assert_eq!(
+            std::hash::BuildHasher::hash_one(&state, &a),
+            std::hash::BuildHasher::hash_one(&state, &b)
+        );
+        assert_eq!(a, a.clone());
+        for other in [
+            key("crime", "density;r=12"),
+            key("crimes", "density;r=13"),
+            TileKey {
+                version: 43,
+                ..a.clone()
+            },
+            TileKey {
+                ratio: 1,
+                ..a.clone()
+            },
+            TileKey { z: 11, ..a.clone() },
+            TileKey {
+                x: 2046,
+                ..a.clone()
+            },
+            TileKey {
+                y: 1360,
+                ..a.clone()
+            },
+        ] {
+            assert_ne!(a, other, "{other:?}");
+        }
     }
 
     #[test]

@@ -42,11 +42,10 @@ pub async fn layers(
 /// `GET /tiles/{layer}.json`: TileJSON 3.0.0; style parameters given here are carried into
 /// the tile URL template, so a client configured from this URL gets those tiles.
 pub async fn tilejson(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    file: web::Path<String>,
+    state: &AppState,
+    req: &HttpRequest,
+    file: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let file = file.into_inner();
     let name = file
         .strip_suffix(".json")
         .ok_or_else(|| ApiError::NotFound {
@@ -56,7 +55,7 @@ pub async fn tilejson(
     let query = Query::parse(req.query_string(), &[STYLE_PARAMS])?;
     let spec = StyleSpec::from_query(&query)?;
     let layer = state.layer(name)?;
-    let mut doc = tilejson_doc(&state, &state.base_url(&req), &layer, &spec);
+    let mut doc = tilejson_doc(state, &state.base_url(req), &layer, &spec);
     doc["heatmap"]["aggregatedZooms"] = json!(layer.aggregated_zooms().await?);
     Ok(HttpResponse::Ok().json(doc))
 }

@@ -127,10 +127,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/layers", read().to(meta::layers))
         .route("/metrics", read().to(meta::metrics))
         .route("/heatmap.png", read().to(tiles::overlay))
-        // Tiles first among the patterns: the router tries each pattern's regex in turn,
-        // and tiles are nearly all of the traffic.
-        .route("/tiles/{layer}/{z}/{x}/{file}", read().to(tiles::tile))
-        .route("/tiles/{file}", read().to(meta::tilejson))
+        // Tiles first: they are nearly all of the traffic, and a static prefix is matched
+        // without a regex (the scope splits the rest itself; GET and HEAD only).
+        .service(web::scope("/tiles").default_service(web::to(tiles::under_tiles)))
         .route("/points/{layer}", read().to(points::bbox_points))
         .route(
             "/points/{layer}/{z}/{x}/{file}",
