@@ -20,16 +20,30 @@ pub enum Cached {
 
 /// Reads all of `path` if it is in the page cache. Opening the file itself may touch the
 /// device when its directory entry is cold; for the hot tiles this serves, it is cached.
-pub fn read_if_cached(path: &Path) -> io::Result<Cached> {
+///
+/// `expected_len` is the size the caller believes the file has (the disk tier's index knows
+/// it), so one `preadv2` of one byte more than that reads it, without an `fstat` first. A
+/// file that is longer is still read whole (by doubling the buffer), one that is shorter up
+/// to its end.
+pub fn read_if_cached(path: &Path, expected_len: usize) -> io::Result<Cached> {
     let file = File::open(path)?;
-    let len = usize::try_from(file.metadata()?.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large"))?;
-    let mut buf = vec![0u8; len];
+    // A first buffer of at most 16 MiB whatever the guess (tiles are far smaller).
+    let mut buf = vec![0u8; expected_len.saturating_add(1).min(16 << 20)];
     let mut done = 0;
-    while done < len {
+    loop {
+        if done == buf.len() {
+            buf.resize(buf.len().saturating_mul(2), 0);
+        }
         match read_nowait(&file, &mut buf[done..], done)? {
-            Some(0) => break, // shorter than it was: the caller's checks reject it
-            Some(n) => done += n,
+            Some(0) => break,
+            Some(n) => {
+                done += n;
+                // Exactly the expected size with room left: the end, since a file that grew
+                // would have filled the extra byte. Spares the read that would return 0.
+                if done == expected_len && done < buf.len() {
+                    break;
+                }
+            }
             None => return Ok(Cached::WouldBlock),
         }
     }
@@ -77,15 +91,26 @@ mod tests {
         let path = dir.join("f.bin");
         let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).expect("write");
-        match read_if_cached(&path).expect("read") {
-            Cached::Bytes(bytes) => assert_eq!(bytes, data),
-            // Allowed where RWF_NOWAIT is missing; on Linux a fresh file is cached.
-            Cached::WouldBlock => {
-                #[cfg(target_os = "linux")]
-                panic!("a file just written was not read from the page cache");
+        // The right size, too small a guess (the file grew), too large a guess (it shrank).
+        for expected in [
+            data.len(),
+            0,
+            1,
+            4096,
+            data.len() - 1,
+            data.len() + 1,
+            1 << 20,
+        ] {
+            match read_if_cached(&path, expected).expect("read") {
+                Cached::Bytes(bytes) => assert!(bytes == data, "expected length {expected}"),
+                // Allowed where RWF_NOWAIT is missing; on Linux a fresh file is cached.
+                Cached::WouldBlock => {
+                    #[cfg(target_os = "linux")]
+                    panic!("a file just written was not read from the page cache");
+                }
             }
         }
-        let missing = read_if_cached(&dir.join("missing"));
+        let missing = read_if_cached(&dir.join("missing"), 10);
         assert_eq!(
             missing.err().map(|e| e.kind()),
             Some(io::ErrorKind::NotFound)
