@@ -518,15 +518,7 @@ fn overlays_beyond_the_pixel_budget_answer_503() {
     use std::sync::Arc;
     use twine_heatmap::http::budget::RenderBudget;
     let budget = Arc::new(RenderBudget::new(2048 * 2048, std::time::Duration::ZERO));
-    let layers = twine_heatmap::layer::Registry::default();
-    let demo = twine_heatmap::source::memory::MemoryStore::new(
-        twine_heatmap::source::load::demo_points().expect("demo"),
-        None,
-    );
-    layers
-        .insert(twine_heatmap::layer::Layer::new("demo", Arc::new(demo)))
-        .expect("layer");
-    let mut state = twine_heatmap::http::AppState::new(layers);
+    let mut state = TestServer::demo_state(vec![]);
     state.overlay_budget = budget.clone();
     let s = TestServer::start(state);
     let path = "/heatmap.png?layer=demo&bbox=-10,35,30,60&width=2048&height=1024";

@@ -861,16 +861,6 @@ fn layer_name(found: &FoundLayer) -> (String, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The layout of existing cache folders: a change would leave them cold after an upgrade.
-    #[test]
-    fn tile_files_live_at_root_layer_shard_hash() {
-        let hash = "ff00aa".repeat(10) + "abcd";
-        assert_eq!(
-            tile_path(Path::new("/var/cache/twine"), "0123456789abcdef", &hash),
-            Path::new(&format!("/var/cache/twine/0123456789abcdef/ff/{hash}.tile"))
-        );
-    }
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -954,6 +944,16 @@ mod tests {
     /// Stats that survive a restart (the counters are per process).
     fn durable(s: &DiskStats) -> (u64, u64, u64, BTreeMap<String, (u64, u64)>) {
         (s.bytes, s.files, s.budget, s.per_layer.clone())
+    }
+
+    /// The layout of existing cache folders: a change would leave them cold after an upgrade.
+    #[test]
+    fn tile_files_live_at_root_layer_shard_hash() {
+        let hash = "ff00aa".repeat(10) + "abcd";
+        assert_eq!(
+            tile_path(Path::new("/var/cache/twine"), "0123456789abcdef", &hash),
+            Path::new(&format!("/var/cache/twine/0123456789abcdef/ff/{hash}.tile"))
+        );
     }
 
     #[test]

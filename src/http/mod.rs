@@ -115,10 +115,16 @@ const EXPOSED_HEADERS: &str = "ETag, X-Cache, Retry-After";
 /// The methods every route answers (`Allow` of a 405 and of a preflight).
 pub const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
 
-/// A route for reading: GET, and HEAD (actix sends a HEAD answer's headers without its
-/// body), as every HTTP resource should answer both.
+/// GET or HEAD: what every route answers (actix sends a HEAD answer's headers without its
+/// body), as every HTTP resource should answer both. Other methods fall through to the
+/// default service: a preflight answer or a 405.
+fn reads() -> impl guard::Guard {
+    guard::Any(guard::Get()).or(guard::Head())
+}
+
+/// A route for reading (GET and HEAD).
 pub fn read() -> actix_web::Route {
-    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+    web::route().guard(reads())
 }
 
 /// Registers every route on an actix app.
@@ -128,8 +134,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", read().to(meta::metrics))
         .route("/heatmap.png", read().to(tiles::overlay))
         // Tiles first: they are nearly all of the traffic, and a static prefix is matched
-        // without a regex (the scope splits the rest itself; GET and HEAD only).
-        .service(web::scope("/tiles").default_service(web::to(tiles::under_tiles)))
+        // without a regex (the scope splits the rest itself).
+        .service(
+            web::scope("/tiles")
+                .guard(reads())
+                .default_service(web::to(tiles::under_tiles)),
+        )
         .route("/points/{layer}", read().to(points::bbox_points))
         .route(
             "/points/{layer}/{z}/{x}/{file}",

@@ -36,6 +36,11 @@ impl TestServer {
 
     /// The demo layer plus any extra layers.
     pub fn demo_with(extra: Vec<(&str, Vec<WorldPoint>)>) -> TestServer {
+        TestServer::start(TestServer::demo_state(extra))
+    }
+
+    /// The state [`demo_with`](Self::demo_with) serves, for tests that change a setting first.
+    pub fn demo_state(extra: Vec<(&str, Vec<WorldPoint>)>) -> AppState {
         let layers = Registry::default();
         let demo = MemoryStore::new(demo_points().expect("demo"), Some("GeoNames".into()));
         layers
@@ -46,7 +51,7 @@ impl TestServer {
                 .insert(Layer::new(name, Arc::new(MemoryStore::new(points, None))))
                 .expect("layer");
         }
-        TestServer::start(AppState::new(layers))
+        AppState::new(layers)
     }
 
     pub fn get(&self, path: &str) -> Reply {
