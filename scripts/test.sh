@@ -8,23 +8,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
+# Debian installs; the downloaded .deb files are dropped afterwards, since CI's disk is tight.
+apt_install() {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+  apt-get clean
+}
 
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  apt_install "${need_apt[@]}"
 fi
 
 # The browser test (tests/browser.rs): Debian's chromium, driven by playwright-core from npm
 # (pinned in tests/browser/package-lock.json; never a browser download).
 if [ ! -x /usr/bin/chromium ]; then
   log "installing chromium"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  apt_install chromium
 fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   log "installing nodejs and npm"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+  apt_install nodejs npm
 fi
 if [ ! -d tests/browser/node_modules ]; then
   log "installing the browser test's npm packages"
@@ -44,7 +49,7 @@ if ! db_answers; then
   fi
   if ! dpkg -s postgresql-15-postgis-3 >/dev/null 2>&1; then
     log "installing PostgreSQL 15 and PostGIS 3"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-15-postgis-3
+    apt_install postgresql-15 postgresql-15-postgis-3
   fi
   if ! pg_lsclusters -h 2>/dev/null | grep -q '^15 *main'; then
     pg_createcluster 15 main
@@ -63,6 +68,14 @@ if ! db_answers; then
   db_answers || { echo "PostGIS did not come up at $DATABASE_URL" >&2; exit 1; }
 fi
 log "PostGIS at $DATABASE_URL: $(psql "$DATABASE_URL" -qtAc 'SELECT postgis_lib_version()' 2>/dev/null || echo 'extension not created yet')"
+
+# A clean build of the lints and the tests needs about 2 GB under target/ (Cargo.toml's dev
+# profile keeps it small); say so up front rather than die in the linker.
+free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+log "disk: $((free_kb / 1024)) MiB free here, target/ $(du -sh target 2>/dev/null | cut -f1 || echo absent)"
+if [ "$free_kb" -lt $((3 * 1024 * 1024)) ]; then
+  echo "warning: under 3 GiB free; the build may run out of disk" >&2
+fi
 
 log "format and lints"
 cargo fmt --all -- --check
