@@ -295,6 +295,73 @@ fn rows_are_stored_in_spatial_order_but_numbered_in_file_order() {
     }
 }
 
+/// (row count, distinct seqs, largest seq) of `layer`'s table.
+fn seq_books(db: &Db, layer: &TestLayer) -> (i64, i64, i64) {
+    let row = &db.query(
+        &format!(
+            "SELECT count(*), count(DISTINCT seq), max(seq) FROM {}",
+            layer.table()
+        ),
+        &[],
+    )[0];
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[test]
+fn rows_inserted_with_only_a_position_come_after_the_imported_ones_with_weight_1() {
+    let dir = Scratch::new("import-defaults");
+    let db = Db::connect();
+    let fresh = TestLayer::new(&db, "defaults");
+    // A table as earlier versions of `import` made it: no column defaults, two rows already.
+    let old = TestLayer::new(&db, "olddefaults");
+    db.batch(&format!(
+        "CREATE SCHEMA IF NOT EXISTS twine; \
+         CREATE TABLE {table} (seq bigint NOT NULL, weight real NOT NULL, \
+                               geom geometry(Point, 3857) NOT NULL); \
+         INSERT INTO {table} VALUES (0, 2, ST_SetSRID(ST_MakePoint(0, 0), 3857)), \
+                                    (7, 2, ST_SetSRID(ST_MakePoint(10, 10), 3857))",
+        table = old.table()
+    ));
+    let file = dir.file("random.csv", &random_csv(100, 7));
+    for (layer, rows_before) in [(&fresh, 0), (&old, 2)] {
+        let (ok, err) = import(layer, &[], &[&file]);
+        assert!(ok, "{}: {err}", layer.name);
+        let (count, distinct, imported_max) = seq_books(&db, layer);
+        assert_eq!((count, distinct), (rows_before + 100, rows_before + 100));
+        db.batch(&format!(
+            "INSERT INTO {} (geom) SELECT ST_SetSRID(ST_MakePoint(i * 1000.0, 0), 3857) \
+             FROM generate_series(1, 3) i",
+            layer.table()
+        ));
+        let inserted: Vec<(i64, f32)> = db
+            .query(
+                &format!(
+                    "SELECT seq, weight FROM {} WHERE seq > $1 ORDER BY seq",
+                    layer.table()
+                ),
+                &[&imported_max],
+            )
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        assert_eq!(
+            inserted,
+            (1..=3).map(|i| (imported_max + i, 1.0)).collect::<Vec<_>>(),
+            "{}",
+            layer.name
+        );
+        // The next import numbers its rows after the inserted ones.
+        let (ok, err) = import(layer, &[], &[&file]);
+        assert!(ok, "{}: {err}", layer.name);
+        assert_eq!(
+            seq_books(&db, layer),
+            (rows_before + 203, rows_before + 203, imported_max + 3 + 100),
+            "{}",
+            layer.name
+        );
+    }
+}
+
 #[test]
 fn bad_layer_names_and_unreachable_databases_are_clear_errors() {
     let dir = Scratch::new("import-args");

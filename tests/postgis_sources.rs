@@ -326,13 +326,14 @@ fn a_direct_write_is_served_at_once_and_a_rebuilt_pyramid_takes_over() {
         "the tile did not come from the pyramid"
     );
 
-    // Another program writes 2,000 points at the tile's centre straight into the table:
-    // the pyramid is now stale, so the server sums bins from the points instead.
+    // Another program writes 2,000 points at the tile's centre straight into the table, giving
+    // only their positions (`seq` and `weight` have defaults): the pyramid is now stale, so the
+    // server sums bins from the points instead.
     let n = TileCoord::count(z) as f64;
     let lon = world_x_to_lon((f64::from(x) + 0.5) / n);
     let lat = world_y_to_lat((f64::from(y) + 0.5) / n);
     db.batch(&format!(
-        "INSERT INTO {} (seq, weight, geom) SELECT 1000000 + i, 1, \
+        "INSERT INTO {} (geom) SELECT \
          ST_Transform(ST_SetSRID(ST_MakePoint({lon} + (i % 40) * 0.01, {lat} + (i / 40) * 0.01), 4326), 3857) \
          FROM generate_series(0, 1999) i",
         layer.table()
