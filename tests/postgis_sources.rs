@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use twine_heatmap::cli::{build_state, ServeArgs};
+use twine_heatmap::source::postgis::SCHEMA_LOCK_KEY;
 use twine_heatmap::synth::clustered_points;
 use twine_heatmap::tile::{
     lat_to_world_y, lon_to_world_x, world_x_to_lon, world_y_to_lat, TileCoord,
@@ -376,6 +377,69 @@ fn a_direct_write_is_served_at_once_and_a_rebuilt_pyramid_takes_over() {
             "the server never used the rebuilt pyramid"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn requests_at_start_up_wait_for_the_first_look_at_the_database_within_the_pool_wait() {
+    let dir = Scratch::new("sources-first-look");
+    let csv = dir.file("few.csv", "lon,lat\n2.35,48.85\n13.4,52.52\n");
+    let db = pg::Db::connect();
+    let layer = pg::TestLayer::new(&db, "firstlook");
+    import(&layer.name, &csv, &[]);
+    let tile = format!("/tiles/{}/0/0/0.png", layer.name);
+    let (lock, unlock) = (
+        format!("SELECT pg_advisory_lock({SCHEMA_LOCK_KEY})"),
+        format!("SELECT pg_advisory_unlock({SCHEMA_LOCK_KEY})"),
+    );
+    // The lock is held past the pool wait in the second round only.
+    for (pool_wait_ms, held_past_wait) in [(5000, false), (300, true)] {
+        // The watcher's first look takes the schema lock (as imports do): holding it keeps
+        // that look under way while the first request arrives.
+        let holder = pg::Db::connect();
+        holder.batch(&lock);
+        let config = dir.file(
+            &format!("wait{pool_wait_ms}.toml"),
+            &format!("[database]\npool_wait_ms = {pool_wait_ms}\n"),
+        );
+        let args = ServeArgs {
+            config: Some(config),
+            database_url: Some(pg::database_url()),
+            ..ServeArgs::default()
+        };
+        let (state, _) = build_state(&args).expect("state");
+        let server = TestServer::start(state);
+        let health = server.get("/health").json();
+        assert_eq!(health["database"]["error"], "not checked yet", "{health}");
+        std::thread::scope(|scope| {
+            let request = scope.spawn(|| server.get(&tile));
+            if held_past_wait {
+                // The wait is bounded: past it, the layer is still unknown and that is a 503.
+                let answer = request.join().expect("request thread");
+                let body = answer.assert_retry_later();
+                assert!(
+                    body["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("not checked yet")),
+                    "{body}"
+                );
+                holder.batch(&unlock);
+            } else {
+                std::thread::sleep(Duration::from_millis(500));
+                assert!(
+                    !request.is_finished(),
+                    "the request did not wait for the first look"
+                );
+                holder.batch(&unlock);
+                let answer = request.join().expect("request thread");
+                assert_eq!(
+                    answer.status,
+                    200,
+                    "{}",
+                    String::from_utf8_lossy(&answer.body)
+                );
+            }
+        });
     }
 }
 

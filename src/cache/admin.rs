@@ -322,7 +322,7 @@ async fn find_layer(state: &AppState, name: &str) -> Result<Arc<Layer>, AdminErr
             actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    state.layer(name).map_err(|e| match e {
+    state.layer(name).await.map_err(|e| match e {
         ApiError::UnknownLayer { known, .. } => fail(format!(
             "--layer: unknown layer {name:?}; layers: {}",
             known.join(", ")

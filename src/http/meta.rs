@@ -54,7 +54,7 @@ pub async fn tilejson(
         })?;
     let query = Query::parse(req.query_string(), &[STYLE_PARAMS])?;
     let spec = StyleSpec::from_query(&query)?;
-    let layer = state.layer(name)?;
+    let layer = state.layer(name).await?;
     let mut doc = tilejson_doc(state, &state.base_url(req), &layer, &spec);
     doc["heatmap"]["aggregatedZooms"] = json!(layer.aggregated_zooms().await?);
     Ok(HttpResponse::Ok().json(doc))

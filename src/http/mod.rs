@@ -72,8 +72,15 @@ impl AppState {
     }
 
     /// The layer named `name`: 404 when there is none, 503 while the database that may hold
-    /// it has not been reached yet.
-    pub fn layer(&self, name: &str) -> Result<std::sync::Arc<crate::layer::Layer>, ApiError> {
+    /// it has not been reached yet. At start-up, until the database watcher's first look has
+    /// ended, a request waits for it (bounded: [`Database::first_look`]), so that imported
+    /// layers are known and declared filters typed.
+    ///
+    /// [`Database::first_look`]: crate::source::postgis::watch::Database::first_look
+    pub async fn layer(&self, name: &str) -> Result<std::sync::Arc<crate::layer::Layer>, ApiError> {
+        if let Some(db) = self.database.as_ref().filter(|db| !db.looked()) {
+            db.first_look().await;
+        }
         if let Some(layer) = self.layers.get(name) {
             return Ok(layer);
         }

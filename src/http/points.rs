@@ -25,7 +25,7 @@ pub async fn tile_points(
         .strip_suffix(".json")
         .ok_or_else(|| ApiError::bad("y", "the points tile name must be {y}.json"))?;
     let coord = parse_tile_coord(&z, &x, y)?;
-    let layer = state.layer(&layer_name)?;
+    let layer = state.layer(&layer_name).await?;
     let query = layer.parse_query(req.query_string(), &[TILE_POINT_PARAMS])?;
     let limit = limit(&state, &query)?;
     // Leaflet.heat draws points up to radius + blur pixels outside its canvas.
@@ -48,7 +48,7 @@ pub async fn bbox_points(
     req: HttpRequest,
     layer: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let layer = state.layer(&layer)?;
+    let layer = state.layer(&layer).await?;
     let query = layer.parse_query(req.query_string(), &[BBOX_POINT_PARAMS])?;
     let area = parse_bbox(&query)?;
     let limit = limit(&state, &query)?;

@@ -77,7 +77,7 @@ async fn tile(
         ));
     };
     let coord = parse_tile_coord(z, x, y)?;
-    let layer = state.layer(layer_name)?;
+    let layer = state.layer(layer_name).await?;
     let query = layer.parse_query(req.query_string(), &[STYLE_PARAMS])?;
     let spec = StyleSpec::from_query(&query)?;
     let filters = layer.parse_filters(&query)?;
@@ -213,7 +213,7 @@ pub async fn overlay(
         .find(|(k, _)| k == "layer")
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| ApiError::bad("layer", "required: a layer name (see /layers)"))?;
-    let layer = state.layer(&layer_name)?;
+    let layer = state.layer(&layer_name).await?;
     let query = layer.parse_query(req.query_string(), &[OVERLAY_PARAMS, STYLE_PARAMS])?;
     let area = parse_bbox(&query)?;
     let width = query.int("width", 1..=MAX_OVERLAY_SIDE, 1024)?;

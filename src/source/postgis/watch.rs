@@ -24,6 +24,11 @@ pub struct Database {
     /// known yet (503), after it is unknown (404).
     discovered: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// Becomes true when the watcher's first look has ended, well or not: requests that
+    /// arrive at start-up wait for it rather than answer 503 at once ([`Self::first_look`]).
+    looked: tokio::sync::watch::Sender<bool>,
+    /// The same, read by every request on a database layer: an atomic, not the channel's lock.
+    looked_flag: AtomicBool,
     /// Every PostGIS layer by name (imported and declared), for version updates.
     layers: Mutex<HashMap<String, Arc<PostgisLayer>>>,
     aggregate_above: u64,
@@ -37,6 +42,8 @@ impl Database {
             reachable: AtomicBool::new(false),
             discovered: AtomicBool::new(false),
             last_error: Mutex::new(Some("not checked yet".into())),
+            looked: tokio::sync::watch::channel(false).0,
+            looked_flag: AtomicBool::new(false),
             layers: Mutex::new(HashMap::new()),
             aggregate_above,
             metrics,
@@ -49,6 +56,23 @@ impl Database {
 
     pub fn discovered(&self) -> bool {
         self.discovered.load(Ordering::Acquire)
+    }
+
+    /// Whether the watcher's first look at the database has ended (well or not).
+    pub fn looked(&self) -> bool {
+        self.looked_flag.load(Ordering::Acquire)
+    }
+
+    /// Waits for the watcher's first look at the database to end, at most as long as a
+    /// request may wait for a connection (the pool's wait timeout). A server started just
+    /// before its first requests then answers them with the database's layers (the first
+    /// look takes some 100 ms) instead of 503; a database that is down costs a request at
+    /// most that wait, and only until the first look has failed.
+    pub async fn first_look(&self) {
+        let mut looked = self.looked.subscribe();
+        let wait = self.pool.timeouts().wait.unwrap_or(Duration::from_secs(2));
+        // A timeout or a closed channel both mean: answer with what is known now.
+        let _ = actix_web::rt::time::timeout(wait, looked.wait_for(|done| *done)).await;
     }
 
     pub fn last_error(&self) -> Option<String> {
@@ -94,6 +118,11 @@ impl Database {
         self.reachable.store(ok, Ordering::Release);
         if let Ok(mut last) = self.last_error.lock() {
             *last = result.as_ref().err().map(ToString::to_string);
+        }
+        // send_replace works with no receiver waiting; only the first look changes it.
+        if !self.looked() {
+            self.looked_flag.store(true, Ordering::Release);
+            self.looked.send_replace(true);
         }
     }
 
