@@ -11,7 +11,6 @@ mod scratch;
 use common::TestServer;
 use scratch::Scratch;
 use std::time::{Duration, Instant};
-use twine_heatmap::cli::{build_state, ServeArgs};
 
 struct Fixture {
     server: TestServer,
@@ -55,13 +54,7 @@ fn fixture(test: &str) -> Fixture {
         ),
     )
     .expect("config");
-    let args = ServeArgs {
-        config: Some(config),
-        database_url: Some(pg::database_url()),
-        ..ServeArgs::default()
-    };
-    let (state, _) = build_state(&args).expect("state");
-    let server = TestServer::start(state);
+    let server = TestServer::with_database(config, pg::database_url());
     let fixture = Fixture {
         server,
         db,

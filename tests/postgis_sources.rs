@@ -276,13 +276,7 @@ fn a_direct_write_is_served_at_once_and_a_rebuilt_pyramid_takes_over() {
     import(&layer.name, &csv, &["--aggregate-above", "5000"]);
     let config = dir.join("stale.toml");
     std::fs::write(&config, "aggregate_above = 5000\n").expect("config");
-    let args = ServeArgs {
-        config: Some(config),
-        database_url: Some(pg::database_url()),
-        ..ServeArgs::default()
-    };
-    let (state, _) = build_state(&args).expect("state");
-    let server = TestServer::start(state);
+    let server = TestServer::with_database(config, pg::database_url());
     let count = || {
         server
             .get("/layers")
@@ -402,13 +396,7 @@ fn requests_at_start_up_wait_for_the_first_look_at_the_database_within_the_pool_
             &format!("wait{pool_wait_ms}.toml"),
             &format!("[database]\npool_wait_ms = {pool_wait_ms}\n"),
         );
-        let args = ServeArgs {
-            config: Some(config),
-            database_url: Some(pg::database_url()),
-            ..ServeArgs::default()
-        };
-        let (state, _) = build_state(&args).expect("state");
-        let server = TestServer::start(state);
+        let server = TestServer::with_database(config, pg::database_url());
         let health = server.get("/health").json();
         assert_eq!(health["database"]["error"], "not checked yet", "{health}");
         std::thread::scope(|scope| {

@@ -34,6 +34,17 @@ impl TestServer {
         }
     }
 
+    /// `serve --config CONFIG --database-url URL`, as the binary builds it.
+    pub fn with_database(config: std::path::PathBuf, url: String) -> TestServer {
+        let args = twine_heatmap::cli::ServeArgs {
+            config: Some(config),
+            database_url: Some(url),
+            ..Default::default()
+        };
+        let (state, _) = twine_heatmap::cli::build_state(&args).expect("state");
+        TestServer::start(state)
+    }
+
     /// The demo layer plus any extra layers.
     pub fn demo_with(extra: Vec<(&str, Vec<WorldPoint>)>) -> TestServer {
         TestServer::start(TestServer::demo_state(extra))
