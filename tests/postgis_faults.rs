@@ -287,3 +287,90 @@ fn the_server_survives_the_database_going_away_and_recovers() {
     });
     proxy.stop();
 }
+
+/// `DATABASE_URL` with `options` (URL-encoded) added to its query string.
+fn url_with_options(options: &str) -> String {
+    let url = pg::database_url();
+    let joiner = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joiner}options={options}")
+}
+
+/// Runs `serve --database-url URL` at RUST_LOG=info until its `/health` body satisfies
+/// `done` (at most 20 s), then stops it: whether `done` held, and the log.
+fn serve_until(url: &str, done: impl Fn(&str) -> bool) -> (bool, String) {
+    let port = scratch::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_twine-heatmap"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .args(["--database-url", url])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn twine-heatmap");
+    let health = || {
+        ureq::get(&format!("http://127.0.0.1:{port}/health"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .unwrap_or_default()
+    };
+    let held = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        done(&health())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+    }
+    (held, log)
+}
+
+#[test]
+fn database_errors_say_what_postgres_said_and_url_options_are_kept() {
+    let dir = Scratch::new("faults-options");
+    let config = dir.file("empty.toml", "");
+    // The URL's own session options reach every connection: a read-only session makes the
+    // first look (which creates the schema objects if missing) fail, and /health says why in
+    // PostgreSQL's words (the client library's own text is only "db error").
+    let s = TestServer::with_database(
+        config,
+        url_with_options("-c%20default_transaction_read_only%3Don"),
+    );
+    wait_until("the first look to fail", 20, || {
+        s.get("/health").json()["database"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("in a read-only transaction"))
+    });
+
+    // A database name that does not exist, at start-up (a mistake any authentication
+    // method reports): /health and the log (once) say so.
+    let url = pg::database_url();
+    let (server_part, _) = url
+        .split_once('?')
+        .map_or((url.as_str(), ""), |(a, b)| (a, b));
+    let missing = match server_part.rsplit_once('/') {
+        Some((base, _)) if base.contains('@') || base.contains("://") => {
+            format!("{base}/no_such_database_twine")
+        }
+        _ => panic!("DATABASE_URL {url} has no /database part"),
+    };
+    let (said, log) = serve_until(&missing, |health| {
+        health.contains("\\\"no_such_database_twine\\\" does not exist")
+    });
+    assert!(said, "/health never named the missing database: {log}");
+    assert_eq!(
+        log.matches("database unreachable").count(),
+        1,
+        "logged once: {log}"
+    );
+    assert!(log.contains("no_such_database_twine"), "{log}");
+
+    // A database that answers: its "already exists, skipping" notices stay out of the log,
+    // even at RUST_LOG=info.
+    let (reached, log) = serve_until(&url, |health| health.contains("\"status\":\"ok\""));
+    assert!(reached, "the server never reached the database: {log}");
+    assert!(log.contains("database reachable"), "{log}");
+    assert!(!log.contains("NOTICE"), "{log}");
+}

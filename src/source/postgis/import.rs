@@ -19,7 +19,9 @@
 
 use super::layer::{imported_inner_all, scan_stats};
 use super::pyramid::{self, Built};
-use super::{ensure_schema, ensure_version_trigger, DbError, Ident, TableName, SCHEMA_LOCK_KEY};
+use super::{
+    ensure_schema, ensure_version_trigger, pg_message, DbError, Ident, TableName, SCHEMA_LOCK_KEY,
+};
 use crate::layer::valid_layer_name;
 use crate::layer::DEFAULT_DB_AGGREGATE_ABOVE;
 use crate::progress::{grouped, per_second};
@@ -82,11 +84,11 @@ pub enum ImportError {
     Load(#[from] LoadError),
     #[error("invalid database URL: {0}")]
     Url(String),
-    #[error("cannot connect to the database: {}", one_line(.0))]
+    #[error("cannot connect to the database: {}", pg_message(.0))]
     Connect(#[source] tokio_postgres::Error),
     #[error("cannot set up the layer table {table}: {}", db_one_line(.source))]
     Setup { table: String, source: DbError },
-    #[error("copying {file} failed: {}", one_line(.source))]
+    #[error("copying {file} failed: {}", pg_message(.source))]
     Copy {
         file: String,
         source: tokio_postgres::Error,
@@ -101,7 +103,7 @@ pub enum ImportError {
     UnknownLayer(String),
     #[error("rebuilding the bin pyramid of {table} failed: {}", db_one_line(.source))]
     Rebuild { table: String, source: DbError },
-    #[error("{file} was imported, but analysing {table} failed: {}", one_line(.source))]
+    #[error("{file} was imported, but analysing {table} failed: {}", pg_message(.source))]
     Analyze {
         file: String,
         table: String,
@@ -262,7 +264,7 @@ async fn advance_seq_identity(client: &Client, table: &str) -> Result<(), tokio_
 /// One connection is enough: files are written one after the other.
 async fn connect(url: &str) -> Result<Client, ImportError> {
     let mut config =
-        tokio_postgres::Config::from_str(url).map_err(|e| ImportError::Url(one_line(&e)))?;
+        tokio_postgres::Config::from_str(url).map_err(|e| ImportError::Url(pg_message(&e)))?;
     // A big COPY legitimately runs for minutes; a `statement_timeout` meant for the server's
     // tile queries (set on the role or database) must not cut it off. The schema's
     // "already exists, skipping" notices would be logged on every run; they say nothing.
@@ -289,41 +291,9 @@ async fn connect(url: &str) -> Result<Client, ImportError> {
     Ok(client)
 }
 
-/// A PostgreSQL error on one line: the server's message with its detail and hint, without
-/// the client library's "db error:" prefix.
-fn one_line(e: &tokio_postgres::Error) -> String {
-    let text = match e.as_db_error() {
-        Some(db) => {
-            let mut text = format!("{}: {}", db.severity(), db.message());
-            if let Some(detail) = db.detail() {
-                text.push_str(&format!(" ({detail})"));
-            }
-            if let Some(hint) = db.hint() {
-                text.push_str(&format!(" (hint: {hint})"));
-            }
-            text
-        }
-        None => with_causes(e),
-    };
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `error connecting to server: Connection refused (os error 111)`: the client library's
-/// message alone ("error connecting to server") does not say what went wrong.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
 fn db_one_line(e: &DbError) -> String {
     match e {
-        DbError::Postgres(e) => one_line(e),
+        DbError::Postgres(e) => pg_message(e),
         other => other.to_string(),
     }
 }

@@ -2,7 +2,7 @@
 //! `ST_TileEnvelope`), bound parameters only, aggregation in SQL, and the layer's statistics.
 
 use super::pyramid::{self, Pyramid};
-use super::{DbError, Ident, TableName};
+use super::{pg_message, pool_message, DbError, Ident, TableName};
 use crate::metrics::Metrics;
 use crate::render::WorldPoint;
 use crate::source::aggregate::{sort_bins, Bin, CellRange};
@@ -598,7 +598,7 @@ fn pool_error(e: PoolError) -> SourceError {
         PoolError::Timeout(_) => {
             "every database connection stayed busy past the pool's wait".to_string()
         }
-        other => format!("cannot reach the database: {other}"),
+        other => format!("cannot reach the database: {}", pool_message(&other)),
     })
 }
 
@@ -613,10 +613,10 @@ fn db_error(e: impl Into<DbError>) -> SourceError {
             } else if code.as_ref().is_some_and(|c| c.code().starts_with("22")) {
                 SourceError::BadFilter {
                     param: "filter".into(),
-                    detail: pg.to_string(),
+                    detail: pg_message(&pg),
                 }
             } else {
-                SourceError::Unavailable(format!("database error: {pg}"))
+                SourceError::Unavailable(format!("database error: {}", pg_message(&pg)))
             }
         }
         DbError::Pool(p) => pool_error(p),

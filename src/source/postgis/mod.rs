@@ -20,12 +20,54 @@ pub enum DbError {
     Url(String),
     #[error("{0:?} is not a valid SQL identifier: use 1 to 63 ASCII letters, digits, '_' or '-', not starting with a digit or '-'")]
     Identifier(String),
-    #[error("database: {0}")]
+    #[error("database: {}", pg_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
-    #[error("database pool: {0}")]
+    #[error("database pool: {}", pool_message(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("{0}")]
     Other(String),
+}
+
+/// A PostgreSQL error on one line: the server's message with its detail and hint, or the
+/// client's error with its causes. The client library's own text is only "db error" or
+/// "error connecting to server", which says nothing of what went wrong.
+pub fn pg_message(e: &tokio_postgres::Error) -> String {
+    let text = match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{}: {}", db.severity(), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(" ({detail})"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!(" (hint: {hint})"));
+            }
+            text
+        }
+        None => with_causes(e),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A pool failure on one line; a failed connection says why (its PostgreSQL message).
+pub fn pool_message(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(pg) => {
+            format!("cannot open a connection: {}", pg_message(pg))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `error connecting to server: Connection refused (os error 111)`: an error with its causes.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// A checked SQL identifier (a table, column or schema name from config or import).
@@ -126,10 +168,17 @@ impl Default for PoolSettings {
 pub fn pool(url: &str, settings: PoolSettings) -> Result<Pool, DbError> {
     let mut config =
         tokio_postgres::Config::from_str(url).map_err(|e| DbError::Url(e.to_string()))?;
-    config.options(format!(
-        "-c statement_timeout={}",
+    // Options given in the URL are kept; ours come after them, so they win. Without
+    // client_min_messages, the "already exists, skipping" notices of the first look at the
+    // database were logged at every start; they say nothing.
+    let session = format!(
+        "-c statement_timeout={} -c client_min_messages=warning",
         settings.statement_timeout.as_millis()
-    ));
+    );
+    config.options(match config.get_options() {
+        Some(given) => format!("{given} {session}"),
+        None => session,
+    });
     config.connect_timeout(settings.wait.max(Duration::from_secs(1)));
     config.application_name("twine-heatmap");
     let manager = Manager::from_config(

@@ -107,7 +107,9 @@ impl Database {
 
     fn record(&self, result: &Result<(), DbError>) {
         let ok = result.is_ok();
-        if ok != self.reachable() {
+        // Log each change, and a first look that fails: the server starts as "unreachable",
+        // so a database that is down from the start would otherwise never be logged.
+        if ok != self.reachable() || (!ok && !self.looked()) {
             match result {
                 Ok(()) => tracing::info!("database reachable"),
                 Err(e) => {
