@@ -272,7 +272,12 @@ pub fn open_cache(args: &ServeArgs, config: &CacheConfig) -> Result<TileCache, S
         "256MB",
         "--cache-memory",
     )?;
-    let disk_budget = size(&args.cache_disk, &config.disk, "1GB", "--cache-disk")?;
+    let disk_budget = size(
+        &args.cache_disk,
+        &config.disk,
+        DEFAULT_CACHE_DISK,
+        "--cache-disk",
+    )?;
     let memory = (memory_budget > 0).then(|| MemoryCache::new(memory_budget));
     let disk = match args.cache_dir.clone().or(config.dir.clone()) {
         Some(dir) if disk_budget > 0 => {
@@ -461,12 +466,16 @@ pub struct PurgeArgs {
     pub zoom: Option<String>,
 }
 
+/// `serve`'s disk budget when none is given (also what `cache stats` assumes).
+pub const DEFAULT_CACHE_DISK: &str = "1GB";
+
 #[derive(clap::Args, Debug)]
 pub struct StatsArgs {
     /// Folder of the disk cache.
     #[arg(long, env = "TWINE_CACHE_DIR")]
     pub cache_dir: PathBuf,
-    /// The server's disk budget, to show usage against [default: 1GB].
+    /// The server's disk budget, to show usage against [default: with --server, that
+    /// server's own when it serves this folder; else 1GB].
     #[arg(long, env = "TWINE_CACHE_DISK")]
     pub cache_disk: Option<String>,
     /// Also read a running server's /metrics for its memory tier and hit counters, e.g.

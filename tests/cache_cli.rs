@@ -172,8 +172,14 @@ impl Drop for Server {
 
 impl Server {
     fn start(cache_dir: &Path) -> Server {
+        Server::start_with(cache_dir, &[])
+    }
+
+    fn start_with(cache_dir: &Path, extra: &[&str]) -> Server {
         let bind = format!("127.0.0.1:{}", free_port());
-        let child = command(&["serve", "--bind", &bind, "--cache-dir", path(cache_dir)])
+        let mut args = vec!["serve", "--bind", &bind, "--cache-dir", path(cache_dir)];
+        args.extend_from_slice(extra);
+        let child = command(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -430,6 +436,18 @@ fn purge_removes_exactly_the_matching_tiles() {
     assert_eq!(stats_tiles(&dir, "demo"), 0);
 }
 
+/// `cache stats --cache-dir CACHE --server URL`'s stdout.
+fn stats_with_server(cache: &Path, server: &Server) -> String {
+    run_ok(&[
+        "cache",
+        "stats",
+        "--cache-dir",
+        path(cache),
+        "--server",
+        &server.base,
+    ])
+}
+
 #[test]
 fn stats_lists_each_layer_and_a_servers_memory_tier() {
     let dir = Scratch::new("cache-cli-stats");
@@ -464,21 +482,30 @@ fn stats_lists_each_layer_and_a_servers_memory_tier() {
         "--cache-disk",
         "10MB",
     ]);
-    assert!(stdout.contains("of a 10.0 MB budget"), "{stdout}");
+    assert!(
+        stdout.contains("of a 10.0 MB budget (--cache-disk; "),
+        "{stdout}"
+    );
+    let stdout = run_ok(&["cache", "stats", "--cache-dir", path(&cache)]);
+    assert!(
+        stdout.contains("of a 1.0 GB budget (the default; give --cache-disk; "),
+        "{stdout}"
+    );
     assert_eq!(stats_tiles(&cache, "stations"), summary(&stations).0);
     assert_eq!(stats_tiles(&cache, "demo"), summary(&demo).0);
 
-    let server = Server::start(&cache);
+    // A server of another folder says nothing of this folder's budget.
+    let elsewhere = Server::start_with(&dir.join("other-cache"), &["--cache-disk", "30MB"]);
+    let stdout = stats_with_server(&cache, &elsewhere);
+    assert!(
+        stdout.contains("(the default; give --cache-disk; "),
+        "{stdout}"
+    );
+
+    let server = Server::start_with(&cache, &["--cache-disk", "20MB"]);
     assert_eq!(server.tile("/tiles/demo/3/0/0.png").0, "miss");
     assert_eq!(server.tile("/tiles/demo/3/0/0.png").0, "hit-memory");
-    let stdout = run_ok(&[
-        "cache",
-        "stats",
-        "--cache-dir",
-        path(&cache),
-        "--server",
-        &server.base,
-    ]);
+    let stdout = stats_with_server(&cache, &server);
     let memory = stdout
         .lines()
         .find(|l| l.starts_with("memory tier"))
@@ -486,6 +513,10 @@ fn stats_lists_each_layer_and_a_servers_memory_tier() {
     assert!(!memory.contains(": 0 bytes"), "{memory}");
     assert!(
         stdout.contains("hits: memory 1, disk 0; misses 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("of a 20.0 MB budget (the server's; "),
         "{stdout}"
     );
 }

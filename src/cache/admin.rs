@@ -569,13 +569,34 @@ impl ServerCache {
     }
 }
 
-/// `cache stats`: the disk tier per layer against `budget` (the server's `--cache-disk`,
-/// default 1GB), and with `server` that server's memory tier and hit counters.
+/// `cache stats`: the disk tier per layer against a budget, and with `server` that server's
+/// memory tier and hit counters. The budget is `--cache-disk`; without it, the server's own
+/// (from its `/health`) when it serves this folder; else the server default, 1GB.
 pub fn stats(dir: &Path, budget: Option<&str>, server: Option<&str>) -> Result<(), AdminError> {
-    let budget =
-        parse_size(budget.unwrap_or("1GB")).map_err(|e| fail(format!("--cache-disk: {e}")))?;
+    let flag_or_default = budget.unwrap_or(crate::cli::DEFAULT_CACHE_DISK);
+    let flag_or_default =
+        parse_size(flag_or_default).map_err(|e| fail(format!("--cache-disk: {e}")))?;
+    let budget = match (
+        budget,
+        server
+            .filter(|_| budget.is_none())
+            .and_then(|base| server_disk_budget(base, dir)),
+    ) {
+        (Some(_), _) => Budget {
+            bytes: flag_or_default,
+            source: "--cache-disk",
+        },
+        (None, Some(bytes)) => Budget {
+            bytes,
+            source: "the server's",
+        },
+        (None, None) => Budget {
+            bytes: flag_or_default,
+            source: "the default; give --cache-disk",
+        },
+    };
     let disk = open_existing(dir)?.stats();
-    print!("{}", format_disk_stats(dir, &disk, budget));
+    print!("{}", format_disk_stats(dir, &disk, &budget));
     if let Some(base) = server {
         let url = format!("{}/metrics", base.trim_end_matches('/'));
         let text = crate::cli::http_get(&url)
@@ -588,18 +609,36 @@ pub fn stats(dir: &Path, budget: Option<&str>, server: Option<&str>) -> Result<(
     Ok(())
 }
 
-fn format_disk_stats(dir: &Path, disk: &DiskStats, budget: u64) -> String {
+/// A disk budget and where it came from, for the report.
+struct Budget {
+    bytes: u64,
+    source: &'static str,
+}
+
+/// The disk budget of the server at `base`, if its disk tier is this folder (by its
+/// `/health`); None when it cannot be read or the server caches elsewhere.
+fn server_disk_budget(base: &str, dir: &Path) -> Option<u64> {
+    let url = format!("{}/health", base.trim_end_matches('/'));
+    let health: serde_json::Value = serde_json::from_str(&crate::cli::http_get(&url).ok()?).ok()?;
+    let disk = &health["cache"]["disk"];
+    let same_dir =
+        std::fs::canonicalize(disk["dir"].as_str()?).ok()? == std::fs::canonicalize(dir).ok()?;
+    same_dir.then(|| disk["budget"].as_u64()).flatten()
+}
+
+fn format_disk_stats(dir: &Path, disk: &DiskStats, budget: &Budget) -> String {
     let mut out = format!(
-        "disk tier {}: {} tiles, {} bytes ({}) of a {} budget ({:.1}% used)\n",
+        "disk tier {}: {} tiles, {} bytes ({}) of a {} budget ({}; {:.1}% used)\n",
         dir.display(),
         disk.files,
         disk.bytes,
         human(disk.bytes),
-        human(budget),
-        if budget == 0 {
+        human(budget.bytes),
+        budget.source,
+        if budget.bytes == 0 {
             0.0
         } else {
-            disk.bytes as f64 * 100.0 / budget as f64
+            disk.bytes as f64 * 100.0 / budget.bytes as f64
         }
     );
     for (layer, (files, bytes)) in &disk.per_layer {
@@ -608,7 +647,7 @@ fn format_disk_stats(dir: &Path, disk: &DiskStats, budget: u64) -> String {
             human(*bytes)
         ));
     }
-    if disk.bytes > budget {
+    if disk.bytes > budget.bytes {
         out.push_str("  over budget: a server with this budget evicts the oldest tiles when it opens the folder\n");
     }
     out
