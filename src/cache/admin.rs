@@ -573,26 +573,21 @@ impl ServerCache {
 /// memory tier and hit counters. The budget is `--cache-disk`; without it, the server's own
 /// (from its `/health`) when it serves this folder; else the server default, 1GB.
 pub fn stats(dir: &Path, budget: Option<&str>, server: Option<&str>) -> Result<(), AdminError> {
-    let flag_or_default = budget.unwrap_or(crate::cli::DEFAULT_CACHE_DISK);
-    let flag_or_default =
-        parse_size(flag_or_default).map_err(|e| fail(format!("--cache-disk: {e}")))?;
-    let budget = match (
-        budget,
-        server
-            .filter(|_| budget.is_none())
-            .and_then(|base| server_disk_budget(base, dir)),
-    ) {
-        (Some(_), _) => Budget {
-            bytes: flag_or_default,
+    let parse = |text| parse_size(text).map_err(|e| fail(format!("--cache-disk: {e}")));
+    let budget = match budget {
+        Some(text) => Budget {
+            bytes: parse(text)?,
             source: "--cache-disk",
         },
-        (None, Some(bytes)) => Budget {
-            bytes,
-            source: "the server's",
-        },
-        (None, None) => Budget {
-            bytes: flag_or_default,
-            source: "the default; give --cache-disk",
+        None => match server.and_then(|base| server_disk_budget(base, dir)) {
+            Some(bytes) => Budget {
+                bytes,
+                source: "the server's",
+            },
+            None => Budget {
+                bytes: parse(crate::cli::DEFAULT_CACHE_DISK)?,
+                source: "the default; give --cache-disk",
+            },
         },
     };
     let disk = open_existing(dir)?.stats();

@@ -2,8 +2,8 @@
 //!
 //! `import --database-url URL --layer NAME [--attribution TEXT] FILE...` writes every FILE into
 //! `twine."points_<NAME>"` (`seq bigint` identity, `weight real` default 1,
-//! `geom geometry(Point, 3857)`, GiST index on `geom`, the data-version trigger) and registers the layer in `twine.layers`, so that
-//! `serve --database-url` serves it.
+//! `geom geometry(Point, 3857)`, GiST index on `geom`, the data-version trigger) and registers
+//! the layer in `twine.layers`, so that `serve --database-url` serves it.
 //!
 //! Each file goes in fully or not at all. It is parsed completely first, so a malformed row
 //! stops the import with the loader's `file:line: ...` message before the database is touched;
@@ -20,7 +20,8 @@
 use super::layer::{imported_inner_all, scan_stats};
 use super::pyramid::{self, Built};
 use super::{
-    ensure_schema, ensure_version_trigger, pg_message, DbError, Ident, TableName, SCHEMA_LOCK_KEY,
+    add_session_options, ensure_schema, ensure_version_trigger, pg_message, DbError, Ident,
+    TableName, SCHEMA_LOCK_KEY,
 };
 use crate::layer::valid_layer_name;
 use crate::layer::DEFAULT_DB_AGGREGATE_ABOVE;
@@ -266,14 +267,8 @@ async fn connect(url: &str) -> Result<Client, ImportError> {
     let mut config =
         tokio_postgres::Config::from_str(url).map_err(|e| ImportError::Url(pg_message(&e)))?;
     // A big COPY legitimately runs for minutes; a `statement_timeout` meant for the server's
-    // tile queries (set on the role or database) must not cut it off. The schema's
-    // "already exists, skipping" notices would be logged on every run; they say nothing.
-    const SESSION: &str = "-c statement_timeout=0 -c client_min_messages=warning";
-    let options = match config.get_options() {
-        Some(given) => format!("{given} {SESSION}"),
-        None => SESSION.to_owned(),
-    };
-    config.options(options);
+    // tile queries (set on the role or database) must not cut it off.
+    add_session_options(&mut config, "-c statement_timeout=0");
     config.application_name("twine-heatmap import");
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));

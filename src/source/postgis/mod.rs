@@ -168,17 +168,13 @@ impl Default for PoolSettings {
 pub fn pool(url: &str, settings: PoolSettings) -> Result<Pool, DbError> {
     let mut config =
         tokio_postgres::Config::from_str(url).map_err(|e| DbError::Url(e.to_string()))?;
-    // Options given in the URL are kept; ours come after them, so they win. Without
-    // client_min_messages, the "already exists, skipping" notices of the first look at the
-    // database were logged at every start; they say nothing.
-    let session = format!(
-        "-c statement_timeout={} -c client_min_messages=warning",
-        settings.statement_timeout.as_millis()
+    add_session_options(
+        &mut config,
+        &format!(
+            "-c statement_timeout={}",
+            settings.statement_timeout.as_millis()
+        ),
     );
-    config.options(match config.get_options() {
-        Some(given) => format!("{given} {session}"),
-        None => session,
-    });
     config.connect_timeout(settings.wait.max(Duration::from_secs(1)));
     config.application_name("twine-heatmap");
     let manager = Manager::from_config(
@@ -196,6 +192,18 @@ pub fn pool(url: &str, settings: PoolSettings) -> Result<Pool, DbError> {
         .recycle_timeout(Some(Duration::from_secs(2)))
         .build()
         .map_err(|e| DbError::Other(format!("cannot build the database pool: {e}")))
+}
+
+/// Adds `ours` (`-c name=value ...`) to the session options given in the URL, after them so
+/// that ours win, with `client_min_messages=warning`: the schema's "already exists, skipping"
+/// notices would otherwise be logged at every start and import; they say nothing.
+pub fn add_session_options(config: &mut tokio_postgres::Config, ours: &str) {
+    let ours = format!("{ours} -c client_min_messages=warning");
+    let options = match config.get_options() {
+        Some(given) => format!("{given} {ours}"),
+        None => ours,
+    };
+    config.options(options);
 }
 
 /// Advisory lock taken around schema changes: concurrent `CREATE OR REPLACE` of the same

@@ -24,11 +24,10 @@ pub struct Database {
     /// known yet (503), after it is unknown (404).
     discovered: AtomicBool,
     last_error: Mutex<Option<String>>,
-    /// Becomes true when the watcher's first look has ended, well or not: requests that
-    /// arrive at start-up wait for it rather than answer 503 at once ([`Self::first_look`]).
-    looked: tokio::sync::watch::Sender<bool>,
-    /// The same, read by every request on a database layer: an atomic, not the channel's lock.
-    looked_flag: AtomicBool,
+    /// Set when the watcher's first look has ended, well or not: requests that arrive at
+    /// start-up wait for it rather than answer 503 at once ([`Self::first_look`]). Checking
+    /// it is one atomic load, as every request on a database layer does.
+    looked: tokio::sync::SetOnce<()>,
     /// Every PostGIS layer by name (imported and declared), for version updates.
     layers: Mutex<HashMap<String, Arc<PostgisLayer>>>,
     aggregate_above: u64,
@@ -42,8 +41,7 @@ impl Database {
             reachable: AtomicBool::new(false),
             discovered: AtomicBool::new(false),
             last_error: Mutex::new(Some("not checked yet".into())),
-            looked: tokio::sync::watch::channel(false).0,
-            looked_flag: AtomicBool::new(false),
+            looked: tokio::sync::SetOnce::new(),
             layers: Mutex::new(HashMap::new()),
             aggregate_above,
             metrics,
@@ -60,7 +58,7 @@ impl Database {
 
     /// Whether the watcher's first look at the database has ended (well or not).
     pub fn looked(&self) -> bool {
-        self.looked_flag.load(Ordering::Acquire)
+        self.looked.initialized()
     }
 
     /// Waits for the watcher's first look at the database to end, at most as long as a
@@ -69,10 +67,9 @@ impl Database {
     /// look takes some 100 ms) instead of 503; a database that is down costs a request at
     /// most that wait, and only until the first look has failed.
     pub async fn first_look(&self) {
-        let mut looked = self.looked.subscribe();
         let wait = self.pool.timeouts().wait.unwrap_or(Duration::from_secs(2));
-        // A timeout or a closed channel both mean: answer with what is known now.
-        let _ = actix_web::rt::time::timeout(wait, looked.wait_for(|done| *done)).await;
+        // Past the wait: answer with what is known now.
+        let _ = actix_web::rt::time::timeout(wait, self.looked.wait()).await;
     }
 
     pub fn last_error(&self) -> Option<String> {
@@ -107,9 +104,10 @@ impl Database {
 
     fn record(&self, result: &Result<(), DbError>) {
         let ok = result.is_ok();
-        // Log each change, and a first look that fails: the server starts as "unreachable",
-        // so a database that is down from the start would otherwise never be logged.
-        if ok != self.reachable() || (!ok && !self.looked()) {
+        let first = !self.looked();
+        // Log the first look's outcome and each change after it (`reachable` starts false,
+        // so a database down from the start is not a change).
+        if first || ok != self.reachable() {
             match result {
                 Ok(()) => tracing::info!("database reachable"),
                 Err(e) => {
@@ -121,10 +119,9 @@ impl Database {
         if let Ok(mut last) = self.last_error.lock() {
             *last = result.as_ref().err().map(ToString::to_string);
         }
-        // send_replace works with no receiver waiting; only the first look changes it.
-        if !self.looked() {
-            self.looked_flag.store(true, Ordering::Release);
-            self.looked.send_replace(true);
+        if first {
+            // Only the watcher calls this, so the first set is the only one.
+            let _ = self.looked.set(());
         }
     }
 
