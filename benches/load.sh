@@ -32,14 +32,20 @@
 #   shared           all processes on all cores, as the scheduler likes (nginx: one worker per
 #                    core); both servers then share their cores with the client, and the tail
 #                    latencies move a lot from run to run.
-# Each scenario runs --rounds times (default 3) on the same warm server; the table shows the
+# Each scenario runs --rounds times (default 5) on the same warm server; the table shows the
 # median of each figure over the rounds and the range of req/s and p99, and the targets are
 # judged on the medians: single 10 s runs on this kind of machine (a 2-core VM) differ by tens
 # of percent, for nginx as much as for this server.
+# The host is part of that noise, so the script shows it: before any server starts, a 3 s busy
+# loop on each core (benches/load/stalls.py) reports the time the core was taken away (on a VM:
+# the hypervisor not running the vCPU); each round reports the steal time per core (/proc/stat)
+# and the server's CPU time per request (user + system, from /proc/PID/stat), which for the
+# same binary and tiles moves with the speed the host gives the core.
 # Other work on the machine skews all of this: before each round the script waits (at most
 # --quiet-wait seconds) for other processes to use under 15% of a core, reports the CPU they
-# took during the round (column other%), and runs a round again (up to --retries times) when
-# that was over 25% of a core, keeping the least disturbed attempt.
+# took during the round (column other%; the busy time in /proc/stat that is neither the server's
+# nor wrk's, so on a VM it includes the host's steal time), and runs a round again (up to
+# --retries times) when that was over 25% of a core, keeping the least disturbed attempt.
 # The server runs with its default logging (errors only: successful requests log at debug).
 #
 # Run (from anywhere; as root it installs wrk, nginx and curl from Debian when missing):
@@ -48,8 +54,8 @@
 #   benches/load.sh --duration 5s --connections 128 --tiles 5000
 #   TWINE_BIN=/path/to/twine-heatmap benches/load.sh  # skip `cargo build --release`
 # Everything listens on 127.0.0.1 free ports; servers are stopped and the temp folder removed
-# on exit. Whole run at the defaults: about 3 minutes after the build on a quiet machine; at
-# worst 4 scenarios x --rounds x (1 + --retries) x (--duration + --quiet-wait), 16 minutes at
+# on exit. Whole run at the defaults: about 5 minutes after the build on a quiet machine; at
+# worst 4 scenarios x --rounds x (1 + --retries) x (--duration + --quiet-wait), 27 minutes at
 # the defaults.
 set -euo pipefail
 
@@ -62,7 +68,7 @@ Options:
   --cold-connections C  connections for the cold scenario (default min(16, --connections))
   --layout L            split (default): server on the last core, wrk on the others;
                         shared: everything on all cores (see above)
-  --rounds N            measured runs per scenario, 1..9 (default 3); medians are reported
+  --rounds N            measured runs per scenario, 1..9 (default 5); medians are reported
   --threads T           wrk threads (default: the cores wrk may use, at most the connections)
   --tiles N             distinct tiles in the mix (default 2000)
   --cache-memory SIZE   memory budget for warm-memory (default 256MB, as the server's default)
@@ -92,7 +98,7 @@ QUIET_WAIT=30
 RETRIES=1
 MAX_OTHER=25
 LAYOUT="split"
-ROUNDS=3
+ROUNDS=5
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) [ $# -ge 2 ] || die "--duration needs a value"; DURATION="$2"; shift 2 ;;
@@ -150,7 +156,7 @@ is_uint "$RETRIES" && [ "$RETRIES" -le 5 ] || die "--retries must be 0..5"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HERE="$REPO/benches/load"
 CITIES="$REPO/data/cities1000.csv.gz"
-for f in "$HERE/tiles.py" "$HERE/wrk.lua" "$CITIES"; do [ -f "$f" ] || die "missing $f"; done
+for f in "$HERE/tiles.py" "$HERE/wrk.lua" "$HERE/stalls.py" "$CITIES"; do [ -f "$f" ] || die "missing $f"; done
 
 # ---- tools -------------------------------------------------------------------------------
 APT_UPDATED=0
@@ -268,6 +274,13 @@ pass_all() {  # true when the last pass had every tile answered 200 (and x-cache
 }
 
 cpu_busy() { awk '/^cpu / {print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
+steal_ticks() { awk '/^cpu[0-9]+ / {printf "%s %s ", substr($1, 4), $9}' /proc/stat; }
+# "cpu0 10 ms, cpu1 0 ms": steal per core between two steal_ticks readings.
+steal_text() {  # BEFORE AFTER
+  awk -v a="$1" -v b="$2" -v tck="$TCK" 'BEGIN {
+    n = split(a, x, " "); split(b, y, " "); sep = ""
+    for (i = 1; i < n; i += 2) { printf "%scpu%s %d ms", sep, x[i], (y[i+1] - x[i+1]) * 1000 / tck; sep = ", " } }'
+}
 proc_cpu() {  # utime+stime ticks of the given pids
   local t=0 p v
   for p in "$@"; do
@@ -314,17 +327,18 @@ run_wrk() {
   [ -z "$from" ] || cmd+=("$from" "$to")
   say "  \$ ${cmd[*]}"
   local round attempt best_other best_line best_tiers best_err
-  local all_rps='' all_p50='' all_p95='' all_p99='' all_other='' err_sum=0 tiers_last='-'
+  local all_rps='' all_p50='' all_p95='' all_p99='' all_other='' all_cpureq='' err_sum=0 tiers_last='-'
   local b0 s0 b1 s1 m0 m1 t0 t1 line req rps p50 p95 p99 non200 sockerr cpu other tiers counted served
+  local st0 st1 cpureq best_cpureq
   local TIMEFORMAT='%U %S'
   for round in $(seq "$ROUNDS"); do
     best_other=100000; best_line=''; best_tiers='-'; best_err=0
     for attempt in $(seq $((RETRIES + 1))); do
       wait_quiet
       m0=$( [ "$name" != nginx ] && metrics || echo "")
-      b0=$(cpu_busy); s0=$(proc_cpu "${pids[@]}"); t0=$(date +%s.%N)
+      b0=$(cpu_busy); s0=$(proc_cpu "${pids[@]}"); st0=$(steal_ticks); t0=$(date +%s.%N)
       { time timeout $((DUR_S + 60)) "${cmd[@]}" >"$out" 2>&1; } 2>"$tfile" || true
-      t1=$(date +%s.%N); b1=$(cpu_busy); s1=$(proc_cpu "${pids[@]}")
+      t1=$(date +%s.%N); b1=$(cpu_busy); s1=$(proc_cpu "${pids[@]}"); st1=$(steal_ticks)
       m1=$( [ -n "$m0" ] && metrics || echo "")
       line=$(grep '^RESULT ' "$out" | tail -1) || { sed 's/^/    /' "$out"; die "wrk ($name) printed no RESULT line"; }
       kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
@@ -340,7 +354,10 @@ run_wrk() {
           printf "server %.0f%%, wrk %.0f%%, other processes %.0f%% (of %d cores = %d%%)",
                  100*srv/tck/w, 100*wrk/tck/w, 100*other/tck/w, cores, 100*cores }')
       other=$(sed -n 's/.*other processes \([0-9]*\)%.*/\1/p' <<<"$cpu")
+      # The server's (or nginx's) CPU time per answered request, kernel included.
+      cpureq=$(awk -v s="$((s1 - s0))" -v n="$req" -v tck="$TCK" 'BEGIN {printf "%.1f", (n > 0 ? s / tck * 1e6 / n : 0)}')
       say "  round $round: $(printf '%.0f req/s, p50 %s, p95 %s, p99 %s ms' "$rps" "$(ms "$p50")" "$(ms "$p95")" "$(ms "$p99")"); errors $non200 HTTP >= 400, $sockerr socket; CPU $cpu"
+      say "    server CPU $cpureq us per request; host steal: $(steal_text "$st0" "$st1")"
       tiers="-"
       if [ -n "$m0" ] && [ -n "$m1" ]; then
         read -r mm0 dd0 xx0 rr0 nn0 tt0 uu0 <<<"$m0"; read -r mm1 dd1 xx1 rr1 nn1 tt1 uu1 <<<"$m1"
@@ -356,6 +373,7 @@ run_wrk() {
       fi
       if [ "$other" -lt "$best_other" ]; then
         best_other=$other; best_line="$rps $p50 $p95 $p99"; best_tiers=$tiers; best_err=$((non200 + sockerr))
+        best_cpureq=$cpureq
       fi
       [ "$other" -gt "$MAX_OTHER" ] || break
       if [ "$attempt" -le "$RETRIES" ]; then
@@ -366,14 +384,15 @@ run_wrk() {
     done
     read -r rps p50 p95 p99 <<<"$best_line"
     all_rps="$all_rps $rps"; all_p50="$all_p50 $p50"; all_p95="$all_p95 $p95"; all_p99="$all_p99 $p99"
-    all_other="$all_other $best_other"; err_sum=$((err_sum + best_err)); tiers_last=$best_tiers
+    all_other="$all_other $best_other"; all_cpureq="$all_cpureq $best_cpureq"
+    err_sum=$((err_sum + best_err)); tiers_last=$best_tiers
   done
   RUN_RPS=$(median <<<"$all_rps"); RUN_P99=$(median <<<"$all_p99"); RUN_ERR=$err_sum
   local rps_range p99_range
   rps_range=$(range <<<"$all_rps" | awk '{printf "%.0f-%.0f", $1, $2}')
   p99_range=$(range <<<"$all_p99" | awk '{printf "%.2f-%.2f", $1 / 1000, $2 / 1000}')
   say "  median of $ROUNDS round(s): $(printf '%.0f' "$RUN_RPS") req/s ($rps_range), p99 $(ms "$RUN_P99") ms ($p99_range)"
-  ROWS+=("$name|$conns|$RUN_RPS|$rps_range|$(median <<<"$all_p50")|$(median <<<"$all_p95")|$RUN_P99|$p99_range|$err_sum|$(range <<<"$all_other" | cut -d' ' -f2)|$tiers_last")
+  ROWS+=("$name|$conns|$RUN_RPS|$rps_range|$(median <<<"$all_p50")|$(median <<<"$all_p95")|$RUN_P99|$p99_range|$err_sum|$(range <<<"$all_other" | cut -d' ' -f2)|$(median <<<"$all_cpureq")|$tiers_last")
 }
 
 ms() { awk -v u="$1" 'BEGIN {printf "%.2f", u / 1000}'; }
@@ -386,6 +405,22 @@ else
   LAYOUT_TEXT="layout shared: server (or nginx) and wrk on all $CORES cores"
 fi
 say "$LAYOUT_TEXT; wrk uses $THREADS thread(s); $ROUNDS round(s) of $DURATION per scenario."
+# Time each core loses to others (on a VM, mostly the host), all cores at once, before any
+# server runs: a stall on the server's or wrk's core delays every request in flight.
+if command -v taskset >/dev/null 2>&1; then
+  mapfile -t PROBE_CPUS < <(python3 -c 'import os; print("\n".join(str(c) for c in sorted(os.sched_getaffinity(0))))')
+  PROBE_PIDS=()
+  for c in "${PROBE_CPUS[@]}"; do
+    taskset -c "$c" python3 "$HERE/stalls.py" --seconds 3 >"$WORK/stalls-$c.txt" 2>&1 &
+    PROBE_PIDS+=($!)
+  done
+  wait "${PROBE_PIDS[@]}" || true
+  for c in "${PROBE_CPUS[@]}"; do
+    say "host check, CPU $c (3 s busy loop, gaps over 0.2 ms): $(sed 's/ seconds=.*//' "$WORK/stalls-$c.txt")"
+  done
+else
+  say "host check skipped: no taskset"
+fi
 python3 "$HERE/tiles.py" --cities "$CITIES" --out "$WORK" --tiles "$TILES" --seed "$SEED"
 BUDGET_BYTES=$(python3 - "$CACHE_MEMORY" <<'EOF'
 import re, sys
@@ -497,11 +532,12 @@ LIMIT_BYTES=$((BUDGET_BYTES + 64 * 1024 * 1024))
 say ""
 say "== results ($ROUNDS round(s) of ${DURATION} per scenario, medians; wrk $THREADS thread(s); $TILES tiles, seed $SEED; latencies in ms;"
 say "   $LAYOUT_TEXT;"
-say "   other% = most CPU used by processes other than wrk and the server in a round, in % of one core)"
-printf '%-12s %5s %8s %13s %6s %6s %6s %11s %6s %6s  %s\n' scenario conns req/s "req/s range" p50 p95 p99 "p99 range" errors other% "answered from (last round, /metrics)"
+say "   other% = most CPU used by processes other than wrk and the server (host steal included) in a round, in % of one core;"
+say "   cpu/req = the server's (nginx's) CPU time per request in us, kernel included)"
+printf '%-12s %5s %8s %13s %6s %6s %6s %11s %6s %6s %7s  %s\n' scenario conns req/s "req/s range" p50 p95 p99 "p99 range" errors other% cpu/req "answered from (last round, /metrics)"
 for r in "${ROWS[@]}"; do
-  IFS='|' read -r n c rps rrange p50 p95 p99 prange err other tiers <<<"$r"
-  printf '%-12s %5s %8.0f %13s %6s %6s %6s %11s %6s %6s  %s\n' "$n" "$c" "$rps" "$rrange" "$(ms "$p50")" "$(ms "$p95")" "$(ms "$p99")" "$prange" "$err" "$other" "$tiers"
+  IFS='|' read -r n c rps rrange p50 p95 p99 prange err other cpureq tiers <<<"$r"
+  printf '%-12s %5s %8.0f %13s %6s %6s %6s %11s %6s %6s %7s  %s\n' "$n" "$c" "$rps" "$rrange" "$(ms "$p50")" "$(ms "$p95")" "$(ms "$p99")" "$prange" "$err" "$other" "$cpureq" "$tiers"
 done
 say ""
 printf 'RSS under warm-memory load: VmHWM %.1f MiB, VmRSS %.1f MiB; budget %s + 64 MiB = %.1f MiB\n' \
