@@ -128,13 +128,14 @@ is_uint "$CONNS" && [ "$CONNS" -ge 1 ] && [ "$CONNS" -le 10000 ] || die "--conne
 [ -n "$COLD_CONNS" ] || COLD_CONNS=$(( CONNS < 16 ? CONNS : 16 ))
 is_uint "$COLD_CONNS" && [ "$COLD_CONNS" -ge 1 ] && [ "$COLD_CONNS" -le 10000 ] || die "--cold-connections must be 1..10000"
 CORES=$(nproc)
+# The CPUs this process may use, as a list (the split layout and the host check use it).
+mapfile -t ALLOWED < <(python3 -c 'import os; print("\n".join(str(c) for c in sorted(os.sched_getaffinity(0))))')
 is_uint "$ROUNDS" && [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 9 ] || die "--rounds must be 1..9"
 case "$LAYOUT" in
   split)
     [ "$CORES" -ge 2 ] || die "--layout split needs 2 or more cores (this machine has $CORES); use --layout shared"
     command -v taskset >/dev/null 2>&1 || die "--layout split needs taskset (util-linux)"
-    # The CPUs this process may use, as a list; the server takes the last, wrk the rest.
-    mapfile -t ALLOWED < <(python3 -c 'import os; print("\n".join(str(c) for c in sorted(os.sched_getaffinity(0))))')
+    # The server takes the last allowed CPU, wrk the rest.
     SERVER_CPUS=${ALLOWED[-1]}
     CLIENT_CPUS=$(IFS=,; echo "${ALLOWED[*]:0:${#ALLOWED[@]}-1}")
     SERVER_CORES=1
@@ -273,9 +274,14 @@ pass_all() {  # true when the last pass had every tile answered 200 (and x-cache
        END {exit !(k == n)}' "$WORK/pass.out"
 }
 
-cpu_busy() { awk '/^cpu / {print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
-steal_ticks() { awk '/^cpu[0-9]+ / {printf "%s %s ", substr($1, 4), $9}' /proc/stat; }
-# "cpu0 10 ms, cpu1 0 ms": steal per core between two steal_ticks readings.
+# One read of /proc/stat: "BUSY CPU STEAL CPU STEAL ...", busy ticks of all cores (steal
+# included), then each core's number and steal ticks.
+stat_snapshot() {
+  awk '/^cpu / {b = $2+$3+$4+$7+$8+$9} /^cpu[0-9]+ / {s = s " " substr($1, 4) " " $9}
+       END {print b s}' /proc/stat
+}
+cpu_busy() { stat_snapshot | cut -d' ' -f1; }
+# "cpu0 10 ms, cpu1 0 ms": steal per core between two snapshots' "CPU STEAL ..." parts.
 steal_text() {  # BEFORE AFTER
   awk -v a="$1" -v b="$2" -v tck="$TCK" 'BEGIN {
     n = split(a, x, " "); split(b, y, " "); sep = ""
@@ -329,16 +335,17 @@ run_wrk() {
   local round attempt best_other best_line best_tiers best_err
   local all_rps='' all_p50='' all_p95='' all_p99='' all_other='' all_cpureq='' err_sum=0 tiers_last='-'
   local b0 s0 b1 s1 m0 m1 t0 t1 line req rps p50 p95 p99 non200 sockerr cpu other tiers counted served
-  local st0 st1 cpureq best_cpureq
+  local snap0 snap1 cpureq
   local TIMEFORMAT='%U %S'
   for round in $(seq "$ROUNDS"); do
     best_other=100000; best_line=''; best_tiers='-'; best_err=0
     for attempt in $(seq $((RETRIES + 1))); do
       wait_quiet
       m0=$( [ "$name" != nginx ] && metrics || echo "")
-      b0=$(cpu_busy); s0=$(proc_cpu "${pids[@]}"); st0=$(steal_ticks); t0=$(date +%s.%N)
+      snap0=$(stat_snapshot); s0=$(proc_cpu "${pids[@]}"); t0=$(date +%s.%N)
       { time timeout $((DUR_S + 60)) "${cmd[@]}" >"$out" 2>&1; } 2>"$tfile" || true
-      t1=$(date +%s.%N); b1=$(cpu_busy); s1=$(proc_cpu "${pids[@]}"); st1=$(steal_ticks)
+      t1=$(date +%s.%N); snap1=$(stat_snapshot); s1=$(proc_cpu "${pids[@]}")
+      b0=${snap0%% *}; b1=${snap1%% *}
       m1=$( [ -n "$m0" ] && metrics || echo "")
       line=$(grep '^RESULT ' "$out" | tail -1) || { sed 's/^/    /' "$out"; die "wrk ($name) printed no RESULT line"; }
       kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
@@ -357,7 +364,7 @@ run_wrk() {
       # The server's (or nginx's) CPU time per answered request, kernel included.
       cpureq=$(awk -v s="$((s1 - s0))" -v n="$req" -v tck="$TCK" 'BEGIN {printf "%.1f", (n > 0 ? s / tck * 1e6 / n : 0)}')
       say "  round $round: $(printf '%.0f req/s, p50 %s, p95 %s, p99 %s ms' "$rps" "$(ms "$p50")" "$(ms "$p95")" "$(ms "$p99")"); errors $non200 HTTP >= 400, $sockerr socket; CPU $cpu"
-      say "    server CPU $cpureq us per request; host steal: $(steal_text "$st0" "$st1")"
+      say "    server CPU $cpureq us per request; host steal: $(steal_text "${snap0#* }" "${snap1#* }")"
       tiers="-"
       if [ -n "$m0" ] && [ -n "$m1" ]; then
         read -r mm0 dd0 xx0 rr0 nn0 tt0 uu0 <<<"$m0"; read -r mm1 dd1 xx1 rr1 nn1 tt1 uu1 <<<"$m1"
@@ -372,8 +379,7 @@ run_wrk() {
         tiers="$tiers; server time $served"
       fi
       if [ "$other" -lt "$best_other" ]; then
-        best_other=$other; best_line="$rps $p50 $p95 $p99"; best_tiers=$tiers; best_err=$((non200 + sockerr))
-        best_cpureq=$cpureq
+        best_other=$other; best_line="$rps $p50 $p95 $p99 $cpureq"; best_tiers=$tiers; best_err=$((non200 + sockerr))
       fi
       [ "$other" -gt "$MAX_OTHER" ] || break
       if [ "$attempt" -le "$RETRIES" ]; then
@@ -382,9 +388,9 @@ run_wrk() {
         say "  other processes took over ${MAX_OTHER}% of a core in every attempt: keeping the least disturbed one (${best_other}%)"
       fi
     done
-    read -r rps p50 p95 p99 <<<"$best_line"
+    read -r rps p50 p95 p99 cpureq <<<"$best_line"
     all_rps="$all_rps $rps"; all_p50="$all_p50 $p50"; all_p95="$all_p95 $p95"; all_p99="$all_p99 $p99"
-    all_other="$all_other $best_other"; all_cpureq="$all_cpureq $best_cpureq"
+    all_other="$all_other $best_other"; all_cpureq="$all_cpureq $cpureq"
     err_sum=$((err_sum + best_err)); tiers_last=$best_tiers
   done
   RUN_RPS=$(median <<<"$all_rps"); RUN_P99=$(median <<<"$all_p99"); RUN_ERR=$err_sum
@@ -408,15 +414,14 @@ say "$LAYOUT_TEXT; wrk uses $THREADS thread(s); $ROUNDS round(s) of $DURATION pe
 # Time each core loses to others (on a VM, mostly the host), all cores at once, before any
 # server runs: a stall on the server's or wrk's core delays every request in flight.
 if command -v taskset >/dev/null 2>&1; then
-  mapfile -t PROBE_CPUS < <(python3 -c 'import os; print("\n".join(str(c) for c in sorted(os.sched_getaffinity(0))))')
   PROBE_PIDS=()
-  for c in "${PROBE_CPUS[@]}"; do
+  for c in "${ALLOWED[@]}"; do
     taskset -c "$c" python3 "$HERE/stalls.py" --seconds 3 >"$WORK/stalls-$c.txt" 2>&1 &
     PROBE_PIDS+=($!)
   done
   wait "${PROBE_PIDS[@]}" || true
-  for c in "${PROBE_CPUS[@]}"; do
-    say "host check, CPU $c (3 s busy loop, gaps over 0.2 ms): $(sed 's/ seconds=.*//' "$WORK/stalls-$c.txt")"
+  for c in "${ALLOWED[@]}"; do
+    say "host check, CPU $c (busy loop, gaps over 0.2 ms): $(cat "$WORK/stalls-$c.txt")"
   done
 else
   say "host check skipped: no taskset"
