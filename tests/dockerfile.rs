@@ -36,15 +36,29 @@ fn the_dependency_stage_stubs_satisfy_the_manifest() {
         .iter()
         .position(|l| l == "COPY Cargo.toml Cargo.lock ./")
         .expect("the stage copies the manifest first");
-    let run = stage[copy + 1]
-        .strip_prefix("RUN ")
-        .expect("a RUN right after copying the manifest");
-    // Docker's shell form runs the line with /bin/sh -c in a folder that holds only the
-    // manifest and the lock file.
+    let run_at = copy
+        + stage[copy..]
+            .iter()
+            .position(|l| l.starts_with("RUN "))
+            .expect("a RUN after copying the manifest");
+    let run = &stage[run_at]["RUN ".len()..];
+    // Docker's shell form runs the line with /bin/sh -c in a folder that holds only what the
+    // stage copied so far: the manifest, the lock file, and the vendored crates.
     let dir = Scratch::new("dockerfile-deps");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for file in ["Cargo.toml", "Cargo.lock"] {
         std::fs::copy(root.join(file), dir.join(file)).expect("copy manifest");
+    }
+    for line in &stage[copy + 1..run_at] {
+        let parts: Vec<&str> = line
+            .strip_prefix("COPY ")
+            .unwrap_or_else(|| panic!("only COPY before the dependency RUN: {line}"))
+            .split_whitespace()
+            .collect();
+        let [source, target] = parts[..] else {
+            panic!("COPY SOURCE TARGET expected: {line}");
+        };
+        copy_tree(&root.join(source), &dir.join(target));
     }
     let out = Command::new("sh")
         .arg("-c")
@@ -74,6 +88,19 @@ fn the_dependency_stage_stubs_satisfy_the_manifest() {
         "{}",
         String::from_utf8_lossy(&metadata.stderr)
     );
+}
+
+/// Copies a file or a folder, recursively.
+fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).expect("create folder");
+        for entry in std::fs::read_dir(from).expect("read folder") {
+            let entry = entry.expect("folder entry");
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).expect("copy file");
+    }
 }
 
 #[test]
