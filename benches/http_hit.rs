@@ -1,6 +1,7 @@
-//! In-process cost of a tile request answered from the memory tier: actix's routing and path
-//! extraction, the handler (parameters, cache key, LRU lookup) and the response's headers,
-//! without sockets or HTTP/1 encoding (benches/load.sh measures those, with wrk).
+//! In-process cost of a tile request answered from the memory tier: the app's middleware,
+//! which answers memory hits before routing (parameters, cache key, LRU lookup), and the
+//! response's headers, without sockets or HTTP/1 encoding (benches/load.sh measures those,
+//! with wrk).
 //!
 //! - `memory_hit/plain`: the 85 tiles of zooms 0-3 of the demo layer, no query string;
 //! - `memory_hit/styled`: the same tiles with `?style=smooth&radius=30&scheme=fire`.

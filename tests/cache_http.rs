@@ -20,6 +20,16 @@ fn demo_server(args: ServeArgs) -> TestServer {
     TestServer::start(state)
 }
 
+/// The demo server with `toml` as its config file (kept in `dir`).
+fn demo_server_with_config(dir: &Scratch, toml: &str) -> TestServer {
+    let config = dir.join("config.toml");
+    std::fs::write(&config, toml).expect("config");
+    demo_server(ServeArgs {
+        config: Some(config),
+        ..ServeArgs::default()
+    })
+}
+
 fn metric(server: &TestServer, name: &str) -> f64 {
     let text = String::from_utf8(server.get("/metrics").body).expect("utf8");
     text.lines()
@@ -32,17 +42,11 @@ fn metric(server: &TestServer, name: &str) -> f64 {
 #[test]
 fn memory_tier_etags_and_cache_control() {
     let dir = Scratch::new("cache-http-memory");
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
+    let s = demo_server_with_config(
+        &dir,
         "[[cache.control]]\nzooms = \"0-5\"\nvalue = \"public, max-age=86400\"\n\
          [[cache.control]]\nzooms = \"6-24\"\nvalue = \"public, max-age=60\"\n",
-    )
-    .expect("config");
-    let s = demo_server(ServeArgs {
-        config: Some(config),
-        ..ServeArgs::default()
-    });
+    );
     let first = s.get("/tiles/demo/3/4/2.png?scheme=fire&radius=20");
     assert_eq!(first.status, 200);
     assert_eq!(first.header("x-cache"), Some("miss"));
@@ -91,6 +95,58 @@ fn memory_tier_etags_and_cache_control() {
         Some("hit-memory")
     );
     assert!(metric(&s, "twine_cache_hits_total{tier=\"memory\"}") >= 2.0);
+}
+
+#[test]
+fn a_memory_hit_answered_before_routing_equals_the_routed_answer() {
+    // The middleware answers memory hits itself (http::tiles::memory_hit); a path with a
+    // percent-escape takes the routed handler instead, which the router decodes to the same
+    // tile. Both must give the same answer, and both count as tile requests. A
+    // Cache-Control band per zoom makes the answer depend on the tile's zoom.
+    let dir = Scratch::new("cache-http-early-hit");
+    let s = demo_server_with_config(
+        &dir,
+        "[[cache.control]]\nzooms = \"3\"\nvalue = \"public, max-age=3333\"\n",
+    );
+    let (fast, routed) = (
+        "/tiles/demo/3/4/2.png?scheme=fire",
+        "/tiles/%64emo/3/4/2.png?scheme=fire",
+    );
+    assert_eq!(s.get(fast).header("x-cache"), Some("miss"));
+    let tile_requests = || metric(&s, "twine_request_seconds_count{route=\"tile\"}");
+    let before = tile_requests();
+    let mut answers = Vec::new();
+    for (method, path) in [
+        ("GET", fast),
+        ("GET", routed),
+        ("HEAD", fast),
+        ("HEAD", routed),
+    ] {
+        let mut answer = s.request(method, path, &[]);
+        assert_eq!(answer.status, 200, "{method} {path}");
+        assert_eq!(
+            answer.header("x-cache"),
+            Some("hit-memory"),
+            "{method} {path}"
+        );
+        answer.headers.retain(|(name, _)| name != "date");
+        answer.headers.sort();
+        answers.push(answer);
+    }
+    assert_eq!(tile_requests() - before, 4.0);
+    assert_eq!(
+        answers[0].header("cache-control"),
+        Some("public, max-age=3333")
+    );
+    assert_eq!(answers[0].headers, answers[1].headers);
+    assert_eq!(answers[0].body, answers[1].body);
+    assert!(!answers[0].body.is_empty());
+    for head in &answers[2..] {
+        assert_eq!(head.headers, answers[0].headers);
+        assert!(head.body.is_empty());
+    }
+    // Only reads are answered early: another method still gets the routed 405.
+    assert_eq!(s.request("DELETE", fast, &[]).status, 405);
 }
 
 #[test]

@@ -13,7 +13,9 @@ use crate::source::postgis::watch::Database;
 use crate::source::SourceError;
 use actix_web::dev::{Server, Service};
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::Method;
 use actix_web::{guard, web, App, HttpRequest, HttpServer};
+use futures_util::future::{ready, Either};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -209,6 +211,7 @@ pub fn app(
 > {
     // Read once per app: every request needs them, and the state is fixed.
     let (metrics, allow_origin) = (state.metrics.clone(), state.allow_origin.clone());
+    let hits = state.clone();
     App::new()
         .app_data(web::Data::new(state))
         .app_data(
@@ -219,7 +222,14 @@ pub fn app(
             let started = Instant::now();
             let route = route_name(req.path());
             let (metrics, allow_origin) = (metrics.clone(), allow_origin.clone());
-            let fut = srv.call(req);
+            // A memory hit is answered here, without routing (see `tiles::memory_hit`).
+            let hit = matches!(*req.method(), Method::GET | Method::HEAD)
+                .then(|| tiles::memory_hit(&hits, req.request()))
+                .flatten();
+            let fut = match hit {
+                Some(hit) => Either::Left(ready(Ok(req.into_response(hit)))),
+                None => Either::Right(srv.call(req)),
+            };
             async move {
                 let mut res = fut.await?;
                 // On every answer, errors included, so a page on another origin can read
