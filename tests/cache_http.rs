@@ -22,10 +22,8 @@ fn demo_server(args: ServeArgs) -> TestServer {
 
 /// The demo server with `toml` as its config file (kept in `dir`).
 fn demo_server_with_config(dir: &Scratch, toml: &str) -> TestServer {
-    let config = dir.join("config.toml");
-    std::fs::write(&config, toml).expect("config");
     demo_server(ServeArgs {
-        config: Some(config),
+        config: Some(dir.file("config.toml", toml)),
         ..ServeArgs::default()
     })
 }

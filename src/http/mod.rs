@@ -209,9 +209,9 @@ pub fn app(
         InitError = (),
     >,
 > {
-    // Read once per app: every request needs them, and the state is fixed.
-    let (metrics, allow_origin) = (state.metrics.clone(), state.allow_origin.clone());
-    let hits = state.clone();
+    // The middleware's own handle on the state: every request needs its metrics and CORS
+    // origin, and memory hits are answered from it before routing.
+    let shared = state.clone();
     App::new()
         .app_data(web::Data::new(state))
         .app_data(
@@ -221,10 +221,10 @@ pub fn app(
         .wrap_fn(move |req, srv| {
             let started = Instant::now();
             let route = route_name(req.path());
-            let (metrics, allow_origin) = (metrics.clone(), allow_origin.clone());
+            let (metrics, allow_origin) = (shared.metrics.clone(), shared.allow_origin.clone());
             // A memory hit is answered here, without routing (see `tiles::memory_hit`).
             let hit = matches!(*req.method(), Method::GET | Method::HEAD)
-                .then(|| tiles::memory_hit(&hits, req.request()))
+                .then(|| tiles::memory_hit(&shared, req.request()))
                 .flatten();
             let fut = match hit {
                 Some(hit) => Either::Left(ready(Ok(req.into_response(hit)))),

@@ -36,24 +36,42 @@ pub async fn under_tiles(
     // The path after "/tiles", as the router requoted it (percent-escapes of unreserved
     // characters decoded), like the segments of a patterned route.
     let rest = req.match_info().unprocessed();
-    let mut parts = rest.strip_prefix('/').unwrap_or(rest).split('/');
-    let segments = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    );
-    match segments {
-        (Some(file), None, ..) if !file.is_empty() => {
-            super::meta::tilejson(&state, &req, file).await
+    match TilesPath::split(rest.strip_prefix('/').unwrap_or(rest)) {
+        TilesPath::TileJson(file) => super::meta::tilejson(&state, &req, file).await,
+        TilesPath::Tile([layer, z, x, file]) => tile(&state, &req, layer, z, x, file).await,
+        TilesPath::Other => super::meta::not_found(req).await,
+    }
+}
+
+/// What a path under `/tiles/` names, from its non-empty segments.
+enum TilesPath<'a> {
+    /// `{layer}.json`
+    TileJson(&'a str),
+    /// `{layer}/{z}/{x}/{file}`
+    Tile([&'a str; 4]),
+    Other,
+}
+
+impl<'a> TilesPath<'a> {
+    /// Splits `rest`, the path after `/tiles/`.
+    fn split(rest: &'a str) -> TilesPath<'a> {
+        let mut parts = rest.split('/');
+        let segments = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        );
+        match segments {
+            (Some(file), None, ..) if !file.is_empty() => TilesPath::TileJson(file),
+            (Some(layer), Some(z), Some(x), Some(file), None)
+                if [layer, z, x, file].iter().all(|s| !s.is_empty()) =>
+            {
+                TilesPath::Tile([layer, z, x, file])
+            }
+            _ => TilesPath::Other,
         }
-        (Some(layer), Some(z), Some(x), Some(file), None)
-            if [layer, z, x, file].iter().all(|s| !s.is_empty()) =>
-        {
-            tile(&state, &req, layer, z, x, file).await
-        }
-        _ => super::meta::not_found(req).await,
     }
 }
 
@@ -97,11 +115,9 @@ pub fn memory_hit(state: &AppState, req: &HttpRequest) -> Option<HttpResponse> {
     if rest.contains('%') {
         return None;
     }
-    let mut parts = rest.split('/');
-    let (layer, z, x, file) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
+    let TilesPath::Tile([layer, z, x, file]) = TilesPath::split(rest) else {
         return None;
-    }
+    };
     let address = parse_tile_address(z, x, file).ok()?;
     let layer = state.layers.get(layer)?;
     let tile = TileRequest::parse(&layer, req, address).ok()?;

@@ -51,6 +51,11 @@ const PASS_THROUGH_MIN: usize = 1024 * 2;
 /// Most buffers handed to one vectored write.
 const MAX_IO_SLICES: usize = 16;
 
+/// Bytes waiting in a write queue (a few entries: the write buffer size limit bounds it).
+fn queued_len(queue: &VecDeque<Bytes>) -> usize {
+    queue.iter().map(Bytes::len).sum()
+}
+
 bitflags! {
     #[derive(Debug, Clone, Copy)]
     pub struct Flags: u8 {
@@ -198,9 +203,6 @@ pin_project! {
         // `PASS_THROUGH_MIN`) and the frozen parts of `write_buf` that preceded them.
         write_queue: VecDeque<Bytes>,
 
-        // Number of bytes in `write_queue`.
-        write_queue_len: usize,
-
         // Whether the request being answered is a HEAD request (its answer has no body).
         answering_head: bool,
 
@@ -325,7 +327,6 @@ where
                     read_buf: BytesMut::with_capacity(HW_BUFFER_SIZE),
                     write_buf: BytesMut::with_capacity(HW_BUFFER_SIZE),
                     write_queue: VecDeque::new(),
-                    write_queue_len: 0,
                     answering_head: false,
                     h1_write_buffer_size: config.h1_write_buffer_size(),
                     write_buf_needs_reset: false,
@@ -384,7 +385,6 @@ where
             io,
             write_buf,
             write_queue,
-            write_queue_len,
             h1_write_buffer_size,
             write_buf_needs_reset,
             ..
@@ -392,7 +392,7 @@ where
         let mut io = Pin::new(io.as_mut().unwrap());
 
         // The queue goes first, together with `write_buf` where they fit in one write.
-        while *write_queue_len > 0 {
+        while !write_queue.is_empty() {
             let mut slices = [io::IoSlice::new(&[]); MAX_IO_SLICES];
             let mut count = 0;
             for chunk in write_queue.iter().take(MAX_IO_SLICES) {
@@ -417,12 +417,10 @@ where
                 match write_queue.front_mut() {
                     Some(chunk) if chunk.len() <= n => {
                         n -= chunk.len();
-                        *write_queue_len -= chunk.len();
                         write_queue.pop_front();
                     }
                     Some(chunk) => {
                         chunk.advance(n);
-                        *write_queue_len -= n;
                         n = 0;
                     }
                     None => {
@@ -753,7 +751,7 @@ where
                 StateProj::SendPayload { mut body } => {
                     // keep populate writer buffer until buffer size limit hit,
                     // get blocked or finished.
-                    while this.write_buf.len() + *this.write_queue_len
+                    while this.write_buf.len() + queued_len(this.write_queue)
                         < *this.h1_write_buffer_size
                     {
                         match body.as_mut().poll_next(cx) {
@@ -763,10 +761,8 @@ where
                                         if !chunk.is_empty() {
                                             if !this.write_buf.is_empty() {
                                                 let head = this.write_buf.split().freeze();
-                                                *this.write_queue_len += head.len();
                                                 this.write_queue.push_back(head);
                                             }
-                                            *this.write_queue_len += chunk.len();
                                             this.write_queue.push_back(chunk);
                                         }
                                     }
@@ -1378,11 +1374,11 @@ where
             mem::take(this.read_buf),
         );
         // The queue precedes `write_buf`: hand the framed I/O all of it, in order.
-        let mut write_buf = BytesMut::with_capacity(*this.write_queue_len + this.write_buf.len());
+        let mut write_buf =
+            BytesMut::with_capacity(queued_len(this.write_queue) + this.write_buf.len());
         for chunk in this.write_queue.drain(..) {
             write_buf.extend_from_slice(&chunk);
         }
-        *this.write_queue_len = 0;
         write_buf.extend_from_slice(this.write_buf);
         this.write_buf.clear();
         parts.write_buf = write_buf;
