@@ -9,7 +9,7 @@ mod pg;
 #[path = "common/scratch.rs"]
 mod scratch;
 
-use common::TestServer;
+use common::{metric, TestServer};
 use scratch::Scratch;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -26,15 +26,6 @@ fn demo_server_with_config(dir: &Scratch, toml: &str) -> TestServer {
         config: Some(dir.file("config.toml", toml)),
         ..ServeArgs::default()
     })
-}
-
-fn metric(server: &TestServer, name: &str) -> f64 {
-    let text = String::from_utf8(server.get("/metrics").body).expect("utf8");
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name}"))
 }
 
 #[test]

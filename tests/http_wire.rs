@@ -5,76 +5,8 @@
 
 mod common;
 
+use common::wire::pipeline;
 use common::TestServer;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
-/// One response as read off the wire.
-#[derive(Debug)]
-struct WireResponse {
-    status: u16,
-    content_length: usize,
-    body: Vec<u8>,
-}
-
-/// Reads one response from `reader`; a HEAD answer has its Content-Length but no body.
-fn read_response(reader: &mut BufReader<TcpStream>, head: bool) -> WireResponse {
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line).expect("status line");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let mut content_length = None;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("header line");
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':').expect("header");
-        assert!(
-            !name.eq_ignore_ascii_case("transfer-encoding"),
-            "a sized body is never chunked: {line}"
-        );
-        if name.eq_ignore_ascii_case("content-length") {
-            content_length = Some(value.trim().parse().expect("content-length"));
-        }
-    }
-    let content_length = content_length.expect("every answer here has a Content-Length");
-    let mut body = vec![0; if head { 0 } else { content_length }];
-    reader.read_exact(&mut body).expect("body");
-    WireResponse {
-        status,
-        content_length,
-        body,
-    }
-}
-
-/// Sends every request in one write, waits `pause`, then reads the answers in order.
-fn pipeline(server: &TestServer, requests: &[(&str, &str)], pause: Duration) -> Vec<WireResponse> {
-    let addr = server.base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    let wire: String = requests
-        .iter()
-        .map(|(method, path)| format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n"))
-        .collect();
-    stream.write_all(wire.as_bytes()).expect("write");
-    // Let the server fill its send buffer and the client's receive buffer before reading,
-    // so large answers meet a full socket and are written in parts.
-    std::thread::sleep(pause);
-    let mut reader = BufReader::new(stream);
-    requests
-        .iter()
-        .map(|(method, _)| read_response(&mut reader, *method == "HEAD"))
-        .collect()
-}
 
 /// Checks each pipelined answer against the same request made on its own; returns the
 /// bytes of the bodies.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::sync::Arc;
 use twine_heatmap::http::{self, AppState};
 use twine_heatmap::layer::{Layer, Registry};
@@ -142,4 +144,14 @@ impl Reply {
 /// `{:?}` prints the shortest text that parses back to the same f64.
 pub fn bbox_param(b: [f64; 4]) -> String {
     format!("{:?},{:?},{:?},{:?}", b[0], b[1], b[2], b[3])
+}
+
+/// A metric's value from `/metrics` (the sample with no labels or with the labels in `name`).
+pub fn metric(server: &TestServer, name: &str) -> f64 {
+    let text = String::from_utf8(server.get("/metrics").body).expect("utf8");
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
 }

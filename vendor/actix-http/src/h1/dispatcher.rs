@@ -281,7 +281,7 @@ enum PollResponse {
 
 impl<T, S, B, X, U> Dispatcher<T, S, B, X, U>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
 
     S: Service<Request>,
     S::Error: Into<Response<BoxBody>>,
@@ -342,7 +342,7 @@ where
 
 impl<T, S, B, X, U> InnerDispatcher<T, S, B, X, U>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
 
     S: Service<Request>,
     S::Error: Into<Response<BoxBody>>,
@@ -390,6 +390,23 @@ where
             ..
         } = self.project();
         let mut io = Pin::new(io.as_mut().unwrap());
+
+        // File-backed chunks go to a TCP socket with `sendfile` (see `zero_copy`).
+        #[cfg(target_os = "linux")]
+        if !write_queue.is_empty() {
+            if let Some(resolve) = super::zero_copy::resolver() {
+                let any: &dyn std::any::Any = io.as_ref().get_ref();
+                if let Some(stream) = any.downcast_ref::<tokio::net::TcpStream>() {
+                    ready!(super::zero_copy::poll_write_queue(
+                        stream,
+                        cx,
+                        write_queue,
+                        write_buf,
+                        resolve
+                    ))?;
+                }
+            }
+        }
 
         // The queue goes first, together with `write_buf` where they fit in one write.
         while !write_queue.is_empty() {
@@ -1389,7 +1406,7 @@ where
 
 impl<T, S, B, X, U> Future for Dispatcher<T, S, B, X, U>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
 
     S: Service<Request>,
     S::Error: Into<Response<BoxBody>>,

@@ -14,6 +14,7 @@ mod service;
 mod timer;
 mod upgrade;
 mod utils;
+pub mod zero_copy;
 
 pub use self::{
     client::{ClientCodec, ClientPayloadCodec},
