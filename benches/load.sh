@@ -37,7 +37,10 @@
 # Each scenario runs --rounds times (default 5) on the same warm server; the table shows the
 # median of each figure over the rounds and the range of req/s and p99, and the targets are
 # judged on the medians: single 10 s runs on this kind of machine (a 2-core VM) differ by tens
-# of percent, for nginx as much as for this server.
+# of percent, for nginx as much as for this server. warm-memory and nginx, which the first
+# target compares, run in alternating rounds (both up, one measured at a time; warm-memory
+# first in odd rounds, nginx first in even ones), so the host's slow and fast phases, which
+# last minutes, fall on both alike; the script also prints their ratio round by round.
 # The host is part of that noise, so the script shows it: before any server starts, a 3 s busy
 # loop on each core (benches/load/stalls.py) reports the time the core was taken away (on a VM:
 # the hypervisor not running the vCPU); each round reports the steal time per core (/proc/stat)
@@ -323,8 +326,13 @@ range() { tr ' ' '\n' | grep . | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {print
 # run_wrk NAME CONNS PIDS_OF_SERVER... -- URL [FROM TO]
 # Runs --rounds measured rounds (each retried when other processes disturbed it) and records
 # the medians in ROWS and RUN_RPS/RUN_P99/RUN_ERR.
-run_wrk() {
-  local name="$1" conns="$2"; shift 2
+# Per scenario, the figures of its rounds so far (space-separated), for wrk_summary.
+declare -A ACC_RPS ACC_P50 ACC_P95 ACC_P99 ACC_OTHER ACC_CPUREQ ACC_ERR ACC_TIERS
+
+# wrk_round NAME ROUND CONNS PID... -- URL [FROM TO]: one round of NAME (with its retries).
+# With ROUND 0 it only prints the wrk command.
+wrk_round() {
+  local name="$1" round="$2" conns="$3"; shift 3
   local pids=() url from='' to=''
   while [ "$1" != "--" ]; do pids+=("$1"); shift; done; shift
   url="$1"; from="${2:-}"; to="${3:-}"
@@ -333,74 +341,84 @@ run_wrk() {
   local cmd=("${CLIENT_PIN[@]}" wrk -t"$threads" -c"$conns" -d"$DURATION" --latency --timeout 10s
              -s "$HERE/wrk.lua" "$url" -- "$WORK/requests.txt" "$threads")
   [ -z "$from" ] || cmd+=("$from" "$to")
-  say "  \$ ${cmd[*]}"
-  local round attempt best_other best_line best_tiers best_err
-  local all_rps='' all_p50='' all_p95='' all_p99='' all_other='' all_cpureq='' err_sum=0 tiers_last='-'
+  if [ "$round" -eq 0 ]; then say "  $name: \$ ${cmd[*]}"; return; fi
+  local attempt best_other best_line best_tiers best_err
   local b0 s0 b1 s1 m0 m1 t0 t1 line req rps p50 p95 p99 non200 sockerr cpu other tiers counted served
   local snap0 snap1 cpureq
   local TIMEFORMAT='%U %S'
-  for round in $(seq "$ROUNDS"); do
-    best_other=100000; best_line=''; best_tiers='-'; best_err=0
-    for attempt in $(seq $((RETRIES + 1))); do
-      wait_quiet
-      m0=$( [ "$name" != nginx ] && metrics || echo "")
-      snap0=$(stat_snapshot); s0=$(proc_cpu "${pids[@]}"); t0=$(date +%s.%N)
-      { time timeout $((DUR_S + 60)) "${cmd[@]}" >"$out" 2>&1; } 2>"$tfile" || true
-      t1=$(date +%s.%N); snap1=$(stat_snapshot); s1=$(proc_cpu "${pids[@]}")
-      b0=${snap0%% *}; b1=${snap1%% *}
-      m1=$( [ -n "$m0" ] && metrics || echo "")
-      line=$(grep '^RESULT ' "$out" | tail -1) || { sed 's/^/    /' "$out"; die "wrk ($name) printed no RESULT line"; }
-      kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
-      req=$(kv requests); rps=$(kv rps); p50=$(kv p50_us); p95=$(kv p95_us); p99=$(kv p99_us)
-      non200=$(kv http_errors)
-      sockerr=$(( $(kv connect) + $(kv read) + $(kv write) + $(kv timeout) ))
-      # CPU split over the run, in % of one core (100% = one core busy).
-      cpu=$(awk -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" -v tck="$TCK" \
-                -v busy="$((b1 - b0))" -v srv="$((s1 - s0))" -v wt="$(tail -1 "$tfile")" \
-                -v cores="$CORES" 'BEGIN {
-          split(wt, a, " "); wrk = (a[1] + a[2]) * tck
-          other = busy - srv - wrk; if (other < 0) other = 0
-          printf "server %.0f%%, wrk %.0f%%, other processes %.0f%% (of %d cores = %d%%)",
-                 100*srv/tck/w, 100*wrk/tck/w, 100*other/tck/w, cores, 100*cores }')
-      other=$(sed -n 's/.*other processes \([0-9]*\)%.*/\1/p' <<<"$cpu")
-      # The server's (or nginx's) CPU time per answered request, kernel included.
-      cpureq=$(awk -v s="$((s1 - s0))" -v n="$req" -v tck="$TCK" 'BEGIN {printf "%.1f", (n > 0 ? s / tck * 1e6 / n : 0)}')
-      say "  round $round: $(printf '%.0f req/s, p50 %s, p95 %s, p99 %s ms' "$rps" "$(ms "$p50")" "$(ms "$p95")" "$(ms "$p99")"); errors $non200 HTTP >= 400, $sockerr socket; CPU $cpu"
-      say "    server CPU $cpureq us per request; host steal: $(steal_text "${snap0#* }" "${snap1#* }")"
-      tiers="-"
-      if [ -n "$m0" ] && [ -n "$m1" ]; then
-        read -r mm0 dd0 xx0 rr0 nn0 tt0 uu0 <<<"$m0"; read -r mm1 dd1 xx1 rr1 nn1 tt1 uu1 <<<"$m1"
-        counted=$(( (mm1 - mm0) + (dd1 - dd0) + (xx1 - xx0) ))
-        tiers="memory $((mm1 - mm0)), disk $((dd1 - dd0)), miss $((xx1 - xx0)) (rendered $((rr1 - rr0))), joined $((req > counted ? req - counted : 0))"
-        # The server's own time per tile request (its request histogram: from the request
-        # parsed to the response built), against the client's latencies above: the rest is
-        # sockets, scheduling and the client.
-        served=$(awk -v n="$((nn1 - nn0))" -v t0="$tt0" -v t1="$tt1" -v u="$((uu1 - uu0))" \
-          'BEGIN { if (n > 0) printf "mean %.1f us, %.2f%% under 0.5 ms", (t1 - t0) / n * 1e6, 100 * u / n; else printf "-" }')
-        say "    answered from (/metrics deltas over $req requests; 'joined' = waited on another request's in-flight disk read or render): $tiers; server time per tile request $served"
-        tiers="$tiers; server time $served"
-      fi
-      if [ "$other" -lt "$best_other" ]; then
-        best_other=$other; best_line="$rps $p50 $p95 $p99 $cpureq"; best_tiers=$tiers; best_err=$((non200 + sockerr))
-      fi
-      [ "$other" -gt "$MAX_OTHER" ] || break
-      if [ "$attempt" -le "$RETRIES" ]; then
-        say "  other processes took ${other}% of a core (> ${MAX_OTHER}%): running round $round again"
-      else
-        say "  other processes took over ${MAX_OTHER}% of a core in every attempt: keeping the least disturbed one (${best_other}%)"
-      fi
-    done
-    read -r rps p50 p95 p99 cpureq <<<"$best_line"
-    all_rps="$all_rps $rps"; all_p50="$all_p50 $p50"; all_p95="$all_p95 $p95"; all_p99="$all_p99 $p99"
-    all_other="$all_other $best_other"; all_cpureq="$all_cpureq $cpureq"
-    err_sum=$((err_sum + best_err)); tiers_last=$best_tiers
+  best_other=100000; best_line=''; best_tiers='-'; best_err=0
+  for attempt in $(seq $((RETRIES + 1))); do
+    wait_quiet
+    m0=$( [ "$name" != nginx ] && metrics || echo "")
+    snap0=$(stat_snapshot); s0=$(proc_cpu "${pids[@]}"); t0=$(date +%s.%N)
+    { time timeout $((DUR_S + 60)) "${cmd[@]}" >"$out" 2>&1; } 2>"$tfile" || true
+    t1=$(date +%s.%N); snap1=$(stat_snapshot); s1=$(proc_cpu "${pids[@]}")
+    b0=${snap0%% *}; b1=${snap1%% *}
+    m1=$( [ -n "$m0" ] && metrics || echo "")
+    line=$(grep '^RESULT ' "$out" | tail -1) || { sed 's/^/    /' "$out"; die "wrk ($name) printed no RESULT line"; }
+    kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+    req=$(kv requests); rps=$(kv rps); p50=$(kv p50_us); p95=$(kv p95_us); p99=$(kv p99_us)
+    non200=$(kv http_errors)
+    sockerr=$(( $(kv connect) + $(kv read) + $(kv write) + $(kv timeout) ))
+    # CPU split over the run, in % of one core (100% = one core busy).
+    cpu=$(awk -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" -v tck="$TCK" \
+              -v busy="$((b1 - b0))" -v srv="$((s1 - s0))" -v wt="$(tail -1 "$tfile")" \
+              -v cores="$CORES" 'BEGIN {
+        split(wt, a, " "); wrk = (a[1] + a[2]) * tck
+        other = busy - srv - wrk; if (other < 0) other = 0
+        printf "server %.0f%%, wrk %.0f%%, other processes %.0f%% (of %d cores = %d%%)",
+               100*srv/tck/w, 100*wrk/tck/w, 100*other/tck/w, cores, 100*cores }')
+    other=$(sed -n 's/.*other processes \([0-9]*\)%.*/\1/p' <<<"$cpu")
+    # The server's (or nginx's) CPU time per answered request, kernel included.
+    cpureq=$(awk -v s="$((s1 - s0))" -v n="$req" -v tck="$TCK" 'BEGIN {printf "%.1f", (n > 0 ? s / tck * 1e6 / n : 0)}')
+    say "  $name round $round: $(printf '%.0f req/s, p50 %s, p95 %s, p99 %s ms' "$rps" "$(ms "$p50")" "$(ms "$p95")" "$(ms "$p99")"); errors $non200 HTTP >= 400, $sockerr socket; CPU $cpu"
+    say "    server CPU $cpureq us per request; host steal: $(steal_text "${snap0#* }" "${snap1#* }")"
+    tiers="-"
+    if [ -n "$m0" ] && [ -n "$m1" ]; then
+      read -r mm0 dd0 xx0 rr0 nn0 tt0 uu0 <<<"$m0"; read -r mm1 dd1 xx1 rr1 nn1 tt1 uu1 <<<"$m1"
+      counted=$(( (mm1 - mm0) + (dd1 - dd0) + (xx1 - xx0) ))
+      tiers="memory $((mm1 - mm0)), disk $((dd1 - dd0)), miss $((xx1 - xx0)) (rendered $((rr1 - rr0))), joined $((req > counted ? req - counted : 0))"
+      # The server's own time per tile request (its request histogram: from the request
+      # parsed to the response built), against the client's latencies above: the rest is
+      # sockets, scheduling and the client.
+      served=$(awk -v n="$((nn1 - nn0))" -v t0="$tt0" -v t1="$tt1" -v u="$((uu1 - uu0))" \
+        'BEGIN { if (n > 0) printf "mean %.1f us, %.2f%% under 0.5 ms", (t1 - t0) / n * 1e6, 100 * u / n; else printf "-" }')
+      say "    answered from (/metrics deltas over $req requests; 'joined' = waited on another request's in-flight disk read or render): $tiers; server time per tile request $served"
+      tiers="$tiers; server time $served"
+    fi
+    if [ "$other" -lt "$best_other" ]; then
+      best_other=$other; best_line="$rps $p50 $p95 $p99 $cpureq"; best_tiers=$tiers; best_err=$((non200 + sockerr))
+    fi
+    [ "$other" -gt "$MAX_OTHER" ] || break
+    if [ "$attempt" -le "$RETRIES" ]; then
+      say "  other processes took ${other}% of a core (> ${MAX_OTHER}%): running round $round again"
+    else
+      say "  other processes took over ${MAX_OTHER}% of a core in every attempt: keeping the least disturbed one (${best_other}%)"
+    fi
   done
-  RUN_RPS=$(median <<<"$all_rps"); RUN_P99=$(median <<<"$all_p99"); RUN_ERR=$err_sum
-  local rps_range p99_range
-  rps_range=$(range <<<"$all_rps" | awk '{printf "%.0f-%.0f", $1, $2}')
-  p99_range=$(range <<<"$all_p99" | awk '{printf "%.2f-%.2f", $1 / 1000, $2 / 1000}')
-  say "  median of $ROUNDS round(s): $(printf '%.0f' "$RUN_RPS") req/s ($rps_range), p99 $(ms "$RUN_P99") ms ($p99_range)"
-  ROWS+=("$name|$conns|$RUN_RPS|$rps_range|$(median <<<"$all_p50")|$(median <<<"$all_p95")|$RUN_P99|$p99_range|$err_sum|$(range <<<"$all_other" | cut -d' ' -f2)|$(median <<<"$all_cpureq")|$tiers_last")
+  read -r rps p50 p95 p99 cpureq <<<"$best_line"
+  ACC_RPS[$name]+=" $rps"; ACC_P50[$name]+=" $p50"; ACC_P95[$name]+=" $p95"; ACC_P99[$name]+=" $p99"
+  ACC_OTHER[$name]+=" $best_other"; ACC_CPUREQ[$name]+=" $cpureq"
+  ACC_ERR[$name]=$(( ${ACC_ERR[$name]:-0} + best_err )); ACC_TIERS[$name]=$best_tiers
+}
+
+# wrk_summary NAME CONNS: the medians of NAME's rounds, into RUN_* and a row of the table.
+wrk_summary() {
+  local name="$1" conns="$2" rps_range p99_range
+  RUN_RPS=$(median <<<"${ACC_RPS[$name]}"); RUN_P99=$(median <<<"${ACC_P99[$name]}")
+  RUN_ERR=${ACC_ERR[$name]}
+  rps_range=$(range <<<"${ACC_RPS[$name]}" | awk '{printf "%.0f-%.0f", $1, $2}')
+  p99_range=$(range <<<"${ACC_P99[$name]}" | awk '{printf "%.2f-%.2f", $1 / 1000, $2 / 1000}')
+  say "  $name, median of $ROUNDS round(s): $(printf '%.0f' "$RUN_RPS") req/s ($rps_range), p99 $(ms "$RUN_P99") ms ($p99_range)"
+  ROWS+=("$name|$conns|$RUN_RPS|$rps_range|$(median <<<"${ACC_P50[$name]}")|$(median <<<"${ACC_P95[$name]}")|$RUN_P99|$p99_range|$RUN_ERR|$(range <<<"${ACC_OTHER[$name]}" | cut -d' ' -f2)|$(median <<<"${ACC_CPUREQ[$name]}")|${ACC_TIERS[$name]}")
+}
+
+# run_wrk NAME CONNS PID... -- URL [FROM TO]: all rounds of one scenario, then its summary.
+run_wrk() {
+  local round
+  wrk_round "$1" 0 "${@:2}"
+  for round in $(seq "$ROUNDS"); do wrk_round "$1" "$round" "${@:2}"; done
+  wrk_summary "$1" "$2"
 }
 
 ms() { awk -v u="$1" 'BEGIN {printf "%.2f", u / 1000}'; }
@@ -450,53 +468,14 @@ RSS_IDLE_KB=$(awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
 say "  warm-up pass: $(pass "http://127.0.0.1:$SERVER_PORT" "")"
 say "  check pass:   $(pass "http://127.0.0.1:$SERVER_PORT" "")"
 pass_all hit-memory || say "  WARNING: not every tile was a memory hit after the warm-up"
-run_wrk warm-memory "$CONNS" "$SERVER_PID" -- "http://127.0.0.1:$SERVER_PORT"
-MEM_RPS=$RUN_RPS; MEM_P99=$RUN_P99; MEM_ERR=$RUN_ERR
-HWM_KB=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
-RSS_KB=$(awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
-# The tile memfd's allocated size, read from outside the server.
-SHM_KB=0
-for fd in /proc/"$SERVER_PID"/fd/*; do
-  case "$(readlink "$fd" 2>/dev/null)" in
-    /memfd:twine-tile-cache*) SHM_KB=$(( $(stat -L -c %b "$fd") / 2 )) ;;
-  esac
-done
-TOTAL_KB=$((HWM_KB + SHM_KB))
-MEM_CACHE_BYTES=$(curl -s "http://127.0.0.1:$SERVER_PORT/metrics" | awk '/^twine_cache_bytes\{tier="memory"\}/ {print $2}')
-say "  RSS: VmHWM $((HWM_KB / 1024)) MiB, VmRSS $((RSS_KB / 1024)) MiB after the run (idle after start: $((RSS_IDLE_KB / 1024)) MiB), plus the tile memfd $((SHM_KB / 1024)) MiB; memory tier holds $((MEM_CACHE_BYTES / 1024 / 1024)) MiB"
 # The static tree for nginx: the same bytes, fetched from the warm server.
 TREE="$WORK/static"
 mkdir -p "$TREE"
 say "  static copy for nginx: $(pass "http://127.0.0.1:$SERVER_PORT" "" "$TREE")"
 pass_all || die "could not fetch every tile for the nginx tree"
 say "  static tree: $(find "$TREE" -type f -name '*.png' | wc -l) PNGs, $(du -sh "$TREE" | cut -f1) in $TREE/z/x/y.png"
-stop_server
 
-# ---- b. warm disk --------------------------------------------------------------------------
-say ""
-say "== warm-disk: --cache-memory 0 --cache-dir DIR (default --cache-disk 1GB); files in the page cache"
-start_server disk --cache-memory 0 --cache-dir "$WORK/disk-cache"
-DISK_CMD=$SERVER_CMD
-say "  warm-up pass: $(pass "http://127.0.0.1:$SERVER_PORT" "")"
-for _ in 1 2 3 4 5; do
-  say "  check pass:   $(pass "http://127.0.0.1:$SERVER_PORT" "")"
-  pass_all hit-disk && break
-  sleep 1
-done
-pass_all hit-disk || say "  WARNING: not every tile was a disk hit after the warm-up"
-run_wrk warm-disk "$CONNS" "$SERVER_PID" -- "http://127.0.0.1:$SERVER_PORT"
-DISK_P99=$RUN_P99; DISK_ERR=$RUN_ERR
-stop_server
-
-# ---- c. cold -------------------------------------------------------------------------------
-say ""
-say "== cold: --cache-memory 0, no cache dir (every request renders; concurrent requests for one tile may share a render)"
-start_server cold --cache-memory 0
-COLD_CMD=$SERVER_CMD
-run_wrk cold "$COLD_CONNS" "$SERVER_PID" -- "http://127.0.0.1:$SERVER_PORT"
-stop_server
-
-# ---- d. nginx ------------------------------------------------------------------------------
+# ---- b. nginx ------------------------------------------------------------------------------
 say ""
 say "== nginx: the same PNGs as static files ($($NGINX -v 2>&1 | sed 's/.*: //'))"
 NG="$WORK/nginx"
@@ -537,10 +516,72 @@ NGINX_WORKERS=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
 say "  nginx master $NGINX_PID, workers: $NGINX_WORKERS; keepalive_requests 1000000, open_file_cache off"
 say "  warm-up pass: $(pass "http://127.0.0.1:$NGINX_PORT" "/")"
 pass_all || say "  WARNING: nginx did not answer 200 for every tile"
-# shellcheck disable=SC2086
-run_wrk nginx "$CONNS" "$NGINX_PID" $NGINX_WORKERS -- "http://127.0.0.1:$NGINX_PORT" /tiles/demo/ /
+
+# ---- c. warm memory and nginx, measured in alternating rounds ----------------------------
+say ""
+say "== warm-memory and nginx in alternating rounds (warm-memory first in odd rounds, nginx first in even ones)"
+# Alternating puts the host's slow and fast phases (see the README) on both sides alike;
+# measured one after the other, minutes apart, they decided the comparison before.
+MEM_PID=$SERVER_PID
+MEM_ARGS=("$CONNS" "$MEM_PID" -- "http://127.0.0.1:$SERVER_PORT")
+# shellcheck disable=SC2206
+NGINX_ARGS=("$CONNS" "$NGINX_PID" $NGINX_WORKERS -- "http://127.0.0.1:$NGINX_PORT" /tiles/demo/ /)
+wrk_round warm-memory 0 "${MEM_ARGS[@]}"
+wrk_round nginx 0 "${NGINX_ARGS[@]}"
+for round in $(seq "$ROUNDS"); do
+  if [ $((round % 2)) -eq 1 ]; then
+    wrk_round warm-memory "$round" "${MEM_ARGS[@]}"; wrk_round nginx "$round" "${NGINX_ARGS[@]}"
+  else
+    wrk_round nginx "$round" "${NGINX_ARGS[@]}"; wrk_round warm-memory "$round" "${MEM_ARGS[@]}"
+  fi
+done
+wrk_summary warm-memory "$CONNS"
+MEM_RPS=$RUN_RPS; MEM_P99=$RUN_P99; MEM_ERR=$RUN_ERR
+wrk_summary nginx "$CONNS"
 NGINX_RPS=$RUN_RPS; NGINX_P99=$RUN_P99
+# Round by round, warm-memory's req/s over nginx's in the same round.
+PAIRED=$(paste <(tr ' ' '\n' <<<"${ACC_RPS[warm-memory]}" | sed '/^$/d') \
+               <(tr ' ' '\n' <<<"${ACC_RPS[nginx]}" | sed '/^$/d') |
+         awk '{printf "%s%.0f%%", (NR > 1 ? " " : ""), 100 * $1 / $2}')
+say "  warm-memory req/s as % of nginx's, round by round: $PAIRED"
+HWM_KB=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+RSS_KB=$(awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
+# The tile memfd's allocated size, read from outside the server.
+SHM_KB=0
+for fd in /proc/"$SERVER_PID"/fd/*; do
+  case "$(readlink "$fd" 2>/dev/null)" in
+    /memfd:twine-tile-cache*) SHM_KB=$(( $(stat -L -c %b "$fd") / 2 )) ;;
+  esac
+done
+TOTAL_KB=$((HWM_KB + SHM_KB))
+MEM_CACHE_BYTES=$(curl -s "http://127.0.0.1:$SERVER_PORT/metrics" | awk '/^twine_cache_bytes\{tier="memory"\}/ {print $2}')
+say "  RSS: VmHWM $((HWM_KB / 1024)) MiB, VmRSS $((RSS_KB / 1024)) MiB after the run (idle after start: $((RSS_IDLE_KB / 1024)) MiB), plus the tile memfd $((SHM_KB / 1024)) MiB; memory tier holds $((MEM_CACHE_BYTES / 1024 / 1024)) MiB"
 stop_pid "$NGINX_PID"; NGINX_PID=
+stop_server
+
+# ---- d. warm disk --------------------------------------------------------------------------
+say ""
+say "== warm-disk: --cache-memory 0 --cache-dir DIR (default --cache-disk 1GB); files in the page cache"
+start_server disk --cache-memory 0 --cache-dir "$WORK/disk-cache"
+DISK_CMD=$SERVER_CMD
+say "  warm-up pass: $(pass "http://127.0.0.1:$SERVER_PORT" "")"
+for _ in 1 2 3 4 5; do
+  say "  check pass:   $(pass "http://127.0.0.1:$SERVER_PORT" "")"
+  pass_all hit-disk && break
+  sleep 1
+done
+pass_all hit-disk || say "  WARNING: not every tile was a disk hit after the warm-up"
+run_wrk warm-disk "$CONNS" "$SERVER_PID" -- "http://127.0.0.1:$SERVER_PORT"
+DISK_P99=$RUN_P99; DISK_ERR=$RUN_ERR
+stop_server
+
+# ---- e. cold -------------------------------------------------------------------------------
+say ""
+say "== cold: --cache-memory 0, no cache dir (every request renders; concurrent requests for one tile may share a render)"
+start_server cold --cache-memory 0
+COLD_CMD=$SERVER_CMD
+run_wrk cold "$COLD_CONNS" "$SERVER_PID" -- "http://127.0.0.1:$SERVER_PORT"
+stop_server
 
 # ---- report --------------------------------------------------------------------------------
 LIMIT_BYTES=$((BUDGET_BYTES + 64 * 1024 * 1024))
