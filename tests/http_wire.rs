@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::wire::pipeline;
+use common::wire::{pipeline, raw_exchange, WireResponse};
 use common::TestServer;
 
 /// Checks each pipelined answer against the same request made on its own; returns the
@@ -70,5 +70,65 @@ fn answers_larger_than_the_socket_buffers_arrive_whole_and_the_connection_stays_
     assert!(
         sent > 5_000_000,
         "{sent} bytes are not enough to fill the buffers"
+    );
+}
+
+/// The JSON error body of a protocol error: `error` and `detail` (which must mention `what`).
+fn assert_json_error(answer: &WireResponse, status: u16, error: &str, what: &str) {
+    assert_eq!(answer.status, status);
+    assert_eq!(answer.content_type.as_deref(), Some("application/json"));
+    let body: serde_json::Value = serde_json::from_slice(&answer.body).expect("JSON body");
+    assert_eq!(body["error"], error, "{body}");
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(detail.contains(what), "{detail}");
+}
+
+#[test]
+fn malformed_requests_get_a_json_400_even_behind_a_head() {
+    let server = TestServer::demo_with(vec![]);
+    // A header line with no colon.
+    let answers = raw_exchange(
+        &server,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        &[false],
+    );
+    assert_json_error(&answers[0], 400, "malformed HTTP request", "invalid Header");
+    // A bad request line behind a pipelined HEAD: the HEAD's answer has no body, the 400's has.
+    let answers = raw_exchange(
+        &server,
+        b"HEAD /tiles/demo/0/0/0.png HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/9.9\r\n\r\n",
+        &[true, false],
+    );
+    assert_eq!(answers[0].status, 200);
+    assert!(answers[0].content_length > 0);
+    assert_json_error(&answers[1], 400, "malformed HTTP request", "HTTP version");
+}
+
+#[test]
+fn an_oversized_request_head_gets_a_json_431() {
+    let server = TestServer::demo_with(vec![]);
+    let request = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(140_000)
+    );
+    let answers = raw_exchange(&server, request.as_bytes(), &[false]);
+    assert_json_error(
+        &answers[0],
+        431,
+        "request header fields too large",
+        "128 KiB",
+    );
+}
+
+#[test]
+fn a_request_head_that_never_ends_gets_a_json_408() {
+    let server = TestServer::demo_with(vec![]);
+    // actix-web's client request timeout (5 s) runs out while the head is unfinished.
+    let answers = raw_exchange(&server, b"GET /health HTTP/1.1\r\nHost: x\r\n", &[false]);
+    assert_json_error(
+        &answers[0],
+        408,
+        "request timeout",
+        "did not arrive in time",
     );
 }

@@ -271,6 +271,9 @@ pub fn start_background(state: &AppState) {
 /// Actix stops it gracefully on SIGINT or SIGTERM: it stops accepting, lets requests in
 /// flight finish (up to 10 s), and returns.
 pub fn bind(state: AppState, addr: &str) -> std::io::Result<(Server, Vec<SocketAddr>)> {
+    // Errors actix-http answers before routing get the API's JSON bodies too (once per
+    // process: a second server in the same process finds it registered).
+    actix_http::h1::error_body::set_describe(crate::error::describe_protocol_error);
     let server = HttpServer::new(move || app(state.clone()))
         .on_connect(|conn, _| {
             // As nginx's tcp_nodelay: a response never waits for the previous one's ACK.

@@ -13,6 +13,7 @@ use std::time::Duration;
 pub struct WireResponse {
     pub status: u16,
     pub content_length: usize,
+    pub content_type: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -26,6 +27,7 @@ pub fn read_response(reader: &mut BufReader<TcpStream>, head: bool) -> WireRespo
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
     let mut content_length = None;
+    let mut content_type = None;
     loop {
         let mut line = String::new();
         reader.read_line(&mut line).expect("header line");
@@ -41,6 +43,9 @@ pub fn read_response(reader: &mut BufReader<TcpStream>, head: bool) -> WireRespo
         if name.eq_ignore_ascii_case("content-length") {
             content_length = Some(value.trim().parse().expect("content-length"));
         }
+        if name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(value.trim().to_string());
+        }
     }
     let content_length = content_length.expect("every answer here has a Content-Length");
     let mut body = vec![0; if head { 0 } else { content_length }];
@@ -48,6 +53,7 @@ pub fn read_response(reader: &mut BufReader<TcpStream>, head: bool) -> WireRespo
     WireResponse {
         status,
         content_length,
+        content_type,
         body,
     }
 }
@@ -76,4 +82,33 @@ pub fn pipeline(
         .iter()
         .map(|(method, _)| read_response(&mut reader, *method == "HEAD"))
         .collect()
+}
+
+/// Writes `bytes` as they are, then reads the answers to `heads` (one flag per answer: whether
+/// it answers a HEAD) and checks that the server then closes the connection.
+pub fn raw_exchange(server: &TestServer, bytes: &[u8], heads: &[bool]) -> Vec<WireResponse> {
+    let addr = server.base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    stream.write_all(bytes).expect("write");
+    let mut reader = BufReader::new(stream);
+    let answers = heads
+        .iter()
+        .map(|head| read_response(&mut reader, *head))
+        .collect();
+    let mut rest = Vec::new();
+    match reader.read_to_end(&mut rest) {
+        Ok(_) => {}
+        // A close with request bytes left unread in the server's socket is a reset.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the server did not close the connection: {e}"),
+    }
+    assert!(
+        rest.is_empty(),
+        "unexpected bytes: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    answers
 }

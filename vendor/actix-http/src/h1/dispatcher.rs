@@ -219,7 +219,7 @@ pin_project! {
 enum DispatcherMessage {
     Item(Request),
     Upgrade(Request),
-    Error(Response<()>),
+    Error(Response<()>, BoxBody),
 }
 
 pin_project! {
@@ -715,11 +715,15 @@ where
                     }
 
                     // handle error message
-                    Some(DispatcherMessage::Error(res)) => {
+                    Some(DispatcherMessage::Error(res, body)) => {
+                        // an error answers no request's method: it has its body even when
+                        // the request before it was a HEAD
+                        *this.answering_head = false;
+
                         // send_response would update InnerDispatcher state to SendPayload or None
                         // (If response body is empty)
                         // continue loop to poll it
-                        self.as_mut().send_error_response(res, BoxBody::new(()))?;
+                        self.as_mut().send_error_response(res, body)?;
                     }
 
                     // return with upgrade request and poll it exclusively
@@ -1092,6 +1096,7 @@ where
                                 this.flags.insert(Flags::READ_DISCONNECT);
                                 this.messages.push_back(DispatcherMessage::Error(
                                     Response::internal_server_error().drop_body(),
+                                    BoxBody::new(()),
                                 ));
                                 *this.error = Some(DispatchError::InternalError);
                                 break;
@@ -1107,6 +1112,7 @@ where
                                 this.flags.insert(Flags::READ_DISCONNECT);
                                 this.messages.push_back(DispatcherMessage::Error(
                                     Response::internal_server_error().drop_body(),
+                                    BoxBody::new(()),
                                 ));
                                 *this.error = Some(DispatchError::InternalError);
                                 break;
@@ -1135,11 +1141,11 @@ where
                     }
 
                     // request heads that overflow buffer size return a 431 error
-                    this.messages
-                        .push_back(DispatcherMessage::Error(Response::with_body(
-                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            (),
-                        )));
+                    let (res, body) = super::error_body::response(
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "the request line and headers are over 128 KiB or 96 header fields",
+                    );
+                    this.messages.push_back(DispatcherMessage::Error(res, body));
 
                     this.flags.insert(Flags::READ_DISCONNECT);
                     *this.error = Some(ParseError::TooLarge.into());
@@ -1155,9 +1161,9 @@ where
                     }
 
                     // malformed requests should be responded with 400
-                    this.messages.push_back(DispatcherMessage::Error(
-                        Response::bad_request().drop_body(),
-                    ));
+                    let (res, body) =
+                        super::error_body::response(StatusCode::BAD_REQUEST, &err.to_string());
+                    this.messages.push_back(DispatcherMessage::Error(res, body));
 
                     this.flags.insert(Flags::READ_DISCONNECT);
                     *this.error = Some(err.into());
@@ -1181,10 +1187,26 @@ where
 
                 trace!("timed out on slow request; replying with 408 and closing connection");
 
-                let _ = self.as_mut().send_error_response(
-                    Response::with_body(StatusCode::REQUEST_TIMEOUT, ()),
-                    BoxBody::new(()),
+                let (res, body) = super::error_body::response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request head did not arrive in time",
                 );
+                let bytes = body.try_into_bytes().unwrap_or_default();
+                *self.as_mut().project().answering_head = false;
+                let sent = self
+                    .as_mut()
+                    .send_error_response(res, BoxBody::new(bytes.clone()));
+
+                // The connection shuts down next, before the dispatcher would poll a body:
+                // encode the whole answer now.
+                if sent.is_ok() && !bytes.is_empty() {
+                    let mut this = self.as_mut().project();
+                    let _ = this
+                        .codec
+                        .encode(Message::Chunk(Some(bytes)), this.write_buf);
+                    let _ = this.codec.encode(Message::Chunk(None), this.write_buf);
+                    this.state.set(State::None);
+                }
 
                 self.project().flags.insert(Flags::SHUTDOWN);
             }

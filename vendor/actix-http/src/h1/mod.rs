@@ -8,6 +8,7 @@ mod codec;
 mod decoder;
 mod dispatcher;
 mod encoder;
+pub mod error_body;
 mod expect;
 mod payload;
 mod service;
