@@ -179,7 +179,7 @@ impl Metrics {
             "twine_cache_evictions_total{{tier=\"disk\"}} {}",
             gauges.disk_evictions
         );
-        let _ = writeln!(out, "# HELP twine_cache_shm_bytes Shared memory of the memory tier's tile file: its tiles, and freed pages the kernel is still sending.\n# TYPE twine_cache_shm_bytes gauge\ntwine_cache_shm_bytes {}", gauges.shm_bytes);
+        let _ = writeln!(out, "# HELP twine_cache_shm_bytes Shared memory of the memory tier's tile file: the pages of its tiles, evicted ones still being sent included.\n# TYPE twine_cache_shm_bytes gauge\ntwine_cache_shm_bytes {}", gauges.shm_bytes);
         counter(
             &mut out,
             "twine_http_sendfile_bytes_total",

@@ -27,8 +27,8 @@ use actix_web::web::Bytes;
 /// small tile would waste most of it.
 pub const MIN_TILE_BYTES: usize = 4096;
 
-/// The footprint counted against the memory budget for a tile of `len` bytes held as
-/// `bytes`: whole pages for a tile in the arena, its length otherwise.
+/// The footprint counted against the memory budget for a tile held as `bytes`: whole pages
+/// for a tile in the arena, its length otherwise.
 pub fn footprint(bytes: &Bytes) -> u64 {
     match arena::existing() {
         Some(arena) if arena.holds(bytes) => arena.pages(bytes.len()) * arena.page,
@@ -48,8 +48,9 @@ pub fn share(png: &Bytes) -> Bytes {
     }
 }
 
-/// Bytes of shared memory the arena's file holds now (tiles, and freed pages the kernel has
-/// not yet released); 0 without an arena.
+/// Bytes of shared memory the arena's file holds now: the pages of its tiles, including
+/// evicted ones still being sent; 0 without an arena. (Pages already punched out but still
+/// referenced by the kernel's socket buffers are no longer the file's, and not counted.)
 pub fn resident_bytes() -> u64 {
     arena::existing().map_or(0, |arena| arena.resident_bytes())
 }
@@ -70,7 +71,8 @@ mod arena {
     /// fragmentation: a freed range is reused by tiles of the same page count).
     const RESERVED_BYTES: u64 = 64 << 30;
 
-    /// Tiles of more pages than this stay on the heap (a 256 px tile is at most ~70 KB).
+    /// Tiles of more pages than this (1 MiB) stay on the heap; the demo's 512 px tiles are
+    /// under 100 KB.
     const MAX_PAGES: u64 = 256;
 
     static ARENA: OnceLock<Option<Arena>> = OnceLock::new();
