@@ -522,8 +522,7 @@ say ""
 say "== warm-memory and nginx in alternating rounds (warm-memory first in odd rounds, nginx first in even ones)"
 # Alternating puts the host's slow and fast phases (see the README) on both sides alike;
 # measured one after the other, minutes apart, they decided the comparison before.
-MEM_PID=$SERVER_PID
-MEM_ARGS=("$CONNS" "$MEM_PID" -- "http://127.0.0.1:$SERVER_PORT")
+MEM_ARGS=("$CONNS" "$SERVER_PID" -- "http://127.0.0.1:$SERVER_PORT")
 # shellcheck disable=SC2206
 NGINX_ARGS=("$CONNS" "$NGINX_PID" $NGINX_WORKERS -- "http://127.0.0.1:$NGINX_PORT" /tiles/demo/ /)
 wrk_round warm-memory 0 "${MEM_ARGS[@]}"

@@ -13,16 +13,11 @@ use common::{metric, TestServer};
 use scratch::Scratch;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use twine_heatmap::cli::{build_state, ServeArgs};
-
-fn demo_server(args: ServeArgs) -> TestServer {
-    let (state, _) = build_state(&args).expect("state");
-    TestServer::start(state)
-}
+use twine_heatmap::cli::ServeArgs;
 
 /// The demo server with `toml` as its config file (kept in `dir`).
 fn demo_server_with_config(dir: &Scratch, toml: &str) -> TestServer {
-    demo_server(ServeArgs {
+    TestServer::from_args(&ServeArgs {
         config: Some(dir.file("config.toml", toml)),
         ..ServeArgs::default()
     })
@@ -141,7 +136,7 @@ fn a_memory_hit_answered_before_routing_equals_the_routed_answer() {
 #[test]
 fn the_memory_budget_holds() {
     let budget = 200_000u64;
-    let s = demo_server(ServeArgs {
+    let s = TestServer::from_args(&ServeArgs {
         cache_memory: Some(budget.to_string()),
         ..ServeArgs::default()
     });
@@ -162,13 +157,13 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
         cache_memory: Some("0".into()),
         ..ServeArgs::default()
     };
-    let s = demo_server(args());
+    let s = TestServer::from_args(&args());
     let first = s.get("/tiles/demo/5/16/10.png");
     assert_eq!(first.header("x-cache"), Some("miss"));
     // The disk write happens behind the response.
     wait_for_disk_hit(&s, "/tiles/demo/5/16/10.png", "never a disk hit");
     // A new server on the same folder starts warm.
-    let restarted = demo_server(args());
+    let restarted = TestServer::from_args(&args());
     let warm = restarted.get("/tiles/demo/5/16/10.png");
     assert_eq!(warm.header("x-cache"), Some("hit-disk"));
     assert_eq!(warm.body, first.body);
@@ -196,7 +191,7 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
         }
     }
     assert!(damaged > 0);
-    let fresh = demo_server(args());
+    let fresh = TestServer::from_args(&args());
     let again = fresh.get("/tiles/demo/5/16/10.png");
     assert_eq!(again.header("x-cache"), Some("miss"));
     assert_eq!(again.body, first.body);
@@ -217,7 +212,7 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
             std::fs::write(&entry, &bytes[..bytes.len() / 3]).expect("write");
         }
     }
-    let last = demo_server(args());
+    let last = TestServer::from_args(&args());
     let truncated = last.get("/tiles/demo/5/16/10.png");
     assert_eq!(truncated.header("x-cache"), Some("miss"));
     assert_eq!(truncated.body, first.body);
@@ -278,7 +273,7 @@ fn one_render_per_missing_tile_and_no_stale_tiles_after_a_write() {
         format!("[[layers]]\nname = \"{layer}\"\ntable = \"public.{table}\"\n"),
     )
     .expect("config");
-    let s = demo_server(ServeArgs {
+    let s = TestServer::from_args(&ServeArgs {
         config: Some(config),
         database_url: Some(pg::database_url()),
         cache_dir: Some(dir.join("tiles")),

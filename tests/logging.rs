@@ -7,7 +7,7 @@ mod common;
 use common::TestServer;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use twine_heatmap::cli::{build_state, ServeArgs};
+use twine_heatmap::cli::ServeArgs;
 
 /// A log sink the test can read back.
 #[derive(Clone, Default)]
@@ -45,8 +45,7 @@ fn a_tile_miss_logs_with_the_tiles_address() {
     )
     .expect("the only subscriber of this test binary");
     // As `serve` builds it: the demo layer and the default memory tier.
-    let (state, _) = build_state(&ServeArgs::default()).expect("state");
-    let s = TestServer::start(state);
+    let s = TestServer::from_args(&ServeArgs::default());
     assert_eq!(
         s.get("/tiles/demo/3/4/2@2x.png").header("x-cache"),
         Some("miss")

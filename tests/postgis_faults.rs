@@ -19,7 +19,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use twine_heatmap::cli::{build_state, ServeArgs};
+use twine_heatmap::cli::ServeArgs;
 
 /// A table with a GiST index and a few thousand points, declared as a layer; dropped when
 /// the returned guard goes.
@@ -49,8 +49,7 @@ fn server(url: &str, layer: &str, table: &str, database: &str) -> TestServer {
         cache_memory: Some("0".into()),
         ..ServeArgs::default()
     };
-    let (state, _) = build_state(&args).expect("state");
-    TestServer::start(state)
+    TestServer::from_args(&args)
 }
 
 fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {

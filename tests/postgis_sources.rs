@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use twine_heatmap::cli::{build_state, ServeArgs};
+use twine_heatmap::cli::ServeArgs;
 use twine_heatmap::source::postgis::SCHEMA_LOCK_KEY;
 use twine_heatmap::synth::clustered_points;
 use twine_heatmap::tile::{
@@ -125,8 +125,7 @@ fn memory_and_postgis_give_identical_tiles_and_points() {
         database_url: Some(pg::database_url()),
         ..ServeArgs::default()
     };
-    let (state, _) = build_state(&args).expect("state");
-    let server = TestServer::start(state);
+    let server = TestServer::from_args(&args);
     let mem_layer = format!("mem{pid}");
     let deadline = Instant::now() + Duration::from_secs(20);
     for layer in [&with_pyramid.name, &without_pyramid.name] {

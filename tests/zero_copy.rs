@@ -10,15 +10,13 @@ mod common;
 use common::wire::pipeline;
 use common::{metric, TestServer};
 use std::time::Duration;
-use twine_heatmap::cli::{build_state, ServeArgs};
+use twine_heatmap::cli::ServeArgs;
 
 fn server(cache_memory: &str) -> TestServer {
-    let args = ServeArgs {
+    TestServer::from_args(&ServeArgs {
         cache_memory: Some(cache_memory.into()),
         ..ServeArgs::default()
-    };
-    let (state, _) = build_state(&args).expect("state");
-    TestServer::start(state)
+    })
 }
 
 /// A counter's value.

@@ -63,7 +63,9 @@ pub fn sendfile_bytes() -> u64 {
 #[cfg(target_os = "linux")]
 mod arena {
     use actix_web::web::Bytes;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::fs::File;
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+    use std::os::unix::fs::{FileExt, MetadataExt};
     use std::sync::{Mutex, OnceLock};
 
     /// Address space reserved for the arena. Only pages that hold tiles use memory; the
@@ -78,7 +80,7 @@ mod arena {
     static ARENA: OnceLock<Option<Arena>> = OnceLock::new();
 
     pub struct Arena {
-        file: OwnedFd,
+        file: File,
         /// Address of the read-only mapping of the whole reservation.
         base: usize,
         pub page: u64,
@@ -129,12 +131,10 @@ mod arena {
                 return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
             }
             // SAFETY: `fd` was just opened and is owned by nothing else.
-            let file = unsafe { OwnedFd::from_raw_fd(fd) };
-            let size = libc::off_t::try_from(RESERVED_BYTES).map_err(|e| e.to_string())?;
-            // SAFETY: a valid descriptor; growing a memfd allocates no pages.
-            if unsafe { libc::ftruncate(file.as_raw_fd(), size) } != 0 {
-                return Err(format!("ftruncate: {}", std::io::Error::last_os_error()));
-            }
+            let file = unsafe { File::from_raw_fd(fd) };
+            // Growing a memfd allocates no pages.
+            file.set_len(RESERVED_BYTES)
+                .map_err(|e| format!("ftruncate: {e}"))?;
             // SAFETY: a fresh mapping of the whole file (nothing else is at that address);
             // read-only, so no byte of it is ever changed through it.
             let base = unsafe {
@@ -211,29 +211,8 @@ mod arena {
                 len: png.len(),
             };
             // On failure `region` is dropped, which frees the range again.
-            self.write_all(offset, png).ok()?;
+            self.file.write_all_at(png, offset).ok()?;
             Some(Bytes::from_owner(region))
-        }
-
-        fn write_all(&self, mut offset: u64, mut data: &[u8]) -> std::io::Result<()> {
-            while !data.is_empty() {
-                let at = libc::off_t::try_from(offset).map_err(std::io::Error::other)?;
-                // SAFETY: `data` is a live slice; the descriptor is open.
-                let n = unsafe { libc::pwrite(self.fd(), data.as_ptr().cast(), data.len(), at) };
-                if n < 0 {
-                    let err = std::io::Error::last_os_error();
-                    if err.kind() == std::io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    return Err(err);
-                }
-                if n == 0 {
-                    return Err(std::io::ErrorKind::WriteZero.into());
-                }
-                data = &data[n as usize..];
-                offset += n as u64;
-            }
-            Ok(())
         }
 
         /// Punches the range out of the file and lists it as free.
@@ -258,13 +237,7 @@ mod arena {
         }
 
         pub fn resident_bytes(&self) -> u64 {
-            // SAFETY: an all-zero `stat` is a valid value to be overwritten by fstat.
-            let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: a valid descriptor and a valid out pointer.
-            if unsafe { libc::fstat(self.fd(), &mut stat) } != 0 {
-                return 0;
-            }
-            stat.st_blocks as u64 * 512
+            self.file.metadata().map_or(0, |m| m.blocks() * 512)
         }
     }
 

@@ -58,17 +58,24 @@ pub fn read_response(reader: &mut BufReader<TcpStream>, head: bool) -> WireRespo
     }
 }
 
+/// A connection to `server` (and its address, for the Host header) whose reads give up after
+/// a minute.
+fn connect(server: &TestServer) -> (&str, TcpStream) {
+    let addr = server.base.trim_start_matches("http://");
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    (addr, stream)
+}
+
 /// Sends every request in one write, waits `pause`, then reads the answers in order.
 pub fn pipeline(
     server: &TestServer,
     requests: &[(&str, &str)],
     pause: Duration,
 ) -> Vec<WireResponse> {
-    let addr = server.base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
+    let (addr, mut stream) = connect(server);
     let wire: String = requests
         .iter()
         .map(|(method, path)| format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n"))
@@ -87,11 +94,7 @@ pub fn pipeline(
 /// Writes `bytes` as they are, then reads the answers to `heads` (one flag per answer: whether
 /// it answers a HEAD) and checks that the server then closes the connection.
 pub fn raw_exchange(server: &TestServer, bytes: &[u8], heads: &[bool]) -> Vec<WireResponse> {
-    let addr = server.base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
+    let (_, mut stream) = connect(server);
     stream.write_all(bytes).expect("write");
     let mut reader = BufReader::new(stream);
     let answers = heads

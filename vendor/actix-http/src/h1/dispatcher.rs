@@ -49,11 +49,56 @@ const WRITE_BUFFER_RETENTION_LIMIT: usize = 1024 * 128;
 const PASS_THROUGH_MIN: usize = 1024 * 2;
 
 /// Most buffers handed to one vectored write.
-const MAX_IO_SLICES: usize = 16;
+pub(super) const MAX_IO_SLICES: usize = 16;
 
 /// Bytes waiting in a write queue (a few entries: the write buffer size limit bounds it).
 fn queued_len(queue: &VecDeque<Bytes>) -> usize {
     queue.iter().map(Bytes::len).sum()
+}
+
+/// Fills `slices` with the queue's chunks in order, up to the first one `stop` picks, then
+/// with `write_buf` when no chunk was picked and room is left. Returns how many slices were
+/// filled and whether a picked chunk ended them.
+pub(super) fn gather_queued<'a>(
+    queue: &'a VecDeque<Bytes>,
+    write_buf: &'a [u8],
+    slices: &mut [io::IoSlice<'a>; MAX_IO_SLICES],
+    stop: impl Fn(&Bytes) -> bool,
+) -> (usize, bool) {
+    let mut count = 0;
+    for chunk in queue.iter().take(MAX_IO_SLICES) {
+        if stop(chunk) {
+            return (count, true);
+        }
+        slices[count] = io::IoSlice::new(chunk);
+        count += 1;
+    }
+    if count < MAX_IO_SLICES && !write_buf.is_empty() {
+        slices[count] = io::IoSlice::new(write_buf);
+        count += 1;
+    }
+    (count, false)
+}
+
+/// Drops `n` written bytes from the front of the queue, then of `write_buf`.
+pub(super) fn consume_written(queue: &mut VecDeque<Bytes>, write_buf: &mut BytesMut, mut n: usize) {
+    while n > 0 {
+        match queue.front_mut() {
+            Some(chunk) if chunk.len() <= n => {
+                n -= chunk.len();
+                queue.pop_front();
+            }
+            Some(chunk) => {
+                chunk.advance(n);
+                n = 0;
+            }
+            None => {
+                // the rest was taken from `write_buf`
+                write_buf.advance(n);
+                n = 0;
+            }
+        }
+    }
 }
 
 bitflags! {
@@ -411,17 +456,9 @@ where
         // The queue goes first, together with `write_buf` where they fit in one write.
         while !write_queue.is_empty() {
             let mut slices = [io::IoSlice::new(&[]); MAX_IO_SLICES];
-            let mut count = 0;
-            for chunk in write_queue.iter().take(MAX_IO_SLICES) {
-                slices[count] = io::IoSlice::new(chunk);
-                count += 1;
-            }
-            if count < MAX_IO_SLICES && !write_buf.is_empty() {
-                slices[count] = io::IoSlice::new(write_buf);
-                count += 1;
-            }
+            let (count, _) = gather_queued(write_queue, write_buf, &mut slices, |_| false);
 
-            let mut n = match io.as_mut().poll_write_vectored(cx, &slices[..count])? {
+            let n = match io.as_mut().poll_write_vectored(cx, &slices[..count])? {
                 Poll::Ready(0) => {
                     error!("write zero; closing");
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::WriteZero, "")));
@@ -429,24 +466,7 @@ where
                 Poll::Ready(n) => n,
                 Poll::Pending => return Poll::Pending,
             };
-
-            while n > 0 {
-                match write_queue.front_mut() {
-                    Some(chunk) if chunk.len() <= n => {
-                        n -= chunk.len();
-                        write_queue.pop_front();
-                    }
-                    Some(chunk) => {
-                        chunk.advance(n);
-                        n = 0;
-                    }
-                    None => {
-                        // the rest was taken from `write_buf`
-                        write_buf.advance(n);
-                        n = 0;
-                    }
-                }
-            }
+            consume_written(write_queue, write_buf, n);
         }
 
         // Allow normal buffer growth, but do not retain allocations caused by large response

@@ -51,13 +51,11 @@ mod linux {
         task::{ready, Context, Poll},
     };
 
-    use bytes::{Buf, Bytes, BytesMut};
+    use bytes::{Bytes, BytesMut};
     use tokio::{io::Interest, net::TcpStream};
 
     use super::{Resolver, SENT_BYTES};
-
-    /// Most buffers handed to one `sendmsg`.
-    const MAX_IO_SLICES: usize = 16;
+    use crate::h1::dispatcher::{consume_written, gather_queued, MAX_IO_SLICES};
 
     /// Writes `queue` then `write_buf` to `stream`, in order: file-backed chunks with
     /// `sendfile`, runs of other bytes with `sendmsg` (flagged `MSG_MORE` when a file-backed
@@ -83,20 +81,10 @@ mod linux {
                 }
                 None => {
                     let mut slices = [io::IoSlice::new(&[]); MAX_IO_SLICES];
-                    let mut count = 0;
-                    let mut file_follows = false;
-                    for chunk in queue.iter().take(MAX_IO_SLICES) {
-                        if resolve(chunk).is_some() {
-                            file_follows = true;
-                            break;
-                        }
-                        slices[count] = io::IoSlice::new(chunk);
-                        count += 1;
-                    }
-                    if !file_follows && count < MAX_IO_SLICES && !write_buf.is_empty() {
-                        slices[count] = io::IoSlice::new(write_buf);
-                        count += 1;
-                    }
+                    let (count, file_follows) =
+                        gather_queued(queue, write_buf, &mut slices, |chunk| {
+                            resolve(chunk).is_some()
+                        });
                     let slices = &slices[..count];
                     ready!(ready_io(stream, cx, || {
                         send_slices(socket, slices, file_follows)
@@ -106,29 +94,9 @@ mod linux {
             if written == 0 {
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::WriteZero, "")));
             }
-            consume(queue, write_buf, written);
+            consume_written(queue, write_buf, written);
         }
         Poll::Ready(Ok(()))
-    }
-
-    /// Drops `n` written bytes from the front of the queue, then of `write_buf`.
-    fn consume(queue: &mut VecDeque<Bytes>, write_buf: &mut BytesMut, mut n: usize) {
-        while n > 0 {
-            match queue.front_mut() {
-                Some(chunk) if chunk.len() <= n => {
-                    n -= chunk.len();
-                    queue.pop_front();
-                }
-                Some(chunk) => {
-                    chunk.advance(n);
-                    n = 0;
-                }
-                None => {
-                    write_buf.advance(n);
-                    n = 0;
-                }
-            }
-        }
     }
 
     /// Runs a non-blocking write on the socket once it is writable; `Pending` (with the
