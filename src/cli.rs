@@ -9,7 +9,7 @@ use crate::config::{parse_size, parse_zoom_range, CacheConfig, Config, LayerConf
 use crate::http::CacheControlBand;
 use crate::http::{self, AppState};
 use crate::layer::{valid_layer_name, Layer};
-use crate::layer::{Registry, DEFAULT_AGGREGATE_ABOVE, DEFAULT_DB_AGGREGATE_ABOVE};
+use crate::layer::{Registry, DEFAULT_AGGREGATE_ABOVE};
 use crate::source::filter::{FilterDef, Op};
 use crate::source::load::{demo_points, load_points_file, WeightMode};
 use crate::source::memory::MemoryStore;
@@ -312,7 +312,7 @@ fn open_database(
         .map_err(|e| StartError::Invalid(e.to_string()))?;
     Ok(Database::new(
         pool,
-        config.aggregate_above.unwrap_or(DEFAULT_DB_AGGREGATE_ABOVE),
+        config.aggregate_above.unwrap_or(DEFAULT_AGGREGATE_ABOVE),
         metrics,
     ))
 }
@@ -372,6 +372,7 @@ fn insert_memory_layer(
     store: MemoryStore,
     aggregate_above: u64,
 ) -> Result<(), StartError> {
+    let store = store.with_pyramid(aggregate_above);
     layers
         .insert(Layer::new(name, Arc::new(store)).with_aggregate_above(aggregate_above))
         .map_err(StartError::Invalid)

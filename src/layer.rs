@@ -96,8 +96,7 @@ impl Layer {
     ) -> Result<Vec<WorldPoint>, SourceError> {
         let reach = style.reach_px(vp);
         let area = WorldBox::of_viewport(vp, reach);
-        let grid = self.source.count_grid().await?;
-        let aggregated = grid.is_dense(vp.zoom, self.aggregate_above);
+        let aggregated = self.draws_bins(vp.zoom, filters).await?;
         let bin_scale = vp.scale_x / vp.pixel_ratio;
         let mut points = Vec::new();
         // The world wraps at the antimeridian: the reach past x = 0 or x = 1 reads the
@@ -122,7 +121,37 @@ impl Layer {
             }
             points.append(&mut part);
         }
+        if aggregated {
+            // Bins are drawn in `seq` order (dots depend on it). Each piece numbered its own
+            // bins, so number them again across pieces, in (row, unwrapped column) order:
+            // then any two bins keep their order in every render that holds both, across
+            // the antimeridian too.
+            points.sort_unstable_by(|a, b| a.y.total_cmp(&b.y).then(a.x.total_cmp(&b.x)));
+            for (i, p) in points.iter_mut().enumerate() {
+                p.seq = i as u32;
+            }
+        }
         Ok(points)
+    }
+
+    /// Whether tiles at `zoom` are drawn from bins: one rule for every source, decided by
+    /// the points the request draws (after its filters), so the same points give the same
+    /// tiles from a file, an import or a declared table. The filtered grid is asked for only
+    /// when the whole layer is dense there (filtering never adds points).
+    pub async fn draws_bins(&self, zoom: f64, filters: &FilterValues) -> Result<bool, SourceError> {
+        let dense = self
+            .source
+            .count_grid()
+            .await?
+            .is_dense(zoom, self.aggregate_above);
+        if !dense || filters.0.is_empty() {
+            return Ok(dense);
+        }
+        Ok(self
+            .source
+            .filtered_count_grid(filters)
+            .await?
+            .is_dense(zoom, self.aggregate_above))
     }
 
     /// Resolves a requested style against this layer for one viewport: density without an
@@ -215,16 +244,13 @@ fn wrapped_pieces(area: &WorldBox) -> Vec<(WorldBox, f64)> {
     pieces
 }
 
-/// Default of [`Layer::aggregate_above`] for layers in memory: their points cost nothing to
-/// fetch, and below about 200,000 points drawing them is faster than binning them first.
-pub const DEFAULT_AGGREGATE_ABOVE: u64 = 200_000;
-
-/// Default of [`Layer::aggregate_above`] for PostGIS layers (and of `import
-/// --aggregate-above`): past about 10,000 points (with margins, 20,000 rows) fetching a
-/// tile's rows costs more than the 30 ms a tile may take, while the bin pyramid's blocks of
-/// the same area take a few milliseconds; 10,000 bins or points look the same at that
-/// density.
-pub const DEFAULT_DB_AGGREGATE_ABOVE: u64 = 10_000;
+/// Default of [`Layer::aggregate_above`] for every layer, whatever its source (and of
+/// `import --aggregate-above`), so that the same points draw the same tiles from a file, an
+/// import or a declared table. Past about 10,000 points (with margins, 20,000 rows)
+/// fetching a tile's rows from PostGIS costs more than the 30 ms a tile may take, while a
+/// bin pyramid's blocks of the same area take a few milliseconds; in memory the pyramid
+/// answers in well under one.
+pub const DEFAULT_AGGREGATE_ABOVE: u64 = 10_000;
 
 /// All layers by name, shared by every worker. PostGIS layers can appear while the server
 /// runs (found by the database watcher after an import, or once the database is back).

@@ -73,6 +73,17 @@ pub trait PointSource: Send + Sync {
     /// estimate (the same estimate for every source holding the same points).
     async fn count_grid(&self) -> Result<Arc<CountGrid>, SourceError>;
 
+    /// The count grid of only the points that pass `filters` (not empty), so that a filtered
+    /// request chooses bins exactly as the same points without the filter would. Sources
+    /// without filters have nothing to narrow.
+    async fn filtered_count_grid(
+        &self,
+        filters: &FilterValues,
+    ) -> Result<Arc<CountGrid>, SourceError> {
+        let _ = filters;
+        self.count_grid().await
+    }
+
     /// The largest total weight in any `cell` x `cell` square (world units) of the grid
     /// aligned to the world's origin: the density style's per-zoom reference.
     async fn max_cell_weight(&self, cell: f64) -> Result<f64, SourceError>;

@@ -24,7 +24,7 @@ use super::{
     TableName, SCHEMA_LOCK_KEY,
 };
 use crate::layer::valid_layer_name;
-use crate::layer::DEFAULT_DB_AGGREGATE_ABOVE;
+use crate::layer::DEFAULT_AGGREGATE_ABOVE;
 use crate::progress::{grouped, per_second};
 use crate::render::WorldPoint;
 use crate::source::load::{load_points_file, LoadError, WeightMode};
@@ -54,7 +54,7 @@ pub struct ImportArgs {
     /// Precompute the bin pyramid for the zooms whose densest tile holds more than this
     /// many points: give the value the server's `aggregate_above` has (same default as the
     /// server's for PostGIS layers).
-    #[arg(long, value_name = "POINTS", default_value_t = DEFAULT_DB_AGGREGATE_ABOVE)]
+    #[arg(long, value_name = "POINTS", default_value_t = DEFAULT_AGGREGATE_ABOVE)]
     pub aggregate_above: u64,
     /// Points files: CSV, GeoJSON, or JSON [[lat, lon(, w)]].
     #[arg(required = true)]
@@ -71,7 +71,7 @@ pub struct PyramidArgs {
     #[arg(long)]
     pub layer: String,
     /// As for `import`: the zooms whose densest tile holds more points get pyramid levels.
-    #[arg(long, value_name = "POINTS", default_value_t = DEFAULT_DB_AGGREGATE_ABOVE)]
+    #[arg(long, value_name = "POINTS", default_value_t = DEFAULT_AGGREGATE_ABOVE)]
     pub aggregate_above: u64,
 }
 

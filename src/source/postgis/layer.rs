@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::render::WorldPoint;
 use crate::source::aggregate::{sort_bins, Bin, CellRange};
 use crate::source::filter::{ColumnType, FilterDef, FilterValue};
-use crate::source::{CountGrid, LayerInfo, PointQuery, PointSource, SourceError};
+use crate::source::{CountGrid, FilterValues, LayerInfo, PointQuery, PointSource, SourceError};
 use crate::tile::{WorldBox, HALF_WORLD_M};
 use async_trait::async_trait;
 use deadpool_postgres::{Pool, PoolError};
@@ -63,12 +63,21 @@ pub async fn scan_stats(
     client: &impl GenericClient,
     inner_all: &str,
 ) -> Result<TableStats, tokio_postgres::Error> {
+    scan_stats_with(client, inner_all, &[]).await
+}
+
+/// [`scan_stats`] of an inner query with parameters.
+async fn scan_stats_with(
+    client: &impl GenericClient,
+    inner_all: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<TableStats, tokio_postgres::Error> {
     let cells = 1u32 << crate::source::grid::LEVEL;
     let sql = format!(
         "SELECT floor(x * {cells})::int8, floor(y * {cells})::int8, count(*)::int8, \
          min(x), min(y), max(x), max(y) FROM ({inner_all}) s GROUP BY 1, 2"
     );
-    let rows = client.query(&sql, &[]).await?;
+    let rows = client.query(&sql, params).await?;
     let mut cells = Vec::with_capacity(rows.len());
     let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
     for row in &rows {
@@ -122,7 +131,13 @@ pub struct PostgisLayer {
     stats: tokio::sync::Mutex<Option<Arc<Stats>>>,
     info: Mutex<LayerInfo>,
     version: AtomicU64,
+    /// Count grids of filtered points by (data version, canonical filter values): one scan
+    /// of the matching rows per distinct filter, then reused.
+    filtered_grids: Mutex<lru::LruCache<(u64, String), Arc<CountGrid>>>,
 }
+
+/// Filtered count grids kept per layer (each is at most 1024 x 1024 cells, usually far less).
+const FILTERED_GRIDS: usize = 64;
 
 impl PostgisLayer {
     pub fn new(pool: Pool, layout: TableLayout, metrics: Arc<Metrics>) -> PostgisLayer {
@@ -139,6 +154,9 @@ impl PostgisLayer {
             stats: tokio::sync::Mutex::new(None),
             info: Mutex::new(info),
             version: AtomicU64::new(0),
+            filtered_grids: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::MIN.saturating_add(FILTERED_GRIDS - 1),
+            )),
         }
     }
 
@@ -448,6 +466,44 @@ impl PointSource for PostgisLayer {
 
     async fn count_grid(&self) -> Result<Arc<CountGrid>, SourceError> {
         self.stats().await.map(|s| s.grid.clone())
+    }
+
+    async fn filtered_count_grid(
+        &self,
+        filters: &FilterValues,
+    ) -> Result<Arc<CountGrid>, SourceError> {
+        if filters.0.is_empty() {
+            return self.count_grid().await;
+        }
+        let key = (
+            self.version.load(Ordering::Acquire),
+            filters.canonical(&self.filters()),
+        );
+        let cached = self
+            .filtered_grids
+            .lock()
+            .ok()
+            .and_then(|mut grids| grids.get(&key).cloned());
+        if let Some(grid) = cached {
+            return Ok(grid);
+        }
+        // The whole world through the same box query every request uses, filters bound.
+        let world = PointQuery {
+            area: WorldBox::WORLD,
+            tile: None,
+            filters,
+        };
+        let (inner, params) = self.inner(&world).await?;
+        let client = self.client().await?;
+        let grid = Arc::new(
+            self.timed(scan_stats_with(&**client, &inner, &params_ref(&params)))
+                .await?
+                .grid,
+        );
+        if let Ok(mut grids) = self.filtered_grids.lock() {
+            grids.put(key, grid.clone());
+        }
+        Ok(grid)
     }
 
     async fn max_cell_weight(&self, cell: f64) -> Result<f64, SourceError> {

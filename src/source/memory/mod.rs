@@ -1,11 +1,14 @@
 //! The embedded in-memory point store: points sorted into a fixed grid of cells for fast
-//! box queries, with no database.
+//! box queries, with no database, and a bin pyramid for the zooms drawn from bins.
+
+pub mod pyramid;
 
 use super::aggregate::{bins_in, Bin, CellRange};
 use super::{CountGrid, LayerInfo, PointQuery, PointSource, SourceError};
 use crate::render::WorldPoint;
 use crate::tile::{metres_to_world, world_to_metres, WorldBox};
 use async_trait::async_trait;
+use pyramid::{Pyramid, PyramidSize};
 use std::sync::Arc;
 
 /// Points bucketed by a 2^level x 2^level grid over the world, row by row, so the points of
@@ -17,6 +20,8 @@ pub struct MemoryStore {
     level: u32,
     info: LayerInfo,
     grid: Arc<CountGrid>,
+    /// Bins of the zooms drawn from bins ([`MemoryStore::with_pyramid`]); empty until built.
+    pyramid: Pyramid,
 }
 
 impl MemoryStore {
@@ -59,7 +64,58 @@ impl MemoryStore {
             level,
             info,
             grid,
+            pyramid: Pyramid::default(),
         }
+    }
+
+    /// Builds the bin pyramid for the zooms whose densest tile holds more than
+    /// `aggregate_above` points (the zooms a layer draws from bins), on every core, with a
+    /// progress bar for large layers.
+    pub fn with_pyramid(mut self, aggregate_above: u64) -> MemoryStore {
+        let Some(top) = (0..=pyramid::MAX_LEVEL)
+            .rev()
+            .find(|&z| self.grid.is_dense(f64::from(z), aggregate_above))
+        else {
+            return self;
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+        let started = std::time::Instant::now();
+        // Levels done per band: the finest, then one per coarsening.
+        let steps = (u64::from(top) + 1) * threads as u64;
+        let progress = if self.points.len() >= LARGE_LAYER {
+            crate::progress::bar("bin pyramid", steps, "levels")
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        self.pyramid = Pyramid::build(&self.points, &self.row_starts(), top, threads, &|| {
+            progress.inc(1)
+        });
+        progress.finish_and_clear();
+        let PyramidSize {
+            levels,
+            bins,
+            bytes,
+        } = self.pyramid.size();
+        tracing::info!(
+            points = self.points.len(),
+            levels,
+            bins,
+            bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "bin pyramid built"
+        );
+        self
+    }
+
+    /// What the pyramid holds and takes.
+    pub fn pyramid_size(&self) -> PyramidSize {
+        self.pyramid.size()
+    }
+
+    /// Where each row of the store's grid starts in [`MemoryStore::all`], plus the end.
+    fn row_starts(&self) -> Vec<usize> {
+        let n = 1usize << self.level;
+        (0..=n).map(|row| self.offsets[row * n] as usize).collect()
     }
 
     /// Every point inside `area`, edges included, in index order.
@@ -116,6 +172,9 @@ impl PointSource for MemoryStore {
 
     async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
         let cells = CellRange::of(&q.area, scale);
+        if let Some(z) = self.pyramid.level_of(scale) {
+            return Ok(self.pyramid.bins(z, &cells));
+        }
         Ok(bins_in(
             &self.query(&cells.query_area(scale)),
             scale,
@@ -128,6 +187,15 @@ impl PointSource for MemoryStore {
     }
 
     async fn max_cell_weight(&self, cell: f64) -> Result<f64, SourceError> {
+        // Where the cells are whole blocks of a level's pixels, its bins give the same sums
+        // as the points, at a cost bounded by the level's size.
+        if let Some(max) = self
+            .pyramid
+            .block_level(cell)
+            .and_then(|(z, k)| self.pyramid.max_block_weight(z, k))
+        {
+            return Ok(max);
+        }
         Ok(crate::render::density::reference_max(
             &self.points,
             1.0 / cell,
@@ -139,6 +207,9 @@ impl PointSource for MemoryStore {
         self.info.clone()
     }
 }
+
+/// Layers from this many points up show a progress bar while their pyramid is built.
+const LARGE_LAYER: usize = 1_000_000;
 
 fn count_grid(points: &[WorldPoint]) -> CountGrid {
     let mut cells: std::collections::HashMap<(u32, u32), u64> = std::collections::HashMap::new();
