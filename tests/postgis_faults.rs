@@ -16,7 +16,7 @@ use common::TestServer;
 use scratch::Scratch;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use twine_heatmap::cli::ServeArgs;
@@ -151,6 +151,8 @@ struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
+    /// Bytes carried either way: while no request runs, only the watcher's polls move it.
+    traffic: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -164,6 +166,7 @@ impl Proxy {
             port,
             up: Arc::new(AtomicBool::new(false)),
             conns: Arc::new(Mutex::new(Vec::new())),
+            traffic: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -190,6 +193,7 @@ impl Proxy {
         listener.set_nonblocking(true).expect("nonblocking");
         self.up.store(true, Ordering::SeqCst);
         let (up, conns, target) = (self.up.clone(), self.conns.clone(), Self::target());
+        let traffic = self.traffic.clone();
         std::thread::spawn(move || {
             while up.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -207,8 +211,9 @@ impl Proxy {
                         pipe(
                             client.try_clone().expect("clone"),
                             server.try_clone().expect("clone"),
+                            traffic.clone(),
                         );
-                        pipe(server, client);
+                        pipe(server, client, traffic.clone());
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
@@ -225,15 +230,31 @@ impl Proxy {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    /// Waits, with no request running, for the watcher's next poll to pass through and end
+    /// (no traffic for 200 ms): the next poll is then most of a period away.
+    fn wait_for_a_poll_to_end(&self) {
+        let before = self.traffic.load(Ordering::SeqCst);
+        wait_until("a watcher poll", 10, || {
+            self.traffic.load(Ordering::SeqCst) != before
+        });
+        let mut seen = self.traffic.load(Ordering::SeqCst);
+        wait_until("the watcher poll to end", 10, || {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = self.traffic.load(Ordering::SeqCst);
+            std::mem::replace(&mut seen, now) == now
+        });
+    }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, traffic: Arc<AtomicU64>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16384];
         while let Ok(n) = from.read(&mut buf) {
             if n == 0 || to.write_all(&buf[..n]).is_err() {
                 break;
             }
+            traffic.fetch_add(n as u64, Ordering::SeqCst);
         }
         let _ = to.shutdown(Shutdown::Both);
     });
@@ -270,7 +291,11 @@ fn the_server_survives_the_database_going_away_and_recovers() {
     wait_until("health ok", 10, || {
         s.get("/health").json()["status"] == "ok"
     });
-    assert_eq!(s.get("/tiles/notyetknown/0/0/0.png").status, 404);
+    // A tile of the declared layer (and so `/health`) can succeed before the watcher has
+    // read the layer list; an unknown name is 404 once it has.
+    wait_until("unknown layers to be 404", 10, || {
+        s.get("/tiles/notyetknown/0/0/0.png").status == 404
+    });
 
     // It goes away while serving: 503s, health says so, no crash.
     proxy.stop();
@@ -284,6 +309,57 @@ fn the_server_survives_the_database_going_away_and_recovers() {
     wait_until("health ok again", 10, || {
         s.get("/health").json()["status"] == "ok"
     });
+    proxy.stop();
+}
+
+/// Issue 17: `/health` turns `degraded` with the first request that finds the database
+/// gone, not at the watcher's next poll, and `ok` with the first request that reaches it.
+#[test]
+fn health_follows_the_first_failed_and_the_first_successful_contact() {
+    let pid = std::process::id();
+    let (layer, table) = (format!("contact{pid}"), format!("contact_{pid}"));
+    let db = pg::Db::connect();
+    let _table = make_table(&db, &table);
+    let proxy = Proxy::new();
+    proxy.start();
+    let s = server(
+        &proxy.url(),
+        &layer,
+        &table,
+        "[database]\npool_wait_ms = 500\nstatement_timeout_ms = 5000",
+    );
+    // No memory or disk tier (see `server`): every tile below queries the database.
+    wait_until("the layer to be served", 20, || {
+        s.get(&format!("/tiles/{layer}/4/8/7.png")).status == 200
+    });
+    let health = s.get("/health").json();
+    assert_eq!(health["status"], "ok", "{health}");
+
+    // Down right after a poll, so that the watcher cannot be the one who notices: the
+    // request below is the first contact since.
+    proxy.wait_for_a_poll_to_end();
+    proxy.stop();
+    s.get(&format!("/tiles/{layer}/4/9/7.png"))
+        .assert_retry_later();
+    // No wait: the failed request itself made the database unavailable.
+    let health = s.get("/health").json();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["database"]["status"], "unavailable", "{health}");
+    assert!(
+        health["database"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "the cause is given: {health}"
+    );
+
+    // Back: the first tile that reaches the database makes it ok, again without a wait.
+    proxy.start();
+    wait_until("a tile again", 20, || {
+        s.get(&format!("/tiles/{layer}/4/8/6.png")).status == 200
+    });
+    let health = s.get("/health").json();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["database"]["status"], "ok", "{health}");
     proxy.stop();
 }
 

@@ -89,7 +89,8 @@ fn tilejson_doc(
 }
 
 /// `GET /health`: status `ok` while everything is reachable, `degraded` while the database
-/// is down. Always 200: the process is alive, serves what it can and recovers by itself.
+/// is down, as the last contact with it found (any request's or the watcher's). Always 200:
+/// the process is alive, serves what it can and recovers by itself.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let layers = state.layers.all();
     let points: u64 = layers.iter().map(|l| l.info().count).sum();

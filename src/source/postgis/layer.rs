@@ -2,6 +2,7 @@
 //! `ST_TileEnvelope`), bound parameters only, aggregation in SQL, and the layer's statistics.
 
 use super::pyramid::{self, Pyramid};
+use super::status::DbStatus;
 use super::{pg_message, pool_message, DbError, Ident, TableName};
 use crate::metrics::Metrics;
 use crate::render::WorldPoint;
@@ -10,7 +11,7 @@ use crate::source::filter::{ColumnType, FilterDef, FilterValue};
 use crate::source::{CountGrid, FilterValues, LayerInfo, PointQuery, PointSource, SourceError};
 use crate::tile::{WorldBox, HALF_WORLD_M};
 use async_trait::async_trait;
-use deadpool_postgres::{Pool, PoolError};
+use deadpool_postgres::{Pool, PoolError, TimeoutType};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_postgres::types::ToSql;
@@ -125,6 +126,9 @@ pub fn imported_inner_all(table: &TableName) -> Result<String, DbError> {
 
 pub struct PostgisLayer {
     pool: Pool,
+    /// Shared with the watcher and every other layer: each contact with the database
+    /// reports to it, so `/health` turns `degraded` at the first failed request.
+    status: Arc<DbStatus>,
     metrics: Arc<Metrics>,
     layout: TableLayout,
     resolved: tokio::sync::OnceCell<Resolved>,
@@ -140,7 +144,12 @@ pub struct PostgisLayer {
 const FILTERED_GRIDS: usize = 64;
 
 impl PostgisLayer {
-    pub fn new(pool: Pool, layout: TableLayout, metrics: Arc<Metrics>) -> PostgisLayer {
+    pub fn new(
+        pool: Pool,
+        status: Arc<DbStatus>,
+        layout: TableLayout,
+        metrics: Arc<Metrics>,
+    ) -> PostgisLayer {
         let info = LayerInfo {
             bounds: WorldBox::WORLD.to_lonlat(),
             count: 0,
@@ -148,6 +157,7 @@ impl PostgisLayer {
         };
         PostgisLayer {
             pool,
+            status,
             metrics,
             layout,
             resolved: tokio::sync::OnceCell::new(),
@@ -170,7 +180,29 @@ impl PostgisLayer {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, SourceError> {
-        self.pool.get().await.map_err(pool_error)
+        // A checkout alone is no contact (an idle connection is handed out unchecked), so
+        // only its failure is reported.
+        self.pool.get().await.map_err(|e| self.failed(e))
+    }
+
+    /// Maps a database call's result, reporting the contact to the shared status: an answer
+    /// means the database is there, a lost connection that it is not.
+    fn checked<T, E: Into<DbError>>(&self, result: Result<T, E>) -> Result<T, SourceError> {
+        match result {
+            Ok(value) => {
+                self.status.contact_ok();
+                Ok(value)
+            }
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    fn failed(&self, e: impl Into<DbError>) -> SourceError {
+        let e = e.into();
+        if lost_contact(&e) {
+            self.status.contact_failed(&e.to_string());
+        }
+        db_error(e)
     }
 
     /// Learns the geometry's SRID and the filter columns' types, once.
@@ -178,7 +210,7 @@ impl PostgisLayer {
         self.resolved
             .get_or_try_init(|| async {
                 let client = self.client().await?;
-                resolve(&client, &self.layout).await.map_err(db_error)
+                self.checked(resolve(&client, &self.layout).await)
             })
             .await
     }
@@ -230,9 +262,7 @@ impl PostgisLayer {
         // connection taken below would never come back to it.
         let inner = self.resolved().await?.inner_all.clone();
         let client = self.client().await?;
-        let pyramid = pyramid::find(&**client, &self.layout.table)
-            .await
-            .map_err(db_error)?;
+        let pyramid = self.checked(pyramid::find(&**client, &self.layout.table).await)?;
         if let Some(p) = pyramid.as_ref().filter(|p| p.version != version) {
             tracing::warn!(
                 table = %self.layout.table.key(),
@@ -339,7 +369,7 @@ impl PostgisLayer {
         self.metrics
             .db_query_seconds
             .observe(started.elapsed().as_secs_f64());
-        result.map_err(db_error)
+        self.checked(result)
     }
 
     /// Runs one query through the connection's statement cache: a layer sends the same few
@@ -658,6 +688,31 @@ fn pool_error(e: PoolError) -> SourceError {
     })
 }
 
+/// Whether a failure means the database cannot be reached: no connection could be opened
+/// (or none in time), or the connection broke or was shut down under the query. Not a pool
+/// whose connections are all busy (the database answers, just not to us yet), a statement
+/// timeout, a bad value or a missing table: the database answered those.
+fn lost_contact(e: &DbError) -> bool {
+    match e {
+        DbError::Pool(PoolError::Timeout(TimeoutType::Wait)) => false,
+        DbError::Pool(_) => true,
+        DbError::Postgres(pg) => match pg.code() {
+            // No SQLSTATE: the client's own failure. Only a closed connection or an I/O
+            // error says the server is gone (not, say, a value that failed to encode).
+            None => {
+                pg.is_closed()
+                    || std::error::Error::source(pg).is_some_and(|s| s.is::<std::io::Error>())
+            }
+            // Class 08 (connection exception); 57P01-57P03: the server is shutting down,
+            // crashed, or is not accepting connections (also pg_terminate_backend).
+            Some(code) => {
+                code.code().starts_with("08") || matches!(code.code(), "57P01" | "57P02" | "57P03")
+            }
+        },
+        _ => false,
+    }
+}
+
 /// Maps query failures: cancelled by statement_timeout (504), bad filter value (400), or
 /// the database went away (503).
 fn db_error(e: impl Into<DbError>) -> SourceError {
@@ -677,5 +732,26 @@ fn db_error(e: impl Into<DbError>) -> SourceError {
         }
         DbError::Pool(p) => pool_error(p),
         other => SourceError::Unavailable(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_pool_is_not_a_lost_database() {
+        // All connections busy: the database answers others, so /health stays ok.
+        assert!(!lost_contact(&DbError::Pool(PoolError::Timeout(
+            TimeoutType::Wait
+        ))));
+        // No connection could be opened in time: it is not there.
+        assert!(lost_contact(&DbError::Pool(PoolError::Timeout(
+            TimeoutType::Create
+        ))));
+        assert!(lost_contact(&DbError::Pool(PoolError::Closed)));
+        assert!(!lost_contact(&DbError::Other(
+            "corrupt pyramid block".into()
+        )));
     }
 }

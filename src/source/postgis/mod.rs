@@ -4,6 +4,7 @@
 pub mod import;
 pub mod layer;
 pub mod pyramid;
+pub mod status;
 pub mod watch;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};

@@ -3,6 +3,7 @@
 //! server starts and keeps running while the database is down and recovers by itself.
 
 use super::layer::{imported_layout, PostgisLayer, TableLayout};
+use super::status::DbStatus;
 use super::{ensure_schema, ensure_version_trigger, DbError, TableName, SCHEMA_LOCK_KEY};
 use crate::layer::{valid_layer_name, Layer, Registry};
 use crate::metrics::Metrics;
@@ -19,11 +20,12 @@ pub const POLL: Duration = Duration::from_secs(1);
 /// What `/health` reports about the database, and what the routes need to know about it.
 pub struct Database {
     pub pool: Pool,
-    reachable: AtomicBool,
+    /// Reachability, shared with the layers: their queries report to it too, so it changes
+    /// at the first failed or successful contact, not at the next poll.
+    status: Arc<DbStatus>,
     /// True once the layer list has been read: before, an unknown layer may just not be
     /// known yet (503), after it is unknown (404).
     discovered: AtomicBool,
-    last_error: Mutex<Option<String>>,
     /// Set when the watcher's first look has ended, well or not: requests that arrive at
     /// start-up wait for it rather than answer 503 at once ([`Self::first_look`]). Checking
     /// it is one atomic load, as every request on a database layer does.
@@ -38,9 +40,8 @@ impl Database {
     pub fn new(pool: Pool, aggregate_above: u64, metrics: Arc<Metrics>) -> Database {
         Database {
             pool,
-            reachable: AtomicBool::new(false),
+            status: Arc::new(DbStatus::default()),
             discovered: AtomicBool::new(false),
-            last_error: Mutex::new(Some("not checked yet".into())),
             looked: tokio::sync::SetOnce::new(),
             layers: Mutex::new(HashMap::new()),
             aggregate_above,
@@ -49,7 +50,7 @@ impl Database {
     }
 
     pub fn reachable(&self) -> bool {
-        self.reachable.load(Ordering::Acquire)
+        self.status.reachable()
     }
 
     pub fn discovered(&self) -> bool {
@@ -73,10 +74,7 @@ impl Database {
     }
 
     pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .map(|e| e.clone())
-            .unwrap_or_default()
+        self.status.last_error()
     }
 
     /// Adds a layer declared over an existing table (from the config).
@@ -88,6 +86,7 @@ impl Database {
     ) -> Result<(), String> {
         let source = Arc::new(PostgisLayer::new(
             self.pool.clone(),
+            self.status.clone(),
             layout,
             self.metrics.clone(),
         ));
@@ -102,31 +101,43 @@ impl Database {
         self.layers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Records a look's outcome in the shared status. Every change is logged there; the first
+    /// look's failure is logged here too, as it is no change (the status starts unreachable).
     fn record(&self, result: &Result<(), DbError>) {
-        let ok = result.is_ok();
-        let first = !self.looked();
-        // Log the first look's outcome and each change after it (`reachable` starts false,
-        // so a database down from the start is not a change).
-        if first || ok != self.reachable() {
-            match result {
-                Ok(()) => tracing::info!("database reachable"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "database unreachable; tiles of its layers answer 503 until it is back")
+        match result {
+            Ok(()) => {
+                self.status.contact_ok();
+            }
+            Err(e) => {
+                let changed = self.status.contact_failed(&e.to_string());
+                if !self.looked() && !changed {
+                    tracing::warn!(error = %e, "database unreachable; tiles of its layers answer 503 until it is back");
                 }
             }
         }
-        self.reachable.store(ok, Ordering::Release);
-        if let Ok(mut last) = self.last_error.lock() {
-            *last = result.as_ref().err().map(ToString::to_string);
-        }
-        if first {
-            // Only the watcher calls this, so the first set is the only one.
-            let _ = self.looked.set(());
-        }
     }
 
-    /// One look at the database: schema, new imported layers, triggers, versions.
-    async fn poll(&self, registry: &Registry, prepared: &mut bool) -> Result<(), DbError> {
+    /// One look at the database (schema, new imported layers, triggers, versions), then the
+    /// layers' statistics.
+    async fn poll(&self, registry: &Registry, prepared: &mut bool) {
+        let result = self.look(registry, prepared).await;
+        // Recorded before the statistics: their queries report their own failures, which a
+        // success recorded after them would hide until the next poll.
+        self.record(&result);
+        if result.is_ok() {
+            let layers: Vec<Arc<PostgisLayer>> = self.lock_layers().values().cloned().collect();
+            for layer in layers {
+                if let Err(e) = layer.refresh().await {
+                    tracing::warn!(table = %layer.table().key(), error = %e, "cannot refresh layer statistics");
+                }
+            }
+        }
+        // Only the watcher sets this, so the first set is the only one.
+        let _ = self.looked.set(());
+    }
+
+    /// Schema, new imported layers, triggers and versions: the watcher's own queries.
+    async fn look(&self, registry: &Registry, prepared: &mut bool) -> Result<(), DbError> {
         let mut client = self.pool.get().await?;
         if !*prepared {
             let tx = client.transaction().await?;
@@ -170,9 +181,11 @@ impl Database {
             .map(|r| (r.get(0), r.get(1)))
             .collect();
         drop(client);
+        // Known now: a request for any other layer is for one that does not exist.
+        self.discovered.store(true, Ordering::Release);
         let layers: Vec<Arc<PostgisLayer>> = self.lock_layers().values().cloned().collect();
-        // Every version first: a slow statistics scan of one layer must not hold back the
-        // others' new versions (and so their cache keys).
+        // Every version before any statistics scan ([`Self::poll`]): a slow scan of one
+        // layer must not hold back the others' new versions (and so their cache keys).
         for layer in &layers {
             layer.set_version(
                 versions
@@ -182,12 +195,6 @@ impl Database {
                     .max(0) as u64,
             );
         }
-        for layer in layers {
-            if let Err(e) = layer.refresh().await {
-                tracing::warn!(table = %layer.table().key(), error = %e, "cannot refresh layer statistics");
-            }
-        }
-        self.discovered.store(true, Ordering::Release);
         Ok(())
     }
 }
@@ -197,8 +204,7 @@ pub fn spawn(db: Arc<Database>, registry: Registry) {
     actix_web::rt::spawn(async move {
         let mut prepared = false;
         loop {
-            let result = db.poll(&registry, &mut prepared).await;
-            db.record(&result);
+            db.poll(&registry, &mut prepared).await;
             actix_web::rt::time::sleep(POLL).await;
         }
     });
