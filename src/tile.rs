@@ -111,9 +111,12 @@ pub fn lon_to_world_x(lon: f64) -> f64 {
     (lon + 180.0) / 360.0
 }
 
+/// World y of a latitude; latitudes beyond Web Mercator's ±85.0511° land on the map's edge.
 pub fn lat_to_world_y(lat: f64) -> f64 {
     let lat = lat.clamp(-MAX_LAT, MAX_LAT).to_radians();
-    (1.0 - (PI / 4.0 + lat / 2.0).tan().ln() / PI) / 2.0
+    // At ±MAX_LAT the formula lands within a rounding error of 0 or 1, on either side; a
+    // point just outside would be dropped by the stores as off the map.
+    ((1.0 - (PI / 4.0 + lat / 2.0).tan().ln() / PI) / 2.0).clamp(0.0, 1.0)
 }
 
 pub fn world_x_to_lon(x: f64) -> f64 {
