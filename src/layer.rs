@@ -97,7 +97,7 @@ impl Layer {
         let reach = style.reach_px(vp);
         let area = WorldBox::of_viewport(vp, reach);
         let aggregated = self.draws_bins(vp.zoom, filters).await?;
-        let bin_scale = vp.scale_x / vp.pixel_ratio;
+        let bin_scale = bin_scale(vp.scale_x / vp.pixel_ratio);
         let mut points = Vec::new();
         // The world wraps at the antimeridian: the reach past x = 0 or x = 1 reads the
         // points at the other edge, shifted by one world width, so edge tiles stay seamless.
@@ -198,6 +198,19 @@ impl Layer {
         // get/put calls), so a poisoned lock is still safe to use.
         self.density_refs.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The bins drawn at `scale` pixels per world unit: a tile zoom's one-pixel bins for tiles,
+/// and for overlays at any other scale those of the next finer tile zoom (bins smaller
+/// than a pixel), so every source answers them from its pyramid where it has one.
+fn bin_scale(scale: f64) -> f64 {
+    let zoom = (scale / 256.0).log2().ceil();
+    let zoom = if zoom.is_finite() {
+        zoom.clamp(0.0, f64::from(crate::tile::MAX_ZOOM))
+    } else {
+        0.0
+    };
+    256.0 * zoom.exp2()
 }
 
 /// `x` rounded to a multiple of 2^-52 of the world (2^-20 of a pixel at zoom 24): then
@@ -309,4 +322,21 @@ pub fn valid_layer_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bin_scale;
+
+    #[test]
+    fn tiles_keep_their_scale_and_overlays_take_the_next_finer_zoom() {
+        assert_eq!(bin_scale(256.0), 256.0);
+        assert_eq!(bin_scale(256.0 * 1024.0), 256.0 * 1024.0);
+        assert_eq!(bin_scale(300.0), 512.0);
+        assert_eq!(bin_scale(1000.0), 1024.0);
+        assert_eq!(bin_scale(10.0), 256.0);
+        assert_eq!(bin_scale(f64::INFINITY), 256.0);
+        assert_eq!(bin_scale(f64::NAN), 256.0);
+        assert_eq!(bin_scale(1e30), 256.0 * 2f64.powi(24));
+    }
 }
