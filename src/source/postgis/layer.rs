@@ -494,13 +494,13 @@ fn inner_sql(
     } else {
         format!("ST_Transform({geom}, 3857)")
     };
+    // A NULL weight says nothing, as a file's point without one: it weighs 1.
     let weight = layout.weight.as_ref().map_or("1::float4".to_string(), |w| {
-        format!("{}::float4", w.quoted())
+        format!("coalesce({}::float4, 1::float4)", w.quoted())
     });
-    let seq = layout
-        .seq
-        .as_ref()
-        .map_or("0::int8".to_string(), |s| format!("{}::int8", s.quoted()));
+    let seq = layout.seq.as_ref().map_or("0::int8".to_string(), |s| {
+        format!("coalesce({}::int8, 0::int8)", s.quoted())
+    });
     let mut conditions = vec![format!("{geom} IS NOT NULL")];
     if let Some(envelope) = envelope {
         let envelope = if srid == 3857 {
@@ -520,6 +520,9 @@ fn inner_sql(
                 def.op.sql()
             ));
         }
+    } else {
+        // The whole table: empty points have no coordinates to count (`&&` skips them).
+        conditions.push(format!("NOT ST_IsEmpty({geom})"));
     }
     let half = HALF_WORLD_M;
     let size = 2.0 * HALF_WORLD_M;
