@@ -111,11 +111,12 @@ pub fn lon_to_world_x(lon: f64) -> f64 {
     (lon + 180.0) / 360.0
 }
 
-/// World y of a latitude; latitudes beyond Web Mercator's ±85.0511° land on the map's edge.
+/// World y of a latitude; latitudes beyond ±[`MAX_LAT`] land on the map's edge (y = 0 or 1).
 pub fn lat_to_world_y(lat: f64) -> f64 {
     let lat = lat.clamp(-MAX_LAT, MAX_LAT).to_radians();
-    // At ±MAX_LAT the formula lands within a rounding error of 0 or 1, on either side; a
-    // point just outside would be dropped by the stores as off the map.
+    // The formula gives -1.1e-16 at MAX_LAT: without the clamp a point at the north pole
+    // would fall just outside the world and be dropped, while one at the south pole (which
+    // rounds inside) is kept on the edge.
     ((1.0 - (PI / 4.0 + lat / 2.0).tan().ln() / PI) / 2.0).clamp(0.0, 1.0)
 }
 
@@ -196,7 +197,15 @@ mod tests {
             assert!((world_x_to_lon(x) - lon).abs() < 1e-9);
             assert!((world_y_to_lat(y) - lat).abs() < 1e-9);
         }
-        assert!((lat_to_world_y(MAX_LAT)).abs() < 1e-12);
+        // The poles land exactly on the edges (inside the world), whatever the rounding.
+        assert_eq!(lat_to_world_y(MAX_LAT), 0.0);
+        assert_eq!(lat_to_world_y(90.0), 0.0);
+        assert!((0.0..1.0).contains(&lat_to_world_y(-90.0)));
+        assert!(lat_to_world_y(-90.0) > 1.0 - 1e-12);
+        assert_eq!(
+            metres_to_world(world_to_metres(0.5, 0.0).0, world_to_metres(0.5, 0.0).1).1,
+            0.0
+        );
         let (x, y) = metres_to_world(-HALF_WORLD_M, HALF_WORLD_M);
         assert_eq!((x, y), (0.0, 0.0));
         let (mx, my) = world_to_metres(0.75, 0.25);
