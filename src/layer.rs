@@ -21,9 +21,9 @@ pub struct Layer {
     /// Zooms whose densest tile holds more points than this are rendered from one-pixel
     /// bins (aggregated in the source, in SQL for PostGIS) instead of single points.
     pub aggregate_above: u64,
-    /// Density references by (cell size in world units, as bits): a handful of zooms and
-    /// radii in practice; bounded because overlays may ask for arbitrary scales.
-    density_refs: Mutex<LruCache<u64, f64>>,
+    /// Density references by (cell size in world units, as bits; canonical filter values):
+    /// a handful of zooms and radii in practice; bounded because filters may take any value.
+    density_refs: Mutex<LruCache<(u64, String), f64>>,
 }
 
 impl Layer {
@@ -155,11 +155,13 @@ impl Layer {
     }
 
     /// Resolves a requested style against this layer for one viewport: density without an
-    /// explicit `max` takes the layer's reference for the viewport's scale.
+    /// explicit `max` takes the layer's reference for the viewport's scale, from the points
+    /// the request draws (after its filters).
     pub async fn resolve_style(
         &self,
         request: &StyleRequest,
         vp: &Viewport,
+        filters: &FilterValues,
     ) -> Result<Style, SourceError> {
         Ok(match request {
             StyleRequest::Smooth(p) => Style::Smooth(*p),
@@ -169,7 +171,8 @@ impl Layer {
                     Some(m) => *m,
                     None => {
                         let cell = *radius as f64 * vp.pixel_ratio / vp.scale_x;
-                        self.density_reference(cell).await?
+                        self.density_reference(reference_cell(cell), filters)
+                            .await?
                     }
                 };
                 Style::Density(DensityParams {
@@ -181,22 +184,40 @@ impl Layer {
         })
     }
 
-    /// The largest weight in any `cell`-sized square of the layer, at least 1 so that a
-    /// sparse layer is not stretched to full color by a single light point.
-    async fn density_reference(&self, cell: f64) -> Result<f64, SourceError> {
-        let key = cell.to_bits();
+    /// The largest weight in any `cell`-sized square of the layer's points that pass
+    /// `filters`, at least 1 so that a sparse layer is not stretched to full color by a
+    /// single light point.
+    async fn density_reference(
+        &self,
+        cell: f64,
+        filters: &FilterValues,
+    ) -> Result<f64, SourceError> {
+        let key = (cell.to_bits(), filters.canonical(&self.source.filters()));
         if let Some(v) = self.lock_refs().get(&key) {
             return Ok(*v);
         }
-        let value = self.source.max_cell_weight(cell).await?.max(1.0);
+        let value = self.source.max_cell_weight(cell, filters).await?.max(1.0);
         self.lock_refs().put(key, value);
         Ok(value)
     }
 
-    fn lock_refs(&self) -> std::sync::MutexGuard<'_, LruCache<u64, f64>> {
+    fn lock_refs(&self) -> std::sync::MutexGuard<'_, LruCache<(u64, String), f64>> {
         // A panic while holding this lock cannot leave the cache inconsistent (single
         // get/put calls), so a poisoned lock is still safe to use.
         self.density_refs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The side of the density reference's cells for a kernel of `cell` world units: the
+/// nearest power of two (in world units), so that the cells are the pixels of one zoom (or
+/// whole blocks of zoom 0's), which every bin pyramid holds, and every source cuts them the
+/// same way (`floor(x * 2^m)` is exact).
+pub fn reference_cell(cell: f64) -> f64 {
+    let exponent = cell.log2().round();
+    if exponent.is_finite() {
+        exponent.clamp(-60.0, 0.0).exp2()
+    } else {
+        1.0
     }
 }
 
@@ -338,5 +359,18 @@ mod tests {
         assert_eq!(bin_scale(f64::INFINITY), 256.0);
         assert_eq!(bin_scale(f64::NAN), 256.0);
         assert_eq!(bin_scale(1e30), 256.0 * 2f64.powi(24));
+    }
+
+    #[test]
+    fn reference_cells_are_the_nearest_power_of_two() {
+        use super::reference_cell;
+        // Radius 25 at zoom 3: 25 / 2048 of the world, nearest 32 / 2048 = 2^-6.
+        assert_eq!(reference_cell(25.0 / 2048.0), 2f64.powi(-6));
+        assert_eq!(reference_cell(20.0 / 2048.0), 2f64.powi(-7));
+        assert_eq!(reference_cell(1.0 / 256.0), 2f64.powi(-8));
+        assert_eq!(reference_cell(5.0), 1.0);
+        assert_eq!(reference_cell(0.0), 1.0);
+        assert_eq!(reference_cell(f64::NAN), 1.0);
+        assert_eq!(reference_cell(1e-300), 2f64.powi(-60));
     }
 }

@@ -25,7 +25,7 @@ use twine_heatmap::source::postgis::layer::{PostgisLayer, TableLayout};
 use twine_heatmap::source::postgis::{
     pool, Ident, PoolSettings, TableName, SCHEMA_LOCK_KEY, SCHEMA_SQL,
 };
-use twine_heatmap::source::PointSource;
+use twine_heatmap::source::{FilterValues, PointSource};
 use twine_heatmap::synth::clustered_points;
 use twine_heatmap::tile::{
     lat_to_world_y, lon_to_world_x, world_x_to_lon, world_y_to_lat, TileCoord, MAX_LAT,
@@ -631,7 +631,12 @@ fn a_geographic_tables_count_grid_and_cell_weights_equal_the_files() {
         };
         runtime.block_on(async {
             let pool = pool(&pg::database_url(), PoolSettings::default()).expect("pool");
-            let layer = PostgisLayer::new(pool, Default::default(), layout, Arc::new(Metrics::default()));
+            let layer = PostgisLayer::new(
+                pool,
+                Default::default(),
+                layout,
+                Arc::new(Metrics::default()),
+            );
             let (a, b) = (
                 file.count_grid().await.expect("grid"),
                 layer.count_grid().await.expect("grid"),
@@ -640,8 +645,13 @@ fn a_geographic_tables_count_grid_and_cell_weights_equal_the_files() {
             assert!(a == b, "SRID {srid}: the count grids differ");
             for cell in [1.0 / 1024.0, 1.0 / 64.0, 1.0 / 4.0, 1.0] {
                 let (a, b) = (
-                    file.max_cell_weight(cell).await.expect("weight"),
-                    layer.max_cell_weight(cell).await.expect("weight"),
+                    file.max_cell_weight(cell, &FilterValues::NONE)
+                        .await
+                        .expect("weight"),
+                    layer
+                        .max_cell_weight(cell, &FilterValues::NONE)
+                        .await
+                        .expect("weight"),
                 );
                 assert_eq!(a, b, "SRID {srid}: largest weight of cells of {cell}");
             }

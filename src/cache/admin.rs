@@ -361,7 +361,7 @@ async fn default_area(
     };
     let vp = TileCoord { z, x: 0, y: 0 }.viewport(ratio);
     let style = layer
-        .resolve_style(&spec.style, &vp)
+        .resolve_style(&spec.style, &vp, &crate::source::FilterValues::NONE)
         .await
         .map_err(|e| fail(format!("layer {:?}: {e}", layer.name)))?;
     let margin = style.reach_px(&vp) / vp.scale_x;

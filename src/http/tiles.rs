@@ -339,7 +339,7 @@ pub async fn render_png(
     metrics: &Metrics,
 ) -> Result<web::Bytes, ApiError> {
     Metrics::inc(&metrics.tiles_rendered);
-    let style = layer.resolve_style(&spec.style, &vp).await?;
+    let style = layer.resolve_style(&spec.style, &vp, filters).await?;
     let points = layer.render_input(&vp, &style, tile, filters).await?;
     if points.is_empty() {
         return Ok(empty(&vp));

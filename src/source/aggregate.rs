@@ -166,6 +166,19 @@ fn coarsen(bins: &[Bin]) -> Vec<Bin> {
     out
 }
 
+/// The largest total weight of any `k` x `k` block of the bins' grid (blocks aligned to the
+/// grid's origin), from `(column, row, weight)` triples: the density reference from bins.
+pub fn max_block_weight(bins: impl Iterator<Item = (i64, i64, f64)>, k: i64) -> f64 {
+    let k = k.max(1);
+    let mut blocks: HashMap<(i64, i64), f64> = HashMap::new();
+    for (bx, by, w) in bins {
+        *blocks
+            .entry((bx.div_euclid(k), by.div_euclid(k)))
+            .or_default() += w;
+    }
+    blocks.into_values().fold(0.0, f64::max)
+}
+
 /// Bins as points for the renderers: each at its cell's centre (exact, whatever order the
 /// source summed in) with the summed weight; `seq` follows the grid order so order-dependent
 /// styles draw them the same in every tile.

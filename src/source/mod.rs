@@ -84,9 +84,11 @@ pub trait PointSource: Send + Sync {
         self.count_grid().await
     }
 
-    /// The largest total weight in any `cell` x `cell` square (world units) of the grid
-    /// aligned to the world's origin: the density style's per-zoom reference.
-    async fn max_cell_weight(&self, cell: f64) -> Result<f64, SourceError>;
+    /// The largest total weight (of positive weights) in any `cell` x `cell` square (world
+    /// units; a power of two, see [`crate::layer::reference_cell`]) of the grid aligned to
+    /// the world's origin, over the points that pass `filters`: the density style's
+    /// per-zoom reference.
+    async fn max_cell_weight(&self, cell: f64, filters: &FilterValues) -> Result<f64, SourceError>;
 
     fn info(&self) -> LayerInfo;
 

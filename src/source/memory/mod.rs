@@ -4,7 +4,7 @@
 pub mod pyramid;
 
 use super::aggregate::{bins_in, Bin, CellRange};
-use super::{CountGrid, LayerInfo, PointQuery, PointSource, SourceError};
+use super::{CountGrid, FilterValues, LayerInfo, PointQuery, PointSource, SourceError};
 use crate::render::WorldPoint;
 use crate::tile::{metres_to_world, world_to_metres, WorldBox};
 use async_trait::async_trait;
@@ -186,7 +186,11 @@ impl PointSource for MemoryStore {
         Ok(self.grid.clone())
     }
 
-    async fn max_cell_weight(&self, cell: f64) -> Result<f64, SourceError> {
+    async fn max_cell_weight(
+        &self,
+        cell: f64,
+        _filters: &FilterValues,
+    ) -> Result<f64, SourceError> {
         // Where the cells are whole blocks of a level's pixels, its bins give the same sums
         // as the points, at a cost bounded by the level's size.
         if let Some(max) = self

@@ -207,26 +207,16 @@ impl Pyramid {
     pub fn max_block_weight(&self, z: usize, k: u32) -> Option<f64> {
         let level = self.levels.get(z)?;
         let k = k.max(1);
-        let mut best = 0.0f64;
-        let mut sums: std::collections::HashMap<u32, f64> = std::collections::HashMap::new();
-        let mut band_start = 0;
-        // Rows come in order, so the blocks of one band of k rows are summed, then dropped.
-        while band_start < level.rows.len() {
-            let band = level.rows[band_start].0 / k;
-            let mut i = band_start;
-            while i < level.rows.len() && level.rows[i].0 / k == band {
-                for b in level.row(i) {
-                    *sums.entry(b.bx / k).or_default() += b.weight;
-                }
-                i += 1;
-            }
-            for &s in sums.values() {
-                best = best.max(s);
-            }
-            sums.clear();
-            band_start = i;
+        if k == 1 {
+            return Some(level.bins.iter().fold(0.0, |m, b| m.max(b.weight)));
         }
-        Some(best)
+        Some(crate::source::aggregate::max_block_weight(
+            level
+                .bins
+                .iter()
+                .map(|b| (i64::from(b.bx), i64::from(b.by), b.weight)),
+            i64::from(k),
+        ))
     }
 
     /// The coarsest level at which blocks of `cell` world units are whole numbers of

@@ -468,6 +468,39 @@ impl PostgisLayer {
         let pyramid = self.stats().await?.pyramid.clone();
         Ok(pyramid.and_then(|p| p.zoom_of(scale).map(|z| (p, z))))
     }
+
+    /// The density reference for cells of `cell` world units (a power of two) from the
+    /// current pyramid, without a scan: the heaviest pixel of the zoom whose pixels are those
+    /// cells (recorded at build), or, for cells larger than zoom 0's pixels, blocks of zoom
+    /// 0's bins. None without a current pyramid that knows.
+    async fn pyramid_max_cell_weight(&self, cell: f64) -> Result<Option<f64>, SourceError> {
+        let Some(pyramid) = self.stats().await?.pyramid.clone() else {
+            return Ok(None);
+        };
+        // Pixels of zoom z are 2^-(8 + z) of the world.
+        let zoom = -cell.log2() - 8.0;
+        if zoom >= 0.0 {
+            let recorded = pyramid
+                .max_weights
+                .as_ref()
+                .and_then(|m| m.get(zoom as usize))
+                .copied();
+            return Ok(recorded.filter(|_| zoom <= f64::from(pyramid.max_zoom)));
+        }
+        let everything = CellRange {
+            x0: i64::MIN / 4,
+            x1: i64::MAX / 4,
+            y0: i64::MIN / 4,
+            y1: i64::MAX / 4,
+        };
+        let client = self.client().await?;
+        let bins = self.pyramid_bins(&client, &pyramid, 0, &everything).await?;
+        let k = (cell * 256.0).round() as i64;
+        Ok(Some(crate::source::aggregate::max_block_weight(
+            bins.iter().map(|b| (b.bx, b.by, b.weight)),
+            k,
+        )))
+    }
 }
 
 fn params_ref(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
@@ -599,15 +632,30 @@ impl PointSource for PostgisLayer {
         Ok(grid)
     }
 
-    async fn max_cell_weight(&self, cell: f64) -> Result<f64, SourceError> {
-        let inner = self.resolved().await?.inner_all.clone();
-        let client = self.client().await?;
+    async fn max_cell_weight(&self, cell: f64, filters: &FilterValues) -> Result<f64, SourceError> {
+        if filters.0.is_empty() {
+            if let Some(max) = self.pyramid_max_cell_weight(cell).await? {
+                return Ok(max);
+            }
+        }
+        // One scan of the points that pass the filters (the layer keeps the answer).
+        let world = PointQuery {
+            area: WorldBox::WORLD,
+            tile: None,
+            filters,
+        };
+        let (inner, mut params) = self.inner(&world).await?;
+        params.push(Box::new(1.0 / cell));
+        let n = params.len();
         // The same cells and the same weights (positive, finite) as the memory store counts.
         let sql = format!(
             "SELECT coalesce(max(s), 1)::float8 FROM (SELECT sum(w::float8) AS s FROM ({inner}) p \
-             WHERE w > 0 AND w < 'Infinity'::float4 GROUP BY floor(x * $1), floor(y * $1)) c"
+             WHERE w > 0 AND w < 'Infinity'::float4 GROUP BY floor(x * ${n}), floor(y * ${n})) c"
         );
-        let rows = self.timed_query(&client, &sql, &[&(1.0 / cell)]).await?;
+        let client = self.client().await?;
+        let rows = self
+            .timed_query(&client, &sql, &params_ref(&params))
+            .await?;
         Ok(rows.first().map_or(1.0, |r| r.get(0)))
     }
 

@@ -37,6 +37,9 @@ pub struct Pyramid {
     pub bounds: WorldBox,
     /// The query of one zoom's blocks ([`blocks_sql`]).
     pub blocks_sql: String,
+    /// The weight of the heaviest pixel of each zoom 0..=max_zoom (None: built before
+    /// pyramids recorded it).
+    pub max_weights: Option<Vec<f64>>,
 }
 
 impl Pyramid {
@@ -139,12 +142,14 @@ pub async fn build(
     .await?;
     let WorldBox { x0, y0, x1, y1 } = source.stats.bounds.unwrap_or(WorldBox::WORLD);
     tx.execute(
-        "INSERT INTO twine.pyramids (table_name, bins_table, version, max_zoom, point_count, x0, y0, x1, y1) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+        "INSERT INTO twine.pyramids (table_name, bins_table, version, max_zoom, point_count, x0, y0, x1, y1, max_weights) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             (SELECT array_agg(w ORDER BY z) FROM pg_temp.twine_pyramid_maxima)) \
          ON CONFLICT (table_name) DO UPDATE SET bins_table = EXCLUDED.bins_table, \
              version = EXCLUDED.version, max_zoom = EXCLUDED.max_zoom, \
              point_count = EXCLUDED.point_count, x0 = EXCLUDED.x0, y0 = EXCLUDED.y0, \
-             x1 = EXCLUDED.x1, y1 = EXCLUDED.y1, built_at = now()",
+             x1 = EXCLUDED.x1, y1 = EXCLUDED.y1, max_weights = EXCLUDED.max_weights, \
+             built_at = now()",
         &[
             &points.key(),
             &names.bins.as_str(),
@@ -171,7 +176,7 @@ pub async fn find(
 ) -> Result<Option<Pyramid>, DbError> {
     let Some(row) = client
         .query_opt(
-            "SELECT bins_table, version, max_zoom, x0, y0, x1, y1 \
+            "SELECT bins_table, version, max_zoom, x0, y0, x1, y1, max_weights \
              FROM twine.pyramids WHERE table_name = $1",
             &[&points.key()],
         )
@@ -194,6 +199,7 @@ pub async fn find(
             x1: row.get(5),
             y1: row.get(6),
         },
+        max_weights: row.get(7),
         blocks_sql: blocks_sql(&bins),
         bins,
     }))
@@ -376,6 +382,7 @@ mod tests {
         assert_eq!(max_zoom(&grid, 300_010), None);
         let bins = TableName::parse("twine.bins_x").expect("name");
         let p = Pyramid {
+            max_weights: None,
             blocks_sql: blocks_sql(&bins),
             bins,
             version: 1,

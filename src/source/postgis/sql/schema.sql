@@ -42,6 +42,17 @@ CREATE TABLE IF NOT EXISTS twine.pyramids (
     x0 float8 NOT NULL, y0 float8 NOT NULL, x1 float8 NOT NULL, y1 float8 NOT NULL,
     built_at    timestamptz NOT NULL DEFAULT now()
 );
+-- The heaviest pixel of each zoom 0..max_zoom (the density style's reference, read without
+-- a scan); NULL for pyramids built before it existed. Added where missing, by a role that
+-- may (a server's role need not own the table).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'twine'
+                   AND table_name = 'pyramids' AND column_name = 'max_weights') THEN
+        ALTER TABLE twine.pyramids ADD COLUMN max_weights float8[];
+    END IF;
+END
+$$;
 
 -- Builds the pyramid of the points `points_sql` yields (world x, y and weight w, as the
 -- server's own point query gives them) into a new table twine.<bins>_new (primary key
@@ -52,6 +63,8 @@ CREATE TABLE IF NOT EXISTS twine.pyramids (
 -- `sums` holds, in the same order, its point count (int8) and weighted x and y sums (float8),
 -- all big-endian. Blocks keep a dense tile to a few dozen rows. Each zoom is summed from the
 -- one below it; the finest from the points, with the same float8 arithmetic as the server.
+-- The weight of each zoom's heaviest pixel goes to pg_temp.twine_pyramid_maxima (z, w),
+-- for the caller to record in twine.pyramids.
 DROP FUNCTION IF EXISTS twine.build_pyramid(regclass, text, int);
 CREATE OR REPLACE FUNCTION twine.build_pyramid(points_sql text, bins text, max_zoom int)
 RETURNS bigint
@@ -75,6 +88,8 @@ BEGIN
         'sum(w) AS w, sum(w * x) AS wx, sum(w * y) AS wy '
         'FROM (SELECT x, y, w::float8 AS w FROM (%s) q) p GROUP BY 1, 2', points_sql)
         USING 256 * 2 ^ max_zoom;
+    DROP TABLE IF EXISTS pg_temp.twine_pyramid_maxima;
+    CREATE TEMP TABLE twine_pyramid_maxima (z int4 NOT NULL, w float8 NOT NULL);
     FOR zoom IN REVERSE max_zoom..0 LOOP
         IF zoom < max_zoom THEN
             DROP TABLE IF EXISTS pg_temp.twine_coarser;
@@ -92,6 +107,8 @@ BEGIN
             'string_agg(int8send(n) || float8send(wx) || float8send(wy), ''''::bytea ORDER BY by, bx) '
             'FROM pg_temp.twine_level GROUP BY by >> 6, bx >> 6 ORDER BY 2, 3', built)
             USING zoom;
+        INSERT INTO pg_temp.twine_pyramid_maxima
+            SELECT zoom, coalesce(max(w), 0) FROM pg_temp.twine_level;
         SELECT count(*) INTO added FROM pg_temp.twine_level;
         total := total + added;
     END LOOP;
