@@ -5,7 +5,8 @@
 # What it measures, for each point count (issue 17, point 3):
 # - every z0-z3 tile (1 + 4 + 16 + 64) of `twine-heatmap serve --points FILE.csv` with both
 #   cache tiers off (every request renders), in the default style and in style=density and
-#   style=dots, over one keep-alive HTTP connection: median and worst per zoom, client side,
+#   style=dots, over one keep-alive HTTP connection: per zoom the median, the worst tile (the
+#   slowest tile by its median over the rounds) and the slowest single request, client side,
 #   and the server's own median from /metrics;
 # - datashader on the same points for the same tile extent: Canvas(256 x 256) + points
 #   aggregation (count, or sum of weight) + shade (eq_hist) + PNG to bytes, warm (numba's
@@ -33,8 +34,9 @@
 #   benches/datashader.sh --points 1000000,10000000        # 1M then 10M, one table
 #   benches/datashader.sh --points 10000000 --repeats 3 --budget 1800
 #   TWINE_BIN=/path/to/twine-heatmap benches/datashader.sh # skip `cargo build --release`
-# Generating 10M points takes about half a minute and 400 MB of disk; pandas reads them in
-# about 10 s. Each point count is bounded by --budget seconds of tile rounds (after which the
+# On 2 CPUs: generating 10M points takes about 5 s and 360 MB of disk, the server loads them
+# in about 7 s and pandas in 2 s; `--points 1000000,10000000` takes about 3 minutes after the
+# builds. Each point count is bounded by --budget seconds of tile rounds (after which the
 # remaining rounds are skipped) and by a hard limit of budget + 30 min for the whole size.
 set -euo pipefail
 
