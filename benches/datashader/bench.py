@@ -328,6 +328,10 @@ def cmd_run(args):
         server.connect()
         bounds = layer_bounds(server, args.layer)
         result["layer_bounds"] = bounds
+        # Which zooms the server draws from pixel bins rather than points (TileJSON says).
+        status, _, body, _ = server.get(f"/tiles/{args.layer}.json")
+        result["aggregated_zooms"] = (json.loads(body).get("heatmap", {}).get("aggregatedZooms")
+                                      if status == 200 else None)
         cpu0 = proc_cpu_s(server.proc.pid)
 
         # Step 4: the tiles, interleaved: round r visits every tile; for each tile, every
@@ -425,6 +429,15 @@ def worst_tile_ms(samples):
     return median(ms), tile
 
 
+def binned(zooms):
+    """The aggregated zooms, as a range where they are one ("0-2"), for the header."""
+    if not zooms:
+        return "(none)" if zooms == [] else "?"
+    if zooms == list(range(zooms[0], zooms[-1] + 1)):
+        return f"{zooms[0]}-{zooms[-1]}" if len(zooms) > 1 else str(zooms[0])
+    return ",".join(map(str, zooms))
+
+
 def human(n):
     return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else (f"{n // 1000}k" if n % 1000 == 0 else str(n))
 
@@ -448,6 +461,7 @@ def cmd_report(args):
         print(f"  {human(res['points'])} points (seed {res['seed']}{', weighted' if res['weighted'] else ''}): "
               f"{res['rounds_done']} of {res['repeats']} rounds over all 85 tiles; datashader {v['datashader']}, "
               f"numba {v['numba']}, Python {v['python']}, shade how={res['how']}; "
+              f"zooms drawn from pixel bins: {binned(res.get('aggregated_zooms'))}; "
               f"load average {' '.join(res['loadavg_start'])} -> {' '.join(res['loadavg_end'])}")
     print("  twine: client wall time per request (keep-alive HTTP/1.1, both cache tiers off), in ms;"
           " srv med: the server's own median (/metrics)")
