@@ -109,10 +109,16 @@ DATA_DIR="$TARGET_DIR/datashader-bench"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/datashader-bench.XXXXXX")"
 PIDFILE="$WORK/server.pid"
-# On any exit: stop the server the helper started (by its PID, from the pidfile), even if the
-# helper itself was killed; keep the logs when the run failed or --keep asks.
+HELPER_PID=""
+# On any exit: stop the helper (SIGTERM: it stops its server and exits), then the server by its
+# PID from the pidfile in case the helper could not; keep the logs when the run failed or
+# --keep asks.
 cleanup() {
   local rc=$?
+  if [ -n "$HELPER_PID" ] && kill -0 "$HELPER_PID" 2>/dev/null; then
+    kill "$HELPER_PID" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$HELPER_PID" 2>/dev/null || break; sleep 0.1; done
+  fi
   if [ -s "$PIDFILE" ]; then
     local pid
     pid="$(cat "$PIDFILE")"
@@ -146,7 +152,7 @@ REQ_HASH="$(sha256sum "$REQUIREMENTS" | cut -c1-16)"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements-hash" 2>/dev/null || true)" != "$REQ_HASH" ]; then
   say "creating the datashader virtualenv in $VENV (pip install -r benches/datashader/requirements.txt) ..."
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" || die "python3 -m venv failed (install python3-venv)"
-  timeout 900 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" \
+  timeout --foreground 900 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" \
     || die "pip install failed (is PyPI reachable?)"
   echo "$REQ_HASH" >"$VENV/.requirements-hash"
 fi
@@ -160,7 +166,7 @@ if [ -n "${TWINE_BIN:-}" ]; then
 else
   command -v cargo >/dev/null 2>&1 || die "cargo is required to build the server (or set TWINE_BIN)"
   say "cargo build --release ..."
-  (cd "$REPO" && timeout 3600 cargo build --release --quiet --bin twine-heatmap) \
+  (cd "$REPO" && timeout --foreground 3600 cargo build --release --quiet --bin twine-heatmap) \
     || die "cargo build --release failed"
   BIN="$TARGET_DIR/release/twine-heatmap"
 fi
@@ -185,13 +191,13 @@ for n in "${POINTS[@]}"; do
   if [ -z "$SYNTH" ]; then
     command -v cargo >/dev/null 2>&1 || die "cargo is required to generate $csv"
     say "cargo build --release --example synth_points ..."
-    (cd "$REPO" && timeout 3600 cargo build --release --quiet --example synth_points) \
+    (cd "$REPO" && timeout --foreground 3600 cargo build --release --quiet --example synth_points) \
       || die "building examples/synth_points.rs failed"
     SYNTH="$TARGET_DIR/release/examples/synth_points"
   fi
   say "generating $n points (seed $SEED) into $csv ..."
   start=$SECONDS
-  timeout 1800 "$SYNTH" --count "$n" --seed "$SEED" ${WEIGHTED:+--weighted} --out "$csv" \
+  timeout --foreground 1800 "$SYNTH" --count "$n" --seed "$SEED" ${WEIGHTED:+--weighted} --out "$csv" \
     || die "generating $csv failed"
   say "generated in $((SECONDS - start)) s ($(du -h "$csv" | cut -f1))"
 done
@@ -208,12 +214,18 @@ for n in "${POINTS[@]}"; do
   out="$WORK/result-$(label "$n").json"
   say "$n points: $REPEATS rounds over the z0-z3 tiles, styles $STYLES, server on 127.0.0.1:$port"
   : >"$PIDFILE"
+  # In the background with `wait`: a signal to this script then runs its trap at once (bash
+  # runs traps only after a foreground command ends), and the trap stops the helper.
   timeout --signal=TERM --kill-after=30 $((BUDGET + 1800)) \
     "$PY" "$HELPER" run --bin "$BIN" --csv "$csv" --layer "$layer" --points "$n" --seed "$SEED" \
       ${WEIGHTED:+--weighted} --port "$port" --pidfile "$PIDFILE" --out "$out" \
       --repeats "$REPEATS" --styles "$STYLES" --how "$HOW" --overlay-size "$OVERLAY_SIZE" \
-      --budget "$BUDGET" \
-    || die "the helper failed for $n points (exit $?)"
+      --budget "$BUDGET" &
+  HELPER_PID=$!
+  rc=0
+  wait "$HELPER_PID" || rc=$?
+  HELPER_PID=""
+  [ "$rc" -eq 0 ] || die "the helper failed for $n points (exit $rc$([ "$rc" -eq 124 ] && echo ': timed out'))"
   RESULTS+=("$out")
 done
 
