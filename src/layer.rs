@@ -98,7 +98,7 @@ impl Layer {
         let area = WorldBox::of_viewport(vp, reach);
         let aggregated = self.draws_bins(vp.zoom, filters).await?;
         let bin_scale = bin_scale(vp.scale_x / vp.pixel_ratio);
-        let mut points = Vec::new();
+        let mut parts = Vec::new();
         // The world wraps at the antimeridian: the reach past x = 0 or x = 1 reads the
         // points at the other edge, shifted by one world width, so edge tiles stay seamless.
         for (piece, shift) in wrapped_pieces(&area) {
@@ -112,25 +112,25 @@ impl Layer {
                 filters,
             };
             let mut part = if aggregated {
-                bins_as_points(&self.source.bins(&query, bin_scale).await?, bin_scale)
+                let mut bins =
+                    bins_as_points(&self.source.bins(&query, bin_scale).await?, bin_scale);
+                for b in &mut bins {
+                    b.seq = bin_order(b, bin_scale);
+                }
+                bins
             } else {
                 self.source.points(&query, None).await?
             };
             for p in &mut part {
                 p.x = on_shift_grid(p.x) + shift;
             }
-            points.append(&mut part);
+            parts.push((shift, part));
         }
-        if aggregated {
-            // Bins are drawn in `seq` order (dots depend on it). Each piece numbered its own
-            // bins, so number them again across pieces, in (row, unwrapped column) order:
-            // then any two bins keep their order in every render that holds both, across
-            // the antimeridian too.
-            points.sort_unstable_by(|a, b| a.y.total_cmp(&b.y).then(a.x.total_cmp(&b.x)));
-            for (i, p) in points.iter_mut().enumerate() {
-                p.seq = i as u32;
-            }
-        }
+        let points = if aggregated {
+            merge_bin_rows(parts)
+        } else {
+            parts.into_iter().flat_map(|(_, part)| part).collect()
+        };
         Ok(points)
     }
 
@@ -222,10 +222,10 @@ pub fn reference_cell(cell: f64) -> f64 {
 }
 
 /// The bins drawn at `scale` pixels per world unit: a tile zoom's one-pixel bins for tiles,
-/// and for overlays at any other scale those of the next finer tile zoom (bins smaller
-/// than a pixel), so every source answers them from its pyramid where it has one.
+/// and for overlays at any other scale those of the nearest tile zoom (bins of 0.7 to 1.4
+/// pixels), so every source answers them from its pyramid where it has one.
 fn bin_scale(scale: f64) -> f64 {
-    let zoom = (scale / 256.0).log2().ceil();
+    let zoom = (scale / 256.0).log2().round();
     let zoom = if zoom.is_finite() {
         zoom.clamp(0.0, f64::from(crate::tile::MAX_ZOOM))
     } else {
@@ -242,6 +242,56 @@ fn bin_scale(scale: f64) -> f64 {
 fn on_shift_grid(x: f64) -> f64 {
     // Adding 1 rounds x in [0, 1] to the spacing of [1, 2), 2^-52; subtracting it is exact.
     (x + 1.0) - 1.0
+}
+
+/// The drawing order (`seq`) of a bin at its cell centre, before any wrap shift: a hash of
+/// its cell, so the order is the same in every render (and for both copies of a bin at the
+/// antimeridian), yet scattered like the input order of real data. Drawn row by row, the
+/// `dots` style darkened each dense area's bins one after the other, before any had turned
+/// its pixels black (which later dots skip), and took twice as long; ties in `seq` are
+/// broken by position in the renderer.
+fn bin_order(bin: &WorldPoint, scale: f64) -> u32 {
+    let (bx, by) = (
+        (bin.x * scale).floor() as i64,
+        (bin.y * scale).floor() as i64,
+    );
+    // splitmix64's finalizer over the packed cell.
+    let mut h = (bx as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (by as u64);
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (h >> 32) as u32
+}
+
+/// The bins of the wrapped pieces (each sorted by row, then column) in one (row, unwrapped
+/// column) order: renderers that sum in input order (density's cells, smooth's clusters)
+/// then sum any two bins in the same order in every render that holds both, across the
+/// antimeridian too. Within a row the west copy lies left of the world, and the world left
+/// of the east copy; a merge, not a sort, since a tile holds up to ~110,000 bins.
+fn merge_bin_rows(mut parts: Vec<(f64, Vec<WorldPoint>)>) -> Vec<WorldPoint> {
+    parts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut out = Vec::with_capacity(parts.iter().map(|(_, p)| p.len()).sum());
+    let mut heads = vec![0usize; parts.len()];
+    loop {
+        // The lowest row left; on a tie the westmost piece goes first.
+        let mut next: Option<(usize, f64)> = None;
+        for (i, (_, part)) in parts.iter().enumerate() {
+            if let Some(p) = part.get(heads[i]) {
+                if next.map_or(true, |(_, y)| p.y < y) {
+                    next = Some((i, p.y));
+                }
+            }
+        }
+        let Some((i, y)) = next else { break };
+        let part = &parts[i].1;
+        while let Some(p) = part.get(heads[i]).filter(|p| p.y == y) {
+            out.push(*p);
+            heads[i] += 1;
+        }
+    }
+    out
 }
 
 /// `area` split at the world's east and west edges: the part inside, and the parts beyond
@@ -350,15 +400,69 @@ mod tests {
     use super::bin_scale;
 
     #[test]
-    fn tiles_keep_their_scale_and_overlays_take_the_next_finer_zoom() {
+    fn tiles_keep_their_scale_and_overlays_take_the_nearest_zoom() {
         assert_eq!(bin_scale(256.0), 256.0);
         assert_eq!(bin_scale(256.0 * 1024.0), 256.0 * 1024.0);
-        assert_eq!(bin_scale(300.0), 512.0);
+        assert_eq!(bin_scale(300.0), 256.0);
+        assert_eq!(bin_scale(400.0), 512.0);
         assert_eq!(bin_scale(1000.0), 1024.0);
         assert_eq!(bin_scale(10.0), 256.0);
         assert_eq!(bin_scale(f64::INFINITY), 256.0);
         assert_eq!(bin_scale(f64::NAN), 256.0);
         assert_eq!(bin_scale(1e30), 256.0 * 2f64.powi(24));
+    }
+
+    #[test]
+    fn bins_of_wrapped_pieces_merge_by_row_then_unwrapped_column() {
+        use super::merge_bin_rows;
+        use crate::render::WorldPoint;
+        let at = |x: f64, y: f64| WorldPoint {
+            x,
+            y,
+            w: 1.0,
+            seq: 0,
+        };
+        let main = vec![at(0.1, 0.2), at(0.9, 0.2), at(0.5, 0.4)];
+        let west = vec![at(-0.1, 0.2), at(-0.2, 0.3)];
+        let east = vec![at(1.05, 0.4), at(1.1, 0.5)];
+        let merged = merge_bin_rows(vec![(0.0, main), (-1.0, west), (1.0, east)]);
+        let order: Vec<(f64, f64)> = merged.iter().map(|p| (p.x, p.y)).collect();
+        assert_eq!(
+            order,
+            vec![
+                (-0.1, 0.2),
+                (0.1, 0.2),
+                (0.9, 0.2),
+                (-0.2, 0.3),
+                (0.5, 0.4),
+                (1.05, 0.4),
+                (1.1, 0.5),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bins_order_is_its_cells_and_scattered() {
+        use super::bin_order;
+        use crate::render::WorldPoint;
+        let scale = 1024.0;
+        let centre = |bx: f64, by: f64| WorldPoint {
+            x: (bx + 0.5) / scale,
+            y: (by + 0.5) / scale,
+            w: 1.0,
+            seq: 0,
+        };
+        // The same cell, the same order, whatever else the render holds.
+        assert_eq!(
+            bin_order(&centre(3.0, 9.0), scale),
+            bin_order(&centre(3.0, 9.0), scale)
+        );
+        // Neighbours along a row are not drawn in row order.
+        let row: Vec<u32> = (0..64)
+            .map(|bx| bin_order(&centre(f64::from(bx), 5.0), scale))
+            .collect();
+        let ascending = row.windows(2).filter(|w| w[0] < w[1]).count();
+        assert!((16..48).contains(&ascending), "{ascending} of 63 ascending");
     }
 
     #[test]

@@ -72,12 +72,13 @@ impl MemoryStore {
     /// `aggregate_above` points (the zooms a layer draws from bins), on every core, with a
     /// progress bar for large layers.
     pub fn with_pyramid(mut self, aggregate_above: u64) -> MemoryStore {
-        let Some(top) = (0..=pyramid::MAX_LEVEL)
+        let Some(dense) = (0..=pyramid::MAX_LEVEL)
             .rev()
             .find(|&z| self.grid.is_dense(f64::from(z), aggregate_above))
         else {
             return self;
         };
+        let top = pyramid::finest_within_budget(&self.points, dense);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
         let started = std::time::Instant::now();
         // Levels done per band: the finest, then one per coarsening.

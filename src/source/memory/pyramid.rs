@@ -13,11 +13,11 @@ use crate::source::aggregate::{Bin, CellRange};
 pub const MAX_LEVEL: u8 = 22;
 
 /// Levels are kept from zoom 0 up while all of them together hold at most this many bins
-/// per three points: past that, a level's bins are nearly as many as the points under it
-/// (reading them saves little over binning the points), and the pyramid would grow towards
-/// a copy of the points. With bins quadrupling from level to level, that is levels up to
-/// one bin per two points. Each bin takes [`BIN_BYTES`].
-pub const BINS_PER_THREE_POINTS: usize = 2;
+/// per point: past that, a level's bins are nearly as many as the points under it (reading
+/// them saves little over binning the points), and the pyramid would outgrow the points.
+/// With bins quadrupling from level to level, the top level then holds up to about 3/4 of a
+/// bin per point. Each bin takes [`BIN_BYTES`], so a pyramid takes at most 40 bytes a point.
+pub const MAX_BINS_PER_POINT: usize = 1;
 
 /// Bytes one stored bin takes.
 pub const BIN_BYTES: usize = std::mem::size_of::<StoredBin>();
@@ -101,7 +101,7 @@ pub struct Pyramid {
 
 impl Pyramid {
     /// Builds levels `0..=top` (at most [`MAX_LEVEL`]) of the store's `points`, keeping only
-    /// the levels within budget ([`BINS_PER_THREE_POINTS`]).
+    /// the levels within budget ([`MAX_BINS_PER_POINT`]).
     ///
     /// `row_starts[r]` is where the store's row `r` of `row_starts.len() - 1` (a power of
     /// two) begins in `points`, which are in store order. The rows are cut into `threads`
@@ -148,7 +148,7 @@ impl Pyramid {
                 .map(|h| h.join().unwrap_or_default())
                 .collect()
         });
-        let budget = points.len() * BINS_PER_THREE_POINTS / 3;
+        let budget = points.len() * MAX_BINS_PER_POINT;
         let mut levels = Vec::new();
         let mut kept = 0;
         for z in 0..=usize::from(top) {
@@ -179,25 +179,25 @@ impl Pyramid {
 
     /// The bins of `cells` at level `z` ([`Pyramid::level_of`]), sorted by (row, column).
     pub fn bins(&self, z: usize, cells: &CellRange) -> Vec<Bin> {
-        let mut out = Vec::new();
         let Some(level) = self.levels.get(z) else {
-            return out;
+            return Vec::new();
         };
+        // Each row's run of bins in range first, so the answer is allocated once.
         let first_row = level
             .rows
             .partition_point(|&(by, _)| i64::from(by) < cells.y0);
-        for i in first_row..level.rows.len() {
-            if i64::from(level.rows[i].0) >= cells.y1 {
-                break;
-            }
-            let row = level.row(i);
-            let first = row.partition_point(|b| i64::from(b.bx) < cells.x0);
-            for b in &row[first..] {
-                if i64::from(b.bx) >= cells.x1 {
-                    break;
-                }
-                out.push(b.as_bin());
-            }
+        let runs: Vec<&[StoredBin]> = (first_row..level.rows.len())
+            .take_while(|&i| i64::from(level.rows[i].0) < cells.y1)
+            .map(|i| {
+                let row = level.row(i);
+                let start = row.partition_point(|b| i64::from(b.bx) < cells.x0);
+                let end = row.partition_point(|b| i64::from(b.bx) < cells.x1);
+                &row[start..end.max(start)]
+            })
+            .collect();
+        let mut out = Vec::with_capacity(runs.iter().map(|r| r.len()).sum());
+        for run in runs {
+            out.extend(run.iter().map(StoredBin::as_bin));
         }
         out
     }
@@ -237,6 +237,41 @@ impl Pyramid {
             bytes: bins * BIN_BYTES as u64 + rows * 8,
         }
     }
+}
+
+/// The finest zoom, up to `top`, whose levels together surely fit the budget
+/// ([`MAX_BINS_PER_POINT`]), from an upper bound on each level's bins: a count-grid cell
+/// (a pixel of zoom 2) holds at most as many bins as it has points, or as it has pixels.
+/// Building only that far keeps the build's own memory within the budget too (it holds
+/// every level it makes until the end). Zoom 0 always fits: it has at most one bin a point.
+pub fn finest_within_budget(points: &[WorldPoint], top: u8) -> u8 {
+    use crate::source::grid::{CountGrid, LEVEL};
+    let side = 1usize << LEVEL;
+    let mut cells = vec![0u32; side * side];
+    for p in points {
+        let cell = CountGrid::cell(p.y) as usize * side + CountGrid::cell(p.x) as usize;
+        cells[cell] = cells[cell].saturating_add(1);
+    }
+    let budget = (points.len() * MAX_BINS_PER_POINT) as u64;
+    let mut total = 0u64;
+    let mut finest = 0;
+    for z in 0..=top.min(MAX_LEVEL) {
+        let bound = if z < LEVEL - 8 {
+            (points.len() as u64).min(65_536 << (2 * u32::from(z)))
+        } else {
+            let pixels_per_cell = 1u64 << (2 * u32::from(z + 8 - LEVEL));
+            cells
+                .iter()
+                .map(|&n| u64::from(n).min(pixels_per_cell))
+                .sum()
+        };
+        total += bound;
+        if total > budget {
+            break;
+        }
+        finest = z;
+    }
+    finest
 }
 
 /// Row boundaries cutting `row_starts`' rows into up to `threads` bands of about equal
@@ -411,7 +446,10 @@ mod tests {
         let (pyramid, pts) = pyramid_of(cloud(), 22);
         let size = pyramid.size();
         assert!(size.levels < 22, "{size:?}");
-        assert!(size.bins as usize <= pts.len() * 2 / 3 + 1, "{size:?}");
+        assert!(
+            size.bins as usize <= pts.len() * MAX_BINS_PER_POINT,
+            "{size:?}"
+        );
         assert_eq!(
             size.bytes,
             size.bins * BIN_BYTES as u64
@@ -421,6 +459,27 @@ mod tests {
                     .map(|l| l.rows.len() as u64 * 8)
                     .sum::<u64>()
         );
+    }
+
+    #[test]
+    fn the_bound_never_lets_a_level_past_the_budget() {
+        let points = cloud();
+        let finest = finest_within_budget(&points, 22);
+        let (pyramid, _) = pyramid_of(points.clone(), finest);
+        // Everything built was kept: the bound is an upper bound.
+        assert_eq!(pyramid.size().levels, finest + 1);
+        // A scatter where every point is a bin of its own at every zoom: zoom 0 alone takes
+        // the whole budget.
+        let spread: Vec<WorldPoint> = (0..10_000u32)
+            .map(|i| WorldPoint {
+                x: (f64::from(i % 100) + 0.5) / 100.0,
+                y: (f64::from(i / 100) + 0.5) / 100.0,
+                w: 1.0,
+                seq: i,
+            })
+            .collect();
+        assert_eq!(finest_within_budget(&spread, 5), 0);
+        assert_eq!(finest_within_budget(&[], 5), 5);
     }
 
     #[test]
