@@ -43,15 +43,27 @@ impl MemoryStore {
         });
         let level = grid_level(points.len());
         let n = 1usize << level;
-        let cell_of = |p: &WorldPoint| cell_index(p.y, n) * n + cell_index(p.x, n);
-        points.sort_by_key(cell_of);
+        let cells: Vec<u32> = points
+            .iter()
+            .map(|p| (cell_index(p.y, n) * n + cell_index(p.x, n)) as u32)
+            .collect();
         let mut offsets = vec![0u32; n * n + 1];
-        for p in &points {
-            offsets[cell_of(p) + 1] += 1;
+        for &cell in &cells {
+            offsets[cell as usize + 1] += 1;
         }
         for i in 1..offsets.len() {
             offsets[i] += offsets[i - 1];
         }
+        // A counting sort by cell: stable (points keep their input order within a cell) and
+        // linear, where a comparison sort of 10M points took about two seconds.
+        let mut next = offsets.clone();
+        let mut order = vec![0u32; points.len()];
+        for (i, &cell) in cells.iter().enumerate() {
+            order[next[cell as usize] as usize] = i as u32;
+            next[cell as usize] += 1;
+        }
+        drop((cells, next));
+        let points: Vec<WorldPoint> = order.iter().map(|&i| points[i as usize]).collect();
         let info = LayerInfo {
             bounds: bounds_of(&points),
             count: points.len() as u64,
@@ -217,13 +229,18 @@ impl PointSource for MemoryStore {
 const LARGE_LAYER: usize = 1_000_000;
 
 fn count_grid(points: &[WorldPoint]) -> CountGrid {
-    let mut cells: std::collections::HashMap<(u32, u32), u64> = std::collections::HashMap::new();
+    let side = 1usize << crate::source::grid::LEVEL;
+    let mut cells = vec![0u64; side * side];
     for p in points {
-        *cells
-            .entry((CountGrid::cell(p.x), CountGrid::cell(p.y)))
-            .or_default() += 1;
+        cells[CountGrid::cell(p.y) as usize * side + CountGrid::cell(p.x) as usize] += 1;
     }
-    CountGrid::from_cells(cells.into_iter().map(|((x, y), n)| (x, y, n)))
+    CountGrid::from_cells(
+        cells
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(i, &n)| ((i % side) as u32, (i / side) as u32, n)),
+    )
 }
 
 /// About two points per cell, between 16 x 16 and 1024 x 1024 cells.
