@@ -66,27 +66,6 @@ fn densest_tiles(points: &[(f64, f64)], z: u8) -> Vec<(u8, u32, u32)> {
     vec![(z, x, y), (z, (x + 1).min(n as u32 - 1), y)]
 }
 
-/// Imports `csv` as `layer` with `extra` import flags.
-fn import(layer: &str, csv: &PathBuf, extra: &[&str]) {
-    let out = Command::new(BIN)
-        .args([
-            "import",
-            "--database-url",
-            &pg::database_url(),
-            "--layer",
-            layer,
-        ])
-        .args(extra)
-        .arg(csv)
-        .output()
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// `twine_db_pyramid_queries_total` from the server's `/metrics`.
 fn pyramid_queries(server: &TestServer) -> u64 {
     let metrics = String::from_utf8_lossy(&server.get("/metrics").body).into_owned();
@@ -108,9 +87,9 @@ fn memory_and_postgis_give_identical_tiles_and_points() {
     // zooms (built by import for the server's threshold), one without (bins summed in SQL
     // from the points on every request).
     let with_pyramid = pg::TestLayer::new(&db, "pyr");
-    import(&with_pyramid.name, &csv, &["--aggregate-above", "5000"]);
+    pg::import(&with_pyramid.name, &csv, &["--aggregate-above", "5000"]);
     let without_pyramid = pg::TestLayer::new(&db, "sql");
-    import(
+    pg::import(
         &without_pyramid.name,
         &csv,
         &["--aggregate-above", "1000000000"],
@@ -272,7 +251,7 @@ fn a_direct_write_is_served_at_once_and_a_rebuilt_pyramid_takes_over() {
     let points = write_points(&csv);
     let db = pg::Db::connect();
     let layer = pg::TestLayer::new(&db, "stale");
-    import(&layer.name, &csv, &["--aggregate-above", "5000"]);
+    pg::import(&layer.name, &csv, &["--aggregate-above", "5000"]);
     let config = dir.join("stale.toml");
     std::fs::write(&config, "aggregate_above = 5000\n").expect("config");
     let server = TestServer::with_database(config, pg::database_url());
@@ -379,7 +358,7 @@ fn requests_at_start_up_wait_for_the_first_look_at_the_database_within_the_pool_
     let csv = dir.file("few.csv", "lon,lat\n2.35,48.85\n13.4,52.52\n");
     let db = pg::Db::connect();
     let layer = pg::TestLayer::new(&db, "firstlook");
-    import(&layer.name, &csv, &[]);
+    pg::import(&layer.name, &csv, &[]);
     let tile = format!("/tiles/{}/0/0/0.png", layer.name);
     let (lock, unlock) = (
         format!("SELECT pg_advisory_lock({SCHEMA_LOCK_KEY})"),

@@ -14,7 +14,6 @@ use scratch::Scratch;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use twine_heatmap::cli::ServeArgs;
@@ -30,8 +29,6 @@ use twine_heatmap::synth::clustered_points;
 use twine_heatmap::tile::{
     lat_to_world_y, lon_to_world_x, world_x_to_lon, world_y_to_lat, TileCoord, MAX_LAT,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
 
 /// Every style, with its defaults: smooth, the seed's dots, kernel density (whose `max` is
 /// the layer's reference, so the layers' cell weights must agree too).
@@ -173,26 +170,6 @@ fn create_table(db: &pg::Db, table: &str, srid: i32, rows: &[Row], native: &str)
     db.batch(&sql);
 }
 
-/// Runs `twine-heatmap import` of `csv` into `layer`.
-fn import(layer: &str, csv: &Path) {
-    let out = Command::new(BIN)
-        .args([
-            "import",
-            "--database-url",
-            &pg::database_url(),
-            "--layer",
-            layer,
-        ])
-        .arg(csv)
-        .output()
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A declared layer's config: the table, its weight, the id as drawing order, and a filter.
 fn layer_config(name: &str, table: &str) -> String {
     format!(
@@ -260,7 +237,7 @@ fn fixture<'a>(
     }
     let imported = with_import.then(|| {
         let layer = pg::TestLayer::new(db, &format!("{label}imp"));
-        import(&layer.name, &all_csv);
+        pg::import(&layer.name, &all_csv, &[]);
         layer
     });
     let config_path = dir.file("config.toml", &config);
@@ -313,18 +290,6 @@ fn wait_for_layers(server: &TestServer, names: &[&str]) {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-}
-
-/// Share of equal pixels of two tiles (decoded to RGBA).
-fn equal_share(a: &common::Reply, b: &common::Reply) -> f64 {
-    let ((wa, ha, pa), (wb, hb, pb)) = (a.rgba(), b.rgba());
-    assert_eq!((wa, ha), (wb, hb));
-    let equal = pa
-        .chunks_exact(4)
-        .zip(pb.chunks_exact(4))
-        .filter(|(p, q)| p == q)
-        .count();
-    equal as f64 / f64::from(wa * ha)
 }
 
 fn drawn(tile: &common::Reply) -> bool {
@@ -382,7 +347,7 @@ fn compare_tiles(
                     "{path}: {}",
                     String::from_utf8_lossy(&b.body)
                 );
-                let share = equal_share(&a, &b);
+                let share = common::equal_share(&a, &b);
                 if share < 0.999 {
                     failures.push(format!(
                         "{path}: {:.2}% of pixels equal the file's",
@@ -576,7 +541,7 @@ fn zooms_drawn_from_bins_draw_like_the_file() {
                 let path = |name: &str| format!("/tiles/{name}/{z}/{x}/{y}.png{style}");
                 let (a, b) = (f.server.get(&path(&names.all)), f.server.get(&path(layer)));
                 assert_eq!(b.status, 200, "{}", path(layer));
-                let share = equal_share(&a, &b);
+                let share = common::equal_share(&a, &b);
                 if share < 0.999 {
                     failures.push(format!("{}: {:.2}% equal", path(layer), share * 100.0));
                 }
@@ -725,7 +690,7 @@ fn projected_tables_match_the_file_near_their_area_and_answer_cleanly_far_away()
                     path(layer),
                     String::from_utf8_lossy(&b.body)
                 );
-                let share = equal_share(&a, &b);
+                let share = common::equal_share(&a, &b);
                 assert!(
                     share >= 0.999,
                     "{}: {:.2}% of pixels equal the file's",

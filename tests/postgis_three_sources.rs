@@ -16,12 +16,9 @@ use scratch::Scratch;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use twine_heatmap::synth::{clustered_points, Rng};
 use twine_heatmap::tile::{lat_to_world_y, lon_to_world_x, world_x_to_lon, world_y_to_lat};
-
-const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
 
 /// Share of pixels that must be equal between two sources' tiles.
 const MIN_EQUAL: f64 = 0.999;
@@ -120,37 +117,6 @@ fn tiles(rows: &[Row], z: u8) -> Vec<(u8, u32, u32)> {
     out
 }
 
-/// Share of equal RGBA pixels of two PNG answers.
-fn equal_share(a: &common::Reply, b: &common::Reply) -> f64 {
-    let ((wa, ha, pa), (wb, hb, pb)) = (a.rgba(), b.rgba());
-    assert_eq!((wa, ha), (wb, hb), "tile sizes differ");
-    let equal = pa
-        .chunks_exact(4)
-        .zip(pb.chunks_exact(4))
-        .filter(|(x, y)| x == y)
-        .count();
-    equal as f64 / f64::from(wa * ha)
-}
-
-fn import(layer: &str, csv: &Path) {
-    let out = Command::new(BIN)
-        .args([
-            "import",
-            "--database-url",
-            &pg::database_url(),
-            "--layer",
-            layer,
-        ])
-        .arg(csv)
-        .output()
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The rows in a new SRID 4326 table with a weight, a category and their order, plus a row
 /// without geometry (which no source draws).
 fn create_table(db: &pg::Db, table: &str, rows: &[Row]) {
@@ -194,7 +160,7 @@ fn file_import_and_declared_table_draw_the_same_tiles_with_defaults() {
 
     let db = pg::Db::connect();
     let imported = pg::TestLayer::new(&db, "three");
-    import(&imported.name, &csv);
+    pg::import(&imported.name, &csv, &[]);
     let table_name = format!("three_sources_{pid}");
     create_table(&db, &table_name, &rows);
     let _table = pg::ScratchTable::new(&db, &table_name);
@@ -278,7 +244,7 @@ fn file_import_and_declared_table_draw_the_same_tiles_with_defaults() {
                         "{other}: {}",
                         String::from_utf8_lossy(&got.body)
                     );
-                    let share = equal_share(expected, &got);
+                    let share = common::equal_share(expected, &got);
                     compared += 1;
                     if share < worst.0 {
                         worst = (share, other.clone());

@@ -146,6 +146,18 @@ impl Reply {
 }
 
 /// `{:?}` prints the shortest text that parses back to the same f64.
+/// Share of equal RGBA pixels of two PNG answers of the same size.
+pub fn equal_share(a: &Reply, b: &Reply) -> f64 {
+    let ((wa, ha, pa), (wb, hb, pb)) = (a.rgba(), b.rgba());
+    assert_eq!((wa, ha), (wb, hb), "tile sizes differ");
+    let equal = pa
+        .chunks_exact(4)
+        .zip(pb.chunks_exact(4))
+        .filter(|(p, q)| p == q)
+        .count();
+    equal as f64 / f64::from(wa * ha)
+}
+
 pub fn bbox_param(b: [f64; 4]) -> String {
     format!("{:?},{:?},{:?},{:?}", b[0], b[1], b[2], b[3])
 }

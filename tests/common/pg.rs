@@ -12,6 +12,28 @@ use tokio_postgres::{Client, NoTls, Row};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://twine:twine@127.0.0.1:5432/twine";
 
+/// Runs `twine-heatmap import` of `csv` into `layer` with `extra` flags; fails the test with
+/// the command's stderr when it fails.
+pub fn import(layer: &str, csv: &std::path::Path, extra: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twine-heatmap"))
+        .args([
+            "import",
+            "--database-url",
+            &database_url(),
+            "--layer",
+            layer,
+        ])
+        .args(extra)
+        .arg(csv)
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `DATABASE_URL`, or the local development database.
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
