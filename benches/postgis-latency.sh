@@ -27,6 +27,7 @@
 #   benches/postgis-latency.sh --points 1000000 --seed 7 --requests 50
 #   DATABASE_URL=postgres://u:p@127.0.0.1:5432/db benches/postgis-latency.sh
 #   TWINE_BIN=/path/to/twine-heatmap benches/postgis-latency.sh   # skip `cargo build --release`
+#   benches/postgis-latency.sh --query style=density --requests 1   # density's first tile per zoom
 # Generation of 10M points takes about 2 minutes the first time, its bin pyramid 2.5 more.
 # The server listens on a free 127.0.0.1 port and is stopped on exit; a request over 60 s
 # aborts the run, and each tile stops after --tile-budget seconds of requests (default 300).
@@ -41,6 +42,9 @@ Options:
   --requests R        measured requests per tile after the first (default 20, 1..1000)
   --tile-budget SECS  stop a tile's requests once they took this long in total (default 300)
   --database-url URL  default: $DATABASE_URL or postgres://twine:twine@127.0.0.1:5432/twine
+  --query QUERY       style parameters for every tile request, e.g. style=density (each of
+                      the seven tiles is another zoom, so "first ms" is that zoom's first
+                      tile: for density, the one that finds the zoom's reference)
 EOF
 }
 
@@ -51,6 +55,7 @@ ARGS=("$@")
 POINTS=10000000
 SEED=42
 REQUESTS=20
+QUERY=""
 TILE_BUDGET=300
 DATABASE_URL="${DATABASE_URL:-postgres://twine:twine@127.0.0.1:5432/twine}"
 REQUEST_TIMEOUT=60
@@ -62,6 +67,7 @@ while [ $# -gt 0 ]; do
     --requests) [ $# -ge 2 ] || die "--requests needs a value"; REQUESTS="$2"; shift 2 ;;
     --tile-budget) [ $# -ge 2 ] || die "--tile-budget needs a value"; TILE_BUDGET="$2"; shift 2 ;;
     --database-url) [ $# -ge 2 ] || die "--database-url needs a value"; DATABASE_URL="$2"; shift 2 ;;
+    --query) [ $# -ge 2 ] || die "--query needs a value"; QUERY="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -195,8 +201,9 @@ else
   BIN="$REPO/target/release/twine-heatmap"
 fi
 # The layer's bin pyramid, as `import` builds it (for the server's default aggregate_above):
-# rebuilt unless one from the table's current data version is there.
-current="$(sql "SELECT count(*) FROM twine.pyramids p JOIN twine.versions v USING (table_name) WHERE p.table_name = '$TABLE_KEY' AND p.version = v.version" 2>/dev/null || echo 0)"
+# rebuilt unless one from the table's current data version is there (and records its zooms'
+# heaviest pixels, which pyramids built before that do not).
+current="$(sql "SELECT count(*) FROM twine.pyramids p JOIN twine.versions v USING (table_name) WHERE p.table_name = '$TABLE_KEY' AND p.version = v.version AND p.max_weights IS NOT NULL" 2>/dev/null || echo 0)"
 if [ "$current" = 1 ]; then
   PYRAMID_NOTE="current (built from the table's data version before this run)"
 else
@@ -248,7 +255,7 @@ metric() {
   curl -s --max-time 5 "$BASE/metrics" | awk -v name="$1" '$1 == name { v = $2 } END { print v + 0 }'
 }
 while read -r z x y n; do
-  url="$BASE/tiles/$LAYER/$z/$x/$y.png"
+  url="$BASE/tiles/$LAYER/$z/$x/$y.png${QUERY:+?$QUERY}"
   say "== $z/$x/$y ($n points): 1 + $REQUESTS requests  $url"
   times=()
   codes=()
