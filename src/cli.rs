@@ -355,7 +355,17 @@ fn add_file_layer(
     } else {
         WeightMode::Unweighted
     };
-    let points = load_points_file(file, mode)?;
+    // Files of a few million points take seconds to parse: say so on a terminal. The bin
+    // pyramid that follows has a bar of its own.
+    let large = std::fs::metadata(file).is_ok_and(|m| m.len() >= LARGE_FILE_BYTES);
+    let spinner = if large {
+        crate::progress::spinner(&format!("loading {}", file.display()))
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let points = load_points_file(file, mode);
+    spinner.finish_and_clear();
+    let points = points?;
     tracing::info!(layer = %name, file = %file.display(), points = points.len(), "loaded");
     insert_memory_layer(
         layers,
@@ -364,6 +374,9 @@ fn add_file_layer(
         aggregate_above,
     )
 }
+
+/// Files from this size up show a spinner while they load (about a million points of CSV).
+const LARGE_FILE_BYTES: u64 = 32 << 20;
 
 /// Serves `store` as layer `name` (a file layer or the demo layer).
 fn insert_memory_layer(

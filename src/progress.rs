@@ -21,6 +21,17 @@ pub fn bar(message: &str, total: u64, unit: &'static str) -> ProgressBar {
     bar
 }
 
+/// A spinner labelled `message` with the time spent, for work whose length is not known
+/// (reading and parsing a file). Drawn only when stderr is a terminal, like [`bar`].
+pub fn spinner(message: &str) -> ProgressBar {
+    let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let spinner = ProgressBar::new_spinner().with_style(style);
+    spinner.set_message(message.to_owned());
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    spinner
+}
+
 /// A rate in whole units per second, digits grouped: `3,696/s`.
 pub fn rate(per_sec: f64) -> String {
     format!("{}/s", per_second(per_sec))
@@ -77,5 +88,6 @@ mod tests {
         let template = "{msg} [{bar:40}] {human_pos}/{human_len} rows ({rate}, ETA {eta})";
         assert!(ProgressStyle::with_template(template).is_ok());
         assert_eq!(bar("f.csv", 10, "rows").length(), Some(10));
+        assert!(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").is_ok());
     }
 }

@@ -241,7 +241,8 @@ impl Pyramid {
 
 /// The finest zoom, up to `top`, whose levels together surely fit the budget
 /// ([`MAX_BINS_PER_POINT`]), from an upper bound on each level's bins: a count-grid cell
-/// (a pixel of zoom 2) holds at most as many bins as it has points, or as it has pixels.
+/// (a pixel of zoom 2) holds at most as many bins as it has points, or as it has pixels;
+/// zooms 0 and 1 have exactly as many bins as pixels with a point.
 /// Building only that far keeps the build's own memory within the budget too (it holds
 /// every level it makes until the end). Zoom 0 always fits: it has at most one bin a point.
 pub fn finest_within_budget(points: &[WorldPoint], top: u8) -> u8 {
@@ -257,7 +258,13 @@ pub fn finest_within_budget(points: &[WorldPoint], top: u8) -> u8 {
     let mut finest = 0;
     for z in 0..=top.min(MAX_LEVEL) {
         let bound = if z < LEVEL - 8 {
-            (points.len() as u64).min(65_536 << (2 * u32::from(z)))
+            // Pixels coarser than the cells: exactly the pixels that hold a point.
+            let shift = LEVEL - 8 - z;
+            let mut occupied = std::collections::HashSet::new();
+            for (i, _) in cells.iter().enumerate().filter(|(_, &n)| n > 0) {
+                occupied.insert(((i % side) >> shift, (i / side) >> shift));
+            }
+            occupied.len() as u64
         } else {
             let pixels_per_cell = 1u64 << (2 * u32::from(z + 8 - LEVEL));
             cells
