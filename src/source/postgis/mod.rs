@@ -5,6 +5,7 @@ pub mod import;
 pub mod layer;
 pub mod pyramid;
 pub mod status;
+pub mod table_sql;
 pub mod watch;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
