@@ -13,6 +13,7 @@ use crate::layer::{Registry, DEFAULT_AGGREGATE_ABOVE};
 use crate::source::filter::{FilterDef, Op};
 use crate::source::load::{demo_points, load_points_file, WeightMode};
 use crate::source::memory::MemoryStore;
+use crate::source::postgis::import::{rebuild_declared_pyramid, rebuild_pyramid, PyramidArgs};
 use crate::source::postgis::layer::TableLayout;
 use crate::source::postgis::watch::Database;
 use crate::source::postgis::{DbError, Ident, PoolSettings, TableName};
@@ -41,7 +42,7 @@ pub enum Command {
     Import(crate::source::postgis::import::ImportArgs),
     /// Rebuild an imported layer's bin pyramid (import builds it; rebuild after writing to
     /// the layer's table directly)
-    Pyramid(crate::source::postgis::import::PyramidArgs),
+    Pyramid(PyramidArgs),
     /// Render tiles ahead of time into the disk cache, so requests for them are hits.
     ///
     /// Layers are built exactly as `serve` builds them (same flags, environment and config)
@@ -315,6 +316,33 @@ fn open_database(
         config.aggregate_above.unwrap_or(DEFAULT_AGGREGATE_ABOVE),
         metrics,
     ))
+}
+
+/// `twine-heatmap pyramid`: for a layer the config (`--config`) declares over a table, that
+/// table's pyramid; otherwise an imported layer's.
+pub async fn pyramid(args: PyramidArgs) -> Result<(), String> {
+    let Some(path) = &args.config else {
+        return rebuild_pyramid(&args).await.map_err(|e| e.to_string());
+    };
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let declared = config.layers.iter().find(|l| l.name == args.layer);
+    match declared {
+        Some(layer) => match (&layer.table, &layer.file) {
+            (Some(table), _) => {
+                let layout = table_layout(layer, table).map_err(|e| e.to_string())?;
+                rebuild_declared_pyramid(&args, &layout)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            (None, _) => Err(format!(
+                "layer {:?} of {} reads a file: the server builds its pyramid when it loads it",
+                args.layer,
+                path.display()
+            )),
+        },
+        // Not declared there: an imported layer.
+        None => rebuild_pyramid(&args).await.map_err(|e| e.to_string()),
+    }
 }
 
 /// A config layer over an existing table; every name is checked as an identifier.

@@ -20,11 +20,7 @@ fn main() -> std::process::ExitCode {
         Command::Import(args) => actix_web::rt::System::new()
             .block_on(twine_heatmap::source::postgis::import::run(&args))
             .map_err(|e| e.to_string()),
-        Command::Pyramid(args) => actix_web::rt::System::new()
-            .block_on(twine_heatmap::source::postgis::import::rebuild_pyramid(
-                &args,
-            ))
-            .map_err(|e| e.to_string()),
+        Command::Pyramid(args) => actix_web::rt::System::new().block_on(cli::pyramid(args)),
         Command::Seed(args) => return admin::finish(cli::seed(args)),
         Command::Cache { command } => return admin::finish(cli::cache(command)),
         Command::Healthcheck { url } => cli::healthcheck(&url),

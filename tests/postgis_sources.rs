@@ -442,4 +442,50 @@ fn the_pyramid_command_names_what_is_wrong() {
     ]);
     assert!(!ok);
     assert!(stderr.contains("--aggregate-above"), "{stderr}");
+
+    // With --config: a layer declared over a table that is not there, a file layer, and a
+    // config that cannot be read.
+    let dir = Scratch::new("pyramid-config");
+    let config = dir.file(
+        "config.toml",
+        "[[layers]]\nname = \"gone\"\ntable = \"public.no_such_table_x\"\n\
+         [[layers]]\nname = \"onfile\"\nfile = \"points.csv\"\n",
+    );
+    let config = config.display().to_string();
+    let with_config = |layer: &str| {
+        pyramid_command(&[
+            "--database-url",
+            &url,
+            "--layer",
+            layer,
+            "--config",
+            &config,
+        ])
+    };
+    let (ok, stderr) = with_config("gone");
+    assert!(!ok);
+    assert!(
+        stderr.contains("no table public.no_such_table_x"),
+        "{stderr}"
+    );
+    let (ok, stderr) = with_config("onfile");
+    assert!(!ok);
+    assert!(
+        stderr.contains("reads a file: the server builds its pyramid when it loads it"),
+        "{stderr}"
+    );
+    // Not declared there: taken as an imported layer.
+    let (ok, stderr) = with_config("no_such_layer_x");
+    assert!(!ok);
+    assert!(stderr.contains("no imported layer"), "{stderr}");
+    let (ok, stderr) = pyramid_command(&[
+        "--database-url",
+        &url,
+        "--layer",
+        "x",
+        "--config",
+        "/nonexistent/twine.toml",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("/nonexistent/twine.toml"), "{stderr}");
 }

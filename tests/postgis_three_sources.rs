@@ -1,9 +1,10 @@
 //! One layer's points draw the same tiles from every source, with default settings: a file
 //! layer (bins from its in-memory pyramid), the same points imported (bins from the PostGIS
-//! pyramid) and the same points in a declared SRID 4326 table (bins summed in SQL), at zooms
+//! pyramid), and the same points in two declared SRID 4326 tables, one without a pyramid
+//! (bins summed in SQL) and one given a pyramid by `twine-heatmap pyramid --config`, at zooms
 //! 0 to 12, in every style, on clustered data that crowds the antimeridian and the poles,
 //! and with a filter against a file of only the points that pass it. Real PostGIS, real
-//! `import`, real HTTP server.
+//! `import` and `pyramid`, real HTTP server.
 
 mod common;
 #[path = "common/pg.rs"]
@@ -165,6 +166,10 @@ fn file_import_and_declared_table_draw_the_same_tiles_with_defaults() {
     create_table(&db, &table_name, &rows);
     let _table = pg::ScratchTable::new(&db, &table_name);
     let table_layer = format!("table{pid}");
+    let pyramid_table = format!("three_sources_pyr_{pid}");
+    create_table(&db, &pyramid_table, &rows);
+    let _pyramid_table = pg::ScratchTable::new(&db, &pyramid_table);
+    let pyramid_layer = format!("tablepyr{pid}");
 
     // Defaults only: no aggregate_above, no style settings.
     let config = dir.join("config.toml");
@@ -175,12 +180,15 @@ fn file_import_and_declared_table_draw_the_same_tiles_with_defaults() {
              [[layers]]\nname = \"{kind1_layer}\"\nfile = \"{kind1}\"\n\
              [[layers]]\nname = \"{table_layer}\"\ntable = \"public.{table_name}\"\n\
              geometry = \"geom\"\nweight = \"weight\"\nseq = \"id\"\n\
-             [[layers.filters]]\nparam = \"kind\"\ncolumn = \"kind\"\nop = \"=\"\n",
+             [[layers.filters]]\nparam = \"kind\"\ncolumn = \"kind\"\nop = \"=\"\n\
+             [[layers]]\nname = \"{pyramid_layer}\"\ntable = \"public.{pyramid_table}\"\n\
+             geometry = \"geom\"\nweight = \"weight\"\nseq = \"id\"\n",
             csv = csv.display(),
             kind1 = kind1_csv.display(),
         ),
     )
     .expect("config");
+    pg::pyramid(&pyramid_layer, &["--config", &config.display().to_string()]);
     let server = TestServer::with_database(config, pg::database_url());
     let deadline = Instant::now() + Duration::from_secs(30);
     while !server
@@ -208,6 +216,24 @@ fn file_import_and_declared_table_draw_the_same_tiles_with_defaults() {
     );
     assert_eq!(aggregated, zooms(&imported.name), "import");
     assert_eq!(aggregated, zooms(&table_layer), "declared table");
+    assert_eq!(
+        aggregated,
+        zooms(&pyramid_layer),
+        "declared table with a pyramid"
+    );
+    // The declared table given a pyramid draws its dense zooms from it: its first tiles
+    // (cold; nothing else is requested meanwhile) read pyramid blocks.
+    let pyramid_reads = || common::metric(&server, "twine_db_pyramid_queries_total");
+    let before = pyramid_reads();
+    for z in 0..=2u32 {
+        let tile = server.get(&format!("/tiles/{pyramid_layer}/{z}/0/0.png"));
+        assert_eq!(tile.status, 200);
+    }
+    assert!(
+        pyramid_reads() >= before + 3.0,
+        "the declared table's pyramid was not read: {} reads",
+        pyramid_reads() - before
+    );
 
     let styles = ["", "?style=dots", "?style=density"];
     let mut worst = (1.0f64, String::new());
@@ -234,6 +260,7 @@ fn file_import_and_declared_table_draw_the_same_tiles_with_defaults() {
                 let pairs = [
                     (&reference, path(&imported.name, "")),
                     (&reference, path(&table_layer, "")),
+                    (&reference, path(&pyramid_layer, "")),
                     (&filtered_reference, path(&table_layer, "kind=1")),
                 ];
                 for (expected, other) in pairs {

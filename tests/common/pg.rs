@@ -34,6 +34,27 @@ pub fn import(layer: &str, csv: &std::path::Path, extra: &[&str]) {
     );
 }
 
+/// Runs `twine-heatmap pyramid` for `layer` with `extra` flags; fails the test with the
+/// command's stderr when it fails.
+pub fn pyramid(layer: &str, extra: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twine-heatmap"))
+        .args([
+            "pyramid",
+            "--database-url",
+            &database_url(),
+            "--layer",
+            layer,
+        ])
+        .args(extra)
+        .output()
+        .expect("pyramid");
+    assert!(
+        out.status.success(),
+        "pyramid: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `DATABASE_URL`, or the local development database.
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -80,15 +101,22 @@ impl Db {
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     }
 
-    /// Drops a test's own table `public."<name>"` and its data-version row (the trigger made
-    /// it, or every run would leave one more). Best effort, as for TestLayer, but said out
+    /// Drops a test's own table `public."<name>"`, its data-version row (the trigger made
+    /// it, or every run would leave one more) and any bin pyramid built for it. Best effort, as for TestLayer, but said out
     /// loud: a table left behind is served by every later test server on this database.
     pub fn drop_scratch_table(&self, name: &str) {
         let sql = format!(
             "DROP TABLE IF EXISTS public.\"{name}\";
-             DO $$ BEGIN
+             DO $$ DECLARE bins text; BEGIN
                  IF to_regclass('twine.versions') IS NOT NULL THEN
                      DELETE FROM twine.versions WHERE table_name = 'public.{name}';
+                 END IF;
+                 IF to_regclass('twine.pyramids') IS NOT NULL THEN
+                     FOR bins IN SELECT bins_table FROM twine.pyramids
+                                 WHERE table_name = 'public.{name}' LOOP
+                         EXECUTE format('DROP TABLE IF EXISTS twine.%I', bins);
+                     END LOOP;
+                     DELETE FROM twine.pyramids WHERE table_name = 'public.{name}';
                  END IF;
              END $$;"
         );

@@ -19,6 +19,7 @@
 
 use super::layer::{imported_inner_all, scan_stats};
 use super::pyramid::{self, Built};
+use super::table_sql::TableLayout;
 use super::{
     add_session_options, ensure_schema, ensure_version_trigger, pg_message, DbError, Ident,
     TableName, SCHEMA_LOCK_KEY,
@@ -61,15 +62,19 @@ pub struct ImportArgs {
     pub files: Vec<PathBuf>,
 }
 
-/// `twine-heatmap pyramid --database-url URL --layer NAME`
+/// `twine-heatmap pyramid --database-url URL --layer NAME [--config FILE]`
 #[derive(clap::Args, Debug)]
 pub struct PyramidArgs {
     /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1/db
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
-    /// An imported layer.
+    /// An imported layer, or a layer that --config declares over an existing table.
     #[arg(long)]
     pub layer: String,
+    /// The server's config file, for a layer it declares over an existing table (`[[layers]]`
+    /// with `table`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// As for `import`: the zooms whose densest tile holds more points get pyramid levels.
     #[arg(long, value_name = "POINTS", default_value_t = DEFAULT_AGGREGATE_ABOVE)]
     pub aggregate_above: u64,
@@ -102,6 +107,8 @@ pub enum ImportError {
     },
     #[error("no imported layer {0:?} (see twine.layers, or import it first)")]
     UnknownLayer(String),
+    #[error("no table {0} (see the config's [[layers]] table)")]
+    UnknownTable(String),
     #[error("rebuilding the bin pyramid of {table} failed: {}", db_one_line(.source))]
     Rebuild { table: String, source: DbError },
     #[error("{file} was imported, but analysing {table} failed: {}", pg_message(.source))]
@@ -410,27 +417,130 @@ async fn build_pyramid(
     target: &Target,
     aggregate_above: u64,
 ) -> Result<Option<Built>, DbError> {
+    let points_sql = imported_inner_all(&target.table)?;
+    build_pyramid_of(
+        tx,
+        &target.layer,
+        &target.table,
+        &points_sql,
+        aggregate_above,
+    )
+    .await
+}
+
+/// [`build_pyramid`] of the points `points_sql` yields from `table`, for `layer`.
+async fn build_pyramid_of(
+    tx: &Transaction<'_>,
+    layer: &str,
+    table: &TableName,
+    points_sql: &str,
+    aggregate_above: u64,
+) -> Result<Option<Built>, DbError> {
     let spinner = ProgressBar::new_spinner();
-    spinner.set_message(format!("{}: building the bin pyramid", target.layer));
+    spinner.set_message(format!("{layer}: building the bin pyramid"));
     spinner.enable_steady_tick(Duration::from_millis(200));
     let version: i64 = tx
         .query_opt(
             "SELECT version FROM twine.versions WHERE table_name = $1",
-            &[&target.table.key()],
+            &[&table.key()],
         )
         .await?
         .map_or(0, |row| row.get(0));
-    let points_sql = imported_inner_all(&target.table)?;
-    let stats = scan_stats(tx, &points_sql).await?;
+    let stats = scan_stats(tx, points_sql).await?;
     let source = pyramid::Source {
-        table: &target.table,
-        points_sql: &points_sql,
+        table,
+        points_sql,
         version: version.max(0) as u64,
         stats: &stats,
     };
-    let built = pyramid::build(tx, &target.layer, &source, aggregate_above).await;
+    let built = pyramid::build(tx, layer, &source, aggregate_above).await;
     spinner.finish_and_clear();
     built
+}
+
+/// `twine-heatmap pyramid` for a layer the config declares over an existing table (any
+/// SRID): builds its bin pyramid from the table's points as the server reads them, and
+/// installs the table's data-version trigger, so the server draws dense zooms from the
+/// pyramid while the table stays at the version it was built from.
+pub async fn rebuild_declared_pyramid(
+    args: &PyramidArgs,
+    layout: &TableLayout,
+) -> Result<(), ImportError> {
+    if !valid_layer_name(&args.layer) {
+        return Err(ImportError::LayerName {
+            name: args.layer.chars().take(80).collect(),
+            reason: "use 1 to 64 ASCII letters, digits, '_' or '-'",
+        });
+    }
+    let table = &layout.table;
+    let mut client = connect(&args.database_url).await?;
+    let started = Instant::now();
+    let rebuild_error = |source| ImportError::Rebuild {
+        table: table.key(),
+        source,
+    };
+    let exists = client
+        .query_opt(
+            "SELECT 1 WHERE to_regclass($1) IS NOT NULL",
+            &[&table.quoted()],
+        )
+        .await
+        .map_err(|e| rebuild_error(e.into()))?;
+    if exists.is_none() {
+        return Err(ImportError::UnknownTable(table.key()));
+    }
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| rebuild_error(e.into()))?;
+    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})"))
+        .await
+        .map_err(|e| rebuild_error(e.into()))?;
+    ensure_schema(tx.client()).await.map_err(rebuild_error)?;
+    // Without the trigger a later write would not be seen, and the pyramid would hide it.
+    ensure_version_trigger(tx.client(), table)
+        .await
+        .map_err(rebuild_error)?;
+    lock_and_bump(&tx, table).await.map_err(rebuild_error)?;
+    let resolved = super::table_sql::resolve(tx.client(), layout)
+        .await
+        .map_err(rebuild_error)?;
+    let built = build_pyramid_of(
+        &tx,
+        &args.layer,
+        table,
+        &resolved.inner_all,
+        args.aggregate_above,
+    )
+    .await
+    .map_err(rebuild_error)?;
+    tx.commit().await.map_err(|e| rebuild_error(e.into()))?;
+    eprintln!(
+        "{}",
+        PyramidReport {
+            layer: &args.layer,
+            built,
+            elapsed: started.elapsed(),
+        }
+    );
+    Ok(())
+}
+
+/// Holds writers off `table` until the transaction ends, so the pyramid matches the version
+/// it records (readers, the server, go on), and bumps that version: running servers then
+/// drop their cached statistics and tiles and read the new pyramid.
+async fn lock_and_bump(tx: &Transaction<'_>, table: &TableName) -> Result<(), DbError> {
+    tx.batch_execute(&format!("LOCK TABLE {} IN SHARE MODE", table.quoted()))
+        .await?;
+    tx.execute(
+        "INSERT INTO twine.versions (table_name, version) VALUES ($1, 1) \
+         ON CONFLICT (table_name) DO UPDATE SET version = twine.versions.version + 1",
+        &[&table.key()],
+    )
+    .await?;
+    tx.execute("SELECT pg_notify('twine_data', $1)", &[&table.key()])
+        .await?;
+    Ok(())
 }
 
 /// `twine-heatmap pyramid`: rebuilds an imported layer's bin pyramid (after the table was
@@ -463,26 +573,9 @@ pub async fn rebuild_pyramid(args: &PyramidArgs) -> Result<(), ImportError> {
         .await
         .map_err(|e| rebuild_error(e.into()))?;
     ensure_schema(tx.client()).await.map_err(rebuild_error)?;
-    // Writers wait for the rebuild, so the pyramid matches the version it records; readers
-    // (the server) go on.
-    tx.batch_execute(&format!(
-        "LOCK TABLE {} IN SHARE MODE",
-        target.table.quoted()
-    ))
-    .await
-    .map_err(|e| rebuild_error(e.into()))?;
-    // A new data version tells running servers to drop their cached statistics and tiles
-    // and to read the new pyramid.
-    tx.execute(
-        "INSERT INTO twine.versions (table_name, version) VALUES ($1, 1) \
-         ON CONFLICT (table_name) DO UPDATE SET version = twine.versions.version + 1",
-        &[&target.table.key()],
-    )
-    .await
-    .map_err(|e| rebuild_error(e.into()))?;
-    tx.execute("SELECT pg_notify('twine_data', $1)", &[&target.table.key()])
+    lock_and_bump(&tx, &target.table)
         .await
-        .map_err(|e| rebuild_error(e.into()))?;
+        .map_err(rebuild_error)?;
     let built = build_pyramid(&tx, &target, args.aggregate_above)
         .await
         .map_err(rebuild_error)?;
