@@ -57,6 +57,14 @@ pub struct CellRange {
 }
 
 impl CellRange {
+    /// Every cell any source can hold (with room for `query_area`'s extra cell).
+    pub const EVERYTHING: CellRange = CellRange {
+        x0: i64::MIN / 4,
+        x1: i64::MAX / 4,
+        y0: i64::MIN / 4,
+        y1: i64::MAX / 4,
+    };
+
     pub fn of(area: &WorldBox, scale: f64) -> CellRange {
         let start = |v: f64| (v * scale).floor() as i64;
         let end = |v0: i64, v: f64| ((v * scale).ceil() as i64).max(v0 + 1);

@@ -17,8 +17,9 @@
 //! order of their position so that the rows of a tile sit together on disk: a dense tile then
 //! reads a few pages instead of one page per point.
 
-use super::layer::{imported_inner_all, scan_stats};
+use super::layer::imported_inner_all;
 use super::pyramid::{self, Built};
+use super::table_sql::scan_stats;
 use super::table_sql::TableLayout;
 use super::{
     add_session_options, ensure_schema, ensure_version_trigger, pg_message, DbError, Ident,
@@ -489,32 +490,15 @@ pub async fn rebuild_declared_pyramid(
     if exists.is_none() {
         return Err(ImportError::UnknownTable(table.key()));
     }
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| rebuild_error(e.into()))?;
-    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})"))
-        .await
-        .map_err(|e| rebuild_error(e.into()))?;
-    ensure_schema(tx.client()).await.map_err(rebuild_error)?;
-    // Without the trigger a later write would not be seen, and the pyramid would hide it.
-    ensure_version_trigger(tx.client(), table)
-        .await
-        .map_err(rebuild_error)?;
-    lock_and_bump(&tx, table).await.map_err(rebuild_error)?;
-    let resolved = super::table_sql::resolve(tx.client(), layout)
-        .await
-        .map_err(rebuild_error)?;
-    let built = build_pyramid_of(
-        &tx,
+    let built = rebuild_in_transaction(
+        &mut client,
         &args.layer,
         table,
-        &resolved.inner_all,
+        Some(layout),
         args.aggregate_above,
     )
     .await
     .map_err(rebuild_error)?;
-    tx.commit().await.map_err(|e| rebuild_error(e.into()))?;
     eprintln!(
         "{}",
         PyramidReport {
@@ -524,6 +508,39 @@ pub async fn rebuild_declared_pyramid(
         }
     );
     Ok(())
+}
+
+/// Both `pyramid` commands' work, in one transaction: the schema (a database imported into
+/// by an older version lacks the pyramid's objects), the data-version trigger of a declared
+/// table (without it a later write would not be seen, and the pyramid would hide it), writers
+/// held off and the version bumped, then the pyramid of the table's points as the server
+/// reads them: `declared`'s for a table the config declares, else an imported table's.
+async fn rebuild_in_transaction(
+    client: &mut Client,
+    layer: &str,
+    table: &TableName,
+    declared: Option<&TableLayout>,
+    aggregate_above: u64,
+) -> Result<Option<Built>, DbError> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})"))
+        .await?;
+    ensure_schema(tx.client()).await?;
+    if declared.is_some() {
+        ensure_version_trigger(tx.client(), table).await?;
+    }
+    lock_and_bump(&tx, table).await?;
+    let points_sql = match declared {
+        Some(layout) => {
+            super::table_sql::resolve(tx.client(), layout)
+                .await?
+                .inner_all
+        }
+        None => imported_inner_all(table)?,
+    };
+    let built = build_pyramid_of(&tx, layer, table, &points_sql, aggregate_above).await?;
+    tx.commit().await?;
+    Ok(built)
 }
 
 /// Holds writers off `table` until the transaction ends, so the pyramid matches the version
@@ -564,22 +581,15 @@ pub async fn rebuild_pyramid(args: &PyramidArgs) -> Result<(), ImportError> {
         // Without the schema (nothing imported yet) the query fails: no such layer either.
         Ok(None) | Err(_) => return Err(ImportError::UnknownLayer(args.layer.clone())),
     }
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| rebuild_error(e.into()))?;
-    // A database imported into by an older version lacks the pyramid's objects.
-    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})"))
-        .await
-        .map_err(|e| rebuild_error(e.into()))?;
-    ensure_schema(tx.client()).await.map_err(rebuild_error)?;
-    lock_and_bump(&tx, &target.table)
-        .await
-        .map_err(rebuild_error)?;
-    let built = build_pyramid(&tx, &target, args.aggregate_above)
-        .await
-        .map_err(rebuild_error)?;
-    tx.commit().await.map_err(|e| rebuild_error(e.into()))?;
+    let built = rebuild_in_transaction(
+        &mut client,
+        &target.layer,
+        &target.table,
+        None,
+        args.aggregate_above,
+    )
+    .await
+    .map_err(rebuild_error)?;
     eprintln!(
         "{}",
         PyramidReport {

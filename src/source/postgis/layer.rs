@@ -6,7 +6,8 @@ use super::pyramid::{self, Pyramid};
 use super::status::DbStatus;
 pub use super::table_sql::TableLayout;
 use super::table_sql::{
-    clip, degrees_envelope, inner_sql, metres_envelope, option_array, resolve, Frame, Resolved,
+    clip, degrees_envelope, inner_sql, metres_envelope, option_array, resolve, scan_stats,
+    scan_stats_with, Frame, Resolved,
 };
 use super::{pg_message, pool_message, DbError, Ident, TableName};
 use crate::metrics::Metrics;
@@ -20,7 +21,6 @@ use deadpool_postgres::{Pool, PoolError, TimeoutType};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::GenericClient;
 
 /// Statistics recomputed when the data version changes (count and bounds go to `info`).
 struct Stats {
@@ -31,54 +31,6 @@ struct Stats {
     bounds: Option<WorldBox>,
     /// The layer's bin pyramid, when one was built from this very version.
     pyramid: Option<Arc<Pyramid>>,
-}
-
-/// What one scan of a whole table tells: the count grid's cells, and the bounds (world
-/// units) and number of its points.
-pub struct TableStats {
-    pub grid: CountGrid,
-    /// None for an empty table.
-    pub bounds: Option<WorldBox>,
-}
-
-/// Scans every point of `inner_all` (an [`inner_sql`] query without envelope) once.
-pub async fn scan_stats(
-    client: &impl GenericClient,
-    inner_all: &str,
-) -> Result<TableStats, tokio_postgres::Error> {
-    scan_stats_with(client, inner_all, &[]).await
-}
-
-/// [`scan_stats`] of an inner query with parameters.
-async fn scan_stats_with(
-    client: &impl GenericClient,
-    inner_all: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<TableStats, tokio_postgres::Error> {
-    let cells = 1u32 << crate::source::grid::LEVEL;
-    let sql = format!(
-        "SELECT floor(x * {cells})::int8, floor(y * {cells})::int8, count(*)::int8, \
-         min(x), min(y), max(x), max(y) FROM ({inner_all}) s GROUP BY 1, 2"
-    );
-    let rows = client.query(&sql, params).await?;
-    let mut cells = Vec::with_capacity(rows.len());
-    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
-    for row in &rows {
-        let (cx, cy, n): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-        cells.push((
-            CountGrid::clamp_cell(cx),
-            CountGrid::clamp_cell(cy),
-            n.max(0) as u64,
-        ));
-        x0 = x0.min(row.get(3));
-        y0 = y0.min(row.get(4));
-        x1 = x1.max(row.get(5));
-        y1 = y1.max(row.get(6));
-    }
-    Ok(TableStats {
-        grid: CountGrid::from_cells(cells),
-        bounds: (!rows.is_empty()).then_some(WorldBox { x0, y0, x1, y1 }),
-    })
 }
 
 /// The layout of a table `twine-heatmap import` created.
@@ -317,14 +269,8 @@ impl PostgisLayer {
         client: &deadpool_postgres::Object,
         pyramid: &Pyramid,
     ) -> Result<CountGrid, SourceError> {
-        let everything = CellRange {
-            x0: i64::MIN / 4,
-            x1: i64::MAX / 4,
-            y0: i64::MIN / 4,
-            y1: i64::MAX / 4,
-        };
         let bins = self
-            .pyramid_bins(client, pyramid, pyramid::GRID_ZOOM, &everything)
+            .pyramid_bins(client, pyramid, pyramid::GRID_ZOOM, &CellRange::EVERYTHING)
             .await?;
         Ok(CountGrid::from_cells(bins.iter().map(|b| {
             (
@@ -435,14 +381,10 @@ impl PostgisLayer {
                 .copied();
             return Ok(recorded.filter(|_| zoom <= f64::from(pyramid.max_zoom)));
         }
-        let everything = CellRange {
-            x0: i64::MIN / 4,
-            x1: i64::MAX / 4,
-            y0: i64::MIN / 4,
-            y1: i64::MAX / 4,
-        };
         let client = self.client().await?;
-        let bins = self.pyramid_bins(&client, &pyramid, 0, &everything).await?;
+        let bins = self
+            .pyramid_bins(&client, &pyramid, 0, &CellRange::EVERYTHING)
+            .await?;
         let k = (cell * 256.0).round() as i64;
         Ok(Some(crate::source::aggregate::max_block_weight(
             bins.iter().map(|b| (b.bx, b.by, b.weight)),

@@ -8,7 +8,7 @@
 //! and otherwise aggregates in SQL from the points, so a direct write to the table is never
 //! hidden, only slower until the next rebuild.
 
-use super::layer::TableStats;
+use super::table_sql::TableStats;
 use super::{DbError, Ident, TableName};
 use crate::source::aggregate::{Bin, CellRange};
 use crate::source::grid::{self, CountGrid};

@@ -8,8 +8,11 @@
 
 use super::{DbError, Ident, TableName};
 use crate::source::filter::{ColumnType, FilterDef};
+use crate::source::grid::CountGrid;
 use crate::tile::{world_x_to_lon, world_y_to_lat, WorldBox, HALF_WORLD_M, MAX_LAT};
 use std::sync::Arc;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::GenericClient;
 
 /// How a layer maps onto its table (from `import`'s registry or the config).
 #[derive(Debug, Clone)]
@@ -346,5 +349,53 @@ pub(super) async fn resolve(
         inner_box: inner_sql(layout, srid, frame, Some(&bbox), &filters),
         inner_all: inner_sql(layout, srid, frame, None, &filters),
         filters,
+    })
+}
+
+/// What one scan of a whole table tells: the count grid's cells, and the bounds (world
+/// units) and number of its points.
+pub struct TableStats {
+    pub grid: CountGrid,
+    /// None for an empty table.
+    pub bounds: Option<WorldBox>,
+}
+
+/// Scans every point of `inner_all` (an [`inner_sql`] query without envelope) once.
+pub async fn scan_stats(
+    client: &impl GenericClient,
+    inner_all: &str,
+) -> Result<TableStats, tokio_postgres::Error> {
+    scan_stats_with(client, inner_all, &[]).await
+}
+
+/// [`scan_stats`] of an inner query with parameters.
+pub(super) async fn scan_stats_with(
+    client: &impl GenericClient,
+    inner_all: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<TableStats, tokio_postgres::Error> {
+    let cells = 1u32 << crate::source::grid::LEVEL;
+    let sql = format!(
+        "SELECT floor(x * {cells})::int8, floor(y * {cells})::int8, count(*)::int8, \
+         min(x), min(y), max(x), max(y) FROM ({inner_all}) s GROUP BY 1, 2"
+    );
+    let rows = client.query(&sql, params).await?;
+    let mut cells = Vec::with_capacity(rows.len());
+    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+    for row in &rows {
+        let (cx, cy, n): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        cells.push((
+            CountGrid::clamp_cell(cx),
+            CountGrid::clamp_cell(cy),
+            n.max(0) as u64,
+        ));
+        x0 = x0.min(row.get(3));
+        y0 = y0.min(row.get(4));
+        x1 = x1.max(row.get(5));
+        y1 = y1.max(row.get(6));
+    }
+    Ok(TableStats {
+        grid: CountGrid::from_cells(cells),
+        bounds: (!rows.is_empty()).then_some(WorldBox { x0, y0, x1, y1 }),
     })
 }
