@@ -3,8 +3,8 @@
 
 use crate::error::ApiError;
 use crate::http::params::{Query, StyleRequest};
-use crate::render::{DensityParams, Style, Viewport, WorldPoint};
-use crate::source::aggregate::bins_as_points;
+use crate::render::{self, ColorRamp, DensityParams, IndexedImage, Style, Viewport, WorldPoint};
+use crate::source::aggregate::{bins_as_points, BinMass};
 use crate::source::filter::FilterValue;
 use crate::source::{FilterValues, LayerInfo, PointQuery, PointSource, SourceError};
 use crate::tile::{TileCoord, WorldBox};
@@ -12,6 +12,35 @@ use lru::LruCache;
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, RwLock};
+
+/// What a render draws: the points themselves, or, at zooms dense enough, pixel bins at
+/// their cells' centres (for `dots`, each bin's `w` is its point count).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RenderInput {
+    Points(Vec<WorldPoint>),
+    Bins(Vec<WorldPoint>),
+}
+
+impl RenderInput {
+    /// The points or bins drawn.
+    pub fn marks(&self) -> &[WorldPoint] {
+        match self {
+            RenderInput::Points(marks) | RenderInput::Bins(marks) => marks,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.marks().is_empty()
+    }
+
+    /// Draws it: `render::render` for points, `render::render_bins` for bins.
+    pub fn render(&self, vp: &Viewport, style: &Style, ramp: &ColorRamp) -> IndexedImage {
+        match self {
+            RenderInput::Points(points) => render::render(points, vp, style, ramp),
+            RenderInput::Bins(bins) => render::render_bins(bins, vp, style, ramp),
+        }
+    }
+}
 
 /// One layer served under `/tiles/{name}/...`.
 pub struct Layer {
@@ -93,7 +122,7 @@ impl Layer {
         style: &Style,
         tile: Option<TileCoord>,
         filters: &FilterValues,
-    ) -> Result<Vec<WorldPoint>, SourceError> {
+    ) -> Result<RenderInput, SourceError> {
         let reach = style.reach_px(vp);
         let area = WorldBox::of_viewport(vp, reach);
         let aggregated = self.draws_bins(vp.zoom, filters).await?;
@@ -112,12 +141,11 @@ impl Layer {
                 filters,
             };
             let mut part = if aggregated {
-                let mut bins =
-                    bins_as_points(&self.source.bins(&query, bin_scale).await?, bin_scale);
-                for b in &mut bins {
-                    b.seq = bin_order(b, bin_scale);
-                }
-                bins
+                let mass = match style {
+                    Style::Dots(_) => BinMass::Count,
+                    Style::Smooth(_) | Style::Density(_) => BinMass::Weight,
+                };
+                bins_as_points(&self.source.bins(&query, bin_scale).await?, bin_scale, mass)
             } else {
                 self.source.points(&query, None).await?
             };
@@ -126,12 +154,11 @@ impl Layer {
             }
             parts.push((shift, part));
         }
-        let points = if aggregated {
-            merge_bin_rows(parts)
+        Ok(if aggregated {
+            RenderInput::Bins(merge_bin_rows(parts))
         } else {
-            parts.into_iter().flat_map(|(_, part)| part).collect()
-        };
-        Ok(points)
+            RenderInput::Points(parts.into_iter().flat_map(|(_, part)| part).collect())
+        })
     }
 
     /// Whether tiles at `zoom` are drawn from bins: one rule for every source, decided by
@@ -242,27 +269,6 @@ fn bin_scale(scale: f64) -> f64 {
 fn on_shift_grid(x: f64) -> f64 {
     // Adding 1 rounds x in [0, 1] to the spacing of [1, 2), 2^-52; subtracting it is exact.
     (x + 1.0) - 1.0
-}
-
-/// The drawing order (`seq`) of a bin at its cell centre, before any wrap shift: a hash of
-/// its cell, so the order is the same in every render (and for both copies of a bin at the
-/// antimeridian), yet scattered like the input order of real data. Drawn row by row, the
-/// `dots` style darkened each dense area's bins one after the other, before any had turned
-/// its pixels black (which later dots skip), and took twice as long; ties in `seq` are
-/// broken by position in the renderer.
-fn bin_order(bin: &WorldPoint, scale: f64) -> u32 {
-    let (bx, by) = (
-        (bin.x * scale).floor() as i64,
-        (bin.y * scale).floor() as i64,
-    );
-    // splitmix64's finalizer over the packed cell.
-    let mut h = (bx as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (by as u64);
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^= h >> 31;
-    (h >> 32) as u32
 }
 
 /// The bins of the wrapped pieces (each sorted by row, then column) in one (row, unwrapped
@@ -439,30 +445,6 @@ mod tests {
                 (1.1, 0.5),
             ]
         );
-    }
-
-    #[test]
-    fn a_bins_order_is_its_cells_and_scattered() {
-        use super::bin_order;
-        use crate::render::WorldPoint;
-        let scale = 1024.0;
-        let centre = |bx: f64, by: f64| WorldPoint {
-            x: (bx + 0.5) / scale,
-            y: (by + 0.5) / scale,
-            w: 1.0,
-            seq: 0,
-        };
-        // The same cell, the same order, whatever else the render holds.
-        assert_eq!(
-            bin_order(&centre(3.0, 9.0), scale),
-            bin_order(&centre(3.0, 9.0), scale)
-        );
-        // Neighbours along a row are not drawn in row order.
-        let row: Vec<u32> = (0..64)
-            .map(|bx| bin_order(&centre(f64::from(bx), 5.0), scale))
-            .collect();
-        let ascending = row.windows(2).filter(|w| w[0] < w[1]).count();
-        assert!((16..48).contains(&ascending), "{ascending} of 63 ascending");
     }
 
     #[test]

@@ -59,7 +59,7 @@ fn a_tile_miss_logs_with_the_tiles_address() {
         rendered.contains("tile{layer=demo z=3 x=4 y=2 ratio=2}"),
         "{rendered}"
     );
-    assert!(rendered.contains("points="), "{rendered}");
+    assert!(rendered.contains("marks="), "{rendered}");
     // A memory hit opens no span and logs nothing of its own.
     let before = sink.text().lines().filter(|l| l.contains("tile{")).count();
     assert_eq!(

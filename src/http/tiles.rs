@@ -8,7 +8,7 @@ use crate::cache::{CachedTile, Origin};
 use crate::error::ApiError;
 use crate::layer::Layer;
 use crate::metrics::Metrics;
-use crate::render::{self, png, Viewport};
+use crate::render::{png, Viewport};
 use crate::source::FilterValues;
 use crate::tile::{overlay_viewport, TileCoord, MAX_ZOOM};
 use actix_web::http::header::{self, HeaderValue};
@@ -351,7 +351,7 @@ pub async fn render_png(
     let encoded = web::block(move || {
         let _in_span = span.enter();
         let started = std::time::Instant::now();
-        let img = render::render(&points, &vp, &style, &ramp);
+        let img = points.render(&vp, &style, &ramp);
         let blank = img.is_blank();
         let png = if blank {
             Ok(None)
@@ -359,7 +359,7 @@ pub async fn render_png(
             png::encode_indexed(&img).map(Some)
         };
         tracing::debug!(
-            points = points.len(),
+            marks = points.marks().len(),
             blank,
             ms = started.elapsed().as_secs_f64() * 1e3,
             "rendered"

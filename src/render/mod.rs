@@ -156,3 +156,18 @@ pub fn render(
         Style::Density(p) => density::render(points, vp, p, &ramp.alpha_palette()),
     }
 }
+
+/// Renders pixel bins (any order; see `Layer::render_input`) into an indexed image. `smooth`
+/// and `density` draw a bin as a point of the bin's summed weight; `dots` draws each bin as its
+/// points would, and takes each bin's `w` to be its point count.
+pub fn render_bins(
+    bins: &[WorldPoint],
+    vp: &Viewport,
+    style: &Style,
+    ramp: &ColorRamp,
+) -> IndexedImage {
+    match style {
+        Style::Dots(p) => dots::render_bins(bins, vp, p, &ramp.scheme_table()),
+        Style::Smooth(_) | Style::Density(_) => render(bins, vp, style, ramp),
+    }
+}

@@ -187,16 +187,27 @@ pub fn max_block_weight(bins: impl Iterator<Item = (i64, i64, f64)>, k: i64) -> 
     blocks.into_values().fold(0.0, f64::max)
 }
 
+/// What a bin's point carries as its weight `w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinMass {
+    /// The summed weight of its points.
+    Weight,
+    /// How many points it holds (for styles that draw every point alike).
+    Count,
+}
+
 /// Bins as points for the renderers: each at its cell's centre (exact, whatever order the
-/// source summed in) with the summed weight; `seq` follows the grid order so order-dependent
-/// styles draw them the same in every tile.
-pub fn bins_as_points(bins: &[Bin], scale: f64) -> Vec<WorldPoint> {
+/// source summed in) with its `mass`; `seq` follows the grid order.
+pub fn bins_as_points(bins: &[Bin], scale: f64, mass: BinMass) -> Vec<WorldPoint> {
     bins.iter()
         .enumerate()
         .map(|(i, b)| WorldPoint {
             x: (b.bx as f64 + 0.5) / scale,
             y: (b.by as f64 + 0.5) / scale,
-            w: b.weight as f32,
+            w: match mass {
+                BinMass::Weight => b.weight as f32,
+                BinMass::Count => b.count as f32,
+            },
             seq: i as u32,
         })
         .collect()

@@ -37,6 +37,10 @@
 //! 16x16 block, row and 8-pixel word, and `pixVal` comes from an exact table (`ConeTable`)
 //! when there is enough to draw.
 
+mod bins;
+
+pub use bins::render_bins;
+
 use super::fastfloor::floor_f64 as floor;
 use super::{DotsParams, IndexedImage, Palette, Viewport, WorldPoint};
 
@@ -262,6 +266,20 @@ pub fn reach_px(p: &DotsParams, pixel_ratio: f64) -> f64 {
     }
 }
 
+/// heatmap 2.2.1's `colorize()`: grey value `v` takes `scheme[v]`, with alpha `opacity` up to
+/// [`MAX_OPAQUE`] and 0 above.
+fn palette(p: &DotsParams, scheme: &[[u8; 3]; 256]) -> Palette {
+    Palette(std::array::from_fn(|v| {
+        let [r, g, b] = scheme[v];
+        let alpha = if v <= usize::from(MAX_OPAQUE) {
+            p.opacity
+        } else {
+            0
+        };
+        [r, g, b, alpha]
+    }))
+}
+
 /// Renders `points` as heatmap 2.2.1 does, into grey values indexing a palette built from
 /// `scheme` (a heatmap 2.2.1 color table: index 0 = densest, 255 = nothing).
 ///
@@ -276,15 +294,7 @@ pub fn render(
     p: &DotsParams,
     scheme: &[[u8; 3]; 256],
 ) -> IndexedImage {
-    let palette = Palette(std::array::from_fn(|v| {
-        let [r, g, b] = scheme[v];
-        let alpha = if v <= usize::from(MAX_OPAQUE) {
-            p.opacity
-        } else {
-            0
-        };
-        [r, g, b, alpha]
-    }));
+    let palette = palette(p, scheme);
     let (w, h) = (vp.width as usize, vp.height as usize);
     let Some(len) = w.checked_mul(h) else {
         // Only possible where usize has 32 bits; such an image couldn't be allocated anyway.
@@ -670,7 +680,7 @@ fn darken<C: Cone>(pixels: &mut [u8], offset: i64, fx: f64, dy2: f64, cone: &C) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::path::{Path, PathBuf};
 
@@ -695,7 +705,7 @@ mod tests {
         std::array::from_fn(|i| hex(list[i].as_str().expect("color")))
     }
 
-    fn grey_scheme() -> [[u8; 3]; 256] {
+    pub(super) fn grey_scheme() -> [[u8; 3]; 256] {
         std::array::from_fn(|i| [i as u8; 3])
     }
 
@@ -807,7 +817,7 @@ mod tests {
         }
     }
 
-    fn tile_vp(z: u32, ratio: f64, ox: f64, oy: f64, size: u32) -> Viewport {
+    pub(super) fn tile_vp(z: u32, ratio: f64, ox: f64, oy: f64, size: u32) -> Viewport {
         let scale = 256.0 * 2f64.powi(z as i32) * ratio;
         Viewport {
             scale_x: scale,
@@ -866,11 +876,27 @@ mod tests {
         params: &DotsParams,
         pts: &[WorldPoint],
     ) {
+        let sch = grey_scheme();
+        assert_mosaic_of(z, ratio, (tx, ty), params, pts, |marks, vp| {
+            render(marks, vp, params, &sch)
+        });
+    }
+
+    /// Renders tile (`tx`, `ty`) and its three neighbours down and right, each with only the
+    /// marks its reach selects (what a source returns), and asserts they equal one image of
+    /// all four: the mosaic has no seam.
+    pub(super) fn assert_mosaic_of(
+        z: u32,
+        ratio: f64,
+        (tx, ty): (u32, u32),
+        params: &DotsParams,
+        marks: &[WorldPoint],
+        draw: impl Fn(&[WorldPoint], &Viewport) -> IndexedImage,
+    ) -> IndexedImage {
         let t = 256.0 * ratio;
         let size = t as u32;
         let (ox, oy) = (f64::from(tx) * t, f64::from(ty) * t);
-        let sch = grey_scheme();
-        let big = render(pts, &tile_vp(z, ratio, ox, oy, 2 * size), params, &sch);
+        let big = draw(marks, &tile_vp(z, ratio, ox, oy, 2 * size));
         let reach = reach_px(params, ratio);
         for (dx, dy) in [(0u32, 0u32), (1, 0), (0, 1), (1, 1)] {
             let vp = tile_vp(
@@ -880,8 +906,7 @@ mod tests {
                 oy + f64::from(dy) * t,
                 size,
             );
-            // What a source would return: the points within the reach of this tile only.
-            let mine: Vec<WorldPoint> = pts
+            let mine: Vec<WorldPoint> = marks
                 .iter()
                 .copied()
                 .filter(|p| {
@@ -889,7 +914,7 @@ mod tests {
                     x > -reach && x < t + reach && y > -reach && y < t + reach
                 })
                 .collect();
-            let tile = render(&mine, &vp, params, &sch);
+            let tile = draw(&mine, &vp);
             for row in 0..size {
                 let a = &tile.pixels[(row * size) as usize..((row + 1) * size) as usize];
                 let start = ((row + dy * size) * 2 * size + dx * size) as usize;
@@ -901,6 +926,7 @@ mod tests {
                 );
             }
         }
+        big
     }
 
     #[test]

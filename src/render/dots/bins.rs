@@ -1,0 +1,353 @@
+//! The `dots` style drawn from pixel bins: each bin darkens as its points would, in any order.
+//!
+//! At the zooms drawn from bins (`Layer::render_input`), a bin stands for `count` points at
+//! its cell's centre. heatmap 2.2.1 multiplies a pixel by each point's cone value and rounds
+//! down after every step, so its result depends on drawing order, which bins do not have.
+//! Here a pixel's grey value is the exact product, rounded once:
+//!
+//! ```text
+//! grey = floor(255 * product over bins of (pixVal / 255) ^ count)
+//! ```
+//!
+//! computed as a sum of logarithms. That is what the bin's points would draw, less the
+//! rounding after each step (which only ever darkens, by at most one grey level per point),
+//! so the zoom where bins give way to points shows no jump in tone; and a sum needs no sort.
+//!
+//! A pixel's sum takes the bins in input order, which every source gives alike (rows, then
+//! columns), and a bin that cannot reach a pixel adds nothing to it, so a pixel's value is the
+//! same to the last bit in every image that holds it: tiles stay seamless.
+//!
+//! Every bin draws one of at most 256 precomputed cone stencils: its position within its pixel
+//! is rounded to 1/16 pixel. Tile bins sit at exact fractions (the centres of pixel-sized or
+//! larger cells), which that grid holds, so they do not move; in overlays with a fractional
+//! origin or scale they move by at most 1/32 pixel.
+
+use super::{palette, Axis, Cone, ConeTable, Dot, DotsParams, IndexedImage, Viewport, WorldPoint};
+use crate::render::fastfloor::floor_f64 as floor;
+
+/// Positions within a pixel are rounded to 1 / `SUBPIXEL` on each axis.
+const SUBPIXEL: usize = 16;
+
+/// Grey values are `floor(255 * product + GREY_SLACK)`: the slack covers the rounding of the
+/// logarithms, so that an exact product (one point: `pixVal` itself) is not rounded down by
+/// a hair. It is far below the 1/255 that separates two grey values.
+const GREY_SLACK: f64 = 1e-3;
+
+/// One row of a cone stencil: `ln(pixVal / 255)` for columns `ix + lo .. ix + lo + len`.
+struct StencilRow {
+    dk: i64,
+    lo: i64,
+    values: Vec<f32>,
+}
+
+/// The cone of a point at fraction `(qx, qy) / SUBPIXEL` of its pixel, as row spans of
+/// logarithms, clipped to heatmap 2.2.1's drawing box; rows and columns where the cone leaves
+/// the pixel unchanged (`pixVal = 255`, a logarithm of 0) are left out.
+struct Stencil {
+    rows: Vec<StencilRow>,
+}
+
+impl Stencil {
+    fn new<C: Cone>(dot: &Dot, cone: &C, qx: usize, qy: usize) -> Stencil {
+        let fx = qx as f64 / SUBPIXEL as f64;
+        let fy = qy as f64 / SUBPIXEL as f64;
+        // The drawing box of `Canvas::draw`, relative to the point's integer pixel.
+        let (k0, k1) = (floor(fy - dot.half) as i64, floor(fy + dot.half) as i64);
+        let reach = dot.cut.ceil() as i64 + 1;
+        let (k0, k1) = (k0.max(-reach), k1.min(reach + 1));
+        let (j0, j1) = (dot.box_lo.max(-reach), dot.box_hi.min(reach + 1));
+        let mut rows = Vec::new();
+        for dk in k0..k1 {
+            let dy = dk as f64 - fy;
+            let values: Vec<f32> = (j0..j1)
+                .map(|dj| {
+                    let dx = dj as f64 - fx;
+                    let pix_val = cone.pix_val(dx * dx + dy * dy);
+                    (f64::from(pix_val) / 255.0).ln() as f32
+                })
+                .collect();
+            let Some(first) = values.iter().position(|&v| v != 0.0) else {
+                continue;
+            };
+            let last = values.iter().rposition(|&v| v != 0.0).unwrap_or(first);
+            rows.push(StencilRow {
+                dk,
+                lo: j0 + first as i64,
+                values: values[first..=last].to_vec(),
+            });
+        }
+        Stencil { rows }
+    }
+}
+
+/// Renders pixel bins in the `dots` style. Each bin's weight `w` is its point count (the style
+/// ignores weights: every point draws the same dot). Bins beyond [`super::reach_px`] and
+/// non-finite ones are ignored.
+pub fn render_bins(
+    bins: &[WorldPoint],
+    vp: &Viewport,
+    p: &DotsParams,
+    scheme: &[[u8; 3]; 256],
+) -> IndexedImage {
+    let palette = palette(p, scheme);
+    let (w, h) = (vp.width as usize, vp.height as usize);
+    let image = |pixels: Vec<u8>| IndexedImage {
+        width: vp.width,
+        height: vp.height,
+        pixels,
+        palette,
+    };
+    // Only possible where usize has 32 bits; such an image couldn't be allocated anyway.
+    let Some(len) = w.checked_mul(h) else {
+        return IndexedImage {
+            width: 0,
+            height: 0,
+            ..image(Vec::new())
+        };
+    };
+    let Some(dot) = Dot::new(p, vp.pixel_ratio).filter(|_| len > 0) else {
+        return image(vec![255; len]);
+    };
+    let sums = match ConeTable::new(&dot) {
+        Some(table) => log_sums(bins, vp, &dot, &table, w, h),
+        None => log_sums(bins, vp, &dot, &dot, w, h),
+    };
+    let pixels = sums
+        .into_iter()
+        .map(|sum| {
+            if sum == 0.0 {
+                255
+            } else {
+                // Clamped by the cast (saturating) and by min: a product never exceeds 1.
+                (255.0 * f64::from(sum).exp() + GREY_SLACK)
+                    .floor()
+                    .min(255.0) as u8
+            }
+        })
+        .collect();
+    image(pixels)
+}
+
+/// For every pixel, the sum over bins of `count * ln(pixVal / 255)`.
+fn log_sums<C: Cone>(
+    bins: &[WorldPoint],
+    vp: &Viewport,
+    dot: &Dot,
+    cone: &C,
+    w: usize,
+    h: usize,
+) -> Vec<f32> {
+    let [x_axis, y_axis] = Axis::both(vp, dot);
+    let mut stencils: Vec<Option<Stencil>> = (0..SUBPIXEL * SUBPIXEL).map(|_| None).collect();
+    let mut sums = vec![0f32; w * h];
+    let (w_i, h_i) = (w as i64, h as i64);
+    for bin in bins {
+        // A copy one world away (beyond the antimeridian) is placed as its original plus whole
+        // world widths, as points are (`Prepared::new`).
+        let copy = floor(bin.x);
+        let (Some((ix, fx)), Some((iy, fy))) =
+            (x_axis.split(bin.x - copy, copy), y_axis.split(bin.y, 0.0))
+        else {
+            continue;
+        };
+        let (ix, qx) = quantize(ix, fx);
+        let (iy, qy) = quantize(iy, fy);
+        let stencil =
+            stencils[qy * SUBPIXEL + qx].get_or_insert_with(|| Stencil::new(dot, cone, qx, qy));
+        let count = bin.w;
+        for row in &stencil.rows {
+            let k = iy + row.dk;
+            if k < 0 || k >= h_i {
+                continue;
+            }
+            let j0 = ix + row.lo;
+            let (from, to) = (j0.max(0), (j0 + row.values.len() as i64).min(w_i));
+            if from >= to {
+                continue;
+            }
+            let out = &mut sums[k as usize * w + from as usize..k as usize * w + to as usize];
+            let values = &row.values[(from - j0) as usize..(to - j0) as usize];
+            for (sum, value) in out.iter_mut().zip(values) {
+                *sum += count * value;
+            }
+        }
+    }
+    sums
+}
+
+/// A pixel and a fraction in [0, 1) as a pixel and a fraction in 1/SUBPIXEL steps.
+fn quantize(int: i64, frac: f64) -> (i64, usize) {
+    let q = (frac * SUBPIXEL as f64).round() as usize;
+    if q >= SUBPIXEL {
+        (int + 1, 0)
+    } else {
+        (int, q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::render;
+    use super::super::tests::{assert_mosaic_of, grey_scheme, tile_vp};
+    use super::*;
+
+    /// Bins of `count` points at the centres of pixel-sized cells `(bx, by)` of zoom `z`, in
+    /// the (row, column) order sources give them.
+    fn bins_at(z: u32, cells: &[(i64, i64, u32)]) -> Vec<WorldPoint> {
+        let scale = 256.0 * 2f64.powi(z as i32);
+        let mut cells = cells.to_vec();
+        cells.sort_by_key(|&(bx, by, _)| (by, bx));
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, &(bx, by, count))| WorldPoint {
+                x: (bx as f64 + 0.5) / scale,
+                y: (by as f64 + 0.5) / scale,
+                w: count as f32,
+                seq: i as u32,
+            })
+            .collect()
+    }
+
+    /// A small deterministic generator (no dependency for tests).
+    fn cells_near(
+        z_tiles: (u32, u32),
+        n: usize,
+        seed: u64,
+        max_count: u32,
+    ) -> Vec<(i64, i64, u32)> {
+        let mut state = seed;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            state >> 33
+        };
+        // Around the corner shared by tiles (tx, ty) .. (tx + 1, ty + 1), within 40 pixels.
+        let (cx, cy) = (
+            i64::from(z_tiles.0 + 1) * 256,
+            i64::from(z_tiles.1 + 1) * 256,
+        );
+        let mut cells: Vec<(i64, i64, u32)> = (0..n)
+            .map(|_| {
+                let bx = cx + (next() % 80) as i64 - 40;
+                let by = cy + (next() % 80) as i64 - 40;
+                (bx, by, 1 + (next() % u64::from(max_count)) as u32)
+            })
+            .collect();
+        cells.sort_unstable();
+        cells.dedup_by_key(|c| (c.0, c.1));
+        cells
+    }
+
+    const DOTS: DotsParams = DotsParams {
+        dot_size: 25,
+        opacity: 255,
+    };
+
+    #[test]
+    fn a_single_point_bin_draws_the_points_dot() {
+        // At zoom 20 the seed's f32 rounding of metres no longer applies (it would be a metre
+        // grid, not a look), so the point and the bin sit at the very same place.
+        let (z, tx, ty) = (20u32, 1_000_000u32, 300_000u32);
+        let cells = [(i64::from(tx) * 256 + 100, i64::from(ty) * 256 + 60, 1)];
+        let bins = bins_at(z, &cells);
+        let vp = tile_vp(z, 1.0, f64::from(tx) * 256.0, f64::from(ty) * 256.0, 256);
+        let from_bins = render_bins(&bins, &vp, &DOTS, &grey_scheme());
+        let from_point = render(&bins, &vp, &DOTS, &grey_scheme());
+        assert_eq!(from_bins.pixels, from_point.pixels);
+        assert!(from_bins.pixels.iter().filter(|&&v| v < 255).count() > 200);
+    }
+
+    #[test]
+    fn a_bin_darkens_as_its_points_would() {
+        // `count` points in one place: the exact product, which heatmap 2.2.1's rounding after
+        // every step can only undercut, by less than a grey level per point.
+        let (z, tx, ty) = (20u32, 1_000_000u32, 300_000u32);
+        let vp = tile_vp(z, 1.0, f64::from(tx) * 256.0, f64::from(ty) * 256.0, 256);
+        let (bx, by) = (i64::from(tx) * 256 + 100, i64::from(ty) * 256 + 60);
+        for count in [2u32, 3, 7] {
+            let from_bins =
+                render_bins(&bins_at(z, &[(bx, by, count)]), &vp, &DOTS, &grey_scheme());
+            let points: Vec<WorldPoint> = (0..count)
+                .map(|i| WorldPoint {
+                    seq: i,
+                    w: 1.0,
+                    ..bins_at(z, &[(bx, by, 1)])[0]
+                })
+                .collect();
+            let from_points = render(&points, &vp, &DOTS, &grey_scheme());
+            let mut darker = 0;
+            for (b, p) in from_bins.pixels.iter().zip(&from_points.pixels) {
+                assert!(
+                    b >= p && u32::from(b - p) < count,
+                    "count {count}: {b} vs {p}"
+                );
+                darker += usize::from(b != p);
+            }
+            // Two dots round alike (the first step is exact); more can differ.
+            if count == 2 {
+                assert_eq!(darker, 0);
+            }
+            // The pixel whose sample point (its corner) is nearest, half a pixel away on each
+            // axis: 255 * (pixVal / 255)^count, rounded down.
+            let centre = from_bins.pixels[60 * 256 + 100];
+            let pix_val = f64::from(Dot::new(&DOTS, 1.0).map_or(0, |d| d.pix_val(0.5)));
+            let exact = 255.0 * (pix_val / 255.0).powi(count as i32);
+            assert_eq!(f64::from(centre), exact.floor(), "{pix_val}");
+        }
+    }
+
+    #[test]
+    fn tiles_of_bins_are_seamless() {
+        for (z, tx, ty) in [(3u32, 2u32, 5u32), (12, 2100, 1360)] {
+            for ratio in [1.0, 2.0] {
+                let bins = bins_at(z, &cells_near((tx, ty), 1500, u64::from(z), 9));
+                // Each tile must get only part of the bins, or the test shows nothing.
+                let fewest = std::cell::Cell::new(usize::MAX);
+                let big = assert_mosaic_of(z, ratio, (tx, ty), &DOTS, &bins, |marks, vp| {
+                    fewest.set(fewest.get().min(marks.len()));
+                    render_bins(marks, vp, &DOTS, &grey_scheme())
+                });
+                assert!(fewest.get() < bins.len());
+                assert!(big.pixels.iter().filter(|&&v| v == 0).count() > 100);
+            }
+        }
+    }
+
+    #[test]
+    fn odd_input_draws_nothing_or_something_but_never_panics() {
+        let vp = tile_vp(2, 1.0, 256.0, 256.0, 256);
+        let odd = [f64::NAN, f64::INFINITY, -1e300, 1e300, 0.5];
+        let bins: Vec<WorldPoint> = odd
+            .iter()
+            .flat_map(|&x| {
+                odd.iter().map(move |&y| WorldPoint {
+                    x,
+                    y,
+                    w: 3.0,
+                    seq: 0,
+                })
+            })
+            .collect();
+        let img = render_bins(&bins, &vp, &DOTS, &grey_scheme());
+        assert_eq!(img.pixels.len(), 256 * 256);
+        let zero = DotsParams {
+            dot_size: 0,
+            opacity: 255,
+        };
+        assert!(render_bins(&bins, &vp, &zero, &grey_scheme())
+            .pixels
+            .iter()
+            .all(|&v| v == 255));
+    }
+
+    #[test]
+    fn positions_round_to_sixteenths_of_a_pixel() {
+        assert_eq!(quantize(3, 0.5), (3, 8));
+        assert_eq!(quantize(3, 0.0), (3, 0));
+        assert_eq!(quantize(3, 0.99), (4, 0));
+        assert_eq!(quantize(-2, 0.03), (-2, 0));
+        assert_eq!(quantize(-2, 0.04), (-2, 1));
+    }
+}
