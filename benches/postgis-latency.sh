@@ -28,6 +28,10 @@
 #   DATABASE_URL=postgres://u:p@127.0.0.1:5432/db benches/postgis-latency.sh
 #   TWINE_BIN=/path/to/twine-heatmap benches/postgis-latency.sh   # skip `cargo build --release`
 #   benches/postgis-latency.sh --query style=density --requests 1   # density's first tile per zoom
+#   benches/postgis-latency.sh --without-pyramid --query style=density --requests 1
+# --without-pyramid serves the same points as a declared table that has no pyramid: a copy,
+# public."<layer>_nopyr" (made once, GiST index, reused while it holds N rows of that seed),
+# declared in a config file, so every dense tile and density reference reads the points.
 # Generation of 10M points takes about 2 minutes the first time, its bin pyramid 2.5 more.
 # The server listens on a free 127.0.0.1 port and is stopped on exit; a request over 60 s
 # aborts the run, and each tile stops after --tile-budget seconds of requests (default 300).
@@ -42,6 +46,7 @@ Options:
   --requests R        measured requests per tile after the first (default 20, 1..1000)
   --tile-budget SECS  stop a tile's requests once they took this long in total (default 300)
   --database-url URL  default: $DATABASE_URL or postgres://twine:twine@127.0.0.1:5432/twine
+  --without-pyramid   serve a copy of the table declared in a config file, without a pyramid
   --query QUERY       style parameters for every tile request, e.g. style=density (each of
                       the seven tiles is another zoom, so "first ms" is that zoom's first
                       tile: for density, the one that finds the zoom's reference)
@@ -57,6 +62,7 @@ SEED=42
 REQUESTS=20
 QUERY=""
 TILE_BUDGET=300
+WITHOUT_PYRAMID=0
 DATABASE_URL="${DATABASE_URL:-postgres://twine:twine@127.0.0.1:5432/twine}"
 REQUEST_TIMEOUT=60
 LAYER_WAIT=600
@@ -68,6 +74,7 @@ while [ $# -gt 0 ]; do
     --tile-budget) [ $# -ge 2 ] || die "--tile-budget needs a value"; TILE_BUDGET="$2"; shift 2 ;;
     --database-url) [ $# -ge 2 ] || die "--database-url needs a value"; DATABASE_URL="$2"; shift 2 ;;
     --query) [ $# -ge 2 ] || die "--query needs a value"; QUERY="$2"; shift 2 ;;
+    --without-pyramid) WITHOUT_PYRAMID=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -203,6 +210,28 @@ fi
 # The layer's bin pyramid, as `import` builds it (for the server's default aggregate_above):
 # rebuilt unless one from the table's current data version is there (and records its zooms'
 # heaviest pixels, which pyramids built before that do not).
+SERVE_ARGS=(--database-url "$DATABASE_URL")
+if [ "$WITHOUT_PYRAMID" = 1 ]; then
+  # The same rows in a table no pyramid was built for, declared in a config file.
+  COPY="${LAYER}_nopyr"
+  copy_comment="$(sql "SELECT coalesce(obj_description(to_regclass('public.\"$COPY\"'), 'pg_class'), '')")"
+  if [ "$copy_comment" != "$COMMENT" ] || [ "$(sql "SELECT count(*) FROM public.\"$COPY\"" 2>/dev/null || echo 0)" != "$POINTS" ]; then
+    say "== copying $TABLE_KEY into public.$COPY (no pyramid) ..."
+    "${PSQL[@]}" <<EOF >/dev/null || die "copying the table failed"
+DROP TABLE IF EXISTS public."$COPY";
+CREATE TABLE public."$COPY" AS SELECT seq, weight, geom FROM twine."$TABLE";
+CREATE INDEX ON public."$COPY" USING gist (geom);
+ANALYZE public."$COPY";
+COMMENT ON TABLE public."$COPY" IS '$COMMENT';
+EOF
+  fi
+  sql "DO \$\$ BEGIN IF to_regclass('twine.pyramids') IS NOT NULL THEN DELETE FROM twine.pyramids WHERE table_name = 'public.$COPY'; END IF; END \$\$" >/dev/null
+  printf 'database_url = "%s"\n[[layers]]\nname = "%s"\ntable = "public.%s"\ngeometry = "geom"\nweight = "weight"\nseq = "seq"\n' \
+    "$DATABASE_URL" "$COPY" "$COPY" >"$WORK/config.toml"
+  SERVE_ARGS=(--config "$WORK/config.toml")
+  LAYER="$COPY"
+  PYRAMID_NOTE="none (a declared copy, public.$COPY)"
+else
 current="$(sql "SELECT count(*) FROM twine.pyramids p JOIN twine.versions v USING (table_name) WHERE p.table_name = '$TABLE_KEY' AND p.version = v.version AND p.max_weights IS NOT NULL" 2>/dev/null || echo 0)"
 if [ "$current" = 1 ]; then
   PYRAMID_NOTE="current (built from the table's data version before this run)"
@@ -212,6 +241,7 @@ else
     || { cat "$WORK/pyramid.log" >&2; die "building the bin pyramid failed"; }
   PYRAMID_NOTE="$(tail -n 1 "$WORK/pyramid.log")"
 fi
+fi
 say "== pyramid: $PYRAMID_NOTE"
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 BASE="http://127.0.0.1:$PORT"
@@ -219,7 +249,7 @@ say "== starting $BIN serve on 127.0.0.1:$PORT (log: $WORK/server.log)"
 # The server's own defaults (pool, statement timeout); no config file, no demo layer.
 # Both tile cache tiers off: every request queries PostGIS and renders.
 env -u TWINE_CONFIG -u TWINE_BIND -u TWINE_PUBLIC_URL -u TWINE_CACHE_DIR RUST_LOG="${RUST_LOG:-info}" \
-  "$BIN" serve --database-url "$DATABASE_URL" --bind "127.0.0.1:$PORT" \
+  "$BIN" serve "${SERVE_ARGS[@]}" --bind "127.0.0.1:$PORT" \
   --cache-memory 0 --cache-disk 0 >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 

@@ -3,6 +3,7 @@
 //! aggregation in SQL, and the layer's statistics.
 
 use super::pyramid::{self, Pyramid};
+use super::reference::{self, CellWeight, CellWeights, FINE_SEARCH_ROW_BUDGET};
 use super::status::DbStatus;
 pub use super::table_sql::TableLayout;
 use super::table_sql::{
@@ -26,6 +27,8 @@ use tokio_postgres::types::ToSql;
 struct Stats {
     version: u64,
     grid: Arc<CountGrid>,
+    /// The grid cells' rows and weights, for density references without a pyramid.
+    cells: Arc<CellWeights>,
     /// The points' bounds in world units (None: no points), which queries of a projected
     /// table are clipped to.
     bounds: Option<WorldBox>,
@@ -70,9 +73,16 @@ pub struct PostgisLayer {
     stats: tokio::sync::Mutex<Option<Arc<Stats>>>,
     info: Mutex<LayerInfo>,
     version: AtomicU64,
-    /// Count grids of filtered points by (data version, canonical filter values): one scan
-    /// of the matching rows per distinct filter, then reused.
-    filtered_grids: Mutex<lru::LruCache<(u64, String), Arc<CountGrid>>>,
+    /// Count grids and cell weights of filtered points by (data version, canonical filter
+    /// values): one scan of the matching rows per distinct filter, then reused.
+    filtered_grids: Mutex<lru::LruCache<(u64, String), Counted>>,
+}
+
+/// A count grid with its cells' weights, as one statistics scan gives them.
+#[derive(Clone)]
+struct Counted {
+    grid: Arc<CountGrid>,
+    cells: Arc<CellWeights>,
 }
 
 /// Filtered count grids kept per layer (each is at most 1024 x 1024 cells, usually far less).
@@ -235,11 +245,14 @@ impl PostgisLayer {
             );
         }
         let pyramid = pyramid.filter(|p| p.version == version && version > 0);
-        let (grid, bounds) = match &pyramid {
-            Some(p) => (self.pyramid_grid(&client, p).await?, Some(p.bounds)),
+        let (grid, cells, bounds) = match &pyramid {
+            Some(p) => {
+                let (grid, cells) = self.pyramid_grid(&client, p).await?;
+                (grid, cells, Some(p.bounds))
+            }
             None => {
                 let scanned = self.timed(scan_stats(&**client, &inner)).await?;
-                (scanned.grid, scanned.bounds)
+                (scanned.grid, scanned.cells, scanned.bounds)
             }
         };
         if let Some(p) = &pyramid {
@@ -256,6 +269,7 @@ impl PostgisLayer {
         let stats = Arc::new(Stats {
             version,
             grid: Arc::new(grid),
+            cells: Arc::new(cells),
             bounds,
             pyramid: pyramid.map(Arc::new),
         });
@@ -263,22 +277,33 @@ impl PostgisLayer {
         Ok(stats)
     }
 
-    /// The count grid from the pyramid's zoom 2, whose pixels are the grid's cells.
+    /// The count grid and cell weights from the pyramid's zoom 2, whose pixels are the grid's
+    /// cells.
     async fn pyramid_grid(
         &self,
         client: &deadpool_postgres::Object,
         pyramid: &Pyramid,
-    ) -> Result<CountGrid, SourceError> {
+    ) -> Result<(CountGrid, CellWeights), SourceError> {
         let bins = self
             .pyramid_bins(client, pyramid, pyramid::GRID_ZOOM, &CellRange::EVERYTHING)
             .await?;
-        Ok(CountGrid::from_cells(bins.iter().map(|b| {
+        let cells: Vec<CellWeight> = bins
+            .iter()
+            .map(|b| CellWeight {
+                cx: b.bx,
+                cy: b.by,
+                rows: b.count,
+                weight: b.weight,
+            })
+            .collect();
+        let grid = CountGrid::from_cells(cells.iter().map(|c| {
             (
-                CountGrid::clamp_cell(b.bx),
-                CountGrid::clamp_cell(b.by),
-                b.count,
+                CountGrid::clamp_cell(c.cx),
+                CountGrid::clamp_cell(c.cy),
+                c.rows,
             )
-        })))
+        }));
+        Ok((grid, CellWeights::new(cells)))
     }
 
     /// The bins of `cells` at `zoom`, read from the pyramid's blocks.
@@ -361,6 +386,97 @@ impl PostgisLayer {
         }
         let pyramid = self.stats().await?.pyramid.clone();
         Ok(pyramid.and_then(|p| p.zoom_of(scale).map(|z| (p, z))))
+    }
+
+    /// The count grid and cell weights of the points that pass `filters`: the layer's own
+    /// statistics without filters, else one scan of the matching rows per distinct filter
+    /// values and data version, then remembered.
+    async fn counted(&self, filters: &FilterValues) -> Result<Counted, SourceError> {
+        if filters.0.is_empty() {
+            let stats = self.stats().await?;
+            return Ok(Counted {
+                grid: stats.grid.clone(),
+                cells: stats.cells.clone(),
+            });
+        }
+        let key = (
+            self.version.load(Ordering::Acquire),
+            filters.canonical(&self.filters()),
+        );
+        let cached = self
+            .filtered_grids
+            .lock()
+            .ok()
+            .and_then(|mut grids| grids.get(&key).cloned());
+        if let Some(counted) = cached {
+            return Ok(counted);
+        }
+        // The whole world through the same box query every request uses, filters bound.
+        let world = PointQuery {
+            area: WorldBox::WORLD,
+            tile: None,
+            filters,
+        };
+        let (inner, params) = self.inner(&world).await?;
+        let client = self.client().await?;
+        let scanned = self
+            .timed(scan_stats_with(&**client, &inner, &params_ref(&params)))
+            .await?;
+        let counted = Counted {
+            grid: Arc::new(scanned.grid),
+            cells: Arc::new(scanned.cells),
+        };
+        if let Ok(mut grids) = self.filtered_grids.lock() {
+            grids.put(key, counted.clone());
+        }
+        Ok(counted)
+    }
+
+    /// The heaviest cell of `cell` world units (finer than the count grid's) inside one grid
+    /// cell, from that cell's points (those that pass `filters`): one index-backed query.
+    async fn fine_max_in(
+        &self,
+        cell: f64,
+        grid_cell: CellWeight,
+        filters: &FilterValues,
+    ) -> Result<f64, SourceError> {
+        let side = CellWeights::grid_cell();
+        // Padded a little, so a point on the cell's edge is not lost to a transform's
+        // rounding; the cell test below keeps exactly the cell's own points.
+        let pad = side / 16.0;
+        let area = WorldBox {
+            x0: grid_cell.cx as f64 * side - pad,
+            y0: grid_cell.cy as f64 * side - pad,
+            x1: (grid_cell.cx + 1) as f64 * side + pad,
+            y1: (grid_cell.cy + 1) as f64 * side + pad,
+        };
+        let query = PointQuery {
+            area,
+            tile: None,
+            filters,
+        };
+        let (inner, mut params) = self.inner(&query).await?;
+        params.push(Box::new(1.0 / cell));
+        let n = params.len();
+        params.push(Box::new(1.0 / side));
+        params.push(Box::new(grid_cell.cx));
+        params.push(Box::new(grid_cell.cy));
+        // The same cells and the same weights (positive, finite) as the memory store counts,
+        // and only the grid cell's own points, as the statistics scan placed them.
+        let sql = format!(
+            "SELECT coalesce(max(s), 0)::float8 FROM (SELECT sum(w::float8) AS s FROM ({inner}) p \
+             WHERE w > 0 AND w < 'Infinity'::float4 \
+             AND floor(x * ${g})::int8 = ${cx} AND floor(y * ${g})::int8 = ${cy} \
+             GROUP BY floor(x * ${n}), floor(y * ${n})) c",
+            g = n + 1,
+            cx = n + 2,
+            cy = n + 3,
+        );
+        let client = self.client().await?;
+        let rows = self
+            .timed_query(&client, &sql, &params_ref(&params))
+            .await?;
+        Ok(rows.first().map_or(0.0, |r| r.get(0)))
     }
 
     /// The density reference for cells of `cell` world units (a power of two) from the
@@ -488,38 +604,7 @@ impl PointSource for PostgisLayer {
         &self,
         filters: &FilterValues,
     ) -> Result<Arc<CountGrid>, SourceError> {
-        if filters.0.is_empty() {
-            return self.count_grid().await;
-        }
-        let key = (
-            self.version.load(Ordering::Acquire),
-            filters.canonical(&self.filters()),
-        );
-        let cached = self
-            .filtered_grids
-            .lock()
-            .ok()
-            .and_then(|mut grids| grids.get(&key).cloned());
-        if let Some(grid) = cached {
-            return Ok(grid);
-        }
-        // The whole world through the same box query every request uses, filters bound.
-        let world = PointQuery {
-            area: WorldBox::WORLD,
-            tile: None,
-            filters,
-        };
-        let (inner, params) = self.inner(&world).await?;
-        let client = self.client().await?;
-        let grid = Arc::new(
-            self.timed(scan_stats_with(&**client, &inner, &params_ref(&params)))
-                .await?
-                .grid,
-        );
-        if let Ok(mut grids) = self.filtered_grids.lock() {
-            grids.put(key, grid.clone());
-        }
-        Ok(grid)
+        Ok(self.counted(filters).await?.grid)
     }
 
     async fn max_cell_weight(&self, cell: f64, filters: &FilterValues) -> Result<f64, SourceError> {
@@ -528,25 +613,26 @@ impl PointSource for PostgisLayer {
                 return Ok(max);
             }
         }
-        // One scan of the points that pass the filters (the layer keeps the answer).
-        let world = PointQuery {
-            area: WorldBox::WORLD,
-            tile: None,
-            filters,
-        };
-        let (inner, mut params) = self.inner(&world).await?;
-        params.push(Box::new(1.0 / cell));
-        let n = params.len();
-        // The same cells and the same weights (positive, finite) as the memory store counts.
-        let sql = format!(
-            "SELECT coalesce(max(s), 1)::float8 FROM (SELECT sum(w::float8) AS s FROM ({inner}) p \
-             WHERE w > 0 AND w < 'Infinity'::float4 GROUP BY floor(x * ${n}), floor(y * ${n})) c"
-        );
-        let client = self.client().await?;
-        let rows = self
-            .timed_query(&client, &sql, &params_ref(&params))
-            .await?;
-        Ok(rows.first().map_or(1.0, |r| r.get(0)))
+        let cells = self.counted(filters).await?.cells;
+        if let Some(max) = cells.block_max(cell) {
+            return Ok(max);
+        }
+        let search = reference::search_fine(&cells, FINE_SEARCH_ROW_BUDGET, |grid_cell| {
+            self.fine_max_in(cell, grid_cell, filters)
+        })
+        .await?;
+        if !search.exact {
+            tracing::info!(
+                table = %self.layout.table.key(),
+                cell,
+                grid_cells = search.cells,
+                rows = search.rows,
+                max = search.max,
+                "density reference: row budget reached, using the heaviest cell found in the \
+                 densest regions (a pyramid gives the exact one)"
+            );
+        }
+        Ok(search.max)
     }
 
     fn info(&self) -> LayerInfo {

@@ -4,6 +4,7 @@
 pub mod import;
 pub mod layer;
 pub mod pyramid;
+pub mod reference;
 pub mod status;
 pub mod table_sql;
 pub mod watch;

@@ -6,6 +6,7 @@
 //! crosses the antimeridian (see [`Frame`]), and every point is then checked in world units
 //! against the area, so an envelope only has to hold the area's points, never to be exact.
 
+use super::reference::{CellWeight, CellWeights};
 use super::{DbError, Ident, TableName};
 use crate::source::filter::{ColumnType, FilterDef};
 use crate::source::grid::CountGrid;
@@ -356,6 +357,8 @@ pub(super) async fn resolve(
 /// units) and number of its points.
 pub struct TableStats {
     pub grid: CountGrid,
+    /// The same cells' rows and weights, for density references (see [`super::reference`]).
+    pub cells: CellWeights,
     /// None for an empty table.
     pub bounds: Option<WorldBox>,
 }
@@ -377,18 +380,24 @@ pub(super) async fn scan_stats_with(
     let cells = 1u32 << crate::source::grid::LEVEL;
     let sql = format!(
         "SELECT floor(x * {cells})::int8, floor(y * {cells})::int8, count(*)::int8, \
-         min(x), min(y), max(x), max(y) FROM ({inner_all}) s GROUP BY 1, 2"
+         min(x), min(y), max(x), max(y), \
+         coalesce(sum(w::float8) FILTER (WHERE w > 0 AND w < 'Infinity'::float4), 0) \
+         FROM ({inner_all}) s GROUP BY 1, 2"
     );
     let rows = client.query(&sql, params).await?;
     let mut cells = Vec::with_capacity(rows.len());
+    let mut weights = Vec::with_capacity(rows.len());
     let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
     for row in &rows {
         let (cx, cy, n): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-        cells.push((
-            CountGrid::clamp_cell(cx),
-            CountGrid::clamp_cell(cy),
-            n.max(0) as u64,
-        ));
+        let n = n.max(0) as u64;
+        cells.push((CountGrid::clamp_cell(cx), CountGrid::clamp_cell(cy), n));
+        weights.push(CellWeight {
+            cx,
+            cy,
+            rows: n,
+            weight: row.get(7),
+        });
         x0 = x0.min(row.get(3));
         y0 = y0.min(row.get(4));
         x1 = x1.max(row.get(5));
@@ -396,6 +405,7 @@ pub(super) async fn scan_stats_with(
     }
     Ok(TableStats {
         grid: CountGrid::from_cells(cells),
+        cells: CellWeights::new(weights),
         bounds: (!rows.is_empty()).then_some(WorldBox { x0, y0, x1, y1 }),
     })
 }
