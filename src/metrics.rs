@@ -1,10 +1,9 @@
-//! Prometheus metrics of one server, kept in its own `prometheus` registry and rendered as
-//! text at `/metrics`.
+//! Prometheus metrics of one server, in its own `prometheus` registry, served at `/metrics`.
 //!
 //! Each server owns a private [`Registry`] rather than the crate's global default, so the
 //! tests that run several servers in one process count each server's requests apart.
 
-use prometheus::core::Collector;
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -103,24 +102,13 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     register(registry, IntGauge::new(name, help).expect(FIXED))
 }
 
-/// A counter by cache tier: its `memory` and `disk` children.
-fn tier_counters(registry: &Registry, name: &str, help: &str) -> (IntCounter, IntCounter) {
-    let vec = register(
-        registry,
-        IntCounterVec::new(Opts::new(name, help), &["tier"]).expect(FIXED),
-    );
-    (
-        vec.with_label_values(&["memory"]),
-        vec.with_label_values(&["disk"]),
-    )
-}
-
-/// A gauge by cache tier: its `memory` and `disk` children.
-fn tier_gauges(registry: &Registry, name: &str, help: &str) -> (IntGauge, IntGauge) {
-    let vec = register(
-        registry,
-        IntGaugeVec::new(Opts::new(name, help), &["tier"]).expect(FIXED),
-    );
+/// A metric by cache tier (`vec`, labelled `tier` only), registered: its `memory` and `disk`
+/// children, resolved once so the request path never looks a label up.
+fn by_tier<T: MetricVecBuilder + 'static>(
+    registry: &Registry,
+    vec: prometheus::Result<MetricVec<T>>,
+) -> (T::M, T::M) {
+    let vec = register(registry, vec.expect(FIXED));
     (
         vec.with_label_values(&["memory"]),
         vec.with_label_values(&["disk"]),
@@ -151,17 +139,32 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let (hits_memory, hits_disk) = tier_counters(
+        let (hits_memory, hits_disk) = by_tier(
             &r,
-            "twine_cache_hits_total",
-            "Tiles answered from a cache tier.",
+            IntCounterVec::new(
+                Opts::new(
+                    "twine_cache_hits_total",
+                    "Tiles answered from a cache tier.",
+                ),
+                &["tier"],
+            ),
         );
-        let (memory_bytes, disk_bytes) =
-            tier_gauges(&r, "twine_cache_bytes", "Bytes held by a cache tier.");
-        let (memory_evictions, disk_evictions) = tier_counters(
+        let (memory_bytes, disk_bytes) = by_tier(
             &r,
-            "twine_cache_evictions_total",
-            "Tiles evicted from a cache tier.",
+            IntGaugeVec::new(
+                Opts::new("twine_cache_bytes", "Bytes held by a cache tier."),
+                &["tier"],
+            ),
+        );
+        let (memory_evictions, disk_evictions) = by_tier(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "twine_cache_evictions_total",
+                    "Tiles evicted from a cache tier.",
+                ),
+                &["tier"],
+            ),
         );
         let scraped = Scraped {
             memory_bytes,
@@ -239,7 +242,7 @@ impl Metrics {
 
     /// Prometheus text exposition format, with `gauges` as the values of the metrics that
     /// other parts own.
-    pub fn render(&self, gauges: &Gauges) -> String {
+    pub fn render(&self, gauges: &Gauges) -> Result<String, prometheus::Error> {
         {
             // A panic while the lock was held left only plain numbers behind: go on.
             let s = self.scraped.lock().unwrap_or_else(PoisonError::into_inner);
@@ -272,13 +275,9 @@ impl Metrics {
             pool.available.set(gauge_value(available));
             pool.waiting.set(gauge_value(waiting));
         }
-        let mut out = String::new();
-        // Encoding fails only on a malformed family, which the fixed names above rule out;
-        // should it happen, the families written so far still make a valid page.
-        if let Err(err) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out) {
-            tracing::error!(%err, "encoding /metrics");
-        }
-        out
+        // Fails only on a malformed family, which the fixed names above rule out; the error
+        // is returned rather than the families written so far, which may end mid-family.
+        TextEncoder::new().encode_to_string(&self.registry.gather())
     }
 }
 
@@ -292,10 +291,12 @@ mod tests {
         m.tiles_rendered.inc();
         m.observe_route("tile", 0.003);
         m.observe_route("tile", 2.0);
-        let text = m.render(&Gauges {
-            memory_bytes: 42,
-            ..Gauges::default()
-        });
+        let text = m
+            .render(&Gauges {
+                memory_bytes: 42,
+                ..Gauges::default()
+            })
+            .expect("encodes");
         assert!(text.contains("twine_tiles_rendered_total 1\n"));
         assert!(text.contains("twine_cache_bytes{tier=\"memory\"} 42\n"));
         assert!(text.contains("twine_request_seconds_bucket{route=\"tile\",le=\"0.005\"} 1\n"));
@@ -315,6 +316,7 @@ mod tests {
                 pool,
                 ..Gauges::default()
             })
+            .expect("encodes")
         };
         scrape(5, None);
         let text = scrape(7, Some((4, 3, 1)));
@@ -333,9 +335,11 @@ mod tests {
         a.misses.inc();
         assert!(a
             .render(&Gauges::default())
+            .expect("encodes")
             .contains("twine_cache_misses_total 1\n"));
         assert!(b
             .render(&Gauges::default())
+            .expect("encodes")
             .contains("twine_cache_misses_total 0\n"));
     }
 }
