@@ -105,7 +105,7 @@ impl TileCache {
     /// The tile for `key` when the memory tier holds it (counted as a memory hit).
     pub fn memory_hit(&self, key: &TileKey, metrics: &Metrics) -> Option<CachedTile> {
         let tile = self.memory.as_ref()?.get(key)?;
-        Metrics::inc(&metrics.hits_memory);
+        metrics.hits_memory.inc();
         Some(tile)
     }
 
@@ -155,11 +155,11 @@ impl TileCache {
     {
         let (tile, origin) = match self.read_disk(key).await {
             Some(tile) => {
-                Metrics::inc(&metrics.hits_disk);
+                metrics.hits_disk.inc();
                 (tile, Origin::Disk)
             }
             None => {
-                Metrics::inc(&metrics.misses);
+                metrics.misses.inc();
                 let tile = CachedTile::new(render().await?);
                 if let Some(disk) = &self.disk {
                     // Written behind the response: a slow or full disk never delays the client.

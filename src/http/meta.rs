@@ -141,7 +141,7 @@ fn pool_json(pool: &deadpool_postgres::Pool) -> serde_json::Value {
 }
 
 /// `GET /metrics`: Prometheus text.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let cache = &state.cache;
     // In-memory counters under the index lock: no file I/O, so no blocking thread.
     let (disk_bytes, disk_evictions) = cache.disk.as_ref().map_or((0, 0), |d| d.totals());
@@ -157,9 +157,15 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             (s.size, s.available, s.waiting)
         }),
     };
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(&gauges))
+    let text = state
+        .metrics
+        .render(&gauges)
+        .map_err(|e| ApiError::Internal {
+            detail: format!("encoding the metrics: {e}"),
+        })?;
+    Ok(HttpResponse::Ok()
+        .content_type(prometheus::TEXT_FORMAT)
+        .body(text))
 }
 
 /// Any other path: a JSON 404 listing the routes.

@@ -247,7 +247,7 @@ fn cached_response(
     let etag = tile.etag();
     let matches = super::if_none_match_holds(req, etag.as_bytes());
     let mut response = if matches {
-        Metrics::inc(&metrics.not_modified);
+        metrics.not_modified.inc();
         HttpResponse::NotModified()
     } else {
         HttpResponse::Ok()
@@ -338,7 +338,7 @@ pub async fn render_png(
     filters: &FilterValues,
     metrics: &Metrics,
 ) -> Result<web::Bytes, ApiError> {
-    Metrics::inc(&metrics.tiles_rendered);
+    metrics.tiles_rendered.inc();
     let style = layer.resolve_style(&spec.style, &vp, filters).await?;
     let points = layer.render_input(&vp, &style, tile, filters).await?;
     if points.is_empty() {

@@ -323,7 +323,7 @@ impl PostgisLayer {
                 &[&zoom, &by0, &by1, &bx0, &bx1],
             )
             .await?;
-        Metrics::inc(&self.metrics.pyramid_queries);
+        self.metrics.pyramid_queries.inc();
         let mut bins = Vec::new();
         for row in &rows {
             pyramid::decode_block(
@@ -346,7 +346,7 @@ impl PostgisLayer {
         call: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, SourceError> {
         let started = std::time::Instant::now();
-        Metrics::inc(&self.metrics.db_queries);
+        self.metrics.db_queries.inc();
         let result = call.await;
         self.metrics
             .db_query_seconds
