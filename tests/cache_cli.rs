@@ -3,10 +3,9 @@
 //! be disk hits for a server on the same folder, a seed stopped by SIGKILL or SIGINT must
 //! leave only whole tiles, and purges must remove exactly the tiles they name.
 
-#[path = "common/scratch.rs"]
-mod scratch;
+mod common;
 
-use scratch::{free_port, Scratch};
+use common::scratch::{free_port, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -4,13 +4,10 @@
 //! requests of a missing tile.
 
 mod common;
-#[path = "common/pg.rs"]
-mod pg;
-#[path = "common/scratch.rs"]
-mod scratch;
 
+use common::pg;
+use common::scratch::Scratch;
 use common::{metric, TestServer};
-use scratch::Scratch;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use twine_heatmap::cli::ServeArgs;

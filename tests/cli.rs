@@ -1,10 +1,9 @@
 //! The binary as a user runs it: start-up errors name the file and line, `--points` adds a
 //! layer, and SIGTERM / SIGINT stop the server gracefully.
 
-#[path = "common/scratch.rs"]
-mod scratch;
+mod common;
 
-use scratch::{free_port, Scratch};
+use common::scratch::{free_port, Scratch};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

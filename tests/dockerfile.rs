@@ -2,10 +2,9 @@
 //! the project's files are run as Docker would run them: the dependency stage's stub sources
 //! must satisfy the manifest, and every folder the build stage copies must exist.
 
-#[path = "common/scratch.rs"]
-mod scratch;
+mod common;
 
-use scratch::Scratch;
+use common::scratch::Scratch;
 use std::path::Path;
 use std::process::Command;
 

@@ -7,13 +7,10 @@
 //! shared cluster other tests use stays up.
 
 mod common;
-#[path = "common/pg.rs"]
-mod pg;
-#[path = "common/scratch.rs"]
-mod scratch;
 
+use common::pg;
+use common::scratch::Scratch;
 use common::TestServer;
-use scratch::Scratch;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -373,7 +370,7 @@ fn url_with_options(options: &str) -> String {
 /// Runs `serve --database-url URL` at RUST_LOG=info until its `/health` body satisfies
 /// `done` (at most 20 s), then stops it: whether `done` held, and the log.
 fn serve_until(url: &str, done: impl Fn(&str) -> bool) -> (bool, String) {
-    let port = scratch::free_port();
+    let port = common::scratch::free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_twine-heatmap"))
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .args(["--database-url", url])

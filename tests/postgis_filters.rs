@@ -3,13 +3,10 @@
 //! attempts that change nothing, and the data version following writes to the table.
 
 mod common;
-#[path = "common/pg.rs"]
-mod pg;
-#[path = "common/scratch.rs"]
-mod scratch;
 
+use common::pg;
+use common::scratch::Scratch;
 use common::TestServer;
-use scratch::Scratch;
 use std::time::{Duration, Instant};
 
 struct Fixture {

@@ -2,13 +2,10 @@
 //! database; these tests fail when it is unreachable). Each test imports into its own layer,
 //! named after the process and the test, through the real binary.
 
-#[path = "common/pg.rs"]
-mod pg;
-#[path = "common/scratch.rs"]
-mod scratch;
+mod common;
 
-use pg::{database_url, Db, TestLayer};
-use scratch::Scratch;
+use common::pg::{database_url, Db, TestLayer};
+use common::scratch::Scratch;
 use std::path::Path;
 use std::process::Command;
 use twine_heatmap::render::WorldPoint;

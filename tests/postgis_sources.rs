@@ -5,13 +5,10 @@
 //! `twine-heatmap pyramid` rebuilds it. Real PostGIS, real `import`, real HTTP server.
 
 mod common;
-#[path = "common/pg.rs"]
-mod pg;
-#[path = "common/scratch.rs"]
-mod scratch;
 
+use common::pg;
+use common::scratch::Scratch;
 use common::TestServer;
-use scratch::Scratch;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;

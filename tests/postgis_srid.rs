@@ -4,13 +4,10 @@
 //! Real PostGIS, real `import`, real HTTP server.
 
 mod common;
-#[path = "common/pg.rs"]
-mod pg;
-#[path = "common/scratch.rs"]
-mod scratch;
 
+use common::pg;
+use common::scratch::Scratch;
 use common::TestServer;
-use scratch::Scratch;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

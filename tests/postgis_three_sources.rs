@@ -7,13 +7,10 @@
 //! `import` and `pyramid`, real HTTP server.
 
 mod common;
-#[path = "common/pg.rs"]
-mod pg;
-#[path = "common/scratch.rs"]
-mod scratch;
 
+use common::pg;
+use common::scratch::Scratch;
 use common::TestServer;
-use scratch::Scratch;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;

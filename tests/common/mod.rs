@@ -1,8 +1,13 @@
-//! Shared test harness: starts the real HTTP server on 127.0.0.1 (an ephemeral port) in a
-//! background thread and talks to it over real sockets.
+//! The one test harness of the integration tests (each includes it as `mod common;`): the
+//! real HTTP server on 127.0.0.1 in process ([`TestServer`]), talked to over real sockets;
+//! the test database ([`pg`]); scratch folders ([`scratch`]); and raw HTTP/1.1 ([`wire`]).
 
+// Every test binary compiles this module tree for itself and uses a part of it: what one
+// binary leaves unused, another uses.
 #![allow(dead_code)]
 
+pub mod pg;
+pub mod scratch;
 pub mod wire;
 
 use std::sync::Arc;

@@ -3,9 +3,6 @@
 //!
 //! The database is `DATABASE_URL`, else the local development one. Tests that need it fail
 //! when it is unreachable rather than skip, so a missing database cannot pass for success.
-//! Include with `#[path = "common/pg.rs"] mod pg;`.
-
-#![allow(dead_code)]
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};

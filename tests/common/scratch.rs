@@ -1,8 +1,6 @@
 //! Scratch space for tests that run the binary or write files: a folder per test under the
 //! system temp dir, removed when dropped, and a free loopback port.
 
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
