@@ -6,9 +6,8 @@
 mod common;
 
 use common::pg;
-use common::scratch::Scratch;
+use common::scratch::{tile_files, Scratch};
 use common::{metric, TestServer};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use twine_heatmap::cli::ServeArgs;
 
@@ -178,14 +177,12 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
     );
     // Damage every tile file: it is detected, never served, and rendered again.
     let mut damaged = 0;
-    for entry in walk(&dir) {
-        if entry.extension().is_some_and(|e| e == "tile") {
-            let mut bytes = std::fs::read(&entry).expect("read");
-            let mid = bytes.len() / 2;
-            bytes[mid] ^= 0xff;
-            std::fs::write(&entry, &bytes).expect("write");
-            damaged += 1;
-        }
+    for entry in tile_files(&dir) {
+        let mut bytes = std::fs::read(&entry).expect("read");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&entry, &bytes).expect("write");
+        damaged += 1;
     }
     assert!(damaged > 0);
     let fresh = TestServer::from_args(&args());
@@ -203,11 +200,9 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
         "the re-rendered tile was never written back",
     );
     // Truncated files too.
-    for entry in walk(&dir) {
-        if entry.extension().is_some_and(|e| e == "tile") {
-            let bytes = std::fs::read(&entry).expect("read");
-            std::fs::write(&entry, &bytes[..bytes.len() / 3]).expect("write");
-        }
+    for entry in tile_files(&dir) {
+        let bytes = std::fs::read(&entry).expect("read");
+        std::fs::write(&entry, &bytes[..bytes.len() / 3]).expect("write");
     }
     let last = TestServer::from_args(&args());
     let truncated = last.get("/tiles/demo/5/16/10.png");
@@ -230,22 +225,6 @@ fn wait_for_disk_hit(server: &TestServer, path: &str, why: &str) {
         assert!(Instant::now() < deadline, "{why}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
 }
 
 /// A declared PostGIS layer: 64 concurrent requests for one missing tile make exactly one
@@ -337,12 +316,7 @@ fn one_render_per_missing_tile_and_no_stale_tiles_after_a_write() {
     // Three tiles went to disk behind their responses (the warm-up tile and both versions
     // of this one): wait for them, so no write lands after the scratch folder is removed.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while walk(&dir.join("tiles"))
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "tile"))
-        .count()
-        < 3
-    {
+    while tile_files(&dir.join("tiles")).len() < 3 {
         assert!(Instant::now() < deadline, "tiles never written to disk");
         std::thread::sleep(Duration::from_millis(50));
     }

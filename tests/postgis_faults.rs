@@ -9,6 +9,7 @@
 mod common;
 
 use common::pg;
+use common::process::{free_port, ServeProcess};
 use common::scratch::Scratch;
 use common::TestServer;
 use std::io::{Read, Write};
@@ -154,13 +155,8 @@ struct Proxy {
 
 impl Proxy {
     fn new() -> Proxy {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
         Proxy {
-            port,
+            port: free_port(),
             up: Arc::new(AtomicBool::new(false)),
             conns: Arc::new(Mutex::new(Vec::new())),
             traffic: Arc::new(AtomicU64::new(0)),
@@ -370,33 +366,12 @@ fn url_with_options(options: &str) -> String {
 /// Runs `serve --database-url URL` at RUST_LOG=info until its `/health` body satisfies
 /// `done` (at most 20 s), then stops it: whether `done` held, and the log.
 fn serve_until(url: &str, done: impl Fn(&str) -> bool) -> (bool, String) {
-    let port = common::scratch::free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_twine-heatmap"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .args(["--database-url", url])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn twine-heatmap");
-    let health = || {
-        ureq::get(&format!("http://127.0.0.1:{port}/health"))
-            .call()
-            .ok()
-            .and_then(|r| r.into_string().ok())
-            .unwrap_or_default()
-    };
+    let server = ServeProcess::start_env(&["--database-url", url], &[("RUST_LOG", "info")]);
     let held = (0..200).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
-        done(&health())
+        done(&String::from_utf8_lossy(&server.get("/health").body))
     });
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut log = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
-    }
-    (held, log)
+    (held, server.stop())
 }
 
 #[test]

@@ -4,29 +4,16 @@
 
 mod common;
 
-use common::pg::{database_url, Db, TestLayer};
+use common::pg::{self, database_url, Db, TestLayer};
 use common::scratch::Scratch;
 use std::path::Path;
-use std::process::Command;
 use twine_heatmap::render::WorldPoint;
 use twine_heatmap::source::load::{load_points_file, WeightMode};
 use twine_heatmap::tile::world_to_metres;
 
-const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
-
 /// Runs `import --database-url URL --layer LAYER EXTRA... FILES...`: (success, stderr).
 fn import_with(url: &str, layer: &str, extra: &[&str], files: &[&Path]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .arg("import")
-        .args(["--database-url", url, "--layer", layer])
-        .args(extra)
-        .args(files)
-        .output()
-        .expect("run twine-heatmap");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    pg::import_into(url, layer, extra, files).verdict()
 }
 
 fn import(layer: &TestLayer, extra: &[&str], files: &[&Path]) -> (bool, String) {

@@ -7,12 +7,12 @@
 mod common;
 
 use common::pg;
+use common::process::{run, twine};
 use common::scratch::Scratch;
 use common::TestServer;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use twine_heatmap::cli::ServeArgs;
 use twine_heatmap::source::postgis::SCHEMA_LOCK_KEY;
@@ -20,8 +20,6 @@ use twine_heatmap::synth::clustered_points;
 use twine_heatmap::tile::{
     lat_to_world_y, lon_to_world_x, world_x_to_lon, world_y_to_lat, TileCoord,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
 
 /// 60,000 clustered points over western Europe, with weights whose sums are exact in any
 /// order (so sums in SQL and in Rust agree to the bit).
@@ -230,15 +228,7 @@ fn memory_and_postgis_give_identical_tiles_and_points() {
 
 /// Runs `twine-heatmap pyramid ARGS...`: (success, stderr).
 fn pyramid_command(args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .arg("pyramid")
-        .args(args)
-        .output()
-        .expect("run twine-heatmap pyramid");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run(twine(&["pyramid"]).args(args)).verdict()
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The one test harness of the integration tests (each includes it as `mod common;`): the
-//! real HTTP server on 127.0.0.1 in process ([`TestServer`]), talked to over real sockets;
+//! real HTTP server on 127.0.0.1, in process ([`TestServer`]) or as the binary
+//! ([`process`]), talked to over real sockets; the binary's other commands ([`process`]);
 //! the test database ([`pg`]); scratch folders ([`scratch`]); and raw HTTP/1.1 ([`wire`]).
 
 // Every test binary compiles this module tree for itself and uses a part of it: what one
@@ -7,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod process;
 pub mod scratch;
 pub mod wire;
 
@@ -18,7 +20,8 @@ use twine_heatmap::render::WorldPoint;
 use twine_heatmap::source::load::demo_points;
 use twine_heatmap::source::memory::MemoryStore;
 
-/// A running server; it lives until the test process ends.
+/// A server to talk to: started in process here (it lives until the test process ends), or
+/// as the binary by [`process::ServeProcess`].
 pub struct TestServer {
     pub base: String,
 }

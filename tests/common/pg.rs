@@ -4,52 +4,38 @@
 //! The database is `DATABASE_URL`, else the local development one. Tests that need it fail
 //! when it is unreachable rather than skip, so a missing database cannot pass for success.
 
+use super::process::{run, twine, Outcome};
+use std::path::Path;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://twine:twine@127.0.0.1:5432/twine";
 
-/// Runs `twine-heatmap import` of `csv` into `layer` with `extra` flags; fails the test with
-/// the command's stderr when it fails.
-pub fn import(layer: &str, csv: &std::path::Path, extra: &[&str]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twine-heatmap"))
-        .args([
-            "import",
-            "--database-url",
-            &database_url(),
-            "--layer",
-            layer,
-        ])
+/// `twine-heatmap import --database-url URL --layer LAYER EXTRA... FILES...`, run to its end.
+pub fn import_into(url: &str, layer: &str, extra: &[&str], files: &[&Path]) -> Outcome {
+    run(twine(&["import", "--database-url", url, "--layer", layer])
         .args(extra)
-        .arg(csv)
-        .output()
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .args(files))
 }
 
-/// Runs `twine-heatmap pyramid` for `layer` with `extra` flags; fails the test with the
-/// command's stderr when it fails.
+/// Imports `csv` into `layer` of the test database with `extra` flags; fails the test with
+/// the command's output when the import fails.
+pub fn import(layer: &str, csv: &Path, extra: &[&str]) {
+    import_into(&database_url(), layer, extra, &[csv]).expect_success();
+}
+
+/// Runs `twine-heatmap pyramid --database-url <the test database> --layer LAYER EXTRA...`;
+/// fails the test with the command's output when it fails.
 pub fn pyramid(layer: &str, extra: &[&str]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twine-heatmap"))
-        .args([
-            "pyramid",
-            "--database-url",
-            &database_url(),
-            "--layer",
-            layer,
-        ])
-        .args(extra)
-        .output()
-        .expect("pyramid");
-    assert!(
-        out.status.success(),
-        "pyramid: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(twine(&[
+        "pyramid",
+        "--database-url",
+        &database_url(),
+        "--layer",
+        layer,
+    ])
+    .args(extra))
+    .expect_success();
 }
 
 /// `DATABASE_URL`, or the local development database.
