@@ -432,12 +432,8 @@ fn stats_lists_each_layer_and_a_servers_memory_tier() {
 fn errors_name_the_problem() {
     let dir = Scratch::new("cache-cli-errors");
     let cache = path(&dir);
-    let seed = |extra: &[&str]| {
-        let mut args = vec!["seed", "--cache-dir", cache];
-        args.extend_from_slice(extra);
-        args.into_iter().map(String::from).collect::<Vec<_>>()
-    };
-    let cases: Vec<(Vec<String>, &str)> = vec![
+    let seed = |extra: &[&'static str]| [&["seed", "--cache-dir", cache][..], extra].concat();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             seed(&["--layer", "nope", "--zoom", "0-2"]),
             "unknown layer \"nope\"",
@@ -468,19 +464,12 @@ fn errors_name_the_problem() {
             "--concurrency",
         ),
         (
-            ["seed", "--layer", "demo", "--zoom", "0-2"]
-                .map(String::from)
-                .to_vec(),
+            vec!["seed", "--layer", "demo", "--zoom", "0-2"],
             "--cache-dir",
         ),
+        (vec!["cache", "purge", "--layer", "demo"], "--cache-dir"),
         (
-            ["cache", "purge", "--layer", "demo"]
-                .map(String::from)
-                .to_vec(),
-            "--cache-dir",
-        ),
-        (
-            [
+            vec![
                 "cache",
                 "purge",
                 "--cache-dir",
@@ -489,36 +478,27 @@ fn errors_name_the_problem() {
                 "demo",
                 "--zoom",
                 "5-1",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ],
             "--zoom",
         ),
         (
-            ["cache", "stats", "--cache-dir", "/nonexistent/twine-cache"]
-                .map(String::from)
-                .to_vec(),
+            vec!["cache", "stats", "--cache-dir", "/nonexistent/twine-cache"],
             "/nonexistent/twine-cache",
         ),
         (
-            [
+            vec![
                 "cache",
                 "stats",
                 "--cache-dir",
                 cache,
                 "--server",
                 "http://127.0.0.1:1",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ],
             "--server",
         ),
     ];
     for (args, expected) in cases {
-        let stderr = run(&mut twine(
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        ))
-        .expect_failure();
+        let stderr = run(&mut twine(&args)).expect_failure();
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         // Our own refusals are one line (clap's usage errors carry their own hints).
         if stderr.starts_with("twine-heatmap:") {

@@ -234,14 +234,11 @@ fn one_render_per_missing_tile_and_no_stale_tiles_after_a_write() {
     let pid = std::process::id();
     let (layer, table) = (format!("cached{pid}"), format!("cached_{pid}"));
     let db = pg::Db::connect();
-    db.batch(&format!(
-        "CREATE EXTENSION IF NOT EXISTS postgis;
-         DROP TABLE IF EXISTS public.\"{table}\";
-         CREATE TABLE public.\"{table}\" (geom geometry(Point, 4326));
-         INSERT INTO public.\"{table}\" SELECT ST_SetSRID(ST_MakePoint(10 + (i % 100) * 0.01, 50 + (i / 100) * 0.01), 4326) FROM generate_series(0, 9999) i;
-         CREATE INDEX ON public.\"{table}\" USING gist (geom);"
-    ));
-    let _table = pg::ScratchTable::new(&db, &table);
+    let _table = pg::ScratchTable::create(&db, &table, "geom geometry(Point, 4326)", |t| {
+        db.batch(&format!(
+            "INSERT INTO {t} SELECT ST_SetSRID(ST_MakePoint(10 + (i % 100) * 0.01, 50 + (i / 100) * 0.01), 4326) FROM generate_series(0, 9999) i;"
+        ));
+    });
     let dir = Scratch::new("cache-http-pg");
     let config = dir.join("config.toml");
     std::fs::write(

@@ -22,14 +22,11 @@ use twine_heatmap::cli::ServeArgs;
 /// A table with a GiST index and a few thousand points, declared as a layer; dropped when
 /// the returned guard goes.
 fn make_table<'a>(db: &'a pg::Db, table: &str) -> pg::ScratchTable<'a> {
-    db.batch(&format!(
-        "CREATE EXTENSION IF NOT EXISTS postgis;
-         DROP TABLE IF EXISTS public.\"{table}\";
-         CREATE TABLE public.\"{table}\" (geom geometry(Point, 3857));
-         INSERT INTO public.\"{table}\" SELECT ST_SetSRID(ST_MakePoint(i * 1000.0, i * 500.0), 3857) FROM generate_series(0, 4999) i;
-         CREATE INDEX ON public.\"{table}\" USING gist (geom);"
-    ));
-    pg::ScratchTable::new(db, table)
+    pg::ScratchTable::create(db, table, "geom geometry(Point, 3857)", |t| {
+        db.batch(&format!(
+            "INSERT INTO {t} SELECT ST_SetSRID(ST_MakePoint(i * 1000.0, i * 500.0), 3857) FROM generate_series(0, 4999) i;"
+        ));
+    })
 }
 
 fn server(url: &str, layer: &str, table: &str, database: &str) -> TestServer {

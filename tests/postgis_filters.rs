@@ -27,17 +27,19 @@ fn fixture(test: &str) -> Fixture {
     let pid = std::process::id();
     let (layer, table) = (format!("quakes{pid}{test}"), format!("quakes_{pid}_{test}"));
     let db = pg::Db::connect();
-    db.batch(&format!(
-        "CREATE EXTENSION IF NOT EXISTS postgis;
-         DROP TABLE IF EXISTS public.\"{table}\";
-         CREATE TABLE public.\"{table}\" (id serial PRIMARY KEY, geom geometry(Point, 4326), mag real, time timestamptz, kind text);
-         INSERT INTO public.\"{table}\" (geom, mag, time, kind)
-         SELECT ST_SetSRID(ST_MakePoint(-120 + (i % 50) * 0.4, 30 + (i / 50) * 0.3), 4326),
-                1 + (i % 4), timestamptz '2024-01-01 00:00:00+00' + (i * interval '4 hours'),
-                CASE WHEN i % 2 = 0 THEN 'deep' ELSE 'shallow' END
-         FROM generate_series(0, 1999) AS i;
-         CREATE INDEX ON public.\"{table}\" USING gist (geom);"
-    ));
+    db.create_point_table(
+        &table,
+        "id serial PRIMARY KEY, geom geometry(Point, 4326), mag real, time timestamptz, kind text",
+        |t| {
+            db.batch(&format!(
+                "INSERT INTO {t} (geom, mag, time, kind)
+                 SELECT ST_SetSRID(ST_MakePoint(-120 + (i % 50) * 0.4, 30 + (i / 50) * 0.3), 4326),
+                        1 + (i % 4), timestamptz '2024-01-01 00:00:00+00' + (i * interval '4 hours'),
+                        CASE WHEN i % 2 = 0 THEN 'deep' ELSE 'shallow' END
+                 FROM generate_series(0, 1999) AS i;"
+            ));
+        },
+    );
     let dir = Scratch::new(&format!("filters-{test}"));
     let config = dir.join("config.toml");
     std::fs::write(

@@ -132,39 +132,41 @@ fn write_csv(dir: &Path, name: &str, rows: &[Row]) -> PathBuf {
 /// dots style draws them in the file's order), plus rows no file can hold: NULL geometries
 /// and empty points. `native` turns the lon/lat point `{}` into the stored geometry
 /// (`ST_Transform({}, 32633)` for a projected SRID).
-fn create_table(db: &pg::Db, table: &str, srid: i32, rows: &[Row], native: &str) {
-    let mut sql = format!(
-        "CREATE EXTENSION IF NOT EXISTS postgis;
-         DROP TABLE IF EXISTS public.\"{table}\";
-         CREATE TABLE public.\"{table}\" (id int PRIMARY KEY, geom geometry(Point, {srid}), mag real, kind text);
-         INSERT INTO public.\"{table}\" (id, geom, mag, kind) VALUES "
-    );
-    for (i, r) in rows.iter().enumerate() {
-        let point = native.replace(
-            "{}",
-            &format!("ST_SetSRID(ST_MakePoint({:?}, {:?}), 4326)", r.lon, r.lat),
-        );
-        let mag = r.weight.map_or("NULL".to_string(), |w| format!("{w:?}"));
-        let kind = if r.deep { "deep" } else { "shallow" };
-        let _ = write!(
-            sql,
-            "{}({i}, {point}, {mag}, '{kind}')",
-            if i > 0 { ", " } else { "" }
-        );
-    }
-    let n = rows.len();
-    for k in 0..10 {
-        let geom = if k < 5 {
-            "NULL".to_string()
-        } else {
-            format!("'SRID={srid};POINT EMPTY'")
-        };
-        let _ = write!(sql, ", ({}, {geom}, 3, 'deep')", n + k);
-    }
-    sql.push_str(&format!(
-        ";\nCREATE INDEX ON public.\"{table}\" USING gist (geom); ANALYZE public.\"{table}\";"
-    ));
-    db.batch(&sql);
+/// Dropped when the returned guard goes.
+fn create_table<'a>(
+    db: &'a pg::Db,
+    table: &str,
+    srid: i32,
+    rows: &[Row],
+    native: &str,
+) -> pg::ScratchTable<'a> {
+    let columns = format!("id int PRIMARY KEY, geom geometry(Point, {srid}), mag real, kind text");
+    pg::ScratchTable::create(db, table, &columns, |t| {
+        let mut sql = format!("INSERT INTO {t} (id, geom, mag, kind) VALUES ");
+        for (i, r) in rows.iter().enumerate() {
+            let point = native.replace(
+                "{}",
+                &format!("ST_SetSRID(ST_MakePoint({:?}, {:?}), 4326)", r.lon, r.lat),
+            );
+            let mag = r.weight.map_or("NULL".to_string(), |w| format!("{w:?}"));
+            let kind = if r.deep { "deep" } else { "shallow" };
+            let _ = write!(
+                sql,
+                "{}({i}, {point}, {mag}, '{kind}')",
+                if i > 0 { ", " } else { "" }
+            );
+        }
+        let n = rows.len();
+        for k in 0..10 {
+            let geom = if k < 5 {
+                "NULL".to_string()
+            } else {
+                format!("'SRID={srid};POINT EMPTY'")
+            };
+            let _ = write!(sql, ", ({}, {geom}, 3, 'deep')", n + k);
+        }
+        db.batch(&sql);
+    })
 }
 
 /// A declared layer's config: the table, its weight, the id as drawing order, and a filter.
@@ -179,18 +181,9 @@ fn layer_config(name: &str, table: &str) -> String {
 /// The server of one test: file layers, declared tables in several SRIDs, maybe an import.
 struct Fixture<'a> {
     server: TestServer,
-    db: &'a pg::Db,
-    tables: Vec<String>,
+    _tables: Vec<pg::ScratchTable<'a>>,
     _imported: Option<pg::TestLayer<'a>>,
     _dir: Scratch,
-}
-
-impl Drop for Fixture<'_> {
-    fn drop(&mut self) {
-        for table in &self.tables {
-            self.db.drop_scratch_table(table);
-        }
-    }
 }
 
 /// Names of one fixture's layers.
@@ -226,10 +219,9 @@ fn fixture<'a>(
     let mut declared = Vec::new();
     for &(srid, native) in srids {
         let table = format!("srid_{label}_{srid}_{pid}");
-        create_table(db, &table, srid, rows, native);
+        tables.push(create_table(db, &table, srid, rows, native));
         let name = format!("{label}{srid}x{pid}");
         config.push_str(&layer_config(&name, &table));
-        tables.push(table);
         declared.push((srid, name));
     }
     let imported = with_import.then(|| {
@@ -252,8 +244,7 @@ fn fixture<'a>(
     };
     let fixture = Fixture {
         server,
-        db,
-        tables,
+        _tables: tables,
         _imported: imported,
         _dir: dir,
     };
@@ -581,8 +572,7 @@ fn a_geographic_tables_count_grid_and_cell_weights_equal_the_files() {
         .expect("runtime");
     for (srid, native) in GEOGRAPHIC {
         let table = format!("srid_grid_{srid}_{pid}");
-        create_table(&db, &table, srid, &rows, native);
-        let _guard = pg::ScratchTable::new(&db, &table);
+        let _guard = create_table(&db, &table, srid, &rows, native);
         let layout = TableLayout {
             table: TableName::parse(&format!("public.{table}")).expect("table"),
             geometry: Ident::new("geom").expect("ident"),

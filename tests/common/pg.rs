@@ -84,9 +84,30 @@ impl Db {
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     }
 
+    /// Creates a test's own table of points `public."<name>"` as a user's table would be:
+    /// `columns` is its SQL column list, which holds a geometry column `geom`; `fill` writes
+    /// its rows, given the table's name for SQL (`public."<name>"`); then `geom` gets a GiST
+    /// index and the table fresh planner statistics. A table of that name a crashed run left
+    /// is dropped first. The caller drops it when the test ends: [`ScratchTable`], or
+    /// [`drop_scratch_table`](Self::drop_scratch_table).
+    pub fn create_point_table(&self, name: &str, columns: &str, fill: impl FnOnce(&str)) {
+        let table = format!("public.\"{name}\"");
+        self.batch(&format!(
+            "CREATE EXTENSION IF NOT EXISTS postgis;
+             DROP TABLE IF EXISTS {table};
+             CREATE TABLE {table} ({columns});"
+        ));
+        fill(&table);
+        self.batch(&format!(
+            "CREATE INDEX ON {table} USING gist (geom);
+             ANALYZE {table};"
+        ));
+    }
+
     /// Drops a test's own table `public."<name>"`, its data-version row (the trigger made
-    /// it, or every run would leave one more) and any bin pyramid built for it. Best effort, as for TestLayer, but said out
-    /// loud: a table left behind is served by every later test server on this database.
+    /// it, or every run would leave one more) and any bin pyramid built for it. Best effort,
+    /// as for TestLayer, but said out loud: a table left behind is served by every later test
+    /// server on this database.
     pub fn drop_scratch_table(&self, name: &str) {
         let sql = format!(
             "DROP TABLE IF EXISTS public.\"{name}\";
@@ -215,6 +236,13 @@ impl<'a> ScratchTable<'a> {
             db,
             name: name.to_owned(),
         }
+    }
+
+    /// [`Db::create_point_table`], dropped when the returned guard goes.
+    pub fn create(db: &'a Db, name: &str, columns: &str, fill: impl FnOnce(&str)) -> Self {
+        let table = ScratchTable::new(db, name);
+        db.create_point_table(name, columns, fill);
+        table
     }
 }
 
