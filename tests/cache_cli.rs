@@ -121,10 +121,10 @@ fn x_cache(server: &TestServer, path: &str) -> String {
         .to_string()
 }
 
-/// Starts a seed of demo zooms 0-7 over Europe, two tiles at a time, and returns it once it
-/// has written a few tiles (so a stop lands mid-way).
-fn start_slow_seed(dir: &Path) -> Child {
-    let mut child = twine(&[
+/// `seed` of demo zooms 0-7 over Europe into `dir`, with `extra` flags: the seed the stop
+/// tests interrupt and resume.
+fn europe_seed<'a>(dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let args = [
         "seed",
         "--layer",
         "demo",
@@ -132,15 +132,20 @@ fn start_slow_seed(dir: &Path) -> Child {
         "0-7",
         "--bbox",
         EUROPE,
-        "--concurrency",
-        "2",
         "--cache-dir",
         path(dir),
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn seed");
+    ];
+    [&args[..], extra].concat()
+}
+
+/// Starts [`europe_seed`] two tiles at a time, and returns it once it has written a few
+/// tiles (so a stop lands mid-way).
+fn start_slow_seed(dir: &Path) -> Child {
+    let mut child = twine(&europe_seed(dir, &["--concurrency", "2"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn seed");
     let deadline = Instant::now() + Duration::from_secs(60);
     while tile_files(dir).len() < 20 {
         assert!(Instant::now() < deadline, "seed wrote no tiles");
@@ -156,7 +161,7 @@ fn start_slow_seed(dir: &Path) -> Child {
 #[test]
 fn seeded_tiles_are_disk_hits_in_any_parameter_order() {
     let dir = Scratch::new("cache-cli-hits");
-    let first = run_ok(&[
+    let seed = [
         "seed",
         "--layer",
         "demo",
@@ -164,7 +169,8 @@ fn seeded_tiles_are_disk_hits_in_any_parameter_order() {
         "0-3",
         "--cache-dir",
         path(&dir),
-    ]);
+    ];
+    let first = run_ok(&seed);
     let (seeded, cached) = summary(&first);
     assert!(seeded > 0 && cached == 0, "{first}");
     let size_unit = first
@@ -187,15 +193,7 @@ fn seeded_tiles_are_disk_hits_in_any_parameter_order() {
         "--cache-dir",
         path(&dir),
     ]);
-    let again = run_ok(&[
-        "seed",
-        "--layer",
-        "demo",
-        "--zoom",
-        "0-3",
-        "--cache-dir",
-        path(&dir),
-    ]);
+    let again = run_ok(&seed);
     assert_eq!(summary(&again), (0, seeded), "a re-run finds every tile");
 
     let server = serve(&dir, &[]);
@@ -218,17 +216,7 @@ fn a_seed_killed_mid_way_leaves_only_whole_tiles_and_resumes() {
     let before = assert_cache_valid(&dir, 7);
     assert!(before > 0);
 
-    let rerun = run_ok(&[
-        "seed",
-        "--layer",
-        "demo",
-        "--zoom",
-        "0-7",
-        "--bbox",
-        EUROPE,
-        "--cache-dir",
-        path(&dir),
-    ]);
+    let rerun = run_ok(&europe_seed(&dir, &[]));
     let (seeded, cached) = summary(&rerun);
     assert_eq!(cached, before, "the re-run reuses every tile left: {rerun}");
     assert!(seeded > 0, "the kill landed mid-way: {rerun}");
@@ -290,34 +278,18 @@ fn purge_removes_exactly_the_matching_tiles() {
         "--cache-dir",
         path(&dir),
     ]);
+    let purge =
+        |args: &[&str]| run_ok(&[&["cache", "purge", "--cache-dir", path(&dir)], args].concat());
     let before = stats_tiles(&dir, "demo");
     let expected = tiles_in(10.0, 10.0, 80.0, 50.0, 3) + tiles_in(10.0, 10.0, 80.0, 50.0, 4);
     assert_eq!(expected, 4 + 12);
-    let out = run_ok(&[
-        "cache",
-        "purge",
-        "--cache-dir",
-        path(&dir),
-        "--layer",
-        "demo",
-        "--zoom",
-        "3-4",
-        "--bbox",
-        "10,10,80,50",
-    ]);
+    let out = purge(&["--layer", "demo", "--zoom", "3-4", "--bbox", "10,10,80,50"]);
     assert!(
         out.contains(&format!("removed {expected} tiles (")),
         "{out}"
     );
     assert_eq!(stats_tiles(&dir, "demo"), before - expected);
-    let other = run_ok(&[
-        "cache",
-        "purge",
-        "--cache-dir",
-        path(&dir),
-        "--layer",
-        "other",
-    ]);
+    let other = purge(&["--layer", "other"]);
     assert!(other.contains("removed 0 tiles (0 bytes)"), "{other}");
     assert_eq!(stats_tiles(&dir, "demo"), before - expected);
 
@@ -331,14 +303,7 @@ fn purge_removes_exactly_the_matching_tiles() {
     }
 
     let left = stats_tiles(&dir, "demo");
-    let all = run_ok(&[
-        "cache",
-        "purge",
-        "--cache-dir",
-        path(&dir),
-        "--layer",
-        "demo",
-    ]);
+    let all = purge(&["--layer", "demo"]);
     assert!(all.contains(&format!("removed {left} tiles (")), "{all}");
     assert_eq!(stats_tiles(&dir, "demo"), 0);
 }

@@ -7,7 +7,7 @@ mod common;
 
 use common::pg;
 use common::scratch::{tile_files, Scratch};
-use common::{metric, TestServer};
+use common::{eventually, metric, wait_until, TestServer};
 use std::time::{Duration, Instant};
 use twine_heatmap::cli::ServeArgs;
 
@@ -220,11 +220,11 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
 /// Asks for `path` until the disk tier answers it (tiles are written behind the response),
 /// failing with `why` after 10 s.
 fn wait_for_disk_hit(server: &TestServer, path: &str, why: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.get(path).header("x-cache") != Some("hit-disk") {
-        assert!(Instant::now() < deadline, "{why}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        eventually(10, || server.get(path).header("x-cache")
+            == Some("hit-disk")),
+        "{why}"
+    );
 }
 
 /// A declared PostGIS layer: 64 concurrent requests for one missing tile make exactly one
@@ -253,11 +253,9 @@ fn one_render_per_missing_tile_and_no_stale_tiles_after_a_write() {
         ..ServeArgs::default()
     });
     // Warm the layer's statistics with another tile.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while s.get(&format!("/tiles/{layer}/6/33/20.png")).status != 200 {
-        assert!(Instant::now() < deadline, "layer never served");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the layer to be served", 20, || {
+        s.get(&format!("/tiles/{layer}/6/33/20.png")).status == 200
+    });
     let (renders, queries) = (
         metric(&s, "twine_tiles_rendered_total"),
         metric(&s, "twine_db_queries_total"),
@@ -312,9 +310,7 @@ fn one_render_per_missing_tile_and_no_stale_tiles_after_a_write() {
     }
     // Three tiles went to disk behind their responses (the warm-up tile and both versions
     // of this one): wait for them, so no write lands after the scratch folder is removed.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tile_files(&dir.join("tiles")).len() < 3 {
-        assert!(Instant::now() < deadline, "tiles never written to disk");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the tiles to be written to disk", 10, || {
+        tile_files(&dir.join("tiles")).len() >= 3
+    });
 }

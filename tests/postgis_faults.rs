@@ -11,7 +11,7 @@ mod common;
 use common::pg;
 use common::process::{free_port, ServeProcess};
 use common::scratch::Scratch;
-use common::TestServer;
+use common::{wait_until, TestServer};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,14 +45,6 @@ fn server(url: &str, layer: &str, table: &str, database: &str) -> TestServer {
         ..ServeArgs::default()
     };
     TestServer::from_args(&args)
-}
-
-fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -6,8 +6,7 @@ mod common;
 
 use common::pg;
 use common::scratch::Scratch;
-use common::TestServer;
-use std::time::{Duration, Instant};
+use common::{eventually, TestServer};
 
 struct Fixture {
     server: TestServer,
@@ -64,27 +63,13 @@ fn fixture(test: &str) -> Fixture {
     fixture
 }
 
-fn layer_count(f: &Fixture) -> u64 {
-    f.server
-        .get("/layers")
-        .json()
-        .as_array()
-        .expect("layers")
-        .iter()
-        .find(|l| l["name"] == f.layer.as_str())
-        .map_or(0, |l| l["count"].as_u64().unwrap_or(0))
-}
-
 fn wait_for_count(f: &Fixture, expected: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while layer_count(f) != expected {
-        assert!(
-            Instant::now() < deadline,
-            "layer count stayed {} (expected {expected})",
-            layer_count(f)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let count = || f.server.layer_count(&f.layer).unwrap_or(0);
+    assert!(
+        eventually(20, || count() == expected),
+        "layer count stayed {} (expected {expected})",
+        count()
+    );
 }
 
 fn count(f: &Fixture, query: &str) -> u64 {

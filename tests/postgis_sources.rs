@@ -9,7 +9,7 @@ mod common;
 use common::pg;
 use common::process::{run, twine};
 use common::scratch::Scratch;
-use common::TestServer;
+use common::{eventually, wait_until, TestServer};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -101,20 +101,12 @@ fn memory_and_postgis_give_identical_tiles_and_points() {
     };
     let server = TestServer::from_args(&args);
     let mem_layer = format!("mem{pid}");
-    let deadline = Instant::now() + Duration::from_secs(20);
     for layer in [&with_pyramid.name, &without_pyramid.name] {
-        while !server
-            .get("/layers")
-            .json()
-            .to_string()
-            .contains(layer.as_str())
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the imported layer {layer} never appeared"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until(
+            &format!("the imported layer {layer} to be listed"),
+            20,
+            || server.layer(layer).is_some(),
+        );
     }
 
     // Every source chooses the same zooms to draw from bins (from the same estimate).
@@ -209,17 +201,7 @@ fn memory_and_postgis_give_identical_tiles_and_points() {
             );
         }
     }
-    let info = |name: &str| {
-        server
-            .get("/layers")
-            .json()
-            .as_array()
-            .expect("layers")
-            .iter()
-            .find(|l| l["name"] == name)
-            .cloned()
-            .expect("layer")
-    };
+    let info = |name: &str| server.layer(name).expect("layer");
     for pg_layer in [&with_pyramid.name, &without_pyramid.name] {
         assert_eq!(info(&mem_layer)["count"], info(pg_layer)["count"]);
         assert_eq!(info(&mem_layer)["bounds"], info(pg_layer)["bounds"]);
@@ -242,28 +224,13 @@ fn a_direct_write_is_served_at_once_and_a_rebuilt_pyramid_takes_over() {
     let config = dir.join("stale.toml");
     std::fs::write(&config, "aggregate_above = 5000\n").expect("config");
     let server = TestServer::with_database(config, pg::database_url());
-    let count = || {
-        server
-            .get("/layers")
-            .json()
-            .as_array()
-            .and_then(|ls| {
-                ls.iter()
-                    .find(|l| l["name"] == layer.name.as_str())
-                    .cloned()
-            })
-            .map(|l| l["count"].as_u64().unwrap_or(0))
-    };
+    let count = || server.layer_count(&layer.name);
     let wait_for_count = |n: u64| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while count() != Some(n) {
-            assert!(
-                Instant::now() < deadline,
-                "/layers never counted {n} points: {:?}",
-                count()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        assert!(
+            eventually(20, || count() == Some(n)),
+            "/layers never counted {n} points: {:?}",
+            count()
+        );
     };
     wait_for_count(points.len() as u64);
     // z2 is drawn from bins (60,000 points over western Europe are one z2 tile).

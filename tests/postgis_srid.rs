@@ -7,12 +7,11 @@ mod common;
 
 use common::pg;
 use common::scratch::Scratch;
-use common::TestServer;
+use common::{eventually, TestServer};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use twine_heatmap::cli::ServeArgs;
 use twine_heatmap::metrics::Metrics;
 use twine_heatmap::source::load::{load_points_file, WeightMode};
@@ -254,29 +253,14 @@ fn fixture<'a>(
     (fixture, names)
 }
 
-/// `/layers`' entry for `name`, if listed.
-fn layer_info(server: &TestServer, name: &str) -> Option<serde_json::Value> {
-    server
-        .get("/layers")
-        .json()
-        .as_array()?
-        .iter()
-        .find(|l| l["name"] == name)
-        .cloned()
-}
-
 /// Waits until every PostGIS layer is listed with its statistics (a non-zero count).
 fn wait_for_layers(server: &TestServer, names: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
     for name in names {
-        while !layer_info(server, name).is_some_and(|l| l["count"].as_u64() > Some(0)) {
-            assert!(
-                Instant::now() < deadline,
-                "{name} never appeared with its points in /layers: {:?}",
-                layer_info(server, name)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        assert!(
+            eventually(30, || server.layer_count(name) > Some(0)),
+            "{name} never appeared with its points in /layers: {:?}",
+            server.layer(name)
+        );
     }
 }
 
@@ -424,7 +408,7 @@ fn points_near_the_antimeridian_and_the_poles_count_like_the_file() {
     let db = pg::Db::connect();
     let rows = antimeridian_rows();
     let (f, names) = fixture(&db, "points", &rows, &GEOGRAPHIC, true, SINGLE_POINTS);
-    let file_info = layer_info(&f.server, &names.all).expect("file layer");
+    let file_info = f.server.layer(&names.all).expect("file layer");
     let mut layers: Vec<&str> = names.declared.iter().map(|(_, n)| n.as_str()).collect();
     layers.extend(names.imported.as_deref());
     // Boxes reaching the map's edges hold the points beyond ±85.0511° (drawn on the edge).
@@ -437,7 +421,7 @@ fn points_near_the_antimeridian_and_the_poles_count_like_the_file() {
         "179.9,-17,180,-16".to_string(),
     ];
     for layer in layers {
-        let info = layer_info(&f.server, layer).expect("layer");
+        let info = f.server.layer(layer).expect("layer");
         assert_eq!(info["count"], file_info["count"], "{layer}: /layers count");
         for (i, (a, b)) in file_info["bounds"]
             .as_array()

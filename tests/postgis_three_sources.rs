@@ -10,11 +10,10 @@ mod common;
 
 use common::pg;
 use common::scratch::Scratch;
-use common::TestServer;
+use common::{wait_until, TestServer};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
 use twine_heatmap::synth::{clustered_points, Rng};
 use twine_heatmap::tile::{lat_to_world_y, lon_to_world_x, world_x_to_lon, world_y_to_lat};
 
@@ -182,19 +181,9 @@ fn file_import_and_declared_table_draw_the_same_tiles_with_defaults() {
     .expect("config");
     pg::pyramid(&pyramid_layer, &["--config", &config.display().to_string()]);
     let server = TestServer::with_database(config, pg::database_url());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !server
-        .get("/layers")
-        .json()
-        .to_string()
-        .contains(&imported.name)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the imported layer never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until("the imported layer to be listed", 30, || {
+        server.layer(&imported.name).is_some()
+    });
 
     eprintln!("layers: {}", server.get("/layers").json());
     // Every source decides the same zooms from the same points.
