@@ -3,12 +3,13 @@
 //! be disk hits for a server on the same folder, a seed stopped by SIGKILL or SIGINT must
 //! leave only whole tiles, and purges must remove exactly the tiles they name.
 
-#[path = "common/scratch.rs"]
-mod scratch;
+mod common;
 
-use scratch::{free_port, Scratch};
+use common::process::{run, signal, twine, ServeProcess};
+use common::scratch::{files_under, tile_files, Scratch};
+use common::{Reply, TestServer};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use twine_heatmap::cache::disk::DiskCache;
 use twine_heatmap::http::params::{Query, StyleSpec};
@@ -19,8 +20,6 @@ use twine_heatmap::source::memory::MemoryStore;
 use twine_heatmap::source::FilterValues;
 use twine_heatmap::tile::TileCoord;
 
-const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
-
 /// Europe: dense enough that zooms 0-7 take a few seconds (a window to stop the seed in),
 /// small enough that a whole run stays short in a debug build.
 const EUROPE: &str = "-10,35,30,60";
@@ -29,38 +28,9 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// The binary with none of the environment that could change which layers or cache it uses.
-fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("TWINE_CONFIG")
-        .env_remove("TWINE_CACHE_DIR")
-        .env_remove("TWINE_CACHE_DISK")
-        .env_remove("TWINE_CACHE_MEMORY")
-        .env("RUST_LOG", "warn");
-    cmd
-}
-
-fn run(args: &[&str]) -> Output {
-    command(args).output().expect("run")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).to_string()
-}
-
 /// Runs a command that must succeed; returns its stdout.
 fn run_ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {:?}\n{}\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    run(&mut twine(args)).expect_success()
 }
 
 /// (seeded, already cached) from the final `seeded N tiles (M already cached) ...` line.
@@ -94,32 +64,6 @@ fn stats_tiles(dir: &Path, layer: &str) -> u64 {
                 .and_then(|n| n.parse().ok())
                 .expect("tile count")
         })
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-fn tile_files(dir: &Path) -> usize {
-    files_under(dir)
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "tile"))
-        .count()
 }
 
 /// Opens the folder as the server does and reads every tile a default-style demo seed of
@@ -157,63 +101,30 @@ fn assert_cache_valid(dir: &Path, max_zoom: u8) -> u64 {
     found
 }
 
-/// A running `serve`, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
+/// `serve` of the demo layer with `cache_dir` as its disk cache, and `extra` flags.
+fn serve(cache_dir: &Path, extra: &[&str]) -> ServeProcess {
+    ServeProcess::start(&[&["--cache-dir", path(cache_dir)], extra].concat())
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A tile answer, which must be a 200.
+fn tile(server: &TestServer, path: &str) -> Reply {
+    let reply = server.get(path);
+    assert_eq!(reply.status, 200, "GET {path}");
+    reply
 }
 
-impl Server {
-    fn start(cache_dir: &Path) -> Server {
-        Server::start_with(cache_dir, &[])
-    }
-
-    fn start_with(cache_dir: &Path, extra: &[&str]) -> Server {
-        let bind = format!("127.0.0.1:{}", free_port());
-        let mut args = vec!["serve", "--bind", &bind, "--cache-dir", path(cache_dir)];
-        args.extend_from_slice(extra);
-        let child = command(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn serve");
-        let server = Server {
-            child,
-            base: format!("http://{bind}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if ureq::get(&format!("{}/health", server.base)).call().is_ok() {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("server did not come up on {bind}");
-    }
-
-    /// (X-Cache, body) of a 200 answer.
-    fn tile(&self, path: &str) -> (String, Vec<u8>) {
-        let response = ureq::get(&format!("{}{path}", self.base))
-            .call()
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        let x_cache = response.header("X-Cache").unwrap_or_default().to_string();
-        let mut body = Vec::new();
-        std::io::Read::read_to_end(&mut response.into_reader(), &mut body).expect("body");
-        (x_cache, body)
-    }
+/// Where a tile came from: its X-Cache header.
+fn x_cache(server: &TestServer, path: &str) -> String {
+    tile(server, path)
+        .header("x-cache")
+        .unwrap_or_default()
+        .to_string()
 }
 
-/// Starts a seed of demo zooms 0-7 over Europe, two tiles at a time, and returns it once it
-/// has written a few tiles (so a stop lands mid-way).
-fn start_slow_seed(dir: &Path) -> Child {
-    let mut child = command(&[
+/// `seed` of demo zooms 0-7 over Europe into `dir`, with `extra` flags: the seed the stop
+/// tests interrupt and resume.
+fn europe_seed<'a>(dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let args = [
         "seed",
         "--layer",
         "demo",
@@ -221,17 +132,22 @@ fn start_slow_seed(dir: &Path) -> Child {
         "0-7",
         "--bbox",
         EUROPE,
-        "--concurrency",
-        "2",
         "--cache-dir",
         path(dir),
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn seed");
+    ];
+    [&args[..], extra].concat()
+}
+
+/// Starts [`europe_seed`] two tiles at a time, and returns it once it has written a few
+/// tiles (so a stop lands mid-way).
+fn start_slow_seed(dir: &Path) -> Child {
+    let mut child = twine(&europe_seed(dir, &["--concurrency", "2"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn seed");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while tile_files(dir) < 20 {
+    while tile_files(dir).len() < 20 {
         assert!(Instant::now() < deadline, "seed wrote no tiles");
         assert!(
             child.try_wait().expect("wait").is_none(),
@@ -245,7 +161,7 @@ fn start_slow_seed(dir: &Path) -> Child {
 #[test]
 fn seeded_tiles_are_disk_hits_in_any_parameter_order() {
     let dir = Scratch::new("cache-cli-hits");
-    let first = run_ok(&[
+    let seed = [
         "seed",
         "--layer",
         "demo",
@@ -253,7 +169,8 @@ fn seeded_tiles_are_disk_hits_in_any_parameter_order() {
         "0-3",
         "--cache-dir",
         path(&dir),
-    ]);
+    ];
+    let first = run_ok(&seed);
     let (seeded, cached) = summary(&first);
     assert!(seeded > 0 && cached == 0, "{first}");
     let size_unit = first
@@ -276,27 +193,17 @@ fn seeded_tiles_are_disk_hits_in_any_parameter_order() {
         "--cache-dir",
         path(&dir),
     ]);
-    let again = run_ok(&[
-        "seed",
-        "--layer",
-        "demo",
-        "--zoom",
-        "0-3",
-        "--cache-dir",
-        path(&dir),
-    ]);
+    let again = run_ok(&seed);
     assert_eq!(summary(&again), (0, seeded), "a re-run finds every tile");
 
-    let server = Server::start(&dir);
-    assert_eq!(server.tile("/tiles/demo/2/1/1.png").0, "hit-disk");
+    let server = serve(&dir, &[]);
+    assert_eq!(x_cache(&server, "/tiles/demo/2/1/1.png"), "hit-disk");
     assert_eq!(
-        server
-            .tile("/tiles/demo/2/1/1.png?style=dots&scheme=fire")
-            .0,
+        x_cache(&server, "/tiles/demo/2/1/1.png?style=dots&scheme=fire"),
         "hit-disk"
     );
     // Control: what was not seeded is rendered.
-    assert_eq!(server.tile("/tiles/demo/2/1/1@2x.png").0, "miss");
+    assert_eq!(x_cache(&server, "/tiles/demo/2/1/1@2x.png"), "miss");
 }
 
 #[test]
@@ -309,17 +216,7 @@ fn a_seed_killed_mid_way_leaves_only_whole_tiles_and_resumes() {
     let before = assert_cache_valid(&dir, 7);
     assert!(before > 0);
 
-    let rerun = run_ok(&[
-        "seed",
-        "--layer",
-        "demo",
-        "--zoom",
-        "0-7",
-        "--bbox",
-        EUROPE,
-        "--cache-dir",
-        path(&dir),
-    ]);
+    let rerun = run_ok(&europe_seed(&dir, &[]));
     let (seeded, cached) = summary(&rerun);
     assert_eq!(cached, before, "the re-run reuses every tile left: {rerun}");
     assert!(seeded > 0, "the kill landed mid-way: {rerun}");
@@ -327,10 +224,10 @@ fn a_seed_killed_mid_way_leaves_only_whole_tiles_and_resumes() {
     assert_eq!(assert_cache_valid(&dir, 7), seeded + cached);
 
     // 10°E 50°N at zoom 7.
-    let server = Server::start(&dir);
-    let (x_cache, png) = server.tile("/tiles/demo/7/67/43.png");
-    assert_eq!(x_cache, "hit-disk");
-    let (w, h, _) = twine_heatmap::render::png::decode_rgba(&png).expect("PNG decodes");
+    let server = serve(&dir, &[]);
+    let reply = tile(&server, "/tiles/demo/7/67/43.png");
+    assert_eq!(reply.header("x-cache"), Some("hit-disk"));
+    let (w, h, _) = reply.rgba();
     assert_eq!((w, h), (256, 256));
 }
 
@@ -338,14 +235,12 @@ fn a_seed_killed_mid_way_leaves_only_whole_tiles_and_resumes() {
 fn sigint_stops_a_seed_with_130_and_a_valid_cache() {
     let dir = Scratch::new("cache-cli-sigint");
     let child = start_slow_seed(&dir);
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-s", "INT", &pid])
-        .status()
-        .expect("kill")
-        .success());
+    signal(&child, "INT");
     let out = child.wait_with_output().expect("wait");
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
     assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
     assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
     let (seeded, cached) = summary(&stdout);
@@ -383,61 +278,38 @@ fn purge_removes_exactly_the_matching_tiles() {
         "--cache-dir",
         path(&dir),
     ]);
+    let purge =
+        |args: &[&str]| run_ok(&[&["cache", "purge", "--cache-dir", path(&dir)], args].concat());
     let before = stats_tiles(&dir, "demo");
     let expected = tiles_in(10.0, 10.0, 80.0, 50.0, 3) + tiles_in(10.0, 10.0, 80.0, 50.0, 4);
     assert_eq!(expected, 4 + 12);
-    let out = run_ok(&[
-        "cache",
-        "purge",
-        "--cache-dir",
-        path(&dir),
-        "--layer",
-        "demo",
-        "--zoom",
-        "3-4",
-        "--bbox",
-        "10,10,80,50",
-    ]);
+    let out = purge(&["--layer", "demo", "--zoom", "3-4", "--bbox", "10,10,80,50"]);
     assert!(
         out.contains(&format!("removed {expected} tiles (")),
         "{out}"
     );
     assert_eq!(stats_tiles(&dir, "demo"), before - expected);
-    let other = run_ok(&[
-        "cache",
-        "purge",
-        "--cache-dir",
-        path(&dir),
-        "--layer",
-        "other",
-    ]);
+    let other = purge(&["--layer", "other"]);
     assert!(other.contains("removed 0 tiles (0 bytes)"), "{other}");
     assert_eq!(stats_tiles(&dir, "demo"), before - expected);
 
     {
-        let server = Server::start(&dir);
+        let server = serve(&dir, &[]);
         // Inside the box at a purged zoom: gone. Outside the box, or at another zoom: kept.
-        assert_eq!(server.tile("/tiles/demo/3/4/2.png").0, "miss");
-        assert_eq!(server.tile("/tiles/demo/4/11/7.png").0, "miss");
-        assert_eq!(server.tile("/tiles/demo/4/12/7.png").0, "hit-disk");
-        assert_eq!(server.tile("/tiles/demo/2/2/1.png").0, "hit-disk");
+        assert_eq!(x_cache(&server, "/tiles/demo/3/4/2.png"), "miss");
+        assert_eq!(x_cache(&server, "/tiles/demo/4/11/7.png"), "miss");
+        assert_eq!(x_cache(&server, "/tiles/demo/4/12/7.png"), "hit-disk");
+        assert_eq!(x_cache(&server, "/tiles/demo/2/2/1.png"), "hit-disk");
     }
 
     let left = stats_tiles(&dir, "demo");
-    let all = run_ok(&[
-        "cache",
-        "purge",
-        "--cache-dir",
-        path(&dir),
-        "--layer",
-        "demo",
-    ]);
+    let all = purge(&["--layer", "demo"]);
     assert!(all.contains(&format!("removed {left} tiles (")), "{all}");
     assert_eq!(stats_tiles(&dir, "demo"), 0);
 }
 
 /// `cache stats --cache-dir CACHE --server URL`'s stdout.
-fn stats_with_server(cache: &Path, server: &Server) -> String {
+fn stats_with_server(cache: &Path, server: &TestServer) -> String {
     run_ok(&[
         "cache",
         "stats",
@@ -495,16 +367,16 @@ fn stats_lists_each_layer_and_a_servers_memory_tier() {
     assert_eq!(stats_tiles(&cache, "demo"), summary(&demo).0);
 
     // A server of another folder says nothing of this folder's budget.
-    let elsewhere = Server::start_with(&dir.join("other-cache"), &["--cache-disk", "30MB"]);
+    let elsewhere = serve(&dir.join("other-cache"), &["--cache-disk", "30MB"]);
     let stdout = stats_with_server(&cache, &elsewhere);
     assert!(
         stdout.contains("(the default; give --cache-disk; "),
         "{stdout}"
     );
 
-    let server = Server::start_with(&cache, &["--cache-disk", "20MB"]);
-    assert_eq!(server.tile("/tiles/demo/3/0/0.png").0, "miss");
-    assert_eq!(server.tile("/tiles/demo/3/0/0.png").0, "hit-memory");
+    let server = serve(&cache, &["--cache-disk", "20MB"]);
+    assert_eq!(x_cache(&server, "/tiles/demo/3/0/0.png"), "miss");
+    assert_eq!(x_cache(&server, "/tiles/demo/3/0/0.png"), "hit-memory");
     let stdout = stats_with_server(&cache, &server);
     let memory = stdout
         .lines()
@@ -525,12 +397,8 @@ fn stats_lists_each_layer_and_a_servers_memory_tier() {
 fn errors_name_the_problem() {
     let dir = Scratch::new("cache-cli-errors");
     let cache = path(&dir);
-    let seed = |extra: &[&str]| {
-        let mut args = vec!["seed", "--cache-dir", cache];
-        args.extend_from_slice(extra);
-        args.into_iter().map(String::from).collect::<Vec<_>>()
-    };
-    let cases: Vec<(Vec<String>, &str)> = vec![
+    let seed = |extra: &[&'static str]| [&["seed", "--cache-dir", cache][..], extra].concat();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             seed(&["--layer", "nope", "--zoom", "0-2"]),
             "unknown layer \"nope\"",
@@ -561,19 +429,12 @@ fn errors_name_the_problem() {
             "--concurrency",
         ),
         (
-            ["seed", "--layer", "demo", "--zoom", "0-2"]
-                .map(String::from)
-                .to_vec(),
+            vec!["seed", "--layer", "demo", "--zoom", "0-2"],
             "--cache-dir",
         ),
+        (vec!["cache", "purge", "--layer", "demo"], "--cache-dir"),
         (
-            ["cache", "purge", "--layer", "demo"]
-                .map(String::from)
-                .to_vec(),
-            "--cache-dir",
-        ),
-        (
-            [
+            vec![
                 "cache",
                 "purge",
                 "--cache-dir",
@@ -582,42 +443,32 @@ fn errors_name_the_problem() {
                 "demo",
                 "--zoom",
                 "5-1",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ],
             "--zoom",
         ),
         (
-            ["cache", "stats", "--cache-dir", "/nonexistent/twine-cache"]
-                .map(String::from)
-                .to_vec(),
+            vec!["cache", "stats", "--cache-dir", "/nonexistent/twine-cache"],
             "/nonexistent/twine-cache",
         ),
         (
-            [
+            vec![
                 "cache",
                 "stats",
                 "--cache-dir",
                 cache,
                 "--server",
                 "http://127.0.0.1:1",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ],
             "--server",
         ),
     ];
     for (args, expected) in cases {
-        let out = command(&args.iter().map(String::as_str).collect::<Vec<_>>())
-            .output()
-            .expect("run");
-        let stderr = text(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
+        let stderr = run(&mut twine(&args)).expect_failure();
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         // Our own refusals are one line (clap's usage errors carry their own hints).
         if stderr.starts_with("twine-heatmap:") {
             assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
         }
     }
-    assert_eq!(tile_files(&dir), 0, "no failed command wrote a tile");
+    assert_eq!(tile_files(&dir).len(), 0, "no failed command wrote a tile");
 }

@@ -4,14 +4,10 @@
 //! requests of a missing tile.
 
 mod common;
-#[path = "common/pg.rs"]
-mod pg;
-#[path = "common/scratch.rs"]
-mod scratch;
 
-use common::{metric, TestServer};
-use scratch::Scratch;
-use std::path::PathBuf;
+use common::pg;
+use common::scratch::{tile_files, Scratch};
+use common::{eventually, metric, wait_until, TestServer};
 use std::time::{Duration, Instant};
 use twine_heatmap::cli::ServeArgs;
 
@@ -181,14 +177,12 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
     );
     // Damage every tile file: it is detected, never served, and rendered again.
     let mut damaged = 0;
-    for entry in walk(&dir) {
-        if entry.extension().is_some_and(|e| e == "tile") {
-            let mut bytes = std::fs::read(&entry).expect("read");
-            let mid = bytes.len() / 2;
-            bytes[mid] ^= 0xff;
-            std::fs::write(&entry, &bytes).expect("write");
-            damaged += 1;
-        }
+    for entry in tile_files(&dir) {
+        let mut bytes = std::fs::read(&entry).expect("read");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&entry, &bytes).expect("write");
+        damaged += 1;
     }
     assert!(damaged > 0);
     let fresh = TestServer::from_args(&args());
@@ -206,11 +200,9 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
         "the re-rendered tile was never written back",
     );
     // Truncated files too.
-    for entry in walk(&dir) {
-        if entry.extension().is_some_and(|e| e == "tile") {
-            let bytes = std::fs::read(&entry).expect("read");
-            std::fs::write(&entry, &bytes[..bytes.len() / 3]).expect("write");
-        }
+    for entry in tile_files(&dir) {
+        let bytes = std::fs::read(&entry).expect("read");
+        std::fs::write(&entry, &bytes[..bytes.len() / 3]).expect("write");
     }
     let last = TestServer::from_args(&args());
     let truncated = last.get("/tiles/demo/5/16/10.png");
@@ -228,27 +220,11 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
 /// Asks for `path` until the disk tier answers it (tiles are written behind the response),
 /// failing with `why` after 10 s.
 fn wait_for_disk_hit(server: &TestServer, path: &str, why: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.get(path).header("x-cache") != Some("hit-disk") {
-        assert!(Instant::now() < deadline, "{why}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
+    assert!(
+        eventually(10, || server.get(path).header("x-cache")
+            == Some("hit-disk")),
+        "{why}"
+    );
 }
 
 /// A declared PostGIS layer: 64 concurrent requests for one missing tile make exactly one
@@ -258,14 +234,11 @@ fn one_render_per_missing_tile_and_no_stale_tiles_after_a_write() {
     let pid = std::process::id();
     let (layer, table) = (format!("cached{pid}"), format!("cached_{pid}"));
     let db = pg::Db::connect();
-    db.batch(&format!(
-        "CREATE EXTENSION IF NOT EXISTS postgis;
-         DROP TABLE IF EXISTS public.\"{table}\";
-         CREATE TABLE public.\"{table}\" (geom geometry(Point, 4326));
-         INSERT INTO public.\"{table}\" SELECT ST_SetSRID(ST_MakePoint(10 + (i % 100) * 0.01, 50 + (i / 100) * 0.01), 4326) FROM generate_series(0, 9999) i;
-         CREATE INDEX ON public.\"{table}\" USING gist (geom);"
-    ));
-    let _table = pg::ScratchTable::new(&db, &table);
+    let _table = pg::ScratchTable::create(&db, &table, "geom geometry(Point, 4326)", |t| {
+        db.batch(&format!(
+            "INSERT INTO {t} SELECT ST_SetSRID(ST_MakePoint(10 + (i % 100) * 0.01, 50 + (i / 100) * 0.01), 4326) FROM generate_series(0, 9999) i;"
+        ));
+    });
     let dir = Scratch::new("cache-http-pg");
     let config = dir.join("config.toml");
     std::fs::write(
@@ -280,11 +253,9 @@ fn one_render_per_missing_tile_and_no_stale_tiles_after_a_write() {
         ..ServeArgs::default()
     });
     // Warm the layer's statistics with another tile.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while s.get(&format!("/tiles/{layer}/6/33/20.png")).status != 200 {
-        assert!(Instant::now() < deadline, "layer never served");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the layer to be served", 20, || {
+        s.get(&format!("/tiles/{layer}/6/33/20.png")).status == 200
+    });
     let (renders, queries) = (
         metric(&s, "twine_tiles_rendered_total"),
         metric(&s, "twine_db_queries_total"),
@@ -339,14 +310,7 @@ fn one_render_per_missing_tile_and_no_stale_tiles_after_a_write() {
     }
     // Three tiles went to disk behind their responses (the warm-up tile and both versions
     // of this one): wait for them, so no write lands after the scratch folder is removed.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while walk(&dir.join("tiles"))
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "tile"))
-        .count()
-        < 3
-    {
-        assert!(Instant::now() < deadline, "tiles never written to disk");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the tiles to be written to disk", 10, || {
+        tile_files(&dir.join("tiles")).len() >= 3
+    });
 }

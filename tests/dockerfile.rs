@@ -2,10 +2,10 @@
 //! the project's files are run as Docker would run them: the dependency stage's stub sources
 //! must satisfy the manifest, and every folder the build stage copies must exist.
 
-#[path = "common/scratch.rs"]
-mod scratch;
+mod common;
 
-use scratch::Scratch;
+use common::process;
+use common::scratch::Scratch;
 use std::path::Path;
 use std::process::Command;
 
@@ -60,34 +60,21 @@ fn the_dependency_stage_stubs_satisfy_the_manifest() {
         };
         copy_tree(&root.join(source), &dir.join(target));
     }
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(run)
-        .current_dir(&*dir)
-        .output()
-        .expect("run sh");
-    assert!(
-        out.status.success(),
-        "the dependency stage fails: {run}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The message names the failing step: the command line is the stage's RUN line.
+    process::run(Command::new("sh").arg("-c").arg(run).current_dir(&*dir)).expect_success();
     // The stubs must be enough for cargo to accept the manifest's targets.
-    let metadata = Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--no-deps",
-            "--format-version",
-            "1",
-            "--offline",
-        ])
-        .current_dir(&*dir)
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        metadata.status.success(),
-        "{}",
-        String::from_utf8_lossy(&metadata.stderr)
-    );
+    process::run(
+        Command::new(env!("CARGO"))
+            .args([
+                "metadata",
+                "--no-deps",
+                "--format-version",
+                "1",
+                "--offline",
+            ])
+            .current_dir(&*dir),
+    )
+    .expect_success();
 }
 
 /// Copies a file or a folder, recursively.

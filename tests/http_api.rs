@@ -32,13 +32,7 @@ fn health_and_layers_describe_the_server() {
         health["cache"],
         serde_json::json!({"memory": "off", "disk": "off"})
     );
-    let layers = s.get("/layers").json();
-    let demo = layers
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|l| l["name"] == "demo")
-        .expect("demo");
+    let demo = s.layer("demo").expect("demo");
     assert_eq!(demo["count"], 135_233);
     assert!(demo["tilejson"]
         .as_str()

@@ -7,13 +7,11 @@
 //! shared cluster other tests use stays up.
 
 mod common;
-#[path = "common/pg.rs"]
-mod pg;
-#[path = "common/scratch.rs"]
-mod scratch;
 
-use common::TestServer;
-use scratch::Scratch;
+use common::pg;
+use common::process::{free_port, ServeProcess};
+use common::scratch::Scratch;
+use common::{wait_until, TestServer};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,14 +22,11 @@ use twine_heatmap::cli::ServeArgs;
 /// A table with a GiST index and a few thousand points, declared as a layer; dropped when
 /// the returned guard goes.
 fn make_table<'a>(db: &'a pg::Db, table: &str) -> pg::ScratchTable<'a> {
-    db.batch(&format!(
-        "CREATE EXTENSION IF NOT EXISTS postgis;
-         DROP TABLE IF EXISTS public.\"{table}\";
-         CREATE TABLE public.\"{table}\" (geom geometry(Point, 3857));
-         INSERT INTO public.\"{table}\" SELECT ST_SetSRID(ST_MakePoint(i * 1000.0, i * 500.0), 3857) FROM generate_series(0, 4999) i;
-         CREATE INDEX ON public.\"{table}\" USING gist (geom);"
-    ));
-    pg::ScratchTable::new(db, table)
+    pg::ScratchTable::create(db, table, "geom geometry(Point, 3857)", |t| {
+        db.batch(&format!(
+            "INSERT INTO {t} SELECT ST_SetSRID(ST_MakePoint(i * 1000.0, i * 500.0), 3857) FROM generate_series(0, 4999) i;"
+        ));
+    })
 }
 
 fn server(url: &str, layer: &str, table: &str, database: &str) -> TestServer {
@@ -50,14 +45,6 @@ fn server(url: &str, layer: &str, table: &str, database: &str) -> TestServer {
         ..ServeArgs::default()
     };
     TestServer::from_args(&args)
-}
-
-fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -157,13 +144,8 @@ struct Proxy {
 
 impl Proxy {
     fn new() -> Proxy {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
         Proxy {
-            port,
+            port: free_port(),
             up: Arc::new(AtomicBool::new(false)),
             conns: Arc::new(Mutex::new(Vec::new())),
             traffic: Arc::new(AtomicU64::new(0)),
@@ -373,33 +355,12 @@ fn url_with_options(options: &str) -> String {
 /// Runs `serve --database-url URL` at RUST_LOG=info until its `/health` body satisfies
 /// `done` (at most 20 s), then stops it: whether `done` held, and the log.
 fn serve_until(url: &str, done: impl Fn(&str) -> bool) -> (bool, String) {
-    let port = scratch::free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_twine-heatmap"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .args(["--database-url", url])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn twine-heatmap");
-    let health = || {
-        ureq::get(&format!("http://127.0.0.1:{port}/health"))
-            .call()
-            .ok()
-            .and_then(|r| r.into_string().ok())
-            .unwrap_or_default()
-    };
+    let server = ServeProcess::start_env(&["--database-url", url], &[("RUST_LOG", "info")]);
     let held = (0..200).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
-        done(&health())
+        done(&String::from_utf8_lossy(&server.get("/health").body))
     });
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut log = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
-    }
-    (held, log)
+    (held, server.stop())
 }
 
 #[test]

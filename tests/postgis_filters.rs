@@ -3,14 +3,10 @@
 //! attempts that change nothing, and the data version following writes to the table.
 
 mod common;
-#[path = "common/pg.rs"]
-mod pg;
-#[path = "common/scratch.rs"]
-mod scratch;
 
-use common::TestServer;
-use scratch::Scratch;
-use std::time::{Duration, Instant};
+use common::pg;
+use common::scratch::Scratch;
+use common::{eventually, TestServer};
 
 struct Fixture {
     server: TestServer,
@@ -30,17 +26,19 @@ fn fixture(test: &str) -> Fixture {
     let pid = std::process::id();
     let (layer, table) = (format!("quakes{pid}{test}"), format!("quakes_{pid}_{test}"));
     let db = pg::Db::connect();
-    db.batch(&format!(
-        "CREATE EXTENSION IF NOT EXISTS postgis;
-         DROP TABLE IF EXISTS public.\"{table}\";
-         CREATE TABLE public.\"{table}\" (id serial PRIMARY KEY, geom geometry(Point, 4326), mag real, time timestamptz, kind text);
-         INSERT INTO public.\"{table}\" (geom, mag, time, kind)
-         SELECT ST_SetSRID(ST_MakePoint(-120 + (i % 50) * 0.4, 30 + (i / 50) * 0.3), 4326),
-                1 + (i % 4), timestamptz '2024-01-01 00:00:00+00' + (i * interval '4 hours'),
-                CASE WHEN i % 2 = 0 THEN 'deep' ELSE 'shallow' END
-         FROM generate_series(0, 1999) AS i;
-         CREATE INDEX ON public.\"{table}\" USING gist (geom);"
-    ));
+    db.create_point_table(
+        &table,
+        "id serial PRIMARY KEY, geom geometry(Point, 4326), mag real, time timestamptz, kind text",
+        |t| {
+            db.batch(&format!(
+                "INSERT INTO {t} (geom, mag, time, kind)
+                 SELECT ST_SetSRID(ST_MakePoint(-120 + (i % 50) * 0.4, 30 + (i / 50) * 0.3), 4326),
+                        1 + (i % 4), timestamptz '2024-01-01 00:00:00+00' + (i * interval '4 hours'),
+                        CASE WHEN i % 2 = 0 THEN 'deep' ELSE 'shallow' END
+                 FROM generate_series(0, 1999) AS i;"
+            ));
+        },
+    );
     let dir = Scratch::new(&format!("filters-{test}"));
     let config = dir.join("config.toml");
     std::fs::write(
@@ -65,27 +63,13 @@ fn fixture(test: &str) -> Fixture {
     fixture
 }
 
-fn layer_count(f: &Fixture) -> u64 {
-    f.server
-        .get("/layers")
-        .json()
-        .as_array()
-        .expect("layers")
-        .iter()
-        .find(|l| l["name"] == f.layer.as_str())
-        .map_or(0, |l| l["count"].as_u64().unwrap_or(0))
-}
-
 fn wait_for_count(f: &Fixture, expected: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while layer_count(f) != expected {
-        assert!(
-            Instant::now() < deadline,
-            "layer count stayed {} (expected {expected})",
-            layer_count(f)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let count = || f.server.layer_count(&f.layer).unwrap_or(0);
+    assert!(
+        eventually(20, || count() == expected),
+        "layer count stayed {} (expected {expected})",
+        count()
+    );
 }
 
 fn count(f: &Fixture, query: &str) -> u64 {

@@ -2,34 +2,18 @@
 //! database; these tests fail when it is unreachable). Each test imports into its own layer,
 //! named after the process and the test, through the real binary.
 
-#[path = "common/pg.rs"]
-mod pg;
-#[path = "common/scratch.rs"]
-mod scratch;
+mod common;
 
-use pg::{database_url, Db, TestLayer};
-use scratch::Scratch;
+use common::pg::{self, database_url, Db, TestLayer};
+use common::scratch::Scratch;
 use std::path::Path;
-use std::process::Command;
 use twine_heatmap::render::WorldPoint;
 use twine_heatmap::source::load::{load_points_file, WeightMode};
 use twine_heatmap::tile::world_to_metres;
 
-const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
-
 /// Runs `import --database-url URL --layer LAYER EXTRA... FILES...`: (success, stderr).
 fn import_with(url: &str, layer: &str, extra: &[&str], files: &[&Path]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .arg("import")
-        .args(["--database-url", url, "--layer", layer])
-        .args(extra)
-        .args(files)
-        .output()
-        .expect("run twine-heatmap");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    pg::import_into(url, layer, extra, files).verdict()
 }
 
 fn import(layer: &TestLayer, extra: &[&str], files: &[&Path]) -> (bool, String) {

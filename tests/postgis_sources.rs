@@ -5,17 +5,14 @@
 //! `twine-heatmap pyramid` rebuilds it. Real PostGIS, real `import`, real HTTP server.
 
 mod common;
-#[path = "common/pg.rs"]
-mod pg;
-#[path = "common/scratch.rs"]
-mod scratch;
 
-use common::TestServer;
-use scratch::Scratch;
+use common::pg;
+use common::process::{run, twine};
+use common::scratch::Scratch;
+use common::{eventually, wait_until, TestServer};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use twine_heatmap::cli::ServeArgs;
 use twine_heatmap::source::postgis::SCHEMA_LOCK_KEY;
@@ -23,8 +20,6 @@ use twine_heatmap::synth::clustered_points;
 use twine_heatmap::tile::{
     lat_to_world_y, lon_to_world_x, world_x_to_lon, world_y_to_lat, TileCoord,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_twine-heatmap");
 
 /// 60,000 clustered points over western Europe, with weights whose sums are exact in any
 /// order (so sums in SQL and in Rust agree to the bit).
@@ -106,20 +101,12 @@ fn memory_and_postgis_give_identical_tiles_and_points() {
     };
     let server = TestServer::from_args(&args);
     let mem_layer = format!("mem{pid}");
-    let deadline = Instant::now() + Duration::from_secs(20);
     for layer in [&with_pyramid.name, &without_pyramid.name] {
-        while !server
-            .get("/layers")
-            .json()
-            .to_string()
-            .contains(layer.as_str())
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the imported layer {layer} never appeared"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until(
+            &format!("the imported layer {layer} to be listed"),
+            20,
+            || server.layer(layer).is_some(),
+        );
     }
 
     // Every source chooses the same zooms to draw from bins (from the same estimate).
@@ -214,17 +201,7 @@ fn memory_and_postgis_give_identical_tiles_and_points() {
             );
         }
     }
-    let info = |name: &str| {
-        server
-            .get("/layers")
-            .json()
-            .as_array()
-            .expect("layers")
-            .iter()
-            .find(|l| l["name"] == name)
-            .cloned()
-            .expect("layer")
-    };
+    let info = |name: &str| server.layer(name).expect("layer");
     for pg_layer in [&with_pyramid.name, &without_pyramid.name] {
         assert_eq!(info(&mem_layer)["count"], info(pg_layer)["count"]);
         assert_eq!(info(&mem_layer)["bounds"], info(pg_layer)["bounds"]);
@@ -233,15 +210,7 @@ fn memory_and_postgis_give_identical_tiles_and_points() {
 
 /// Runs `twine-heatmap pyramid ARGS...`: (success, stderr).
 fn pyramid_command(args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .arg("pyramid")
-        .args(args)
-        .output()
-        .expect("run twine-heatmap pyramid");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run(twine(&["pyramid"]).args(args)).verdict()
 }
 
 #[test]
@@ -255,28 +224,13 @@ fn a_direct_write_is_served_at_once_and_a_rebuilt_pyramid_takes_over() {
     let config = dir.join("stale.toml");
     std::fs::write(&config, "aggregate_above = 5000\n").expect("config");
     let server = TestServer::with_database(config, pg::database_url());
-    let count = || {
-        server
-            .get("/layers")
-            .json()
-            .as_array()
-            .and_then(|ls| {
-                ls.iter()
-                    .find(|l| l["name"] == layer.name.as_str())
-                    .cloned()
-            })
-            .map(|l| l["count"].as_u64().unwrap_or(0))
-    };
+    let count = || server.layer_count(&layer.name);
     let wait_for_count = |n: u64| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while count() != Some(n) {
-            assert!(
-                Instant::now() < deadline,
-                "/layers never counted {n} points: {:?}",
-                count()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        assert!(
+            eventually(20, || count() == Some(n)),
+            "/layers never counted {n} points: {:?}",
+            count()
+        );
     };
     wait_for_count(points.len() as u64);
     // z2 is drawn from bins (60,000 points over western Europe are one z2 tile).

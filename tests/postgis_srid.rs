@@ -4,18 +4,14 @@
 //! Real PostGIS, real `import`, real HTTP server.
 
 mod common;
-#[path = "common/pg.rs"]
-mod pg;
-#[path = "common/scratch.rs"]
-mod scratch;
 
-use common::TestServer;
-use scratch::Scratch;
+use common::pg;
+use common::scratch::Scratch;
+use common::{eventually, TestServer};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use twine_heatmap::cli::ServeArgs;
 use twine_heatmap::metrics::Metrics;
 use twine_heatmap::source::load::{load_points_file, WeightMode};
@@ -135,39 +131,41 @@ fn write_csv(dir: &Path, name: &str, rows: &[Row]) -> PathBuf {
 /// dots style draws them in the file's order), plus rows no file can hold: NULL geometries
 /// and empty points. `native` turns the lon/lat point `{}` into the stored geometry
 /// (`ST_Transform({}, 32633)` for a projected SRID).
-fn create_table(db: &pg::Db, table: &str, srid: i32, rows: &[Row], native: &str) {
-    let mut sql = format!(
-        "CREATE EXTENSION IF NOT EXISTS postgis;
-         DROP TABLE IF EXISTS public.\"{table}\";
-         CREATE TABLE public.\"{table}\" (id int PRIMARY KEY, geom geometry(Point, {srid}), mag real, kind text);
-         INSERT INTO public.\"{table}\" (id, geom, mag, kind) VALUES "
-    );
-    for (i, r) in rows.iter().enumerate() {
-        let point = native.replace(
-            "{}",
-            &format!("ST_SetSRID(ST_MakePoint({:?}, {:?}), 4326)", r.lon, r.lat),
-        );
-        let mag = r.weight.map_or("NULL".to_string(), |w| format!("{w:?}"));
-        let kind = if r.deep { "deep" } else { "shallow" };
-        let _ = write!(
-            sql,
-            "{}({i}, {point}, {mag}, '{kind}')",
-            if i > 0 { ", " } else { "" }
-        );
-    }
-    let n = rows.len();
-    for k in 0..10 {
-        let geom = if k < 5 {
-            "NULL".to_string()
-        } else {
-            format!("'SRID={srid};POINT EMPTY'")
-        };
-        let _ = write!(sql, ", ({}, {geom}, 3, 'deep')", n + k);
-    }
-    sql.push_str(&format!(
-        ";\nCREATE INDEX ON public.\"{table}\" USING gist (geom); ANALYZE public.\"{table}\";"
-    ));
-    db.batch(&sql);
+/// Dropped when the returned guard goes.
+fn create_table<'a>(
+    db: &'a pg::Db,
+    table: &str,
+    srid: i32,
+    rows: &[Row],
+    native: &str,
+) -> pg::ScratchTable<'a> {
+    let columns = format!("id int PRIMARY KEY, geom geometry(Point, {srid}), mag real, kind text");
+    pg::ScratchTable::create(db, table, &columns, |t| {
+        let mut sql = format!("INSERT INTO {t} (id, geom, mag, kind) VALUES ");
+        for (i, r) in rows.iter().enumerate() {
+            let point = native.replace(
+                "{}",
+                &format!("ST_SetSRID(ST_MakePoint({:?}, {:?}), 4326)", r.lon, r.lat),
+            );
+            let mag = r.weight.map_or("NULL".to_string(), |w| format!("{w:?}"));
+            let kind = if r.deep { "deep" } else { "shallow" };
+            let _ = write!(
+                sql,
+                "{}({i}, {point}, {mag}, '{kind}')",
+                if i > 0 { ", " } else { "" }
+            );
+        }
+        let n = rows.len();
+        for k in 0..10 {
+            let geom = if k < 5 {
+                "NULL".to_string()
+            } else {
+                format!("'SRID={srid};POINT EMPTY'")
+            };
+            let _ = write!(sql, ", ({}, {geom}, 3, 'deep')", n + k);
+        }
+        db.batch(&sql);
+    })
 }
 
 /// A declared layer's config: the table, its weight, the id as drawing order, and a filter.
@@ -182,18 +180,9 @@ fn layer_config(name: &str, table: &str) -> String {
 /// The server of one test: file layers, declared tables in several SRIDs, maybe an import.
 struct Fixture<'a> {
     server: TestServer,
-    db: &'a pg::Db,
-    tables: Vec<String>,
+    _tables: Vec<pg::ScratchTable<'a>>,
     _imported: Option<pg::TestLayer<'a>>,
     _dir: Scratch,
-}
-
-impl Drop for Fixture<'_> {
-    fn drop(&mut self) {
-        for table in &self.tables {
-            self.db.drop_scratch_table(table);
-        }
-    }
 }
 
 /// Names of one fixture's layers.
@@ -229,10 +218,9 @@ fn fixture<'a>(
     let mut declared = Vec::new();
     for &(srid, native) in srids {
         let table = format!("srid_{label}_{srid}_{pid}");
-        create_table(db, &table, srid, rows, native);
+        tables.push(create_table(db, &table, srid, rows, native));
         let name = format!("{label}{srid}x{pid}");
         config.push_str(&layer_config(&name, &table));
-        tables.push(table);
         declared.push((srid, name));
     }
     let imported = with_import.then(|| {
@@ -255,8 +243,7 @@ fn fixture<'a>(
     };
     let fixture = Fixture {
         server,
-        db,
-        tables,
+        _tables: tables,
         _imported: imported,
         _dir: dir,
     };
@@ -266,29 +253,14 @@ fn fixture<'a>(
     (fixture, names)
 }
 
-/// `/layers`' entry for `name`, if listed.
-fn layer_info(server: &TestServer, name: &str) -> Option<serde_json::Value> {
-    server
-        .get("/layers")
-        .json()
-        .as_array()?
-        .iter()
-        .find(|l| l["name"] == name)
-        .cloned()
-}
-
 /// Waits until every PostGIS layer is listed with its statistics (a non-zero count).
 fn wait_for_layers(server: &TestServer, names: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
     for name in names {
-        while !layer_info(server, name).is_some_and(|l| l["count"].as_u64() > Some(0)) {
-            assert!(
-                Instant::now() < deadline,
-                "{name} never appeared with its points in /layers: {:?}",
-                layer_info(server, name)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        assert!(
+            eventually(30, || server.layer_count(name) > Some(0)),
+            "{name} never appeared with its points in /layers: {:?}",
+            server.layer(name)
+        );
     }
 }
 
@@ -436,7 +408,7 @@ fn points_near_the_antimeridian_and_the_poles_count_like_the_file() {
     let db = pg::Db::connect();
     let rows = antimeridian_rows();
     let (f, names) = fixture(&db, "points", &rows, &GEOGRAPHIC, true, SINGLE_POINTS);
-    let file_info = layer_info(&f.server, &names.all).expect("file layer");
+    let file_info = f.server.layer(&names.all).expect("file layer");
     let mut layers: Vec<&str> = names.declared.iter().map(|(_, n)| n.as_str()).collect();
     layers.extend(names.imported.as_deref());
     // Boxes reaching the map's edges hold the points beyond ±85.0511° (drawn on the edge).
@@ -449,7 +421,7 @@ fn points_near_the_antimeridian_and_the_poles_count_like_the_file() {
         "179.9,-17,180,-16".to_string(),
     ];
     for layer in layers {
-        let info = layer_info(&f.server, layer).expect("layer");
+        let info = f.server.layer(layer).expect("layer");
         assert_eq!(info["count"], file_info["count"], "{layer}: /layers count");
         for (i, (a, b)) in file_info["bounds"]
             .as_array()
@@ -584,8 +556,7 @@ fn a_geographic_tables_count_grid_and_cell_weights_equal_the_files() {
         .expect("runtime");
     for (srid, native) in GEOGRAPHIC {
         let table = format!("srid_grid_{srid}_{pid}");
-        create_table(&db, &table, srid, &rows, native);
-        let _guard = pg::ScratchTable::new(&db, &table);
+        let _guard = create_table(&db, &table, srid, &rows, native);
         let layout = TableLayout {
             table: TableName::parse(&format!("public.{table}")).expect("table"),
             geometry: Ident::new("geom").expect("ident"),

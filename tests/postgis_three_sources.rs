@@ -7,17 +7,13 @@
 //! `import` and `pyramid`, real HTTP server.
 
 mod common;
-#[path = "common/pg.rs"]
-mod pg;
-#[path = "common/scratch.rs"]
-mod scratch;
 
-use common::TestServer;
-use scratch::Scratch;
+use common::pg;
+use common::scratch::Scratch;
+use common::{wait_until, TestServer};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
 use twine_heatmap::synth::{clustered_points, Rng};
 use twine_heatmap::tile::{lat_to_world_y, lon_to_world_x, world_x_to_lon, world_y_to_lat};
 
@@ -119,30 +115,27 @@ fn tiles(rows: &[Row], z: u8) -> Vec<(u8, u32, u32)> {
 }
 
 /// The rows in a new SRID 4326 table with a weight, a category and their order, plus a row
-/// without geometry (which no source draws).
-fn create_table(db: &pg::Db, table: &str, rows: &[Row]) {
-    db.batch(&format!(
-        "DROP TABLE IF EXISTS public.\"{table}\";
-         CREATE TABLE public.\"{table}\" (id int8 PRIMARY KEY, geom geometry(Point, 4326), weight float8, kind int4);"
-    ));
-    let ids: Vec<i64> = (0..rows.len() as i64).collect();
-    let lon: Vec<f64> = rows.iter().map(|r| r.lon).collect();
-    let lat: Vec<f64> = rows.iter().map(|r| r.lat).collect();
-    let w: Vec<f64> = rows.iter().map(|r| r.w).collect();
-    let kind: Vec<i32> = rows.iter().map(|r| r.kind).collect();
-    db.query(
-        &format!(
-            "INSERT INTO public.\"{table}\" (id, geom, weight, kind) \
-             SELECT id, ST_SetSRID(ST_MakePoint(lon, lat), 4326), w, kind \
-             FROM unnest($1::int8[], $2::float8[], $3::float8[], $4::float8[], $5::int4[]) AS u(id, lon, lat, w, kind)"
-        ),
-        &[&ids, &lon, &lat, &w, &kind],
-    );
-    db.batch(&format!(
-        "INSERT INTO public.\"{table}\" (id, geom, weight, kind) VALUES (-1, NULL, 5, 1);
-         CREATE INDEX ON public.\"{table}\" USING gist (geom);
-         ANALYZE public.\"{table}\";"
-    ));
+/// without geometry (which no source draws); dropped when the returned guard goes.
+fn create_table<'a>(db: &'a pg::Db, table: &str, rows: &[Row]) -> pg::ScratchTable<'a> {
+    let columns = "id int8 PRIMARY KEY, geom geometry(Point, 4326), weight float8, kind int4";
+    pg::ScratchTable::create(db, table, columns, |t| {
+        let ids: Vec<i64> = (0..rows.len() as i64).collect();
+        let lon: Vec<f64> = rows.iter().map(|r| r.lon).collect();
+        let lat: Vec<f64> = rows.iter().map(|r| r.lat).collect();
+        let w: Vec<f64> = rows.iter().map(|r| r.w).collect();
+        let kind: Vec<i32> = rows.iter().map(|r| r.kind).collect();
+        db.query(
+            &format!(
+                "INSERT INTO {t} (id, geom, weight, kind) \
+                 SELECT id, ST_SetSRID(ST_MakePoint(lon, lat), 4326), w, kind \
+                 FROM unnest($1::int8[], $2::float8[], $3::float8[], $4::float8[], $5::int4[]) AS u(id, lon, lat, w, kind)"
+            ),
+            &[&ids, &lon, &lat, &w, &kind],
+        );
+        db.batch(&format!(
+            "INSERT INTO {t} (id, geom, weight, kind) VALUES (-1, NULL, 5, 1);"
+        ));
+    })
 }
 
 #[test]
@@ -163,12 +156,10 @@ fn file_import_and_declared_table_draw_the_same_tiles_with_defaults() {
     let imported = pg::TestLayer::new(&db, "three");
     pg::import(&imported.name, &csv, &[]);
     let table_name = format!("three_sources_{pid}");
-    create_table(&db, &table_name, &rows);
-    let _table = pg::ScratchTable::new(&db, &table_name);
+    let _table = create_table(&db, &table_name, &rows);
     let table_layer = format!("table{pid}");
     let pyramid_table = format!("three_sources_pyr_{pid}");
-    create_table(&db, &pyramid_table, &rows);
-    let _pyramid_table = pg::ScratchTable::new(&db, &pyramid_table);
+    let _pyramid_table = create_table(&db, &pyramid_table, &rows);
     let pyramid_layer = format!("tablepyr{pid}");
 
     // Defaults only: no aggregate_above, no style settings.
@@ -190,19 +181,9 @@ fn file_import_and_declared_table_draw_the_same_tiles_with_defaults() {
     .expect("config");
     pg::pyramid(&pyramid_layer, &["--config", &config.display().to_string()]);
     let server = TestServer::with_database(config, pg::database_url());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !server
-        .get("/layers")
-        .json()
-        .to_string()
-        .contains(&imported.name)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the imported layer never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until("the imported layer to be listed", 30, || {
+        server.layer(&imported.name).is_some()
+    });
 
     eprintln!("layers: {}", server.get("/layers").json());
     // Every source decides the same zooms from the same points.

@@ -1,11 +1,19 @@
-//! Shared test harness: starts the real HTTP server on 127.0.0.1 (an ephemeral port) in a
-//! background thread and talks to it over real sockets.
+//! The one test harness of the integration tests (each includes it as `mod common;`): the
+//! real HTTP server on 127.0.0.1, in process ([`TestServer`]) or as the binary
+//! ([`process`]), talked to over real sockets; the binary's other commands ([`process`]);
+//! the test database ([`pg`]); scratch folders ([`scratch`]); and raw HTTP/1.1 ([`wire`]).
 
+// Every test binary compiles this module tree for itself and uses a part of it: what one
+// binary leaves unused, another uses.
 #![allow(dead_code)]
 
+pub mod pg;
+pub mod process;
+pub mod scratch;
 pub mod wire;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use twine_heatmap::http::{self, AppState};
 use twine_heatmap::layer::{Layer, Registry};
 use twine_heatmap::render::png::decode_rgba;
@@ -13,7 +21,8 @@ use twine_heatmap::render::WorldPoint;
 use twine_heatmap::source::load::demo_points;
 use twine_heatmap::source::memory::MemoryStore;
 
-/// A running server; it lives until the test process ends.
+/// A server to talk to: started in process here (it lives until the test process ends), or
+/// as the binary by [`process::ServeProcess`].
 pub struct TestServer {
     pub base: String,
 }
@@ -69,6 +78,22 @@ impl TestServer {
                 .expect("layer");
         }
         AppState::new(layers)
+    }
+
+    /// `/layers`' entry for the layer `name`, if it is listed.
+    pub fn layer(&self, name: &str) -> Option<serde_json::Value> {
+        self.get("/layers")
+            .json()
+            .as_array()
+            .expect("/layers is a list")
+            .iter()
+            .find(|l| l["name"] == name)
+            .cloned()
+    }
+
+    /// The number of points `/layers` gives the layer `name`; None while it is not listed.
+    pub fn layer_count(&self, name: &str) -> Option<u64> {
+        self.layer(name).map(|l| l["count"].as_u64().unwrap_or(0))
     }
 
     pub fn get(&self, path: &str) -> Reply {
@@ -160,6 +185,26 @@ pub fn equal_share(a: &Reply, b: &Reply) -> f64 {
 
 pub fn bbox_param(b: [f64; 4]) -> String {
     format!("{:?},{:?},{:?},{:?}", b[0], b[1], b[2], b[3])
+}
+
+/// Calls `check` every 100 ms until it holds or `secs` seconds have passed: whether it held.
+/// For waits on what a server does in the background; the caller says what failed.
+pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits (at most `secs` seconds) until `check` holds; fails the test naming `what` if not.
+pub fn wait_until(what: &str, secs: u64, check: impl FnMut() -> bool) {
+    assert!(eventually(secs, check), "timed out waiting for {what}");
 }
 
 /// A metric's value from `/metrics` (the sample with no labels or with the labels in `name`).

@@ -3,56 +3,39 @@
 //!
 //! The database is `DATABASE_URL`, else the local development one. Tests that need it fail
 //! when it is unreachable rather than skip, so a missing database cannot pass for success.
-//! Include with `#[path = "common/pg.rs"] mod pg;`.
 
-#![allow(dead_code)]
-
+use super::process::{run, twine, Outcome};
+use std::path::Path;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://twine:twine@127.0.0.1:5432/twine";
 
-/// Runs `twine-heatmap import` of `csv` into `layer` with `extra` flags; fails the test with
-/// the command's stderr when it fails.
-pub fn import(layer: &str, csv: &std::path::Path, extra: &[&str]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twine-heatmap"))
-        .args([
-            "import",
-            "--database-url",
-            &database_url(),
-            "--layer",
-            layer,
-        ])
+/// `twine-heatmap import --database-url URL --layer LAYER EXTRA... FILES...`, run to its end.
+pub fn import_into(url: &str, layer: &str, extra: &[&str], files: &[&Path]) -> Outcome {
+    run(twine(&["import", "--database-url", url, "--layer", layer])
         .args(extra)
-        .arg(csv)
-        .output()
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .args(files))
 }
 
-/// Runs `twine-heatmap pyramid` for `layer` with `extra` flags; fails the test with the
-/// command's stderr when it fails.
+/// Imports `csv` into `layer` of the test database with `extra` flags; fails the test with
+/// the command's output when the import fails.
+pub fn import(layer: &str, csv: &Path, extra: &[&str]) {
+    import_into(&database_url(), layer, extra, &[csv]).expect_success();
+}
+
+/// Runs `twine-heatmap pyramid --database-url <the test database> --layer LAYER EXTRA...`;
+/// fails the test with the command's output when it fails.
 pub fn pyramid(layer: &str, extra: &[&str]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twine-heatmap"))
-        .args([
-            "pyramid",
-            "--database-url",
-            &database_url(),
-            "--layer",
-            layer,
-        ])
-        .args(extra)
-        .output()
-        .expect("pyramid");
-    assert!(
-        out.status.success(),
-        "pyramid: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(twine(&[
+        "pyramid",
+        "--database-url",
+        &database_url(),
+        "--layer",
+        layer,
+    ])
+    .args(extra))
+    .expect_success();
 }
 
 /// `DATABASE_URL`, or the local development database.
@@ -101,9 +84,30 @@ impl Db {
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     }
 
+    /// Creates a test's own table of points `public."<name>"` as a user's table would be:
+    /// `columns` is its SQL column list, which holds a geometry column `geom`; `fill` writes
+    /// its rows, given the table's name for SQL (`public."<name>"`); then `geom` gets a GiST
+    /// index and the table fresh planner statistics. A table of that name a crashed run left
+    /// is dropped first. The caller drops it when the test ends: [`ScratchTable`], or
+    /// [`drop_scratch_table`](Self::drop_scratch_table).
+    pub fn create_point_table(&self, name: &str, columns: &str, fill: impl FnOnce(&str)) {
+        let table = format!("public.\"{name}\"");
+        self.batch(&format!(
+            "CREATE EXTENSION IF NOT EXISTS postgis;
+             DROP TABLE IF EXISTS {table};
+             CREATE TABLE {table} ({columns});"
+        ));
+        fill(&table);
+        self.batch(&format!(
+            "CREATE INDEX ON {table} USING gist (geom);
+             ANALYZE {table};"
+        ));
+    }
+
     /// Drops a test's own table `public."<name>"`, its data-version row (the trigger made
-    /// it, or every run would leave one more) and any bin pyramid built for it. Best effort, as for TestLayer, but said out
-    /// loud: a table left behind is served by every later test server on this database.
+    /// it, or every run would leave one more) and any bin pyramid built for it. Best effort,
+    /// as for TestLayer, but said out loud: a table left behind is served by every later test
+    /// server on this database.
     pub fn drop_scratch_table(&self, name: &str) {
         let sql = format!(
             "DROP TABLE IF EXISTS public.\"{name}\";
@@ -232,6 +236,13 @@ impl<'a> ScratchTable<'a> {
             db,
             name: name.to_owned(),
         }
+    }
+
+    /// [`Db::create_point_table`], dropped when the returned guard goes.
+    pub fn create(db: &'a Db, name: &str, columns: &str, fill: impl FnOnce(&str)) -> Self {
+        let table = ScratchTable::new(db, name);
+        db.create_point_table(name, columns, fill);
+        table
     }
 }
 

@@ -1,7 +1,5 @@
 //! Scratch space for tests that run the binary or write files: a folder per test under the
-//! system temp dir, removed when dropped, and a free loopback port.
-
-#![allow(dead_code)]
+//! system temp dir, removed when dropped, and the files found below a folder.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,11 +41,31 @@ impl Drop for Scratch {
     }
 }
 
-/// A loopback port that was free a moment ago, for servers started as processes.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// Every file below `dir`, in no particular order. A folder that cannot be read (not made
+/// yet, or removed meanwhile by the program under test) holds none.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// The disk cache's tile files (`*.tile`) below `dir`.
+pub fn tile_files(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "tile"))
+        .collect()
 }

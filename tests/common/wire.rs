@@ -1,8 +1,6 @@
 //! HTTP/1.1 over a raw socket, for tests of the wire itself: pipelined requests sent in one
 //! write, and answers read back in order.
 
-#![allow(dead_code)]
-
 use super::TestServer;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
