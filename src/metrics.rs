@@ -41,6 +41,9 @@ pub struct Metrics {
     pub db_queries: IntCounter,
     /// Queries answered from a layer's bin pyramid (also counted in `db_queries`).
     pub pyramid_queries: IntCounter,
+    /// Queries that look for a density reference in the points (also counted in
+    /// `db_queries`): none where a pyramid or the count grid gives it.
+    pub reference_queries: IntCounter,
     pub db_query_seconds: Histogram,
     request_seconds: HistogramVec,
     /// `request_seconds`'s child of each route of [`ROUTES`], in that order, made at the
@@ -210,6 +213,11 @@ impl Metrics {
                 &r,
                 "twine_db_pyramid_queries_total",
                 "PostGIS queries answered from a layer's precomputed bin pyramid.",
+            ),
+            reference_queries: counter(
+                &r,
+                "twine_db_reference_queries_total",
+                "PostGIS queries that search a layer's points for the density style's reference.",
             ),
             db_query_seconds: register(
                 &r,

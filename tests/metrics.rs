@@ -2,16 +2,16 @@
 //! its type and labels. Real PostGIS (for the pool gauges), real HTTP server.
 
 mod common;
-#[path = "common/pg.rs"]
-mod pg;
 
+use common::pg;
 use common::TestServer;
 use std::collections::{BTreeMap, BTreeSet};
 use twine_heatmap::cli::ServeArgs;
 
-/// Every family `/metrics` exported before the `prometheus` crate wrote it (issue 18): name,
-/// type, and label names (a histogram's `le` aside). Dashboards and alerts query these.
-const FAMILIES: [(&str, &str, &[&str]); 15] = [
+/// Every family `/metrics` exports (all those from before the `prometheus` crate wrote it,
+/// issue 18, and the ones added since): name, type, and label names (a histogram's `le`
+/// aside). Dashboards and alerts query these.
+const FAMILIES: [(&str, &str, &[&str]); 16] = [
     ("twine_tiles_rendered_total", "counter", &[]),
     ("twine_cache_hits_total", "counter", &["tier"]),
     ("twine_cache_misses_total", "counter", &[]),
@@ -22,6 +22,7 @@ const FAMILIES: [(&str, &str, &[&str]); 15] = [
     ("twine_http_sendfile_bytes_total", "counter", &[]),
     ("twine_db_queries_total", "counter", &[]),
     ("twine_db_pyramid_queries_total", "counter", &[]),
+    ("twine_db_reference_queries_total", "counter", &[]),
     ("twine_db_query_seconds", "histogram", &[]),
     ("twine_db_pool_size", "gauge", &[]),
     ("twine_db_pool_available", "gauge", &[]),

@@ -473,6 +473,7 @@ impl PostgisLayer {
             cy = n + 3,
         );
         let client = self.client().await?;
+        self.metrics.reference_queries.inc();
         let rows = self
             .timed_query(&client, &sql, &params_ref(&params))
             .await?;
