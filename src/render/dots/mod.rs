@@ -680,7 +680,7 @@ fn darken<C: Cone>(pixels: &mut [u8], offset: i64, fx: f64, dy2: f64, cone: &C) 
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
     use std::path::{Path, PathBuf};
 
