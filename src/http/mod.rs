@@ -3,6 +3,7 @@
 pub mod budget;
 pub mod meta;
 pub mod params;
+pub mod poc;
 pub mod points;
 pub mod tiles;
 pub mod webmap;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub points_limit_max: u32,
     /// Public base URL for links in TileJSON and `/layers`; by default taken from the request.
     pub public_url: Option<String>,
+    /// The layer `/twine.heatmap` serves when the request names none (config `poc_layer`).
+    pub poc_layer: Option<String>,
     /// `Cache-Control` of tiles: the first band whose zoom range holds the tile's zoom,
     /// else `tile_cache_control`.
     pub tile_cache_control: HeaderValue,
@@ -63,6 +66,7 @@ impl AppState {
             points_limit_default: 20_000,
             points_limit_max: 200_000,
             public_url: None,
+            poc_layer: None,
             tile_cache_control: HeaderValue::from_static("public, max-age=300"),
             cache_control_bands: Vec::new(),
             allow_origin: Some(HeaderValue::from_static("*")),
@@ -154,6 +158,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/points/{layer}/{z}/{x}/{file}",
             read().to(points::tile_points),
         )
+        .configure(poc::routes)
         .configure(webmap::routes)
         .default_service(web::to(meta::not_found));
 }

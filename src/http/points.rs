@@ -69,7 +69,7 @@ pub async fn bbox_points(
 
 /// Points as they are up to `limit`; above it, bins aggregated in the source (without
 /// fetching more than `limit + 1` rows first).
-async fn answer(
+pub(super) async fn answer(
     layer: &Layer,
     q: &PointQuery<'_>,
     limit: u32,
