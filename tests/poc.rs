@@ -340,3 +340,39 @@ fn bad_input_is_refused_naming_the_parameter() {
         .as_str()
         .is_some_and(|d| d.contains("demo, grid")));
 }
+
+#[test]
+fn without_layers_it_waits_for_the_database_or_asks_for_one() {
+    // A database on a closed port: its layers cannot be known yet, so retry later.
+    let dir = common::scratch::Scratch::new("poc-no-db");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let s = TestServer::with_database(
+        dir.file("empty.toml", ""),
+        format!("postgres://twine:twine@127.0.0.1:{closed}/twine"),
+    );
+    let answer = poc(
+        &s,
+        "/twine.heatmap",
+        &[("png", "true"), ("bounds", "1,2,3,4")],
+    );
+    let body = answer.assert_retry_later();
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not been reached")),
+        "{body}"
+    );
+
+    // No layers and no database: `layer` is what is missing.
+    let none = TestServer::start(twine_heatmap::http::AppState::new(Default::default()));
+    let answer = poc(
+        &none,
+        "/twine.heatmap",
+        &[("png", "true"), ("bounds", "1,2,3,4")],
+    );
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.json()["parameter"], "layer");
+}

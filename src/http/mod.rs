@@ -90,16 +90,22 @@ impl AppState {
         if let Some(layer) = self.layers.get(name) {
             return Ok(layer);
         }
-        if let Some(db) = self.database.as_ref().filter(|db| !db.discovered()) {
-            return Err(ApiError::Source(SourceError::Unavailable(format!(
-                "the database has not been reached yet, so its layers are not known: {}",
-                db.last_error().unwrap_or_default()
-            ))));
+        if let Some(unknown) = self.layers_not_known() {
+            return Err(unknown);
         }
         Err(ApiError::UnknownLayer {
             name: name.chars().take(64).collect(),
             known: self.layers.names(),
         })
+    }
+
+    /// The 503 for a layer name while the database that may hold it has not been reached.
+    pub fn layers_not_known(&self) -> Option<ApiError> {
+        let db = self.database.as_ref().filter(|db| !db.discovered())?;
+        Some(ApiError::Source(SourceError::Unavailable(format!(
+            "the database has not been reached yet, so its layers are not known: {}",
+            db.last_error().unwrap_or_default()
+        ))))
     }
 
     /// `Cache-Control` for a tile at zoom `z`.

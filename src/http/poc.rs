@@ -235,7 +235,11 @@ async fn layer_name(state: &AppState, query: &Query) -> Result<String, ApiError>
     if let Some(db) = state.database.as_ref().filter(|db| !db.looked()) {
         db.first_look().await;
     }
-    match &state.layers.names()[..] {
+    let names = state.layers.names();
+    if let Some(unknown) = state.layers_not_known().filter(|_| names.is_empty()) {
+        return Err(unknown);
+    }
+    match &names[..] {
         [only] => Ok(only.clone()),
         names => Err(ApiError::bad(
             "layer",
