@@ -19,6 +19,9 @@ pub(crate) const POC_PARAMS: &[&str] = &[
 /// The paths of the route: its own, and the old script's name.
 pub const POC_PATHS: [&str; 2] = ["/twine.heatmap", "/twine.heatmap.php"];
 
+/// What `png` allows, for refusals.
+const PNG_ALLOWED: &str = "true (a link to the overlay PNG) or false (the points)";
+
 /// What `bounds` allows, for refusals.
 const BOUNDS_ALLOWED: &str = "two corners [[lat,lng],[lat,lng]] (Leaflet's bounds, as JSON) or \
     lat,lng,lat,lng; latitudes within -85.0511..85.0511, longitudes within -180..180, \
@@ -38,17 +41,13 @@ async fn twine_heatmap(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let query = Query::parse(req.query_string(), &[POC_PARAMS])?;
-    let png = match query.require("png", "true (a link to the overlay PNG) or false (the points)")? {
+    let png = match query.require("png", PNG_ALLOWED)? {
         "true" => true,
         "false" => false,
         other => {
-            return Err(ApiError::bad(
-                "png",
-                format!(
-                    "{:?} is not a boolean; allowed: true (a link to the overlay PNG) or false (the points)",
-                    other.chars().take(64).collect::<String>()
-                ),
-            ))
+            let shown: String = other.chars().take(64).collect();
+            let detail = format!("{shown:?} is not a boolean; allowed: {PNG_ALLOWED}");
+            return Err(ApiError::bad("png", detail));
         }
     };
     let overlay = OverlayRequest::parse(&query)?;
