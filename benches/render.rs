@@ -4,6 +4,9 @@
 //! - `synthetic/<style>/<n>`: 10,000 and 1,000,000 clustered synthetic points
 //!   ([`twine_heatmap::synth::clustered_points`]) inside one z10 tile, for the smooth, dots
 //!   and density styles.
+//! - `bins/<style>/z0`: the z0 tile of 10,000,000 clustered synthetic points over the world,
+//!   drawn from its pixel bins (with the style's margin) as layers draw dense zooms: the
+//!   densest case a tile drawn from bins meets (nearly every pixel holds a bin).
 //! - `cities/smooth/<tile>`: the demo layer (data/cities1000.csv.gz, 135k GeoNames places,
 //!   weight 1), the densest z4 tile and the z0 tile, smooth style.
 //!
@@ -15,7 +18,9 @@ use twine_heatmap::render::{
     self, density, png::encode_indexed, ColorRamp, DensityParams, DensityScale, DotsParams,
     SmoothParams, Style, Viewport, WorldPoint,
 };
+use twine_heatmap::source::aggregate::{bins_as_points, bins_in, BinMass, CellRange};
 use twine_heatmap::synth::clustered_points;
+use twine_heatmap::tile::WorldBox;
 
 /// Leaflet.heat's defaults.
 const SMOOTH: SmoothParams = SmoothParams {
@@ -96,6 +101,48 @@ fn synthetic(c: &mut Criterion) {
                 b.iter(|| render_tile(&points, &vp, &style, &ramp))
             });
         }
+    }
+    group.finish();
+}
+
+/// The z0 tile of 10M points from bins: what `Layer::render_input` hands the renderers.
+fn bins(c: &mut Criterion) {
+    let ramp = ColorRamp::leaflet_default();
+    let vp = tile_viewport(0, 0, 0);
+    let points = clustered_points(10_000_000, 42, [0.0, 0.0, 1.0, 1.0]);
+    let mut group = c.benchmark_group("bins");
+    group.sample_size(20);
+    let density_max = density::reference_max(&points, vp.scale_x, 25.0);
+    let styles = [
+        ("smooth", Style::Smooth(SMOOTH), BinMass::Weight),
+        ("dots", Style::Dots(DOTS), BinMass::Count),
+        (
+            "density",
+            Style::Density(DensityParams {
+                radius: 25,
+                scale: DensityScale::Linear,
+                max: density_max,
+            }),
+            BinMass::Weight,
+        ),
+    ];
+    for (name, style, mass) in styles {
+        let reach = style.reach_px(&vp) / vp.scale_x;
+        let area = WorldBox {
+            x0: -reach,
+            y0: -reach,
+            x1: 1.0 + reach,
+            y1: 1.0 + reach,
+        };
+        let cells = bins_in(&points, vp.scale_x, &CellRange::of(&area, vp.scale_x));
+        let marks = bins_as_points(&cells, vp.scale_x, mass);
+        eprintln!("bins/{name}/z0: {} bins", marks.len());
+        group.bench_function(format!("{name}/z0"), |b| {
+            b.iter(|| {
+                let img = render::render_bins(black_box(&marks), &vp, &style, &ramp);
+                encode_indexed(&img).expect("encode").len()
+            })
+        });
     }
     group.finish();
 }
@@ -181,5 +228,5 @@ fn cities(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, synthetic, cities);
+criterion_group!(benches, synthetic, bins, cities);
 criterion_main!(benches);
