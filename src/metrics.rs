@@ -93,10 +93,6 @@ pub struct Gauges {
     pub memory_evictions: u64,
     pub disk_bytes: u64,
     pub disk_evictions: u64,
-    /// Shared memory of the memory tier's tile file (`cache::shm`).
-    pub shm_bytes: u64,
-    /// Body bytes sent with `sendfile`.
-    pub sendfile_bytes: u64,
     pub pool: Option<(usize, usize, usize)>,
 }
 
@@ -178,13 +174,6 @@ impl Metrics {
             out,
             "twine_cache_evictions_total{{tier=\"disk\"}} {}",
             gauges.disk_evictions
-        );
-        let _ = writeln!(out, "# HELP twine_cache_shm_bytes Shared memory of the memory tier's tile file: the pages of its tiles, evicted ones still being sent included.\n# TYPE twine_cache_shm_bytes gauge\ntwine_cache_shm_bytes {}", gauges.shm_bytes);
-        counter(
-            &mut out,
-            "twine_http_sendfile_bytes_total",
-            "Response body bytes sent with sendfile (memory-tier tiles), not copied.",
-            gauges.sendfile_bytes,
         );
         counter(
             &mut out,
