@@ -309,15 +309,17 @@ pub fn bind(state: AppState, addr: &str) -> std::io::Result<(Server, Vec<SocketA
                     let shutdown = shutdown.clone();
                     async move { shutdown.notified().await }
                 })
-                // HttpServer's: it shortens actix-http's default (none) for a client that
-                // stops reading an answer.
+                // HttpServer's setting (actix-http's own default is no limit): a connection the
+                // server ends is dropped if the client has not closed it within 1 s.
                 .client_disconnect_timeout(std::time::Duration::from_secs(1))
                 .local_addr(local)
                 .finish(map_config(
                     app(state.clone())
                         .into_factory()
                         .map_err(|err| err.error_response()),
-                    // The host names links when a request has no Host field (HTTP/1.0).
+                    // Its host (localhost:8080) only names links for a request with no Host
+                    // field; HttpServer put the bound address there, which an app cannot
+                    // (AppConfig::new is private to actix-web). --public-url overrides both.
                     move |_| AppConfig::default(),
                 ));
             actix_service::fn_service(|io: TcpStream| {
