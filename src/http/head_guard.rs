@@ -68,11 +68,17 @@ impl AsyncRead for GuardedStream {
         loop {
             let start = buf.filled().len();
             let held = this.held_len;
+            if buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
             if buf.remaining() <= held {
                 // No room to read more behind the held bytes (actix-http always offers far
-                // more): hand them over as they are rather than stall.
-                buf.put_slice(&this.held[..held.min(buf.remaining())]);
-                this.held_len = 0;
+                // more): hand over what fits as it is, rather than stall; the request line
+                // has begun, so the scanner goes on from inside it.
+                let give = buf.remaining();
+                buf.put_slice(&this.held[..give]);
+                this.held.copy_within(give..held, 0);
+                this.held_len = held - give;
                 this.scanner.state = State::Head(HeadLine::request_line());
                 return Poll::Ready(Ok(()));
             }
@@ -426,6 +432,37 @@ mod tests {
         );
         let out = scan_in_steps(stream.as_bytes(), 7);
         assert!(String::from_utf8_lossy(&out).ends_with("\r\n\r\nHEAD HEAd / HTTP/1.1\r\n\r\n"));
+    }
+
+    #[tokio::test]
+    async fn a_head_split_across_reads_is_renamed_on_a_socket() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let mut guarded = GuardedStream::new(server);
+        // "HE" alone cannot be told from a HEAD yet: the first read must wait for the rest.
+        client.write_all(b"HE").await.expect("write");
+        let mut buf = [0u8; 64];
+        let early = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            guarded.read(&mut buf),
+        )
+        .await;
+        assert!(
+            early.is_err(),
+            "the start of a method was handed over: {early:?}"
+        );
+        client
+            .write_all(b"AD / HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        let n = guarded.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], b"HEAd / HTTP/1.1\r\n\r\n");
     }
 
     #[test]
