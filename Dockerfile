@@ -6,9 +6,6 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 # Fetch dependencies in their own layer so source edits don't re-download them.
 COPY Cargo.toml Cargo.lock ./
-# The patched actix-http (Cargo.toml's [patch.crates-io]) is a path dependency: cargo needs it
-# to resolve the lock file.
-COPY vendor vendor
 # Cargo refuses a manifest whose declared targets have no file, so every [[bench]] gets a stub.
 RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
     && for bench in $(awk '/^\[\[bench\]\]/ {b = 1; next} /^\[/ {b = 0} b && $1 == "name" {gsub(/"/, "", $3); print $3}' Cargo.toml); do \

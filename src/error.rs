@@ -140,38 +140,3 @@ impl ResponseError for ApiError {
         })
     }
 }
-
-/// The body of an error actix-http answers by itself, before a request reaches the app (a
-/// malformed request, a request head too large or too slow), in the same JSON shape as
-/// [`ApiError`]'s. Registered with the vendored actix-http by `http::bind`.
-pub fn describe_protocol_error(
-    status: StatusCode,
-    what: &str,
-) -> Option<(header::HeaderValue, actix_web::web::Bytes)> {
-    let (error, advice) = match status {
-        StatusCode::BAD_REQUEST => (
-            "malformed HTTP request",
-            "the request line and header fields must follow HTTP/1.1 (RFC 9112)",
-        ),
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
-            "request header fields too large",
-            "send fewer or shorter header fields",
-        ),
-        StatusCode::REQUEST_TIMEOUT => (
-            "request timeout",
-            "send the request line and header fields at once after connecting",
-        ),
-        _ => return None,
-    };
-    let detail = format!("{what}; {advice}; the server closes this connection");
-    let body = serde_json::to_vec(&ErrorBody {
-        error: error.to_string(),
-        detail: &detail,
-        parameter: None,
-    })
-    .ok()?;
-    Some((
-        header::HeaderValue::from_static("application/json"),
-        body.into(),
-    ))
-}

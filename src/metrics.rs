@@ -64,8 +64,6 @@ struct Scraped {
     disk_bytes: IntGauge,
     memory_evictions: IntCounter,
     disk_evictions: IntCounter,
-    shm_bytes: IntGauge,
-    sendfile_bytes: IntCounter,
 }
 
 struct PoolGauges {
@@ -81,10 +79,6 @@ pub struct Gauges {
     pub memory_evictions: u64,
     pub disk_bytes: u64,
     pub disk_evictions: u64,
-    /// Shared memory of the memory tier's tile file (`cache::shm`).
-    pub shm_bytes: u64,
-    /// Body bytes sent with `sendfile`.
-    pub sendfile_bytes: u64,
     pub pool: Option<(usize, usize, usize)>,
 }
 
@@ -174,17 +168,6 @@ impl Metrics {
             disk_bytes,
             memory_evictions,
             disk_evictions,
-            shm_bytes: gauge(
-                &r,
-                "twine_cache_shm_bytes",
-                "Shared memory of the memory tier's tile file: the pages of its tiles, \
-                 evicted ones still being sent included.",
-            ),
-            sendfile_bytes: counter(
-                &r,
-                "twine_http_sendfile_bytes_total",
-                "Response body bytes sent with sendfile (memory-tier tiles), not copied.",
-            ),
         };
         Metrics {
             tiles_rendered: counter(
@@ -258,8 +241,6 @@ impl Metrics {
             s.disk_bytes.set(gauge_value(gauges.disk_bytes));
             follow(&s.memory_evictions, gauges.memory_evictions);
             follow(&s.disk_evictions, gauges.disk_evictions);
-            s.shm_bytes.set(gauge_value(gauges.shm_bytes));
-            follow(&s.sendfile_bytes, gauges.sendfile_bytes);
         }
         if let Some((size, available, waiting)) = gauges.pool {
             let pool = self.pool.get_or_init(|| PoolGauges {

@@ -43,7 +43,7 @@ fn the_dependency_stage_stubs_satisfy_the_manifest() {
             .expect("a RUN after copying the manifest");
     let run = &stage[run_at]["RUN ".len()..];
     // Docker's shell form runs the line with /bin/sh -c in a folder that holds only what the
-    // stage copied so far: the manifest, the lock file, and the vendored crates.
+    // stage copied so far: the manifest and the lock file.
     let dir = Scratch::new("dockerfile-deps");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for file in ["Cargo.toml", "Cargo.lock"] {

@@ -2,7 +2,6 @@
 //! tiles it holds.
 
 use super::key::TileKey;
-use super::shm;
 use super::CachedTile;
 use lru::LruCache;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +23,7 @@ struct Inner {
 }
 
 fn cost(key: &TileKey, tile: &CachedTile) -> u64 {
-    shm::footprint(&tile.png) + key.style.len() as u64 + key.layer.len() as u64 + ENTRY_OVERHEAD
+    tile.png.len() as u64 + key.style.len() as u64 + key.layer.len() as u64 + ENTRY_OVERHEAD
 }
 
 impl MemoryCache {
@@ -50,16 +49,8 @@ impl MemoryCache {
     }
 
     /// Stores the tile, evicting least-recently-used tiles so the budget always holds. A
-    /// tile bigger than the whole budget is not kept. Large tiles are kept in the shared
-    /// tile file ([`shm`]), whose whole pages count against the budget.
+    /// tile bigger than the whole budget is not kept.
     pub fn put(&self, key: TileKey, tile: CachedTile) {
-        if cost(&key, &tile) > self.budget {
-            return;
-        }
-        let tile = CachedTile {
-            png: shm::share(&tile.png),
-            ..tile
-        };
         let size = cost(&key, &tile);
         if size > self.budget {
             return;

@@ -6,7 +6,6 @@ pub mod disk;
 pub mod key;
 pub mod memory;
 mod nowait;
-pub mod shm;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;

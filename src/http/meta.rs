@@ -150,8 +150,6 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         memory_evictions: cache.memory.as_ref().map_or(0, |m| m.evictions()),
         disk_bytes,
         disk_evictions,
-        shm_bytes: crate::cache::shm::resident_bytes(),
-        sendfile_bytes: crate::cache::shm::sendfile_bytes(),
         pool: state.database.as_ref().map(|db| {
             let s = db.pool.status();
             (s.size, s.available, s.waiting)

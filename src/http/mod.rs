@@ -1,6 +1,7 @@
 //! The HTTP API: routes, shared state, and the server's start and graceful stop.
 
 pub mod budget;
+pub mod head_guard;
 pub mod meta;
 pub mod params;
 pub mod poc;
@@ -15,7 +16,7 @@ use crate::source::SourceError;
 use actix_web::dev::{Server, Service};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
-use actix_web::{guard, web, App, HttpRequest, HttpServer};
+use actix_web::{guard, web, App, HttpRequest};
 use futures_util::future::{ready, Either};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -229,8 +230,10 @@ pub fn app(
             web::PathConfig::default()
                 .error_handler(|err, _| ApiError::bad("path", err.to_string()).into()),
         )
-        .wrap_fn(move |req, srv| {
+        .wrap_fn(move |mut req, srv| {
             let started = Instant::now();
+            head_guard::undisguise(&mut req);
+            let head = req.method() == Method::HEAD;
             let route = route_name(req.path());
             let (metrics, allow_origin) = (shared.metrics.clone(), shared.allow_origin.clone());
             // A memory hit is answered here, without routing (see `tiles::memory_hit`).
@@ -243,6 +246,9 @@ pub fn app(
             };
             async move {
                 let mut res = fut.await?;
+                if head {
+                    res = head_guard::without_body(res);
+                }
                 // On every answer, errors included, so a page on another origin can read
                 // the JSON error as well as the tile.
                 if let Some(origin) = allow_origin {
@@ -281,21 +287,82 @@ pub fn start_background(state: &AppState) {
 /// Binds the server without running it; returns it with the addresses it listens on.
 /// Actix stops it gracefully on SIGINT or SIGTERM: it stops accepting, lets requests in
 /// flight finish (up to 10 s), and returns.
+///
+/// Assembled from actix-server and actix-http as actix-web's `HttpServer` does (same timeouts
+/// and backlog), because `HttpServer` cannot wrap a connection's socket, and each one here is
+/// read through [`head_guard::GuardedStream`] so that HEAD requests cannot desynchronize
+/// pipelined answers.
 pub fn bind(state: AppState, addr: &str) -> std::io::Result<(Server, Vec<SocketAddr>)> {
-    // Errors actix-http answers before routing get the API's JSON bodies too (once per
-    // process: a second server in the same process finds it registered).
-    actix_http::h1::error_body::set_describe(crate::error::describe_protocol_error);
-    let server = HttpServer::new(move || app(state.clone()))
-        .on_connect(|conn, _| {
-            // As nginx's tcp_nodelay: a response never waits for the previous one's ACK.
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = tcp.set_nodelay(true);
+    use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt as _};
+    use actix_web::dev::AppConfig;
+    use actix_web::rt::net::TcpStream;
+
+    let mut builder = actix_server::ServerBuilder::default().shutdown_timeout(10);
+    let shutdown = builder.graceful_shutdown_signal();
+    let mut addrs = Vec::new();
+    let mut last_error = None;
+    for local in std::net::ToSocketAddrs::to_socket_addrs(addr)? {
+        let listener = match listen(local) {
+            Ok(listener) => listener,
+            // As HttpServer: bound if any of the addresses the name resolves to is.
+            Err(e) => {
+                last_error = Some(e);
+                continue;
             }
-        })
-        .shutdown_timeout(10)
-        .bind(addr)?;
-    let addrs = server.addrs();
-    Ok((server.run(), addrs))
+        };
+        let local = listener.local_addr()?;
+        addrs.push(local);
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        builder = builder.listen(format!("twine-heatmap-{local}"), listener, move || {
+            let shutdown = shutdown.clone();
+            let http = actix_http::HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                // HttpServer's setting (actix-http's own default is no limit): a connection the
+                // server ends is dropped if the client has not closed it within 1 s.
+                .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                .local_addr(local)
+                .finish(map_config(
+                    app(state.clone())
+                        .into_factory()
+                        .map_err(|err| err.error_response()),
+                    // Its host (localhost:8080) only names links for a request with no Host
+                    // field; HttpServer put the bound address there, which an app cannot
+                    // (AppConfig::new is private to actix-web). --public-url overrides both.
+                    move |_| AppConfig::default(),
+                ));
+            actix_service::fn_service(|io: TcpStream| {
+                // As nginx's tcp_nodelay: a response never waits for the previous one's ACK.
+                let _ = io.set_nodelay(true);
+                let peer = io.peer_addr().ok();
+                let io = head_guard::GuardedStream::new(io);
+                futures_util::future::ok::<_, actix_http::error::DispatchError>((
+                    io,
+                    actix_http::Protocol::Http1,
+                    peer,
+                ))
+            })
+            .and_then(http)
+        })?;
+    }
+    match (addrs.is_empty(), last_error) {
+        (true, Some(e)) => Err(e),
+        (true, None) => Err(std::io::Error::other(format!("{addr}: no address to bind"))),
+        _ => Ok((builder.run(), addrs)),
+    }
+}
+
+/// A listening socket as HttpServer makes one: address reuse (a restart does not wait for
+/// the old connections' TIME_WAIT) and a backlog of 1024.
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// Runs the server until SIGINT or SIGTERM.

@@ -19,11 +19,18 @@ pub struct WireResponse {
 pub fn read_response(reader: &mut BufReader<TcpStream>, head: bool) -> WireResponse {
     let mut status_line = String::new();
     reader.read_line(&mut status_line).expect("status line");
+    // Strictly at the start of the line: a body left in the stream by a misframed answer
+    // must not pass for a status line that follows it.
     let status = status_line
-        .split(' ')
-        .nth(1)
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        .unwrap_or_else(|| {
+            panic!(
+                "bad status line {:?}",
+                &status_line[..status_line.len().min(200)]
+            )
+        });
     let mut content_length = None;
     let mut content_type = None;
     loop {
