@@ -1,8 +1,11 @@
-//! The tile file format, little-endian: `magic "TWTC"`, `format version u8` (2),
-//! `key text length u32`, `key text`, `payload length u64`, `payload (PNG)`,
-//! `content digest (16 bytes, the tile's ETag)`, `CRC-32 of everything before it (u32)`.
+//! The tile file format: encoding, checking and decoding one tile file.
 //!
-//! The CRC sits at the end so a truncated file always fails it; the key text is compared with
+//! Little-endian, in this order:
+//! `magic "TWTC"`, `format version u8` (2), `key text length u32`, `key text`,
+//! `payload length u64`, `payload (PNG)`, `content digest (16 bytes, the tile's ETag)`,
+//! `CRC-32 of everything before it (u32)`.
+//!
+//! The CRC sits at the end, so a truncated or torn file fails it; the key text is compared with
 //! the key asked for, which catches hash collisions. A file of another format version is
 //! discarded and its tile rendered again.
 

@@ -4,7 +4,7 @@
 //! Layout: `<dir>/<layer hash, 16 hex>/<key hash, first 2 hex>/<key hash, 64 hex>.tile`,
 //! plus one `layer.txt` per layer folder holding the layer's name (so per-layer stats after a
 //! restart need no tile reads). Every name on disk comes from a hash, never from a request.
-//! The file format is described in [`format`]; the index rebuilt at start-up in [`scan`].
+//! The file format is described in the `format` module, the index rebuild at start-up in `scan`.
 //!
 //! All methods do blocking file I/O: callers run them on a blocking thread pool. One mutex
 //! guards the in-memory index; reads and tile writes happen outside it, while the rename that

@@ -159,8 +159,6 @@ mod tests {
     use super::super::tests::{assert_has, err_at, err_bytes_at, gzip, lonlat, ok};
     use super::super::{parse_points, WeightMode};
     use crate::tile::{lat_to_world_y, lon_to_world_x};
-    // --- CSV -------------------------------------------------------------------------------
-
     #[test]
     fn csv_finds_columns_by_name_in_any_order_and_case() {
         let points = ok(

@@ -1,5 +1,8 @@
-//! Where a value sits in a JSON document, and the line it starts at: serde_json's `Value`
-//! keeps no positions, so the (already validated) text is scanned again along the path.
+//! The line a JSON value starts at, for error messages.
+//!
+//! serde_json's `Value` keeps no positions, so a value's place is kept as a path while the
+//! document is walked, and the (already validated) text is scanned again along that path only
+//! when an error needs its line.
 
 use super::{line_at, Problem};
 

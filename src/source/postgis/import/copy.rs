@@ -1,6 +1,7 @@
-//! Rows encoded for PostgreSQL's binary COPY: a header, then per row a field count and each
-//! field as a big-endian length and its binary value, then -1. `geometry`'s binary input is
-//! (E)WKB.
+//! Rows encoded for PostgreSQL's binary COPY.
+//!
+//! The format: a header, then per row a field count and each field as a big-endian length and
+//! its binary value, then -1. `geometry`'s binary input is (E)WKB.
 
 use crate::render::WorldPoint;
 use crate::tile::world_to_metres;
