@@ -343,7 +343,7 @@ async fn write_file(
             .map_err(copy_error)?;
     }
     // Into a new table, building the index over all the rows at once (a sorted GiST build)
-    // takes half the time of growing it row by row; CREATE INDEX does not block readers.
+    // is cheaper than growing it row by row; CREATE INDEX does not block readers.
     // Later files find the index and extend it.
     tx.batch_execute(&format!(
         "CREATE INDEX IF NOT EXISTS {index} ON {table} USING gist (geom)",
