@@ -17,6 +17,13 @@
 //! order of their position so that the rows of a tile sit together on disk: a dense tile then
 //! reads a few pages instead of one page per point.
 
+mod args;
+mod copy;
+mod hilbert;
+mod report;
+
+pub use args::{ImportArgs, PyramidArgs};
+
 use super::layer::imported_inner_all;
 use super::pyramid::{self, Built};
 use super::table_sql::scan_stats;
@@ -26,61 +33,18 @@ use super::{
     TableName, SCHEMA_LOCK_KEY,
 };
 use crate::layer::valid_layer_name;
-use crate::layer::DEFAULT_AGGREGATE_ABOVE;
-use crate::progress::{grouped, per_second};
 use crate::render::WorldPoint;
 use crate::source::load::{load_points_file, LoadError, WeightMode};
-use crate::tile::world_to_metres;
+use copy::{encode_row, COPY_HEADER, COPY_TRAILER, ROW_BYTES};
 use futures_util::SinkExt;
+use hilbert::spatial_order;
 use indicatif::ProgressBar;
-use std::fmt;
+use report::{FileReport, PyramidReport, Total};
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, Transaction};
-
-/// `twine-heatmap import --database-url URL --layer NAME FILE...`
-#[derive(clap::Args, Debug)]
-pub struct ImportArgs {
-    /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1/db
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
-    /// Layer name (1 to 51 ASCII letters, digits, '_' or '-'; shorter than other layers'
-    /// 64, so that the table and index names fit PostgreSQL's 63 bytes).
-    #[arg(long)]
-    pub layer: String,
-    /// Attribution shown in TileJSON and /layers.
-    #[arg(long)]
-    pub attribution: Option<String>,
-    /// Precompute the bin pyramid for the zooms whose densest tile holds more than this
-    /// many points: give the value the server's `aggregate_above` has (same default as the
-    /// server's for PostGIS layers).
-    #[arg(long, value_name = "POINTS", default_value_t = DEFAULT_AGGREGATE_ABOVE)]
-    pub aggregate_above: u64,
-    /// Points files: CSV, GeoJSON, or JSON [[lat, lon(, w)]].
-    #[arg(required = true)]
-    pub files: Vec<PathBuf>,
-}
-
-/// `twine-heatmap pyramid --database-url URL --layer NAME [--config FILE]`
-#[derive(clap::Args, Debug)]
-pub struct PyramidArgs {
-    /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1/db
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
-    /// An imported layer, or a layer that --config declares over an existing table.
-    #[arg(long)]
-    pub layer: String,
-    /// The server's config file, for a layer it declares over an existing table (`[[layers]]`
-    /// with `table`).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// As for `import`: the zooms whose densest tile holds more points get pyramid levels.
-    #[arg(long, value_name = "POINTS", default_value_t = DEFAULT_AGGREGATE_ABOVE)]
-    pub aggregate_above: u64,
-}
-
 /// Why an import stopped. Each message is one line that says what failed and where.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -304,16 +268,6 @@ fn db_one_line(e: &DbError) -> String {
 // ---------------------------------------------------------------------------------------------
 // One file
 
-/// What one file added.
-struct FileReport {
-    file: String,
-    rows: u64,
-    elapsed: Duration,
-    pyramid: Option<Built>,
-    /// The time the pyramid took (not part of `elapsed`, the loading time).
-    pyramid_elapsed: Duration,
-}
-
 async fn import_file(
     client: &mut Client,
     target: &Target,
@@ -389,7 +343,7 @@ async fn write_file(
             .map_err(copy_error)?;
     }
     // Into a new table, building the index over all the rows at once (a sorted GiST build)
-    // takes half the time of growing it row by row; CREATE INDEX does not block readers.
+    // is cheaper than growing it row by row; CREATE INDEX does not block readers.
     // Later files find the index and extend it.
     tx.batch_execute(&format!(
         "CREATE INDEX IF NOT EXISTS {index} ON {table} USING gist (geom)",
@@ -637,187 +591,11 @@ async fn copy_rows(
     advance_seq_identity(tx.client(), table).await
 }
 
-// ---------------------------------------------------------------------------------------------
-// Spatial order
-
-/// Sorts points along a Hilbert curve over the world square; ties (points in one cell) keep
-/// file order, so the order is reproducible.
-fn spatial_order(points: &mut [WorldPoint]) {
-    points.sort_by_cached_key(|p| (hilbert_key(p.x, p.y), p.seq));
-}
-
-/// Bits per axis: 65,536 cells a side, about 600 m at the equator, much finer than the pages
-/// a tile query reads.
-const HILBERT_BITS: u32 = 16;
-
-/// The position of world point (x, y) (each in 0..=1) along a Hilbert curve over a
-/// 2^16 x 2^16 grid. The curve starts at the north-west corner (0, 0) and ends at the
-/// north-east one (1, 0); points close on the curve are close on the map.
-fn hilbert_key(x: f64, y: f64) -> u32 {
-    let n = 1u32 << HILBERT_BITS;
-    let cell = |v: f64| ((v.clamp(0.0, 1.0) * f64::from(n)) as u32).min(n - 1);
-    let (mut x, mut y) = (cell(x), cell(y));
-    let mut key = 0u32;
-    let mut s = n / 2;
-    while s > 0 {
-        let rx = u32::from(x & s != 0);
-        let ry = u32::from(y & s != 0);
-        key += s * s * ((3 * rx) ^ ry);
-        // Rotate the quadrant so that the sub-curve inside it joins its neighbours'.
-        if ry == 0 {
-            if rx == 1 {
-                x = s - 1 - (x & (s - 1));
-                y = s - 1 - (y & (s - 1));
-            }
-            std::mem::swap(&mut x, &mut y);
-        }
-        s /= 2;
-    }
-    key
-}
-
-// ---------------------------------------------------------------------------------------------
-// Binary COPY encoding
-//
-// PostgreSQL's binary COPY format: a header, then per row a field count and each field as a
-// big-endian length and its binary value, then -1. `geometry`'s binary input is (E)WKB.
-
-const COPY_HEADER: [u8; 19] = *b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
-const COPY_TRAILER: [u8; 2] = (-1i16).to_be_bytes();
-const EWKB_POINT_BYTES: usize = 25;
-const ROW_BYTES: usize = 2 + (4 + 8) + (4 + 4) + (4 + EWKB_POINT_BYTES);
-
-/// EWKB's flag for "an SRID follows the type".
-const EWKB_SRID_FLAG: u32 = 0x2000_0000;
-const WKB_POINT: u32 = 1;
-const SRID_WEB_MERCATOR: u32 = 3857;
-
-/// One row: `seq` (bigint), `weight` (real), `geom` (EWKB Point in Web Mercator metres).
-fn encode_row(buf: &mut Vec<u8>, seq: i64, p: &WorldPoint) {
-    buf.extend_from_slice(&3i16.to_be_bytes());
-    buf.extend_from_slice(&8i32.to_be_bytes());
-    buf.extend_from_slice(&seq.to_be_bytes());
-    buf.extend_from_slice(&4i32.to_be_bytes());
-    buf.extend_from_slice(&p.w.to_be_bytes());
-    buf.extend_from_slice(&(EWKB_POINT_BYTES as i32).to_be_bytes());
-    let (mx, my) = world_to_metres(p.x, p.y);
-    buf.extend_from_slice(&ewkb_point(mx, my));
-}
-
-/// A little-endian EWKB Point with SRID 3857.
-fn ewkb_point(mx: f64, my: f64) -> [u8; EWKB_POINT_BYTES] {
-    let mut out = [0u8; EWKB_POINT_BYTES];
-    out[0] = 1; // little-endian
-    out[1..5].copy_from_slice(&(WKB_POINT | EWKB_SRID_FLAG).to_le_bytes());
-    out[5..9].copy_from_slice(&SRID_WEB_MERCATOR.to_le_bytes());
-    out[9..17].copy_from_slice(&mx.to_le_bytes());
-    out[17..25].copy_from_slice(&my.to_le_bytes());
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
-// Summary lines
-
-impl fmt::Display for FileReport {
-    /// `quakes.csv: 123,456 rows in 1.23 s (100,372 rows/s); bin pyramid: zooms 0-4,
-    /// 5,678 bins, in 0.4 s`
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {}; {}, in {:.1} s",
-            self.file,
-            Rate {
-                rows: self.rows,
-                elapsed: self.elapsed
-            },
-            PyramidSummary(self.pyramid),
-            self.pyramid_elapsed.as_secs_f64()
-        )
-    }
-}
-
-/// `bin pyramid: zooms 0-4, 5,678 bins` or `no bin pyramid (no zoom is dense enough)`.
-struct PyramidSummary(Option<Built>);
-
-impl fmt::Display for PyramidSummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(b) => write!(
-                f,
-                "bin pyramid: zooms 0-{}, {} bins",
-                b.max_zoom,
-                grouped(b.bins)
-            ),
-            None => write!(f, "no bin pyramid (no zoom is dense enough to need one)"),
-        }
-    }
-}
-
-/// The `pyramid` command's summary line.
-struct PyramidReport<'a> {
-    layer: &'a str,
-    built: Option<Built>,
-    elapsed: Duration,
-}
-
-impl fmt::Display for PyramidReport<'_> {
-    /// `quakes: bin pyramid: zooms 0-4, 5,678 bins, in 1.2 s`
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {}, in {:.1} s",
-            self.layer,
-            PyramidSummary(self.built),
-            self.elapsed.as_secs_f64()
-        )
-    }
-}
-
-/// All files of one run.
-struct Total<'a> {
-    files: &'a [FileReport],
-    elapsed: Duration,
-}
-
-impl fmt::Display for Total<'_> {
-    /// `total: 2 files, 123,456 rows in 1.23 s (100,372 rows/s), bin pyramids included`
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows = self.files.iter().map(|r| r.rows).sum();
-        let n = self.files.len();
-        let plural = if n == 1 { "" } else { "s" };
-        write!(
-            f,
-            "total: {n} file{plural}, {}, bin pyramids included",
-            Rate {
-                rows,
-                elapsed: self.elapsed
-            }
-        )
-    }
-}
-
-struct Rate {
-    rows: u64,
-    elapsed: Duration,
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.elapsed.as_secs_f64();
-        write!(
-            f,
-            "{} rows in {secs:.2} s ({} rows/s)",
-            grouped(self.rows),
-            per_second(self.rows as f64 / secs)
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn point(x: f64, y: f64, w: f32, seq: u32) -> WorldPoint {
+    pub(super) fn point(x: f64, y: f64, w: f32, seq: u32) -> WorldPoint {
         WorldPoint { x, y, w, seq }
     }
 
@@ -846,104 +624,5 @@ mod tests {
         let target = Target::for_layer("demo").expect("target");
         assert_eq!(target.table.key(), "twine.points_demo");
         assert_eq!(target.index.quoted(), "\"points_demo_geom\"");
-    }
-
-    #[test]
-    fn ewkb_point_is_little_endian_with_srid() {
-        let bytes = ewkb_point(1.5, -2.0);
-        assert_eq!(bytes[..9], [1, 1, 0, 0, 0x20, 0x11, 0x0f, 0, 0]);
-        assert_eq!(bytes[9..17], 1.5f64.to_le_bytes());
-        assert_eq!(bytes[17..], (-2.0f64).to_le_bytes());
-    }
-
-    #[test]
-    fn rows_are_encoded_in_binary_copy_layout() {
-        let mut buf = Vec::new();
-        let p = point(0.25, 0.75, 2.5, 0);
-        encode_row(&mut buf, 42, &p);
-        assert_eq!(buf.len(), ROW_BYTES);
-        assert_eq!(buf[..2], 3i16.to_be_bytes());
-        assert_eq!(buf[2..6], 8i32.to_be_bytes());
-        assert_eq!(buf[6..14], 42i64.to_be_bytes());
-        assert_eq!(buf[14..18], 4i32.to_be_bytes());
-        assert_eq!(buf[18..22], 2.5f32.to_be_bytes());
-        assert_eq!(buf[22..26], 25i32.to_be_bytes());
-        let (mx, my) = world_to_metres(0.25, 0.75);
-        assert_eq!(buf[26..], ewkb_point(mx, my));
-        assert_eq!(&COPY_HEADER[..11], b"PGCOPY\n\xff\r\n\0");
-    }
-
-    #[test]
-    fn hilbert_key_visits_every_cell_once_and_moves_one_cell_at_a_time() {
-        // The same construction on a 16 x 16 grid: keys are a permutation and consecutive
-        // keys are neighbouring cells. The 2^16 grid differs only in depth.
-        let n = 1u32 << HILBERT_BITS;
-        let step = (n / 16) as f64;
-        let mut cells = vec![(0u32, 0u32); 256];
-        for i in 0..16u32 {
-            for j in 0..16u32 {
-                let key = hilbert_key(
-                    (f64::from(i) * step + 0.5) / f64::from(n),
-                    (f64::from(j) * step + 0.5) / f64::from(n),
-                );
-                cells[(key / (n / 16 * n / 16)) as usize] = (i, j);
-            }
-        }
-        for pair in cells.windows(2) {
-            let (a, b) = (pair[0], pair[1]);
-            assert_eq!(a.0.abs_diff(b.0) + a.1.abs_diff(b.1), 1, "{a:?} -> {b:?}");
-        }
-        assert_eq!(hilbert_key(0.0, 0.0), 0);
-        assert_eq!(
-            hilbert_key(1.0, 0.0),
-            u32::MAX,
-            "ends at the north-east corner"
-        );
-        assert_eq!(hilbert_key(f64::NAN, 2.0), hilbert_key(0.0, 1.0));
-    }
-
-    #[test]
-    fn spatial_order_keeps_file_order_within_a_cell() {
-        let mut points = vec![
-            point(0.9, 0.1, 1.0, 0),
-            point(0.1, 0.1, 1.0, 1),
-            point(0.1, 0.1, 1.0, 2),
-        ];
-        spatial_order(&mut points);
-        let seqs: Vec<u32> = points.iter().map(|p| p.seq).collect();
-        assert_eq!(seqs, [1, 2, 0]);
-    }
-
-    #[test]
-    fn summaries_group_digits() {
-        let report = FileReport {
-            file: "quakes.csv".into(),
-            rows: 123_456,
-            elapsed: Duration::from_millis(1230),
-            pyramid: Some(Built {
-                max_zoom: 4,
-                bins: 5678,
-            }),
-            pyramid_elapsed: Duration::from_millis(420),
-        };
-        assert_eq!(
-            report.to_string(),
-            "quakes.csv: 123,456 rows in 1.23 s (100,371 rows/s); bin pyramid: zooms 0-4, 5,678 bins, in 0.4 s"
-        );
-        let small = FileReport {
-            pyramid: None,
-            ..report
-        };
-        assert!(small
-            .to_string()
-            .ends_with("; no bin pyramid (no zoom is dense enough to need one), in 0.4 s"));
-        let total = Total {
-            files: std::slice::from_ref(&small),
-            elapsed: Duration::ZERO,
-        };
-        assert_eq!(
-            total.to_string(),
-            "total: 1 file, 123,456 rows in 0.00 s (0 rows/s), bin pyramids included"
-        );
     }
 }
