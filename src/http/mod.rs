@@ -1,13 +1,14 @@
 //! The HTTP API: routes, shared state, and the server's start and graceful stop.
 
 pub mod budget;
+pub mod error;
 pub mod meta;
 pub mod params;
 pub mod points;
 pub mod tiles;
 pub mod webmap;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::layer::Registry;
 use crate::source::postgis::watch::Database;
 use crate::source::SourceError;
@@ -98,6 +99,11 @@ impl AppState {
         })
     }
 
+    /// The tile service over this server's cache.
+    pub fn tiles(&self) -> crate::service::TileService<'_> {
+        crate::service::TileService::new(&self.cache, &self.metrics)
+    }
+
     /// `Cache-Control` for a tile at zoom `z`.
     pub fn cache_control(&self, z: u8) -> &HeaderValue {
         self.cache_control_bands
@@ -121,8 +127,7 @@ impl AppState {
 /// Response headers a page on another origin may read besides the CORS-safelisted ones.
 const EXPOSED_HEADERS: &str = "ETag, X-Cache, Retry-After";
 
-/// The methods every route answers (`Allow` of a 405 and of a preflight).
-pub const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
+pub use error::ALLOWED_METHODS;
 
 /// GET or HEAD: what every route answers (actix sends a HEAD answer's headers without its
 /// body), as every HTTP resource should answer both. Other methods fall through to the
@@ -273,7 +278,7 @@ pub fn start_background(state: &AppState) {
 pub fn bind(state: AppState, addr: &str) -> std::io::Result<(Server, Vec<SocketAddr>)> {
     // Errors actix-http answers before routing get the API's JSON bodies too (once per
     // process: a second server in the same process finds it registered).
-    actix_http::h1::error_body::set_describe(crate::error::describe_protocol_error);
+    actix_http::h1::error_body::set_describe(error::describe_protocol_error);
     let server = HttpServer::new(move || app(state.clone()))
         .on_connect(|conn, _| {
             // As nginx's tcp_nodelay: a response never waits for the previous one's ACK.

@@ -25,11 +25,11 @@ use super::{
     add_session_options, ensure_schema, ensure_version_trigger, pg_message, DbError, Ident,
     TableName, SCHEMA_LOCK_KEY,
 };
-use crate::layer::valid_layer_name;
 use crate::layer::DEFAULT_AGGREGATE_ABOVE;
 use crate::progress::{grouped, per_second};
 use crate::render::WorldPoint;
 use crate::source::load::{load_points_file, LoadError, WeightMode};
+use crate::source::valid_layer_name;
 use crate::tile::world_to_metres;
 use futures_util::SinkExt;
 use indicatif::ProgressBar;
