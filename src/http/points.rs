@@ -4,8 +4,7 @@
 use super::error::ApiError;
 use super::tiles::parse_tile_coord;
 use super::AppState;
-use crate::layer::Layer;
-use crate::source::aggregate::{self, PointsAnswer};
+use crate::service::points_or_bins;
 use crate::source::PointQuery;
 use crate::style::{
     parse_bbox, parse_filters, parse_int, parse_with_filters, Query, StyleError, MAX_BLUR,
@@ -42,7 +41,7 @@ pub async fn tile_points(
         tile: Some((coord, reach_px / vp.width as f64)),
         filters: &filters,
     };
-    Ok(HttpResponse::Ok().json(answer(&layer, &q, limit, vp.scale_x).await?))
+    Ok(HttpResponse::Ok().json(points_or_bins(&layer, &q, limit, vp.scale_x).await?))
 }
 
 /// `GET /points/{layer}?bbox=w,s,e,n[&limit=N&zoom=Z]`: bins, when needed, are pixels of
@@ -69,24 +68,7 @@ pub async fn bbox_points(
         tile: None,
         filters: &filters,
     };
-    Ok(HttpResponse::Ok().json(answer(&layer, &q, limit, pixel_scale).await?))
-}
-
-/// Points as they are up to `limit`; above it, bins aggregated in the source (without
-/// fetching more than `limit + 1` rows first).
-async fn answer(
-    layer: &Layer,
-    q: &PointQuery<'_>,
-    limit: u32,
-    pixel_scale: f64,
-) -> Result<PointsAnswer, ApiError> {
-    let limit = limit as usize;
-    let points = layer.source.points(q, Some(limit)).await?;
-    if points.len() <= limit {
-        return Ok(aggregate::answer_points(points));
-    }
-    let bins = layer.source.bins(q, pixel_scale).await?;
-    Ok(aggregate::answer_bins(bins, limit, pixel_scale))
+    Ok(HttpResponse::Ok().json(points_or_bins(&layer, &q, limit, pixel_scale).await?))
 }
 
 fn limit(state: &AppState, query: &Query) -> Result<u32, StyleError> {

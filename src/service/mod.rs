@@ -1,6 +1,8 @@
 //! The tile service: a typed tile or overlay request in; the PNG, its ETag and where it came
-//! from out. No HTTP here: the routes, `seed` and any other output share it.
+//! from out (and raw points for client-side heatmaps). No HTTP here: the routes, `seed` and
+//! any other output share it.
 
+pub mod points;
 pub mod render;
 
 use crate::cache::key::TileKey;
@@ -13,6 +15,7 @@ use crate::tile::{overlay_viewport, TileCoord, WorldBox};
 use std::sync::Arc;
 use tracing::Instrument;
 
+pub use points::points_or_bins;
 pub use render::render_png;
 
 /// Why the service could not answer.
