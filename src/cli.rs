@@ -244,6 +244,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
         .unwrap_or(state.points_limit_default)
         .min(state.points_limit_max);
     state.public_url = args.public_url.clone().or(config.public_url);
+    state.poc_layer = config.poc_layer;
     if let Some(value) = config.tile_cache_control {
         state.tile_cache_control = cache_control_value("tile_cache_control", &value)?;
     }

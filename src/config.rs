@@ -17,8 +17,12 @@ pub struct Config {
     /// (flag --cors-allow-origin, env TWINE_CORS_ALLOW_ORIGIN; default `*`).
     pub cors_allow_origin: Option<String>,
     /// Zooms whose densest tile holds more points are rendered from one-pixel bins,
-    /// aggregated where the points are (in SQL for PostGIS) (default 200000).
+    /// aggregated where the points are (in SQL for PostGIS); default 10000 for every source
+    /// (see docs/aggregation.md).
     pub aggregate_above: Option<u64>,
+    /// The layer `/twine.heatmap` (the proof of concept's route) serves when a request names
+    /// none; default: the only layer.
+    pub poc_layer: Option<String>,
     /// Serve the bundled demo layer even when other layers are configured.
     pub demo: Option<bool>,
     /// PostgreSQL URL (flag --database-url, env DATABASE_URL).
@@ -213,6 +217,15 @@ impl Config {
                 ));
             }
         }
+        if let Some(name) = config
+            .poc_layer
+            .as_deref()
+            .filter(|name| !crate::layer::valid_layer_name(name))
+        {
+            return Err(format!(
+                "poc_layer {name:?}: use 1 to 64 ASCII letters, digits, '_' or '-'"
+            ));
+        }
         for layer in &config.layers {
             if !crate::layer::valid_layer_name(&layer.name) {
                 return Err(format!(
@@ -306,5 +319,11 @@ mod tests {
         assert!(Config::parse("[points]\ndefault_limit = 10\nmax_limit = 5").is_err());
         assert!(Config::parse("[[layers]]\nname = \"a/b\"\nfile = \"a.csv\"").is_err());
         assert!(Config::parse("handoff_zoom = \"eight\"").is_err());
+        let err = Config::parse("poc_layer = \"a/b\"").expect_err("bad poc_layer");
+        assert!(err.contains("poc_layer"), "{err}");
+        assert_eq!(
+            Config::parse("poc_layer = \"demo\"").map(|c| c.poc_layer),
+            Ok(Some("demo".into()))
+        );
     }
 }

@@ -4,6 +4,7 @@ pub mod budget;
 pub mod error;
 pub mod meta;
 pub mod params;
+pub mod poc;
 pub mod points;
 pub mod tiles;
 pub mod webmap;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub points_limit_max: u32,
     /// Public base URL for links in TileJSON and `/layers`; by default taken from the request.
     pub public_url: Option<String>,
+    /// The layer `/twine.heatmap` serves when the request names none (config `poc_layer`).
+    pub poc_layer: Option<String>,
     /// `Cache-Control` of tiles: the first band whose zoom range holds the tile's zoom,
     /// else `tile_cache_control`.
     pub tile_cache_control: HeaderValue,
@@ -64,6 +67,7 @@ impl AppState {
             points_limit_default: 20_000,
             points_limit_max: 200_000,
             public_url: None,
+            poc_layer: None,
             tile_cache_control: HeaderValue::from_static("public, max-age=300"),
             cache_control_bands: Vec::new(),
             allow_origin: Some(HeaderValue::from_static("*")),
@@ -87,11 +91,8 @@ impl AppState {
         if let Some(layer) = self.layers.get(name) {
             return Ok(layer);
         }
-        if let Some(db) = self.database.as_ref().filter(|db| !db.discovered()) {
-            return Err(ApiError::Source(SourceError::Unavailable(format!(
-                "the database has not been reached yet, so its layers are not known: {}",
-                db.last_error().unwrap_or_default()
-            ))));
+        if let Some(unknown) = self.layers_not_known() {
+            return Err(unknown);
         }
         Err(ApiError::UnknownLayer {
             name: name.chars().take(64).collect(),
@@ -102,6 +103,15 @@ impl AppState {
     /// The tile service over this server's cache.
     pub fn tiles(&self) -> crate::service::TileService<'_> {
         crate::service::TileService::new(&self.cache, &self.metrics)
+    }
+
+    /// The 503 for a layer name while the database that may hold it has not been reached.
+    pub fn layers_not_known(&self) -> Option<ApiError> {
+        let db = self.database.as_ref().filter(|db| !db.discovered())?;
+        Some(ApiError::Source(SourceError::Unavailable(format!(
+            "the database has not been reached yet, so its layers are not known: {}",
+            db.last_error().unwrap_or_default()
+        ))))
     }
 
     /// `Cache-Control` for a tile at zoom `z`.
@@ -159,6 +169,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/points/{layer}/{z}/{x}/{file}",
             read().to(points::tile_points),
         )
+        .configure(poc::routes)
         .configure(webmap::routes)
         .default_service(web::to(meta::not_found));
 }

@@ -9,7 +9,8 @@
 // tiles load and are drawn; style and scheme changes load new tiles; past the handoff zoom
 // /points requests happen and Leaflet.heat's canvas is colored; requests no longer needed are
 // aborted and the cap on points held is kept; zooming back shows tiles; a page on another
-// origin can fetch TileJSON, tiles and errors (CORS); server errors show in the page. It fails on any console error, page error, failed request or status >= 400 from
+// origin can fetch TileJSON, tiles and errors (CORS); server errors show in the page; the
+// proof of concept's page (tests/browser/poc.html) shows /twine.heatmap's PNG with L.imageOverlay. It fails on any console error, page error, failed request or status >= 400 from
 // the server (outside the one step that asks for an error on purpose).
 //
 // Visual continuity: at the handoff zoom, the same view is shot with only the tile layer and
@@ -21,7 +22,7 @@
 // Screenshots go to artifacts/browser/ (or $TWINE_ARTIFACTS).
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -569,6 +570,23 @@ async function run() {
     check(since(mark).some((r) => r.status === 400), 'the server answered 400');
     await shot(page, '10-server-error.png');
     expectErrors = false;
+    failIfProblems();
+
+    // 8. The proof of concept's client: /twine.heatmap.php?png=true, then L.imageOverlay of
+    // the PNG it names. The page is written into a document of the server's origin, so it
+    // loads Leaflet from the server's web map files and reads the PNG's pixels.
+    phase = 'poc';
+    mark = responses.length;
+    await page.goto(`${base}/health`);
+    await page.setContent(readFileSync(join(ROOT, 'tests/browser/poc.html'), 'utf8'));
+    const poc = await page.evaluate(() => window.poc);
+    log(`proof of concept's overlay: ${JSON.stringify(poc)}`);
+    check(poc.filename.startsWith(`${base}/heatmap.png?layer=demo&`), `filename is this server's overlay URL (${poc.filename})`);
+    check(poc.width === poc.view[0] && poc.height === poc.view[1], `the overlay is imgSize, ${poc.width} x ${poc.height}`);
+    check(poc.drawn > poc.total / 100, `the overlay shows heat: ${poc.drawn} of ${poc.total} pixels not transparent`);
+    check(since(mark).some((r) => r.path === '/twine.heatmap.php' && r.status === 200), '/twine.heatmap.php answered 200');
+    check(since(mark).some((r) => r.path === '/heatmap.png' && r.status === 200 && r.type === 'image/png'), 'the overlay PNG loaded');
+    await shot(page, '11-poc-overlay.png');
     failIfProblems();
 
     const points = responses.filter((r) => r.path.startsWith('/points/')).length;
