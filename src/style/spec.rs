@@ -283,6 +283,21 @@ mod tests {
     }
 
     #[test]
+    fn pairs_give_the_style_their_query_string_gives() {
+        let pairs = [("style", "density"), ("radius", "30"), ("scheme", "fire")];
+        let from_pairs = StyleSpec::from_pairs(pairs).expect("pairs");
+        let query = q("style=density&radius=30&scheme=fire").expect("q");
+        assert_eq!(from_pairs, StyleSpec::from_query(&query).expect("spec"));
+        assert_eq!(
+            StyleSpec::from_pairs([("radius", "1"), ("radius", "2")]),
+            Err(StyleError::bad(
+                "radius",
+                "given more than once; give it once"
+            ))
+        );
+    }
+
+    #[test]
     fn remembered_key_styles_match_freshly_built_ones() {
         // More distinct styles than a thread remembers, revisited in shifting orders and
         // with two filter texts, so entries are found, moved to the front and aged out.
