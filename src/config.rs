@@ -258,7 +258,7 @@ impl Config {
                     ));
                 }
                 // Every parameter a route takes besides the layer's filters.
-                let reserved = crate::http::params::STYLE_PARAMS
+                let reserved = crate::style::STYLE_PARAMS
                     .iter()
                     .chain(crate::http::tiles::OVERLAY_PARAMS)
                     .chain(crate::http::points::TILE_POINT_PARAMS)

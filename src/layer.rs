@@ -1,11 +1,9 @@
 //! Layers: a named point source plus what is derived from its whole data set (the density
 //! style's per-zoom reference), computed once and remembered.
 
-use crate::error::ApiError;
-use crate::http::params::{Query, StyleRequest};
-use crate::render::{self, ColorRamp, DensityParams, IndexedImage, Style, Viewport, WorldPoint};
+use crate::render::{self, ColorRamp, IndexedImage, Style, Viewport, WorldPoint};
 use crate::source::aggregate::{bins_as_points, BinMass};
-use crate::source::filter::FilterValue;
+use crate::source::postgis::watch::LayerCatalog;
 use crate::source::{FilterValues, LayerInfo, PointQuery, PointSource, SourceError};
 use crate::tile::{TileCoord, WorldBox};
 use lru::LruCache;
@@ -83,36 +81,6 @@ impl Layer {
             .collect())
     }
 
-    /// Parses a request's query string allowing the route's parameters (`allowed`) and this
-    /// layer's filter parameters.
-    pub fn parse_query(&self, raw: &str, allowed: &[&[&str]]) -> Result<Query, ApiError> {
-        let defs = self.source.filters();
-        let filters: Vec<&str> = defs.iter().map(|d| d.param.as_str()).collect();
-        let mut sets = allowed.to_vec();
-        sets.push(&filters);
-        Query::parse(raw, &sets)
-    }
-
-    /// Parses the declared filters' values from a request; absent ones do not filter.
-    pub fn parse_filters(&self, query: &Query) -> Result<FilterValues, ApiError> {
-        let mut values = Vec::new();
-        for (i, def) in self.source.filters().iter().enumerate() {
-            let Some(text) = query.get(&def.param) else {
-                continue;
-            };
-            // The type comes from the database; until it has been reached, we cannot check.
-            let ty = def.ty.ok_or_else(|| {
-                ApiError::Source(SourceError::Unavailable(
-                    "the database has not been reached yet".into(),
-                ))
-            })?;
-            let value =
-                FilterValue::parse(ty, text).map_err(|detail| ApiError::bad(&def.param, detail))?;
-            values.push((i, value));
-        }
-        Ok(FilterValues(values))
-    }
-
     /// What the renderer needs for `vp`: every point within the style's reach, or, at zooms
     /// dense enough (by the layer's count estimate, the same for every tile of the zoom, so
     /// tiles stay seamless), one-pixel bins at their cells' centres.
@@ -181,44 +149,16 @@ impl Layer {
             .is_dense(zoom, self.aggregate_above))
     }
 
-    /// Resolves a requested style against this layer for one viewport: density without an
-    /// explicit `max` takes the layer's reference for the viewport's scale, from the points
-    /// the request draws (after its filters).
-    pub async fn resolve_style(
-        &self,
-        request: &StyleRequest,
-        vp: &Viewport,
-        filters: &FilterValues,
-    ) -> Result<Style, SourceError> {
-        Ok(match request {
-            StyleRequest::Smooth(p) => Style::Smooth(*p),
-            StyleRequest::Dots(p) => Style::Dots(*p),
-            StyleRequest::Density { radius, scale, max } => {
-                let max = match max {
-                    Some(m) => *m,
-                    None => {
-                        let cell = *radius as f64 * vp.pixel_ratio / vp.scale_x;
-                        self.density_reference(reference_cell(cell), filters)
-                            .await?
-                    }
-                };
-                Style::Density(DensityParams {
-                    radius: *radius,
-                    scale: *scale,
-                    max,
-                })
-            }
-        })
-    }
-
-    /// The largest weight in any `cell`-sized square of the layer's points that pass
-    /// `filters`, at least 1 so that a sparse layer is not stretched to full color by a
+    /// The density style's reference for a kernel of `kernel_cell` world units: the largest
+    /// weight in any square of [`reference_cell`]`(kernel_cell)` of the layer's points that
+    /// pass `filters`, at least 1 so that a sparse layer is not stretched to full color by a
     /// single light point.
-    async fn density_reference(
+    pub async fn density_reference(
         &self,
-        cell: f64,
+        kernel_cell: f64,
         filters: &FilterValues,
     ) -> Result<f64, SourceError> {
+        let cell = reference_cell(kernel_cell);
         let key = (cell.to_bits(), filters.canonical(&self.source.filters()));
         if let Some(v) = self.lock_refs().get(&key) {
             return Ok(*v);
@@ -342,6 +282,8 @@ fn wrapped_pieces(area: &WorldBox) -> Vec<(WorldBox, f64)> {
 /// answers in well under one.
 pub const DEFAULT_AGGREGATE_ABOVE: u64 = 10_000;
 
+pub use crate::source::valid_layer_name;
+
 /// All layers by name, shared by every worker. PostGIS layers can appear while the server
 /// runs (found by the database watcher after an import, or once the database is back).
 #[derive(Default, Clone)]
@@ -392,13 +334,20 @@ impl Registry {
     }
 }
 
-/// Layer names become URL path segments: 1 to 64 ASCII letters, digits, `_` or `-`.
-pub fn valid_layer_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+/// The database watcher adds the layers it finds here.
+impl LayerCatalog for Registry {
+    fn contains(&self, name: &str) -> bool {
+        Registry::contains(self, name)
+    }
+
+    fn add(
+        &self,
+        name: &str,
+        source: Arc<dyn PointSource>,
+        aggregate_above: u64,
+    ) -> Result<(), String> {
+        self.insert(Layer::new(name, source).with_aggregate_above(aggregate_above))
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ pub mod layer;
 pub mod metrics;
 pub mod progress;
 pub mod render;
+pub mod service;
 pub mod source;
+pub mod style;
 pub mod synth;
 pub mod tile;

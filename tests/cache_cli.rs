@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use twine_heatmap::cache::disk::DiskCache;
-use twine_heatmap::http::params::{Query, StyleSpec};
 use twine_heatmap::http::tiles::tile_key;
 use twine_heatmap::layer::Layer;
 use twine_heatmap::source::load::demo_points;
 use twine_heatmap::source::memory::MemoryStore;
 use twine_heatmap::source::FilterValues;
+use twine_heatmap::style::{Query, StyleSpec};
 use twine_heatmap::tile::TileCoord;
 
 /// Europe: dense enough that zooms 0-7 take a few seconds (a window to stop the seed in),

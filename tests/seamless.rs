@@ -142,7 +142,6 @@ fn tiles_wrap_across_the_antimeridian() {
 #[test]
 fn the_antimeridian_has_no_seam() {
     use std::sync::Arc;
-    use twine_heatmap::http::params::{Query, StyleSpec, STYLE_PARAMS};
     use twine_heatmap::http::tiles::render_png;
     use twine_heatmap::layer::Layer;
     use twine_heatmap::metrics::Metrics;
@@ -151,6 +150,7 @@ fn the_antimeridian_has_no_seam() {
     use twine_heatmap::source::load::demo_points;
     use twine_heatmap::source::memory::MemoryStore;
     use twine_heatmap::source::FilterValues;
+    use twine_heatmap::style::{Query, StyleSpec, STYLE_PARAMS};
     use twine_heatmap::tile::{lat_to_world_y, lon_to_world_x};
 
     // The demo layer (Fiji, Tonga, Samoa and Kiribati lie on or near 180°) plus a band of

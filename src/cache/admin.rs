@@ -20,6 +20,7 @@ use crate::layer::{valid_layer_name, Layer};
 use crate::metrics::Metrics;
 use crate::progress::{grouped, per_second};
 use crate::source::FilterValues;
+use crate::style::{parse_filters, parse_with_filters, StyleError};
 use crate::tile::{lat_to_world_y, lon_to_world_x, TileCoord, WorldBox, MAX_ZOOM};
 use actix_web::web;
 use indicatif::ProgressBar;
@@ -170,7 +171,7 @@ impl Job {
             &self.metrics,
         )
         .await
-        .map_err(|e| api_message(&e))?;
+        .map_err(|e| api_message(&e.into()))?;
 
         let size = png.len() as u64;
         let disk = self.disk.clone();
@@ -334,13 +335,13 @@ async fn find_layer(state: &AppState, name: &str) -> Result<Arc<Layer>, AdminErr
 /// Parses `--style` exactly as a tile request's query string, so the canonical form (and so
 /// the key) is the one the server computes for any equal request.
 fn parse_style(layer: &Layer, style: &str) -> Result<(StyleSpec, FilterValues), AdminError> {
-    let bad = |e: ApiError| fail(format!("--style: {}", api_message(&e)));
+    let bad = |e: StyleError| fail(format!("--style: {}", api_message(&e.into())));
     // What the tile route does with a request's query string, step for step.
-    let query = layer
-        .parse_query(style.trim_start_matches('?'), &[STYLE_PARAMS])
-        .map_err(bad)?;
+    let defs = layer.source.filters();
+    let query =
+        parse_with_filters(style.trim_start_matches('?'), &[STYLE_PARAMS], &defs).map_err(bad)?;
     let spec = StyleSpec::from_query(&query).map_err(bad)?;
-    let filters = layer.parse_filters(&query).map_err(bad)?;
+    let filters = parse_filters(&defs, &query).map_err(bad)?;
     Ok((spec, filters))
 }
 
@@ -360,8 +361,9 @@ async fn default_area(
         y1: lat_to_world_y(s),
     };
     let vp = TileCoord { z, x: 0, y: 0 }.viewport(ratio);
-    let style = layer
-        .resolve_style(&spec.style, &vp, &crate::source::FilterValues::NONE)
+    let style = spec
+        .style
+        .resolve(layer, &vp, &crate::source::FilterValues::NONE)
         .await
         .map_err(|e| fail(format!("layer {:?}: {e}", layer.name)))?;
     let margin = style.reach_px(&vp) / vp.scale_x;
@@ -398,7 +400,7 @@ fn parse_bbox_arg(text: &str) -> Result<WorldBox, AdminError> {
         .finish();
     Query::parse(&raw, &[&["bbox"]])
         .and_then(|q| parse_bbox(&q))
-        .map_err(|e| fail(format!("--bbox {text:?}: {}", api_message(&e))))
+        .map_err(|e| fail(format!("--bbox {text:?}: {}", api_message(&e.into()))))
 }
 
 /// An API error as one line for the terminal (the HTTP body's detail, without the JSON).

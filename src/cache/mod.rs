@@ -7,7 +7,6 @@ pub mod key;
 pub mod memory;
 mod nowait;
 
-use crate::error::ApiError;
 use crate::metrics::Metrics;
 use actix_web::http::header::HeaderValue;
 use actix_web::web::{self, Bytes};
@@ -110,16 +109,17 @@ impl TileCache {
 
     /// The tile for `key` once [`memory_hit`](Self::memory_hit) has found nothing: from
     /// disk, else rendered by `render`, once for all concurrent requests of the key, and
-    /// stored in both tiers.
-    pub async fn get_missing<F, Fut>(
+    /// stored in both tiers. A failed render is the caller's error `E`, given to every
+    /// request that waited for it.
+    pub async fn get_missing<F, Fut, E>(
         &self,
         key: TileKey,
         metrics: &Metrics,
         render: F,
-    ) -> Result<(CachedTile, Origin), ApiError>
+    ) -> Result<(CachedTile, Origin), E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, ApiError>>,
+        Fut: Future<Output = Result<Bytes, E>>,
     {
         let flight = self.flights().entry(key.clone()).or_default().clone();
         let result = flight
@@ -142,15 +142,15 @@ impl TileCache {
         self.inflight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn fill<F, Fut>(
+    async fn fill<F, Fut, E>(
         &self,
         key: &TileKey,
         metrics: &Metrics,
         render: F,
-    ) -> Result<(CachedTile, Origin), ApiError>
+    ) -> Result<(CachedTile, Origin), E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, ApiError>>,
+        Fut: Future<Output = Result<Bytes, E>>,
     {
         let (tile, origin) = match self.read_disk(key).await {
             Some(tile) => {
@@ -205,6 +205,7 @@ impl TileCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::error::ApiError;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     /// What the tile route does: the memory tier, else the disk or a render.

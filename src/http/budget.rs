@@ -6,7 +6,7 @@
 //! Tiles (256 or 512 px) are not counted: their renders are small and bounded by the
 //! blocking pool.
 
-use crate::error::ApiError;
+use super::error::ApiError;
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 

@@ -1,10 +1,10 @@
 //! Descriptive routes: `/layers`, TileJSON, `/health`, and the JSON 404.
 
-use super::params::{Query, StyleSpec, STYLE_PARAMS};
+use super::error::ApiError;
 use super::AppState;
-use crate::error::ApiError;
 use crate::layer::Layer;
 use crate::metrics::Gauges;
+use crate::style::{Query, StyleSpec, STYLE_PARAMS};
 use crate::tile::MAX_ZOOM;
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -174,8 +174,11 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         // If-None-Match by hand): every route reads, with any request header.
         Method::OPTIONS => {
             let mut answer = HttpResponse::NoContent();
-            answer.insert_header((header::ALLOW, super::ALLOWED_METHODS));
-            answer.insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, super::ALLOWED_METHODS));
+            answer.insert_header((header::ALLOW, super::error::ALLOWED_METHODS));
+            answer.insert_header((
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                super::error::ALLOWED_METHODS,
+            ));
             if let Some(asked) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
                 answer.insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone()));
             }

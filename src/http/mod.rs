@@ -1,6 +1,7 @@
 //! The HTTP API: routes, shared state, and the server's start and graceful stop.
 
 pub mod budget;
+pub mod error;
 pub mod head_guard;
 pub mod meta;
 pub mod params;
@@ -9,7 +10,7 @@ pub mod points;
 pub mod tiles;
 pub mod webmap;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::layer::Registry;
 use crate::source::postgis::watch::Database;
 use crate::source::SourceError;
@@ -100,6 +101,11 @@ impl AppState {
         })
     }
 
+    /// The tile service over this server's cache.
+    pub fn tiles(&self) -> crate::service::TileService<'_> {
+        crate::service::TileService::new(&self.cache, &self.metrics)
+    }
+
     /// The 503 for a layer name while the database that may hold it has not been reached.
     pub fn layers_not_known(&self) -> Option<ApiError> {
         let db = self.database.as_ref().filter(|db| !db.discovered())?;
@@ -132,8 +138,7 @@ impl AppState {
 /// Response headers a page on another origin may read besides the CORS-safelisted ones.
 const EXPOSED_HEADERS: &str = "ETag, X-Cache, Retry-After";
 
-/// The methods every route answers (`Allow` of a 405 and of a preflight).
-pub const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
+pub use error::ALLOWED_METHODS;
 
 /// GET or HEAD: what every route answers (actix sends a HEAD answer's headers without its
 /// body), as every HTTP resource should answer both. Other methods fall through to the

@@ -1,12 +1,12 @@
 //! The proof of concept's route (`/twine.heatmap`, `/twine.heatmap.php`): its request shape,
 //! answered with a link to `/heatmap.png` or with the points `/points` gives.
 
-use super::params::{parse_bbox, parse_int, Query, StyleSpec};
-use super::points::answer;
+use super::error::ApiError;
 use super::tiles::{MAX_OVERLAY_SIDE, OVERLAY_PARAMS};
 use super::AppState;
-use crate::error::ApiError;
+use crate::service::points_or_bins;
 use crate::source::PointQuery;
+use crate::style::{parse_bbox, parse_int, Query, StyleError, StyleSpec, STYLE_PARAMS};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::json;
@@ -73,7 +73,7 @@ async fn twine_heatmap(
         filters: &filters,
     };
     let pixel_scale = 1024.0 / (overlay.area.x1 - overlay.area.x0);
-    let points = answer(&layer, &q, state.points_limit_default, pixel_scale).await?;
+    let points = points_or_bins(&layer, &q, state.points_limit_default, pixel_scale).await?;
     Ok(HttpResponse::Ok().json(PocPoints {
         data: points
             .data
@@ -133,23 +133,17 @@ impl OverlayRequest {
         };
         // The overlay's own parameters, checked by its own parsers; the proof of concept's
         // style options pass through under the same names.
-        let mut overlay = form_urlencoded::Serializer::new(String::new());
-        overlay
-            .append_pair("bbox", &bbox)
-            .append_pair("style", "dots");
+        let mut pairs = vec![("bbox", bbox.as_str()), ("style", "dots")];
         for key in ["dotSize", "opacity", "scheme"] {
             if let Some(value) = query.get(key) {
-                overlay.append_pair(key, value);
+                pairs.push((key, value));
             }
         }
-        let overlay = Query::parse(
-            &overlay.finish(),
-            &[OVERLAY_PARAMS, super::params::STYLE_PARAMS],
-        )?;
+        let overlay = Query::from_pairs(pairs, &[OVERLAY_PARAMS, STYLE_PARAMS])?;
         let area = parse_bbox(&overlay).map_err(|e| match e {
-            ApiError::BadParam { detail, .. } => {
+            StyleError::BadParam { detail, .. } => {
                 let reason = detail.split(';').next().unwrap_or_default();
-                ApiError::bad("bounds", format!("{reason}; allowed: {BOUNDS_ALLOWED}"))
+                StyleError::bad("bounds", format!("{reason}; allowed: {BOUNDS_ALLOWED}"))
             }
             other => other,
         })?;
@@ -215,11 +209,11 @@ fn parse_img_size(text: &str) -> Result<(u32, u32), ApiError> {
     };
     let side = |text: &str| {
         parse_int("imgSize", text, 1..=MAX_OVERLAY_SIDE).map_err(|e| match e {
-            ApiError::BadParam { param, detail } => ApiError::BadParam {
+            StyleError::BadParam { param, detail } => ApiError::BadParam {
                 param,
                 detail: format!("{detail} ({allowed})"),
             },
-            other => other,
+            other => other.into(),
         })
     };
     Ok((side(width)?, side(height)?))

@@ -1,13 +1,15 @@
 //! Raw points for client-side heatmaps (Leaflet.heat at high zoom): per tile, padded by the
 //! client kernel's reach, or per bbox (the seed's `png=false` answer).
 
-use super::params::{parse_bbox, parse_int, Query, MAX_BLUR, MAX_RADIUS};
+use super::error::ApiError;
 use super::tiles::parse_tile_coord;
 use super::AppState;
-use crate::error::ApiError;
-use crate::layer::Layer;
-use crate::source::aggregate::{self, PointsAnswer};
+use crate::service::points_or_bins;
 use crate::source::PointQuery;
+use crate::style::{
+    parse_bbox, parse_filters, parse_int, parse_with_filters, Query, StyleError, MAX_BLUR,
+    MAX_RADIUS,
+};
 use crate::tile::{TileCoord, WorldBox, MAX_ZOOM};
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -26,19 +28,20 @@ pub async fn tile_points(
         .ok_or_else(|| ApiError::bad("y", "the points tile name must be {y}.json"))?;
     let coord = parse_tile_coord(&z, &x, y)?;
     let layer = state.layer(&layer_name).await?;
-    let query = layer.parse_query(req.query_string(), &[TILE_POINT_PARAMS])?;
+    let defs = layer.source.filters();
+    let query = parse_with_filters(req.query_string(), &[TILE_POINT_PARAMS], &defs)?;
     let limit = limit(&state, &query)?;
     // Leaflet.heat draws points up to radius + blur pixels outside its canvas.
     let reach_px =
         (query.int("radius", 1..=MAX_RADIUS, 25)? + query.int("blur", 0..=MAX_BLUR, 15)?) as f64;
-    let filters = layer.parse_filters(&query)?;
+    let filters = parse_filters(&defs, &query)?;
     let vp = coord.viewport(1);
     let q = PointQuery {
         area: WorldBox::of_viewport(&vp, reach_px),
         tile: Some((coord, reach_px / vp.width as f64)),
         filters: &filters,
     };
-    Ok(HttpResponse::Ok().json(answer(&layer, &q, limit, vp.scale_x).await?))
+    Ok(HttpResponse::Ok().json(points_or_bins(&layer, &q, limit, vp.scale_x).await?))
 }
 
 /// `GET /points/{layer}?bbox=w,s,e,n[&limit=N&zoom=Z]`: bins, when needed, are pixels of
@@ -49,7 +52,8 @@ pub async fn bbox_points(
     layer: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let layer = state.layer(&layer).await?;
-    let query = layer.parse_query(req.query_string(), &[BBOX_POINT_PARAMS])?;
+    let defs = layer.source.filters();
+    let query = parse_with_filters(req.query_string(), &[BBOX_POINT_PARAMS], &defs)?;
     let area = parse_bbox(&query)?;
     let limit = limit(&state, &query)?;
     let pixel_scale = match query.get("zoom") {
@@ -58,33 +62,16 @@ pub async fn bbox_points(
         }
         None => 1024.0 / (area.x1 - area.x0),
     };
-    let filters = layer.parse_filters(&query)?;
+    let filters = parse_filters(&defs, &query)?;
     let q = PointQuery {
         area,
         tile: None,
         filters: &filters,
     };
-    Ok(HttpResponse::Ok().json(answer(&layer, &q, limit, pixel_scale).await?))
+    Ok(HttpResponse::Ok().json(points_or_bins(&layer, &q, limit, pixel_scale).await?))
 }
 
-/// Points as they are up to `limit`; above it, bins aggregated in the source (without
-/// fetching more than `limit + 1` rows first).
-pub(super) async fn answer(
-    layer: &Layer,
-    q: &PointQuery<'_>,
-    limit: u32,
-    pixel_scale: f64,
-) -> Result<PointsAnswer, ApiError> {
-    let limit = limit as usize;
-    let points = layer.source.points(q, Some(limit)).await?;
-    if points.len() <= limit {
-        return Ok(aggregate::answer_points(points));
-    }
-    let bins = layer.source.bins(q, pixel_scale).await?;
-    Ok(aggregate::answer_bins(bins, limit, pixel_scale))
-}
-
-fn limit(state: &AppState, query: &Query) -> Result<u32, ApiError> {
+fn limit(state: &AppState, query: &Query) -> Result<u32, StyleError> {
     query.int(
         "limit",
         1..=state.points_limit_max,

@@ -1,19 +1,21 @@
 //! Heatmap images: XYZ tiles (`/tiles/{layer}/{z}/{x}/{y}.png`, `@2x`) and the seed's
 //! bounds-sized overlay (`/heatmap.png`).
 
-use super::params::{parse_bbox, parse_int, StyleSpec, STYLE_PARAMS};
+use super::error::ApiError;
 use super::AppState;
-use crate::cache::key::TileKey;
-use crate::cache::{CachedTile, Origin};
-use crate::error::ApiError;
 use crate::layer::Layer;
 use crate::metrics::Metrics;
-use crate::render::{png, Viewport};
-use crate::source::FilterValues;
-use crate::tile::{overlay_viewport, TileCoord, MAX_ZOOM};
+use crate::service::{Answer, OverlayRequest, TileRequest};
+use crate::style::{
+    parse_bbox, parse_filters, parse_int, parse_with_filters, StyleError, StyleSpec, STYLE_PARAMS,
+};
+use crate::tile::{TileCoord, MAX_ZOOM};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
-use tracing::Instrument;
+use std::sync::Arc;
+
+/// Kept at their old path for the CLI's imports.
+pub use crate::service::{render_png, tile_key};
 
 /// Which tier answered. A constant: a ("X-Cache", &str) pair would be parsed and checked
 /// anew on every answer.
@@ -75,34 +77,18 @@ impl<'a> TilesPath<'a> {
     }
 }
 
-/// A tile request, checked and turned into its cache key.
-struct TileRequest {
-    coord: TileCoord,
-    ratio: u32,
-    spec: StyleSpec,
-    filters: FilterValues,
-    key: TileKey,
-}
-
-impl TileRequest {
-    /// Checks the query of a request for the tile `coord` (at `ratio`) of `layer`.
-    fn parse(
-        layer: &Layer,
-        req: &HttpRequest,
-        (coord, ratio): (TileCoord, u32),
-    ) -> Result<TileRequest, ApiError> {
-        let query = layer.parse_query(req.query_string(), &[STYLE_PARAMS])?;
-        let spec = StyleSpec::from_query(&query)?;
-        let filters = layer.parse_filters(&query)?;
-        let key = tile_key(layer, &spec, &filters, ratio, coord);
-        Ok(TileRequest {
-            coord,
-            ratio,
-            spec,
-            filters,
-            key,
-        })
-    }
+/// The tile request for `coord` (at `ratio`) of `layer`, its style and filters from the
+/// request's query string.
+fn tile_request(
+    layer: Arc<Layer>,
+    req: &HttpRequest,
+    (coord, ratio): (TileCoord, u32),
+) -> Result<TileRequest, StyleError> {
+    let defs = layer.source.filters();
+    let query = parse_with_filters(req.query_string(), &[STYLE_PARAMS], &defs)?;
+    let style = StyleSpec::from_query(&query)?;
+    let filters = parse_filters(&defs, &query)?;
+    Ok(TileRequest::new(layer, coord, ratio, style, filters))
 }
 
 /// Answers a tile request from the memory tier before actix routes it, or `None` to let
@@ -120,13 +106,12 @@ pub fn memory_hit(state: &AppState, req: &HttpRequest) -> Option<HttpResponse> {
     };
     let address = parse_tile_address(z, x, file).ok()?;
     let layer = state.layers.get(layer)?;
-    let tile = TileRequest::parse(&layer, req, address).ok()?;
-    let cached = state.cache.memory_hit(&tile.key, &state.metrics)?;
+    let tile = tile_request(layer, req, address).ok()?;
+    let answer = state.tiles().memory_hit(&tile)?;
     Some(cached_response(
         req,
         state.cache_control(tile.coord.z),
-        &cached,
-        Origin::Memory,
+        &answer,
         &state.metrics,
     ))
 }
@@ -160,88 +145,21 @@ async fn tile(
     // while the database (and so its layers) is out of reach.
     let address = parse_tile_address(z, x, file)?;
     let layer = state.layer(layer_name).await?;
-    let TileRequest {
-        coord,
-        ratio,
-        spec,
-        filters,
-        key,
-    } = TileRequest::parse(&layer, req, address)?;
-    let cache_control = state.cache_control(coord.z);
-    if let Some(tile) = state.cache.memory_hit(&key, &state.metrics) {
-        return Ok(cached_response(
-            req,
-            cache_control,
-            &tile,
-            Origin::Memory,
-            &state.metrics,
-        ));
-    }
-    // Everything logged while the tile is looked up on disk, queried and drawn carries the
-    // tile's address (not made for memory hits, which log nothing).
-    let span = tracing::info_span!(
-        "tile",
-        layer = %layer.name,
-        z = coord.z,
-        x = coord.x,
-        y = coord.y,
-        ratio
-    );
-    // Boxed: the disk and render path's future is large, and actix boxes and moves the
-    // handler's whole future for every request, memory hits included (boxing here took it
-    // from 1,600 to 456 bytes).
-    let (tile, origin) = Box::pin(
-        state
-            .cache
-            .get_missing(key, &state.metrics, || async {
-                render_png(
-                    &layer,
-                    coord.viewport(ratio),
-                    &spec,
-                    Some(coord),
-                    &filters,
-                    &state.metrics,
-                )
-                .await
-            })
-            .instrument(span),
-    )
-    .await?;
+    let tile = tile_request(layer, req, address)?;
+    let answer = state.tiles().tile(&tile).await?;
     Ok(cached_response(
         req,
-        cache_control,
-        &tile,
-        origin,
+        state.cache_control(tile.coord.z),
+        &answer,
         &state.metrics,
     ))
-}
-
-/// The cache key of a tile: the layer and its data version, the normalized style and
-/// filters, the pixel ratio and the address (`seed` uses it too, so seeded tiles are hits).
-pub fn tile_key(
-    layer: &Layer,
-    spec: &StyleSpec,
-    filters: &FilterValues,
-    ratio: u32,
-    coord: TileCoord,
-) -> TileKey {
-    TileKey {
-        layer: layer.name.clone(),
-        version: layer.source.data_version(),
-        style: spec.key_style(&filters.canonical(&layer.source.filters())),
-        ratio: ratio as u8,
-        z: coord.z,
-        x: coord.x,
-        y: coord.y,
-    }
 }
 
 /// 200 with the tile, or 304 when the client's `If-None-Match` holds its ETag.
 fn cached_response(
     req: &HttpRequest,
     cache_control: &HeaderValue,
-    tile: &CachedTile,
-    origin: Origin,
+    Answer { tile, origin }: &Answer,
     metrics: &Metrics,
 ) -> HttpResponse {
     let etag = tile.etag();
@@ -264,7 +182,7 @@ fn cached_response(
 }
 
 /// Parses and range-checks z/x/y from the path.
-pub fn parse_tile_coord(z: &str, x: &str, y: &str) -> Result<TileCoord, ApiError> {
+pub fn parse_tile_coord(z: &str, x: &str, y: &str) -> Result<TileCoord, StyleError> {
     let z = parse_int("z", z, 0..=MAX_ZOOM as u32)? as u8;
     let last = (TileCoord::count(z) - 1) as u32;
     let x = parse_int("x", x, 0..=last).map_err(|e| at_zoom(e, z))?;
@@ -272,9 +190,9 @@ pub fn parse_tile_coord(z: &str, x: &str, y: &str) -> Result<TileCoord, ApiError
     Ok(TileCoord { z, x, y })
 }
 
-fn at_zoom(err: ApiError, z: u8) -> ApiError {
+fn at_zoom(err: StyleError, z: u8) -> StyleError {
     match err {
-        ApiError::BadParam { param, detail } => ApiError::BadParam {
+        StyleError::BadParam { param, detail } => StyleError::BadParam {
             param,
             detail: format!(
                 "{detail} (tiles per axis at zoom {z}: {})",
@@ -299,96 +217,34 @@ pub async fn overlay(
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| ApiError::bad("layer", "required: a layer name (see /layers)"))?;
     let layer = state.layer(&layer_name).await?;
-    let query = layer.parse_query(req.query_string(), &[OVERLAY_PARAMS, STYLE_PARAMS])?;
+    let defs = layer.source.filters();
+    let query = parse_with_filters(req.query_string(), &[OVERLAY_PARAMS, STYLE_PARAMS], &defs)?;
     let area = parse_bbox(&query)?;
     let width = query.int("width", 1..=MAX_OVERLAY_SIDE, 1024)?;
     let height = query.int("height", 1..=MAX_OVERLAY_SIDE, 1024)?;
-    let spec = StyleSpec::from_query(&query)?;
-    let filters = layer.parse_filters(&query)?;
-    let vp = overlay_viewport(&area, width, height);
-    let span = tracing::info_span!("overlay", layer = %layer.name, width, height);
-    // Held while the points are read and the image is drawn, so queued overlays hold
-    // neither points nor buffers.
-    let png = async {
+    let style = StyleSpec::from_query(&query)?;
+    let filters = parse_filters(&defs, &query)?;
+    let overlay = OverlayRequest {
+        layer,
+        area,
+        width,
+        height,
+        style,
+        filters,
+    };
+    let answer = {
+        // Held while the points are read and the image is drawn, so queued overlays hold
+        // neither points nor buffers.
         let _room = state
             .overlay_budget
             .reserve(u64::from(width) * u64::from(height))
             .await?;
-        render_png(&layer, vp, &spec, None, &filters, &state.metrics).await
-    }
-    .instrument(span)
-    .await?;
-    // Overlays are not cached (any box, any size), but still carry an ETag for 304s.
-    let tile = CachedTile::new(png);
+        state.tiles().overlay(&overlay).await?
+    };
     Ok(cached_response(
         &req,
         &state.tile_cache_control,
-        &tile,
-        Origin::Rendered,
+        &answer,
         &state.metrics,
     ))
-}
-
-/// Queries the points within the style's reach of `vp`, renders, and encodes.
-pub async fn render_png(
-    layer: &Layer,
-    vp: Viewport,
-    spec: &StyleSpec,
-    tile: Option<TileCoord>,
-    filters: &FilterValues,
-    metrics: &Metrics,
-) -> Result<web::Bytes, ApiError> {
-    metrics.tiles_rendered.inc();
-    let style = layer.resolve_style(&spec.style, &vp, filters).await?;
-    let points = layer.render_input(&vp, &style, tile, filters).await?;
-    if points.is_empty() {
-        return Ok(empty(&vp));
-    }
-    let ramp = spec.ramp.clone();
-    // Rendering is CPU-bound (milliseconds for dense tiles): keep it off the I/O workers.
-    // The blocking thread does not inherit the request's span: carry it over.
-    let span = tracing::Span::current();
-    let encoded = web::block(move || {
-        let _in_span = span.enter();
-        let started = std::time::Instant::now();
-        let img = points.render(&vp, &style, &ramp);
-        let blank = img.is_blank();
-        let png = if blank {
-            Ok(None)
-        } else {
-            png::encode_indexed(&img).map(Some)
-        };
-        tracing::debug!(
-            marks = points.marks().len(),
-            blank,
-            ms = started.elapsed().as_secs_f64() * 1e3,
-            "rendered"
-        );
-        png
-    })
-    .await
-    .map_err(|e| ApiError::Internal {
-        detail: format!("render task failed: {e}"),
-    })?
-    .map_err(|e| ApiError::Internal {
-        detail: e.to_string(),
-    })?;
-    Ok(match encoded {
-        Some(mut bytes) => {
-            // Bytes keeps a Vec's whole capacity, and the encoder reserves generously;
-            // cached tiles must hold what the cache budget counts.
-            bytes.shrink_to_fit();
-            web::Bytes::from(bytes)
-        }
-        None => empty(&vp),
-    })
-}
-
-/// The shared empty tile for tile sizes; overlays of other sizes encode their own.
-fn empty(vp: &Viewport) -> web::Bytes {
-    if vp.width == vp.height && (vp.width == 256 || vp.width == 512) {
-        web::Bytes::from_static(png::empty_png(vp.width))
-    } else {
-        web::Bytes::from(png::encode_empty(vp.width, vp.height))
-    }
 }

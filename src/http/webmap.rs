@@ -5,7 +5,7 @@
 //! see `web/README.md`). `/web/schemes.json` is generated here from the server's own scheme
 //! tables, so the page colors Leaflet.heat exactly as the tiles are colored.
 
-use crate::error::ApiError;
+use super::error::ApiError;
 use crate::render::palette::Scheme;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};

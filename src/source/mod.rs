@@ -19,7 +19,7 @@ pub use aggregate::Bin;
 pub use filter::{FilterDef, FilterValues};
 pub use grid::CountGrid;
 
-/// Failures of a point source, mapped to HTTP statuses in `crate::error`.
+/// Failures of a point source; each transport maps them to its own answers (HTTP statuses).
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// The database is down or every connection stayed busy past the pool's wait (503).
@@ -31,6 +31,15 @@ pub enum SourceError {
     /// A declared filter's value was refused by the database (400).
     #[error("invalid value for `{param}`: {detail}")]
     BadFilter { param: String, detail: String },
+}
+
+/// Layer names become URL path segments: 1 to 64 ASCII letters, digits, `_` or `-`.
+pub fn valid_layer_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// What a layer tells clients about itself.
@@ -85,7 +94,7 @@ pub trait PointSource: Send + Sync {
     }
 
     /// The largest total weight (of positive weights) in any `cell` x `cell` square (world
-    /// units; a power of two, see [`crate::layer::reference_cell`]) of the grid aligned to
+    /// units; a power of two: the layer's reference cell for the zoom) of the grid aligned to
     /// the world's origin, over the points that pass `filters`: the density style's
     /// per-zoom reference.
     async fn max_cell_weight(&self, cell: f64, filters: &FilterValues) -> Result<f64, SourceError>;

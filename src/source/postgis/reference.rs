@@ -1,7 +1,7 @@
 //! Density references of a table without a usable pyramid, at a cost bounded by rows read.
 //!
-//! The density style's default `max` is the heaviest cell of a power-of-two grid (see
-//! [`crate::layer::reference_cell`]). The statistics scan a table needs anyway (its count
+//! The density style's default `max` is the heaviest cell of a power-of-two grid (the
+//! layer's reference cell for the zoom). The statistics scan a table needs anyway (its count
 //! grid) also sums each grid cell's weight, so:
 //! - for cells as large as the grid's or larger, the reference is a sum of grid cells: exact,
 //!   and no query at all;

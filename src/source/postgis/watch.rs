@@ -5,8 +5,8 @@
 use super::layer::{imported_layout, PostgisLayer, TableLayout};
 use super::status::DbStatus;
 use super::{ensure_schema, ensure_version_trigger, DbError, TableName, SCHEMA_LOCK_KEY};
-use crate::layer::{valid_layer_name, Layer, Registry};
 use crate::metrics::Metrics;
+use crate::source::{valid_layer_name, PointSource};
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +16,21 @@ use std::time::Duration;
 /// How often the watcher looks at the database. Tiles are never served from data older
 /// than one period past a write (the data-version policy).
 pub const POLL: Duration = Duration::from_secs(1);
+
+/// Where the watcher puts the layers it serves: the server's layer registry, which
+/// implements this so that sources never depend on the layers built over them.
+pub trait LayerCatalog: Send + Sync {
+    fn contains(&self, name: &str) -> bool;
+
+    /// Serves `source` as the layer `name`, drawn from bins at zooms denser than
+    /// `aggregate_above` points per tile; refused when the name is taken.
+    fn add(
+        &self,
+        name: &str,
+        source: Arc<dyn PointSource>,
+        aggregate_above: u64,
+    ) -> Result<(), String>;
+}
 
 /// What `/health` reports about the database, and what the routes need to know about it.
 pub struct Database {
@@ -80,7 +95,7 @@ impl Database {
     /// Adds a layer declared over an existing table (from the config).
     pub fn declare(
         &self,
-        registry: &Registry,
+        catalog: &dyn LayerCatalog,
         name: &str,
         layout: TableLayout,
     ) -> Result<(), String> {
@@ -90,8 +105,7 @@ impl Database {
             layout,
             self.metrics.clone(),
         ));
-        registry
-            .insert(Layer::new(name, source.clone()).with_aggregate_above(self.aggregate_above))?;
+        catalog.add(name, source.clone(), self.aggregate_above)?;
         self.lock_layers().insert(name.to_string(), source);
         Ok(())
     }
@@ -119,8 +133,8 @@ impl Database {
 
     /// One look at the database (schema, new imported layers, triggers, versions), then the
     /// layers' statistics.
-    async fn poll(&self, registry: &Registry, prepared: &mut bool) {
-        let result = self.look(registry, prepared).await;
+    async fn poll(&self, catalog: &dyn LayerCatalog, prepared: &mut bool) {
+        let result = self.look(catalog, prepared).await;
         // Recorded before the statistics: their queries report their own failures, which a
         // success recorded after them would hide until the next poll.
         self.record(&result);
@@ -137,7 +151,7 @@ impl Database {
     }
 
     /// Schema, new imported layers, triggers and versions: the watcher's own queries.
-    async fn look(&self, registry: &Registry, prepared: &mut bool) -> Result<(), DbError> {
+    async fn look(&self, catalog: &dyn LayerCatalog, prepared: &mut bool) -> Result<(), DbError> {
         let mut client = self.pool.get().await?;
         if !*prepared {
             let tx = client.transaction().await?;
@@ -164,11 +178,11 @@ impl Database {
         {
             let (name, table, attribution): (String, String, Option<String>) =
                 (row.get(0), row.get(1), row.get(2));
-            if registry.contains(&name) || !valid_layer_name(&name) {
+            if catalog.contains(&name) || !valid_layer_name(&name) {
                 continue;
             }
             let layout = imported_layout(TableName::parse(&table)?, attribution)?;
-            if let Err(e) = self.declare(registry, &name, layout) {
+            if let Err(e) = self.declare(catalog, &name, layout) {
                 tracing::warn!(layer = %name, error = %e, "imported layer not served");
             } else {
                 tracing::info!(layer = %name, table = %table, "serving imported layer");
@@ -200,11 +214,11 @@ impl Database {
 }
 
 /// Runs the watcher until the process ends.
-pub fn spawn(db: Arc<Database>, registry: Registry) {
+pub fn spawn(db: Arc<Database>, catalog: impl LayerCatalog + 'static) {
     actix_web::rt::spawn(async move {
         let mut prepared = false;
         loop {
-            db.poll(&registry, &mut prepared).await;
+            db.poll(&catalog, &mut prepared).await;
             actix_web::rt::time::sleep(POLL).await;
         }
     });

@@ -32,9 +32,9 @@ use super::{
     add_session_options, ensure_schema, ensure_version_trigger, pg_message, DbError, Ident,
     TableName, SCHEMA_LOCK_KEY,
 };
-use crate::layer::valid_layer_name;
 use crate::render::WorldPoint;
 use crate::source::load::{load_points_file, LoadError, WeightMode};
+use crate::source::valid_layer_name;
 use copy::{encode_row, COPY_HEADER, COPY_TRAILER, ROW_BYTES};
 use futures_util::SinkExt;
 use hilbert::spatial_order;

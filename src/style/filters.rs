@@ -1,0 +1,37 @@
+//! Filter parameters: the query keys a layer's declared filters take, and their values
+//! checked against the column types the source reports.
+
+use super::error::StyleError;
+use super::query::Query;
+use crate::source::filter::FilterValue;
+use crate::source::{FilterDef, FilterValues};
+
+/// Parses a request's query string allowing the route's parameters (`allowed`) and the
+/// parameters of the layer's filters (`defs`).
+pub fn parse_with_filters(
+    raw: &str,
+    allowed: &[&[&str]],
+    defs: &[FilterDef],
+) -> Result<Query, StyleError> {
+    let filter_params: Vec<&str> = defs.iter().map(|d| d.param.as_str()).collect();
+    let mut sets = allowed.to_vec();
+    sets.push(&filter_params);
+    Query::parse(raw, &sets)
+}
+
+/// The values of the declared filters (`defs`) that `query` gives; absent ones do not
+/// filter.
+pub fn parse_filters(defs: &[FilterDef], query: &Query) -> Result<FilterValues, StyleError> {
+    let mut values = Vec::new();
+    for (i, def) in defs.iter().enumerate() {
+        let Some(text) = query.get(&def.param) else {
+            continue;
+        };
+        // The type comes from the database; until it has been reached, we cannot check.
+        let ty = def.ty.ok_or(StyleError::FilterTypesUnknown)?;
+        let value =
+            FilterValue::parse(ty, text).map_err(|detail| StyleError::bad(&def.param, detail))?;
+        values.push((i, value));
+    }
+    Ok(FilterValues(values))
+}
