@@ -6,7 +6,7 @@ mod common;
 use common::pg;
 use common::TestServer;
 use std::collections::{BTreeMap, BTreeSet};
-use twine_heatmap::cli::ServeArgs;
+use twine_heatmap::app::ServeArgs;
 
 /// Every family `/metrics` exports (all those from before the `prometheus` crate wrote it,
 /// issue 18, and the ones added since): name, type, and label names (a histogram's `le`

@@ -10,7 +10,7 @@ mod common;
 use common::wire::pipeline;
 use common::{metric, TestServer};
 use std::time::Duration;
-use twine_heatmap::cli::ServeArgs;
+use twine_heatmap::app::ServeArgs;
 
 fn server(cache_memory: &str) -> TestServer {
     TestServer::from_args(&ServeArgs {
