@@ -26,7 +26,6 @@ use super::{
     TableName, SCHEMA_LOCK_KEY,
 };
 use crate::layer::valid_layer_name;
-use crate::layer::DEFAULT_AGGREGATE_ABOVE;
 use crate::progress::{grouped, per_second};
 use crate::render::WorldPoint;
 use crate::source::load::{load_points_file, LoadError, WeightMode};
@@ -39,47 +38,6 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, Transaction};
-
-/// `twine-heatmap import --database-url URL --layer NAME FILE...`
-#[derive(clap::Args, Debug)]
-pub struct ImportArgs {
-    /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1/db
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
-    /// Layer name (1 to 51 ASCII letters, digits, '_' or '-'; shorter than other layers'
-    /// 64, so that the table and index names fit PostgreSQL's 63 bytes).
-    #[arg(long)]
-    pub layer: String,
-    /// Attribution shown in TileJSON and /layers.
-    #[arg(long)]
-    pub attribution: Option<String>,
-    /// Precompute the bin pyramid for the zooms whose densest tile holds more than this
-    /// many points: give the value the server's `aggregate_above` has (same default as the
-    /// server's for PostGIS layers).
-    #[arg(long, value_name = "POINTS", default_value_t = DEFAULT_AGGREGATE_ABOVE)]
-    pub aggregate_above: u64,
-    /// Points files: CSV, GeoJSON, or JSON [[lat, lon(, w)]].
-    #[arg(required = true)]
-    pub files: Vec<PathBuf>,
-}
-
-/// `twine-heatmap pyramid --database-url URL --layer NAME [--config FILE]`
-#[derive(clap::Args, Debug)]
-pub struct PyramidArgs {
-    /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1/db
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
-    /// An imported layer, or a layer that --config declares over an existing table.
-    #[arg(long)]
-    pub layer: String,
-    /// The server's config file, for a layer it declares over an existing table (`[[layers]]`
-    /// with `table`).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// As for `import`: the zooms whose densest tile holds more points get pyramid levels.
-    #[arg(long, value_name = "POINTS", default_value_t = DEFAULT_AGGREGATE_ABOVE)]
-    pub aggregate_above: u64,
-}
 
 /// Why an import stopped. Each message is one line that says what failed and where.
 #[derive(Debug, thiserror::Error)]
@@ -120,22 +78,23 @@ pub enum ImportError {
     },
 }
 
-/// Imports every file of `args` in turn (see the module documentation).
-pub async fn run(args: &ImportArgs) -> Result<(), ImportError> {
-    let target = Target::for_layer(&args.layer)?;
+/// Imports every file of `files` in turn into layer `layer` (see the module documentation).
+/// `aggregate_above` is the server's: the zooms whose densest tile holds more points get
+/// pyramid levels.
+pub async fn run(
+    database_url: &str,
+    layer: &str,
+    attribution: Option<&str>,
+    aggregate_above: u64,
+    files: &[PathBuf],
+) -> Result<(), ImportError> {
+    let target = Target::for_layer(layer)?;
     // Connect before parsing so that a wrong URL is reported at once, not after a big file.
-    let mut client = connect(&args.database_url).await?;
+    let mut client = connect(database_url).await?;
     let started = Instant::now();
-    let mut reports = Vec::with_capacity(args.files.len());
-    for path in &args.files {
-        let report = import_file(
-            &mut client,
-            &target,
-            path,
-            args.attribution.as_deref(),
-            args.aggregate_above,
-        )
-        .await?;
+    let mut reports = Vec::with_capacity(files.len());
+    for path in files {
+        let report = import_file(&mut client, &target, path, attribution, aggregate_above).await?;
         eprintln!("{report}");
         reports.push(report);
     }
@@ -464,17 +423,19 @@ async fn build_pyramid_of(
 /// installs the table's data-version trigger, so the server draws dense zooms from the
 /// pyramid while the table stays at the version it was built from.
 pub async fn rebuild_declared_pyramid(
-    args: &PyramidArgs,
+    database_url: &str,
+    layer: &str,
     layout: &TableLayout,
+    aggregate_above: u64,
 ) -> Result<(), ImportError> {
-    if !valid_layer_name(&args.layer) {
+    if !valid_layer_name(layer) {
         return Err(ImportError::LayerName {
-            name: args.layer.chars().take(80).collect(),
+            name: layer.chars().take(80).collect(),
             reason: "use 1 to 64 ASCII letters, digits, '_' or '-'",
         });
     }
     let table = &layout.table;
-    let mut client = connect(&args.database_url).await?;
+    let mut client = connect(database_url).await?;
     let started = Instant::now();
     let rebuild_error = |source| ImportError::Rebuild {
         table: table.key(),
@@ -490,19 +451,13 @@ pub async fn rebuild_declared_pyramid(
     if exists.is_none() {
         return Err(ImportError::UnknownTable(table.key()));
     }
-    let built = rebuild_in_transaction(
-        &mut client,
-        &args.layer,
-        table,
-        Some(layout),
-        args.aggregate_above,
-    )
-    .await
-    .map_err(rebuild_error)?;
+    let built = rebuild_in_transaction(&mut client, layer, table, Some(layout), aggregate_above)
+        .await
+        .map_err(rebuild_error)?;
     eprintln!(
         "{}",
         PyramidReport {
-            layer: &args.layer,
+            layer,
             built,
             elapsed: started.elapsed(),
         }
@@ -562,9 +517,13 @@ async fn lock_and_bump(tx: &Transaction<'_>, table: &TableName) -> Result<(), Db
 
 /// `twine-heatmap pyramid`: rebuilds an imported layer's bin pyramid (after the table was
 /// written to directly, or to match another `aggregate_above`).
-pub async fn rebuild_pyramid(args: &PyramidArgs) -> Result<(), ImportError> {
-    let target = Target::for_layer(&args.layer)?;
-    let mut client = connect(&args.database_url).await?;
+pub async fn rebuild_pyramid(
+    database_url: &str,
+    layer: &str,
+    aggregate_above: u64,
+) -> Result<(), ImportError> {
+    let target = Target::for_layer(layer)?;
+    let mut client = connect(database_url).await?;
     let started = Instant::now();
     let rebuild_error = |source| ImportError::Rebuild {
         table: target.table.key(),
@@ -579,14 +538,14 @@ pub async fn rebuild_pyramid(args: &PyramidArgs) -> Result<(), ImportError> {
     match registered {
         Ok(Some(_)) => {}
         // Without the schema (nothing imported yet) the query fails: no such layer either.
-        Ok(None) | Err(_) => return Err(ImportError::UnknownLayer(args.layer.clone())),
+        Ok(None) | Err(_) => return Err(ImportError::UnknownLayer(layer.to_string())),
     }
     let built = rebuild_in_transaction(
         &mut client,
         &target.layer,
         &target.table,
         None,
-        args.aggregate_above,
+        aggregate_above,
     )
     .await
     .map_err(rebuild_error)?;
