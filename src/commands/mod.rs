@@ -1,7 +1,7 @@
 //! The commands the CLI dispatches to, one file each, and what they share: the error a
 //! command fails with, how it ends the process, and how results read on a terminal.
 
-pub mod area;
+mod area;
 pub mod cache;
 pub mod healthcheck;
 pub mod import;
