@@ -1,8 +1,15 @@
-//! twine-heatmap: a heatmap tile server. Seamless heatmap PNG tiles in three styles from
-//! points held in memory (PostGIS to come), with raw points for client-side heatmaps.
+//! twine-heatmap: a heatmap tile server. Seamless heatmap PNG tiles in three styles, bounds-
+//! sized overlays and raw points, from layers held in memory (points files, the demo layer)
+//! or in PostGIS (imported layers and tables the config declares), behind a memory and a
+//! disk tile cache.
+//!
+//! The binary's entry is [`cli`] (clap definitions and dispatch); each command lives in
+//! [`commands`], and [`app`] assembles the server's state from flags, environment and config.
 
+pub mod app;
 pub mod cache;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod http;

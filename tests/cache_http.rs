@@ -9,7 +9,7 @@ use common::pg;
 use common::scratch::{tile_files, Scratch};
 use common::{eventually, metric, wait_until, TestServer};
 use std::time::{Duration, Instant};
-use twine_heatmap::cli::ServeArgs;
+use twine_heatmap::app::ServeArgs;
 
 /// The demo server with `toml` as its config file (kept in `dir`).
 fn demo_server_with_config(dir: &Scratch, toml: &str) -> TestServer {

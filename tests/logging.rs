@@ -7,7 +7,7 @@ mod common;
 use common::TestServer;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use twine_heatmap::cli::ServeArgs;
+use twine_heatmap::app::ServeArgs;
 
 /// A log sink the test can read back.
 #[derive(Clone, Default)]

@@ -6,7 +6,7 @@ mod common;
 use common::pg;
 use common::TestServer;
 use std::collections::{BTreeMap, BTreeSet};
-use twine_heatmap::cli::ServeArgs;
+use twine_heatmap::app::ServeArgs;
 
 /// Every family `/metrics` exports (those from before the `prometheus` crate wrote it,
 /// issue 18, less the two of the sendfile path that stock dependencies removed, and the ones

@@ -246,7 +246,7 @@ fn the_layer_is_the_request_s_the_config_s_or_the_only_one() {
         "twine.toml",
         "demo = true\npoc_layer = \"grid\"\n[[layers]]\nname = \"grid\"\nfile = \"grid.csv\"\n",
     );
-    let served = TestServer::from_args(&twine_heatmap::cli::ServeArgs {
+    let served = TestServer::from_args(&twine_heatmap::app::ServeArgs {
         config: Some(config),
         ..Default::default()
     });

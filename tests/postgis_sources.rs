@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use twine_heatmap::cli::ServeArgs;
+use twine_heatmap::app::ServeArgs;
 use twine_heatmap::source::postgis::SCHEMA_LOCK_KEY;
 use twine_heatmap::synth::clustered_points;
 use twine_heatmap::tile::{

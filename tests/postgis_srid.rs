@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use twine_heatmap::cli::ServeArgs;
+use twine_heatmap::app::ServeArgs;
 use twine_heatmap::metrics::Metrics;
 use twine_heatmap::source::load::{load_points_file, WeightMode};
 use twine_heatmap::source::memory::MemoryStore;

@@ -1,7 +1,6 @@
 //! The tile cache: a memory LRU, then a disk LRU, each bounded in bytes, in front of the
 //! renderer; concurrent requests for the same missing tile render it once.
 
-pub mod admin;
 pub mod disk;
 pub mod key;
 pub mod memory;

@@ -46,14 +46,14 @@ impl TestServer {
     }
 
     /// `serve` with `args`, as the binary builds its state.
-    pub fn from_args(args: &twine_heatmap::cli::ServeArgs) -> TestServer {
-        let (state, _) = twine_heatmap::cli::build_state(args).expect("state");
+    pub fn from_args(args: &twine_heatmap::app::ServeArgs) -> TestServer {
+        let (state, _) = twine_heatmap::app::build_state(args).expect("state");
         TestServer::start(state)
     }
 
     /// `serve --config CONFIG --database-url URL`, as the binary builds it.
     pub fn with_database(config: std::path::PathBuf, url: String) -> TestServer {
-        TestServer::from_args(&twine_heatmap::cli::ServeArgs {
+        TestServer::from_args(&twine_heatmap::app::ServeArgs {
             config: Some(config),
             database_url: Some(url),
             ..Default::default()

@@ -17,12 +17,9 @@
 //! order of their position so that the rows of a tile sit together on disk: a dense tile then
 //! reads a few pages instead of one page per point.
 
-mod args;
 mod copy;
 mod hilbert;
 mod report;
-
-pub use args::{ImportArgs, PyramidArgs};
 
 use super::layer::imported_inner_all;
 use super::pyramid::{self, Built};
@@ -41,7 +38,7 @@ use hilbert::spatial_order;
 use indicatif::ProgressBar;
 use report::{FileReport, PyramidReport, Total};
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, Transaction};
@@ -84,22 +81,23 @@ pub enum ImportError {
     },
 }
 
-/// Imports every file of `args` in turn (see the module documentation).
-pub async fn run(args: &ImportArgs) -> Result<(), ImportError> {
-    let target = Target::for_layer(&args.layer)?;
+/// Imports every file of `files` in turn into layer `layer` (see the module documentation).
+/// `aggregate_above` is the server's: the zooms whose densest tile holds more points get
+/// pyramid levels.
+pub async fn run(
+    database_url: &str,
+    layer: &str,
+    attribution: Option<&str>,
+    aggregate_above: u64,
+    files: &[PathBuf],
+) -> Result<(), ImportError> {
+    let target = Target::for_layer(layer)?;
     // Connect before parsing so that a wrong URL is reported at once, not after a big file.
-    let mut client = connect(&args.database_url).await?;
+    let mut client = connect(database_url).await?;
     let started = Instant::now();
-    let mut reports = Vec::with_capacity(args.files.len());
-    for path in &args.files {
-        let report = import_file(
-            &mut client,
-            &target,
-            path,
-            args.attribution.as_deref(),
-            args.aggregate_above,
-        )
-        .await?;
+    let mut reports = Vec::with_capacity(files.len());
+    for path in files {
+        let report = import_file(&mut client, &target, path, attribution, aggregate_above).await?;
         eprintln!("{report}");
         reports.push(report);
     }
@@ -418,17 +416,19 @@ async fn build_pyramid_of(
 /// installs the table's data-version trigger, so the server draws dense zooms from the
 /// pyramid while the table stays at the version it was built from.
 pub async fn rebuild_declared_pyramid(
-    args: &PyramidArgs,
+    database_url: &str,
+    layer: &str,
     layout: &TableLayout,
+    aggregate_above: u64,
 ) -> Result<(), ImportError> {
-    if !valid_layer_name(&args.layer) {
+    if !valid_layer_name(layer) {
         return Err(ImportError::LayerName {
-            name: args.layer.chars().take(80).collect(),
+            name: layer.chars().take(80).collect(),
             reason: "use 1 to 64 ASCII letters, digits, '_' or '-'",
         });
     }
     let table = &layout.table;
-    let mut client = connect(&args.database_url).await?;
+    let mut client = connect(database_url).await?;
     let started = Instant::now();
     let rebuild_error = |source| ImportError::Rebuild {
         table: table.key(),
@@ -444,19 +444,13 @@ pub async fn rebuild_declared_pyramid(
     if exists.is_none() {
         return Err(ImportError::UnknownTable(table.key()));
     }
-    let built = rebuild_in_transaction(
-        &mut client,
-        &args.layer,
-        table,
-        Some(layout),
-        args.aggregate_above,
-    )
-    .await
-    .map_err(rebuild_error)?;
+    let built = rebuild_in_transaction(&mut client, layer, table, Some(layout), aggregate_above)
+        .await
+        .map_err(rebuild_error)?;
     eprintln!(
         "{}",
         PyramidReport {
-            layer: &args.layer,
+            layer,
             built,
             elapsed: started.elapsed(),
         }
@@ -516,9 +510,13 @@ async fn lock_and_bump(tx: &Transaction<'_>, table: &TableName) -> Result<(), Db
 
 /// `twine-heatmap pyramid`: rebuilds an imported layer's bin pyramid (after the table was
 /// written to directly, or to match another `aggregate_above`).
-pub async fn rebuild_pyramid(args: &PyramidArgs) -> Result<(), ImportError> {
-    let target = Target::for_layer(&args.layer)?;
-    let mut client = connect(&args.database_url).await?;
+pub async fn rebuild_pyramid(
+    database_url: &str,
+    layer: &str,
+    aggregate_above: u64,
+) -> Result<(), ImportError> {
+    let target = Target::for_layer(layer)?;
+    let mut client = connect(database_url).await?;
     let started = Instant::now();
     let rebuild_error = |source| ImportError::Rebuild {
         table: target.table.key(),
@@ -533,14 +531,14 @@ pub async fn rebuild_pyramid(args: &PyramidArgs) -> Result<(), ImportError> {
     match registered {
         Ok(Some(_)) => {}
         // Without the schema (nothing imported yet) the query fails: no such layer either.
-        Ok(None) | Err(_) => return Err(ImportError::UnknownLayer(args.layer.clone())),
+        Ok(None) | Err(_) => return Err(ImportError::UnknownLayer(layer.to_string())),
     }
     let built = rebuild_in_transaction(
         &mut client,
         &target.layer,
         &target.table,
         None,
-        args.aggregate_above,
+        aggregate_above,
     )
     .await
     .map_err(rebuild_error)?;

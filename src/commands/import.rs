@@ -1,6 +1,8 @@
-//! The command-line arguments of `import` and `pyramid`.
+//! `import`: loads points files into a PostGIS layer table (the work is in
+//! [`crate::source::postgis::import`]).
 
 use crate::layer::DEFAULT_AGGREGATE_ABOVE;
+use crate::source::postgis::import::ImportError;
 use std::path::PathBuf;
 
 /// `twine-heatmap import --database-url URL --layer NAME FILE...`
@@ -26,20 +28,13 @@ pub struct ImportArgs {
     pub files: Vec<PathBuf>,
 }
 
-/// `twine-heatmap pyramid --database-url URL --layer NAME [--config FILE]`
-#[derive(clap::Args, Debug)]
-pub struct PyramidArgs {
-    /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1/db
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
-    /// An imported layer, or a layer that --config declares over an existing table.
-    #[arg(long)]
-    pub layer: String,
-    /// The server's config file, for a layer it declares over an existing table (`[[layers]]`
-    /// with `table`).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// As for `import`: the zooms whose densest tile holds more points get pyramid levels.
-    #[arg(long, value_name = "POINTS", default_value_t = DEFAULT_AGGREGATE_ABOVE)]
-    pub aggregate_above: u64,
+/// Runs `import` in an actix system, as `serve` runs.
+pub fn run(args: ImportArgs) -> Result<(), ImportError> {
+    actix_web::rt::System::new().block_on(crate::source::postgis::import::run(
+        &args.database_url,
+        &args.layer,
+        args.attribution.as_deref(),
+        args.aggregate_above,
+        &args.files,
+    ))
 }

@@ -1,0 +1,371 @@
+//! Application assembly: how flags, environment and the config file combine into the
+//! server's state (layers from files and the database, the cache tiers, HTTP settings).
+
+use crate::cache::disk::DiskCache;
+use crate::cache::memory::MemoryCache;
+use crate::cache::TileCache;
+use crate::config::{parse_size, parse_zoom_range, CacheConfig, Config, LayerConfig};
+use crate::http::CacheControlBand;
+use crate::http::{self, AppState};
+use crate::layer::{valid_layer_name, Layer};
+use crate::layer::{Registry, DEFAULT_AGGREGATE_ABOVE};
+use crate::source::filter::{FilterDef, Op};
+use crate::source::load::{demo_points, load_points_file, WeightMode};
+use crate::source::memory::MemoryStore;
+use crate::source::postgis::layer::TableLayout;
+use crate::source::postgis::watch::Database;
+use crate::source::postgis::{DbError, Ident, PoolSettings, TableName};
+use actix_web::http::header::HeaderValue;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `serve`'s disk budget when none is given (also what `cache stats` assumes).
+pub const DEFAULT_CACHE_DISK: &str = "1GB";
+
+/// What the server is built from: `serve`'s flags, which `seed` shares. Defined here, not
+/// with the command line, so that assembling the state needs nothing from the CLI.
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file (see config/example.toml).
+    #[arg(long, env = "TWINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "TWINE_BIND")]
+    pub bind: Option<String>,
+    /// Add a layer from a points file (CSV, GeoJSON, or JSON [[lat, lon(, w)]]), named after
+    /// the file name up to its first dot. Repeatable.
+    #[arg(long = "points", value_name = "FILE")]
+    pub points: Vec<PathBuf>,
+    /// Zoom at which the web map hands off to client-side Leaflet.heat [default: 8].
+    #[arg(long, env = "TWINE_HANDOFF_ZOOM")]
+    pub handoff_zoom: Option<u8>,
+    /// PostgreSQL URL: serve the layers `import` created and the config's table layers.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Folder of the disk cache tier [default: none, no disk tier].
+    #[arg(long, env = "TWINE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Memory cache budget, e.g. 256MB; 0 turns the tier off [default: 256MB].
+    #[arg(long, env = "TWINE_CACHE_MEMORY")]
+    pub cache_memory: Option<String>,
+    /// Disk cache budget, e.g. 1GB; 0 turns the tier off [default: 1GB].
+    #[arg(long, env = "TWINE_CACHE_DISK")]
+    pub cache_disk: Option<String>,
+    /// Base URL for links in TileJSON and /layers [default: from the request].
+    #[arg(long, env = "TWINE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Origin that pages may fetch from with CORS: `*` (any), one origin such as
+    /// https://maps.example.org, or "" for no CORS headers [default: *].
+    #[arg(long, env = "TWINE_CORS_ALLOW_ORIGIN", value_name = "ORIGIN")]
+    pub cors_allow_origin: Option<String>,
+}
+
+/// A start-up failure, printed as one line naming what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Load(#[from] crate::source::load::LoadError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot listen on {bind}: {source}")]
+    Bind {
+        bind: String,
+        source: std::io::Error,
+    },
+}
+
+/// A configured `Cache-Control` value, checked once at start-up: a value that is not a valid
+/// header (a control character, say) would otherwise fail every tile response.
+fn cache_control_value(key: &str, value: &str) -> Result<HeaderValue, StartError> {
+    HeaderValue::from_str(value.trim()).map_err(|_| {
+        StartError::Invalid(format!(
+            "{key} {value:?}: not a valid Cache-Control header value (no control characters)"
+        ))
+    })
+}
+
+/// The configured CORS origin, checked once at start-up: `*`, or one origin
+/// (`http(s)://host[:port]`, no path: browsers compare it with the page's origin
+/// character for character); empty means no CORS headers.
+fn allow_origin_value(value: &str) -> Result<Option<HeaderValue>, StartError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let host = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    let is_origin = host.is_some_and(|h| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b',')
+    });
+    if value != "*" && !is_origin {
+        return Err(StartError::Invalid(format!(
+            "cors_allow_origin {value:?}: expected *, one origin such as https://maps.example.org (scheme and host, no path), or \"\" for none"
+        )));
+    }
+    HeaderValue::from_str(value).map(Some).map_err(|_| {
+        StartError::Invalid(format!(
+            "cors_allow_origin {value:?}: not a valid header value"
+        ))
+    })
+}
+
+/// Builds the server's state from flags, environment and config. No connection is made:
+/// the database watcher ([`crate::http::start_background`]) reaches it later.
+pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let layers = Registry::default();
+    let aggregate_above = config.aggregate_above.unwrap_or(DEFAULT_AGGREGATE_ABOVE);
+    let database_url = args.database_url.clone().or(config.database_url.clone());
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let database = match &database_url {
+        Some(url) => Some(Arc::new(open_database(url, &config, metrics.clone())?)),
+        None => None,
+    };
+    for layer in &config.layers {
+        // Config::parse has checked that each layer has a file or a table, not both.
+        match (&layer.file, &layer.table) {
+            (Some(file), _) => add_file_layer(
+                &layers,
+                &layer.name,
+                file,
+                layer.weighted.unwrap_or(true),
+                layer.attribution.clone(),
+                aggregate_above,
+            )?,
+            (None, Some(table)) => {
+                let db = database.as_ref().ok_or_else(|| StartError::Invalid(format!(
+                    "layer {:?} reads table {table:?}: give --database-url (or database_url, or DATABASE_URL)",
+                    layer.name
+                )))?;
+                db.declare(&layers, &layer.name, table_layout(layer, table)?)
+                    .map_err(StartError::Invalid)?
+            }
+            (None, None) => {
+                return Err(StartError::Invalid(format!(
+                    "layer {:?}: no file or table",
+                    layer.name
+                )))
+            }
+        }
+    }
+    for path in &args.points {
+        add_file_layer(
+            &layers,
+            &layer_name_from_path(path)?,
+            path,
+            true,
+            None,
+            aggregate_above,
+        )?;
+    }
+    // The demo layer when nothing else is served (a database may add layers later).
+    if (layers.is_empty() && database.is_none()) || config.demo == Some(true) {
+        let store = MemoryStore::new(
+            demo_points()?,
+            Some(http::meta::DEMO_ATTRIBUTION.to_string()),
+        );
+        insert_memory_layer(&layers, "demo", store, aggregate_above)?;
+    }
+    let handoff_zoom = args.handoff_zoom.or(config.handoff_zoom).unwrap_or(8);
+    if handoff_zoom > crate::tile::MAX_ZOOM {
+        return Err(StartError::Invalid(format!(
+            "--handoff-zoom {handoff_zoom}: allowed 0..={}",
+            crate::tile::MAX_ZOOM
+        )));
+    }
+    let mut state = AppState::new(layers);
+    state.metrics = metrics;
+    state.cache = Arc::new(open_cache(args, &config.cache)?);
+    for band in &config.cache.control {
+        let (min_zoom, max_zoom) = parse_zoom_range(&band.zooms)
+            .map_err(|e| StartError::Invalid(format!("cache.control zooms: {e}")))?;
+        state.cache_control_bands.push(CacheControlBand {
+            min_zoom,
+            max_zoom,
+            value: cache_control_value("cache.control value", &band.value)?,
+        });
+    }
+    state.database = database;
+    state.handoff_zoom = handoff_zoom;
+    state.points_limit_max = config.points.max_limit.unwrap_or(state.points_limit_max);
+    state.points_limit_default = config
+        .points
+        .default_limit
+        .unwrap_or(state.points_limit_default)
+        .min(state.points_limit_max);
+    state.public_url = args.public_url.clone().or(config.public_url);
+    state.poc_layer = config.poc_layer;
+    if let Some(value) = config.tile_cache_control {
+        state.tile_cache_control = cache_control_value("tile_cache_control", &value)?;
+    }
+    if let Some(value) = args.cors_allow_origin.clone().or(config.cors_allow_origin) {
+        state.allow_origin = allow_origin_value(&value)?;
+    }
+    let bind = args
+        .bind
+        .clone()
+        .or(config.bind)
+        .unwrap_or_else(|| "127.0.0.1:8080".to_string());
+    Ok((state, bind))
+}
+
+/// The cache tiers from flags (first) and config. A disk tier needs a folder.
+pub fn open_cache(args: &ServeArgs, config: &CacheConfig) -> Result<TileCache, StartError> {
+    let size = |flag: &Option<String>, file: &Option<String>, default: &str, what: &str| {
+        let text = flag
+            .clone()
+            .or(file.clone())
+            .unwrap_or_else(|| default.to_string());
+        parse_size(&text).map_err(|e| StartError::Invalid(format!("{what}: {e}")))
+    };
+    let memory_budget = size(
+        &args.cache_memory,
+        &config.memory,
+        "256MB",
+        "--cache-memory",
+    )?;
+    let disk_budget = size(
+        &args.cache_disk,
+        &config.disk,
+        DEFAULT_CACHE_DISK,
+        "--cache-disk",
+    )?;
+    let memory = (memory_budget > 0).then(|| MemoryCache::new(memory_budget));
+    let disk = match args.cache_dir.clone().or(config.dir.clone()) {
+        Some(dir) if disk_budget > 0 => {
+            let cache = DiskCache::open(&dir, disk_budget).map_err(|e| {
+                StartError::Invalid(format!(
+                    "cannot open the cache folder {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            Some(Arc::new(cache))
+        }
+        _ => None,
+    };
+    Ok(TileCache::new(memory, disk))
+}
+
+fn open_database(
+    url: &str,
+    config: &Config,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<Database, StartError> {
+    let defaults = PoolSettings::default();
+    let db = &config.database;
+    let settings = PoolSettings {
+        max_size: db.pool_size.unwrap_or(defaults.max_size).max(1),
+        wait: db.pool_wait_ms.map_or(defaults.wait, Duration::from_millis),
+        statement_timeout: db
+            .statement_timeout_ms
+            .map_or(defaults.statement_timeout, Duration::from_millis),
+    };
+    let pool = crate::source::postgis::pool(url, settings)
+        .map_err(|e| StartError::Invalid(e.to_string()))?;
+    Ok(Database::new(
+        pool,
+        config.aggregate_above.unwrap_or(DEFAULT_AGGREGATE_ABOVE),
+        metrics,
+    ))
+}
+
+/// A config layer over an existing table; every name is checked as an identifier (`serve`
+/// and `pyramid` read the same declaration).
+pub fn table_layout(layer: &LayerConfig, table: &str) -> Result<TableLayout, StartError> {
+    let invalid = |e: DbError| StartError::Invalid(format!("layer {:?}: {e}", layer.name));
+    let ident = |name: &str| Ident::new(name).map_err(invalid);
+    let mut filters = Vec::new();
+    for f in &layer.filters {
+        filters.push(FilterDef {
+            param: f.param.clone(),
+            column: ident(&f.column)?,
+            op: Op::parse(&f.op).ok_or_else(|| {
+                StartError::Invalid(format!("layer {:?}: bad op {:?}", layer.name, f.op))
+            })?,
+            ty: None,
+        });
+    }
+    Ok(TableLayout {
+        table: TableName::parse(table).map_err(invalid)?,
+        geometry: ident(layer.geometry.as_deref().unwrap_or("geom"))?,
+        weight: layer.weight.as_deref().map(ident).transpose()?,
+        seq: layer.seq.as_deref().map(ident).transpose()?,
+        filters: filters.into(),
+        attribution: layer.attribution.clone(),
+    })
+}
+
+fn add_file_layer(
+    layers: &Registry,
+    name: &str,
+    file: &Path,
+    weighted: bool,
+    attribution: Option<String>,
+    aggregate_above: u64,
+) -> Result<(), StartError> {
+    let mode = if weighted {
+        WeightMode::FromData
+    } else {
+        WeightMode::Unweighted
+    };
+    // Files of a few million points take seconds to parse: say so on a terminal. The bin
+    // pyramid that follows has a bar of its own.
+    let large = std::fs::metadata(file).is_ok_and(|m| m.len() >= LARGE_FILE_BYTES);
+    let spinner = if large {
+        crate::progress::spinner(&format!("loading {}", file.display()))
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let points = load_points_file(file, mode);
+    spinner.finish_and_clear();
+    let points = points?;
+    tracing::info!(layer = %name, file = %file.display(), points = points.len(), "loaded");
+    insert_memory_layer(
+        layers,
+        name,
+        MemoryStore::new(points, attribution),
+        aggregate_above,
+    )
+}
+
+/// Files from this size up show a spinner while they load (about a million points of CSV).
+const LARGE_FILE_BYTES: u64 = 32 << 20;
+
+/// Serves `store` as layer `name` (a file layer or the demo layer).
+fn insert_memory_layer(
+    layers: &Registry,
+    name: &str,
+    store: MemoryStore,
+    aggregate_above: u64,
+) -> Result<(), StartError> {
+    let store = store.with_pyramid(aggregate_above);
+    layers
+        .insert(Layer::new(name, Arc::new(store)).with_aggregate_above(aggregate_above))
+        .map_err(StartError::Invalid)
+}
+
+/// `data/quakes.csv.gz` is layer `quakes`.
+fn layer_name_from_path(path: &Path) -> Result<String, StartError> {
+    let file = path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or_default();
+    let name = file.split('.').next().unwrap_or_default().to_string();
+    if valid_layer_name(&name) {
+        Ok(name)
+    } else {
+        Err(StartError::Invalid(format!(
+            "{}: the layer name {name:?} taken from the file name must be 1 to 64 ASCII letters, digits, '_' or '-'; rename the file",
+            path.display()
+        )))
+    }
+}

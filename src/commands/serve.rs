@@ -1,0 +1,18 @@
+//! `serve`: the HTTP server, until SIGINT or SIGTERM.
+
+use crate::app::{build_state, ServeArgs, StartError};
+use crate::http;
+
+/// Runs `serve` in an actix system until SIGINT or SIGTERM.
+pub fn run(args: ServeArgs) -> Result<(), StartError> {
+    actix_web::rt::System::new().block_on(serve(args))
+}
+
+/// Runs `serve` until SIGINT or SIGTERM.
+pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
+    let (state, bind) = build_state(&args)?;
+    http::start_background(&state);
+    http::serve(state, &bind)
+        .await
+        .map_err(|source| StartError::Bind { bind, source })
+}
