@@ -142,11 +142,11 @@ fn tiles_wrap_across_the_antimeridian() {
 #[test]
 fn the_antimeridian_has_no_seam() {
     use std::sync::Arc;
-    use twine_heatmap::http::tiles::render_png;
     use twine_heatmap::layer::Layer;
     use twine_heatmap::metrics::Metrics;
     use twine_heatmap::render::png::decode_rgba;
     use twine_heatmap::render::{Viewport, WorldPoint};
+    use twine_heatmap::service::render_png;
     use twine_heatmap::source::load::demo_points;
     use twine_heatmap::source::memory::MemoryStore;
     use twine_heatmap::source::FilterValues;

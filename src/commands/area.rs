@@ -4,7 +4,7 @@
 
 use super::{api_message, fail, CommandError};
 use crate::config::parse_zoom_range;
-use crate::http::params::{parse_bbox, Query};
+use crate::style::{parse_bbox, Query};
 use crate::tile::{TileCoord, WorldBox};
 use std::ops::RangeInclusive;
 

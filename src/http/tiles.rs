@@ -14,9 +14,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use std::sync::Arc;
 
-/// Kept at their old path for the CLI's imports.
-pub use crate::service::{render_png, tile_key};
-
 /// Which tier answered. A constant: a ("X-Cache", &str) pair would be parsed and checked
 /// anew on every answer.
 const X_CACHE: header::HeaderName = header::HeaderName::from_static("x-cache");
