@@ -22,7 +22,7 @@
 //! larger cells), which that grid holds, so they do not move; in overlays with a fractional
 //! origin or scale they move by at most 1/32 pixel.
 
-use super::{palette, Axis, Cone, ConeTable, Dot, DotsParams, IndexedImage, Viewport, WorldPoint};
+use super::{Axis, Cone, ConeTable, Dot, DotsParams, IndexedImage, Start, Viewport, WorldPoint};
 use crate::render::fastfloor::floor_f64 as floor;
 
 /// Positions within a pixel are rounded to 1 / `SUBPIXEL` on each axis.
@@ -89,25 +89,11 @@ pub fn render_bins(
     p: &DotsParams,
     scheme: &[[u8; 3]; 256],
 ) -> IndexedImage {
-    let palette = palette(p, scheme);
+    let (dot, palette) = match super::start(vp, p, scheme) {
+        Start::Draw(dot, palette) => (dot, palette),
+        Start::Done(image) => return image,
+    };
     let (w, h) = (vp.width as usize, vp.height as usize);
-    let image = |pixels: Vec<u8>| IndexedImage {
-        width: vp.width,
-        height: vp.height,
-        pixels,
-        palette,
-    };
-    // Only possible where usize has 32 bits; such an image couldn't be allocated anyway.
-    let Some(len) = w.checked_mul(h) else {
-        return IndexedImage {
-            width: 0,
-            height: 0,
-            ..image(Vec::new())
-        };
-    };
-    let Some(dot) = Dot::new(p, vp.pixel_ratio).filter(|_| len > 0) else {
-        return image(vec![255; len]);
-    };
     let sums = match ConeTable::new(&dot) {
         Some(table) => log_sums(bins, vp, &dot, &table, w, h),
         None => log_sums(bins, vp, &dot, &dot, w, h),
@@ -125,7 +111,12 @@ pub fn render_bins(
             }
         })
         .collect();
-    image(pixels)
+    IndexedImage {
+        width: vp.width,
+        height: vp.height,
+        pixels,
+        palette,
+    }
 }
 
 /// For every pixel, the sum over bins of `count * ln(pixVal / 255)`.

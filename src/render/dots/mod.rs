@@ -280,6 +280,36 @@ fn palette(p: &DotsParams, scheme: &[[u8; 3]; 256]) -> Palette {
     }))
 }
 
+/// What both renderers (points and bins) start from.
+enum Start {
+    /// The dot to draw, and the palette of the image.
+    Draw(Dot, Palette),
+    /// Nothing can be drawn (an image too large to index, an empty image, no dot): the image.
+    Done(IndexedImage),
+}
+
+fn start(vp: &Viewport, p: &DotsParams, scheme: &[[u8; 3]; 256]) -> Start {
+    let palette = palette(p, scheme);
+    let Some(len) = (vp.width as usize).checked_mul(vp.height as usize) else {
+        // Only possible where usize has 32 bits; such an image couldn't be allocated anyway.
+        return Start::Done(IndexedImage {
+            width: 0,
+            height: 0,
+            pixels: Vec::new(),
+            palette,
+        });
+    };
+    match Dot::new(p, vp.pixel_ratio) {
+        Some(dot) if len > 0 => Start::Draw(dot, palette),
+        _ => Start::Done(IndexedImage {
+            width: vp.width,
+            height: vp.height,
+            pixels: vec![255; len],
+            palette,
+        }),
+    }
+}
+
 /// Renders `points` as heatmap 2.2.1 does, into grey values indexing a palette built from
 /// `scheme` (a heatmap 2.2.1 color table: index 0 = densest, 255 = nothing).
 ///
@@ -294,28 +324,11 @@ pub fn render(
     p: &DotsParams,
     scheme: &[[u8; 3]; 256],
 ) -> IndexedImage {
-    let palette = palette(p, scheme);
+    let (dot, palette) = match start(vp, p, scheme) {
+        Start::Draw(dot, palette) => (dot, palette),
+        Start::Done(image) => return image,
+    };
     let (w, h) = (vp.width as usize, vp.height as usize);
-    let Some(len) = w.checked_mul(h) else {
-        // Only possible where usize has 32 bits; such an image couldn't be allocated anyway.
-        return IndexedImage {
-            width: 0,
-            height: 0,
-            pixels: Vec::new(),
-            palette,
-        };
-    };
-    let dot = match Dot::new(p, vp.pixel_ratio) {
-        Some(dot) if len > 0 => dot,
-        _ => {
-            return IndexedImage {
-                width: vp.width,
-                height: vp.height,
-                pixels: vec![255; len],
-                palette,
-            }
-        }
-    };
     let axes = Axis::both(vp, &dot);
     let mut prepared: Vec<Prepared> = points
         .iter()
