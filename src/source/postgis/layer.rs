@@ -483,31 +483,24 @@ impl PostgisLayer {
 
     /// The density reference for cells of `cell` world units (a power of two) from the
     /// current pyramid, without a scan: the heaviest pixel of the zoom whose pixels are those
-    /// cells (recorded at build), or, for cells larger than zoom 0's pixels, blocks of zoom
-    /// 0's bins. None without a current pyramid that knows.
+    /// cells (recorded at build). None without a current pyramid that knows.
     async fn pyramid_max_cell_weight(&self, cell: f64) -> Result<Option<f64>, SourceError> {
         let Some(pyramid) = self.stats().await?.pyramid.clone() else {
             return Ok(None);
         };
-        // Pixels of zoom z are 2^-(8 + z) of the world.
+        // Pixels of zoom z are 2^-(8 + z) of the world. Cells larger than zoom 0's pixels are
+        // blocks of the count grid's cells, whose weights the statistics already hold (read
+        // from this pyramid's zoom 2): `max_cell_weight` sums them without a query.
         let zoom = -cell.log2() - 8.0;
-        if zoom >= 0.0 {
-            let recorded = pyramid
-                .max_weights
-                .as_ref()
-                .and_then(|m| m.get(zoom as usize))
-                .copied();
-            return Ok(recorded.filter(|_| zoom <= f64::from(pyramid.max_zoom)));
+        if zoom < 0.0 {
+            return Ok(None);
         }
-        let client = self.client().await?;
-        let bins = self
-            .pyramid_bins(&client, &pyramid, 0, &CellRange::EVERYTHING)
-            .await?;
-        let k = (cell * 256.0).round() as i64;
-        Ok(Some(crate::source::aggregate::max_block_weight(
-            bins.iter().map(|b| (b.bx, b.by, b.weight)),
-            k,
-        )))
+        let recorded = pyramid
+            .max_weights
+            .as_ref()
+            .and_then(|m| m.get(zoom as usize))
+            .copied();
+        Ok(recorded.filter(|_| zoom <= f64::from(pyramid.max_zoom)))
     }
 }
 
