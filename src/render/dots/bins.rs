@@ -15,12 +15,16 @@
 //!
 //! A pixel's sum takes the bins in input order, which every source gives alike (rows, then
 //! columns), and a bin that cannot reach a pixel adds nothing to it, so a pixel's value is the
-//! same to the last bit in every image that holds it: tiles stay seamless.
+//! same to the last bit in every image that holds it: tiles stay seamless. Where bins fill the
+//! image and share one stencil (tiles at low zoom), [`gather`] computes the very same sums
+//! pixel by pixel, which vectorizes.
 //!
 //! Every bin draws one of at most 256 precomputed cone stencils: its position within its pixel
 //! is rounded to 1/16 pixel. Tile bins sit at exact fractions (the centres of pixel-sized or
 //! larger cells), which that grid holds, so they do not move; in overlays with a fractional
 //! origin or scale they move by at most 1/32 pixel.
+
+mod gather;
 
 use super::{Axis, Cone, ConeTable, Dot, DotsParams, IndexedImage, Start, Viewport, WorldPoint};
 use crate::render::fastfloor::floor_f64 as floor;
@@ -119,6 +123,15 @@ pub fn render_bins(
     }
 }
 
+/// A bin placed in the image: its pixel, its position within the pixel (1/SUBPIXEL steps) and
+/// its point count.
+struct Placed {
+    ix: i64,
+    iy: i64,
+    q: usize,
+    count: f32,
+}
+
 /// For every pixel, the sum over bins of `count * ln(pixVal / 255)`.
 fn log_sums<C: Cone>(
     bins: &[WorldPoint],
@@ -128,24 +141,26 @@ fn log_sums<C: Cone>(
     w: usize,
     h: usize,
 ) -> Vec<f32> {
-    let [x_axis, y_axis] = Axis::both(vp, dot);
+    let placed = place(bins, vp, dot);
+    match gather::shared_stencil(&placed, w, h) {
+        Some(q) => {
+            let stencil = Stencil::new(dot, cone, q % SUBPIXEL, q / SUBPIXEL);
+            gather::log_sums(&placed, &stencil, w, h)
+        }
+        None => scatter(&placed, dot, cone, w, h),
+    }
+}
+
+/// [`log_sums`] drawn bin by bin, in input order.
+fn scatter<C: Cone>(placed: &[Placed], dot: &Dot, cone: &C, w: usize, h: usize) -> Vec<f32> {
+    // Up to SUBPIXEL² stencils, made when first needed.
     let mut stencils: Vec<Option<Stencil>> = (0..SUBPIXEL * SUBPIXEL).map(|_| None).collect();
     let mut sums = vec![0f32; w * h];
     let (w_i, h_i) = (w as i64, h as i64);
-    for bin in bins {
-        // A copy one world away (beyond the antimeridian) is placed as its original plus whole
-        // world widths, as points are (`Prepared::new`).
-        let copy = floor(bin.x);
-        let (Some((ix, fx)), Some((iy, fy))) =
-            (x_axis.split(bin.x - copy, copy), y_axis.split(bin.y, 0.0))
-        else {
-            continue;
-        };
-        let (ix, qx) = quantize(ix, fx);
-        let (iy, qy) = quantize(iy, fy);
-        let stencil =
-            stencils[qy * SUBPIXEL + qx].get_or_insert_with(|| Stencil::new(dot, cone, qx, qy));
-        let count = bin.w;
+    for bin in placed {
+        let (ix, iy, count) = (bin.ix, bin.iy, bin.count);
+        let stencil = stencils[bin.q]
+            .get_or_insert_with(|| Stencil::new(dot, cone, bin.q % SUBPIXEL, bin.q / SUBPIXEL));
         for row in &stencil.rows {
             let k = iy + row.dk;
             if k < 0 || k >= h_i {
@@ -164,6 +179,28 @@ fn log_sums<C: Cone>(
         }
     }
     sums
+}
+
+/// The bins that can reach the image, in input order, at their pixels and quantized fractions.
+fn place(bins: &[WorldPoint], vp: &Viewport, dot: &Dot) -> Vec<Placed> {
+    let [x_axis, y_axis] = Axis::both(vp, dot);
+    bins.iter()
+        .filter_map(|bin| {
+            // A copy one world away (beyond the antimeridian) is placed as its original plus
+            // whole world widths, as points are (`Prepared::new`).
+            let copy = floor(bin.x);
+            let (ix, fx) = x_axis.split(bin.x - copy, copy)?;
+            let (iy, fy) = y_axis.split(bin.y, 0.0)?;
+            let (ix, qx) = quantize(ix, fx);
+            let (iy, qy) = quantize(iy, fy);
+            Some(Placed {
+                ix,
+                iy,
+                q: qy * SUBPIXEL + qx,
+                count: bin.w,
+            })
+        })
+        .collect()
 }
 
 /// A pixel and a fraction in [0, 1) as a pixel and a fraction in 1/SUBPIXEL steps.
@@ -304,6 +341,87 @@ mod tests {
                 assert!(big.pixels.iter().filter(|&&v| v == 0).count() > 100);
             }
         }
+    }
+
+    #[test]
+    fn gathering_sums_exactly_what_drawing_bin_by_bin_sums() {
+        // Dense bins of mixed counts over images whose widths are and are not whole blocks,
+        // with bins beyond every edge, at the two fractions tile bins have (cell centres and
+        // corners) and a fractional origin: every sum equal to the bit, or seams could appear
+        // between a tile gathered and its neighbour drawn bin by bin.
+        for (w, h, origin, cell) in [
+            (256u32, 256u32, 0.0, 1.0),
+            (300, 70, 0.0, 2.0),
+            (33, 5, 0.0, 1.0),
+            (97, 64, 0.375, 1.0),
+        ] {
+            let vp = tile_vp(12, 1.0, 2100.0 * 256.0 + origin, 1360.0 * 256.0 + origin, w);
+            let vp = Viewport { height: h, ..vp };
+            let mut state = u64::from(w * h);
+            let mut bins = Vec::new();
+            let scale = vp.scale_x;
+            let cells_x = (f64::from(w) + 60.0) / cell;
+            let cells_y = (f64::from(h) + 60.0) / cell;
+            for cy in 0..cells_y as i64 {
+                for cx in 0..cells_x as i64 {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    // About one cell in six is empty.
+                    let count = (state >> 33) % 12;
+                    if count >= 10 {
+                        continue;
+                    }
+                    let px = vp.origin_x.floor() - 30.0 + (cx as f64 + 0.5) * cell;
+                    let py = vp.origin_y.floor() - 30.0 + (cy as f64 + 0.5) * cell;
+                    bins.push(WorldPoint {
+                        x: px / scale,
+                        y: py / scale,
+                        w: 1.0 + count as f32 * 37.5,
+                        seq: bins.len() as u32,
+                    });
+                }
+            }
+            let dot = Dot::new(&DOTS, 1.0).expect("a dot");
+            let placed = place(&bins, &vp, &dot);
+            let (w, h) = (w as usize, h as usize);
+            let q = gather::one_stencil_in_order(&placed).expect("one stencil, ascending");
+            let stencil = Stencil::new(&dot, &dot, q % SUBPIXEL, q / SUBPIXEL);
+            let gathered = gather::log_sums(&placed, &stencil, w, h);
+            let scattered = scatter(&placed, &dot, &dot, w, h);
+            assert!(gathered.iter().filter(|&&s| s < 0.0).count() > w * h / 2);
+            let bits = |sums: &[f32]| sums.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&gathered), bits(&scattered), "{w}x{h} origin {origin}");
+        }
+    }
+
+    #[test]
+    fn bins_out_of_order_or_at_mixed_fractions_are_drawn_one_by_one() {
+        let vp = tile_vp(12, 1.0, 2100.0 * 256.0, 1360.0 * 256.0, 16);
+        let vp = Viewport { height: 16, ..vp };
+        let dot = Dot::new(&DOTS, 1.0).expect("a dot");
+        let at = |px: f64, py: f64| WorldPoint {
+            x: (vp.origin_x + px) / vp.scale_x,
+            y: (vp.origin_y + py) / vp.scale_y,
+            w: 1.0,
+            seq: 0,
+        };
+        let grid: Vec<WorldPoint> = (0..16)
+            .flat_map(|y| (0..16).map(move |x| (f64::from(x) + 0.5, f64::from(y) + 0.5)))
+            .map(|(x, y)| at(x, y))
+            .collect();
+        assert!(gather::shared_stencil(&place(&grid, &vp, &dot), 16, 16).is_some());
+        let mut swapped = grid.clone();
+        swapped.swap(3, 4);
+        assert!(gather::shared_stencil(&place(&swapped, &vp, &dot), 16, 16).is_none());
+        let mut twice = grid.clone();
+        twice.insert(5, twice[5]);
+        assert!(gather::shared_stencil(&place(&twice, &vp, &dot), 16, 16).is_none());
+        let mut moved = grid.clone();
+        moved[7].x += 0.25 / vp.scale_x;
+        assert!(gather::shared_stencil(&place(&moved, &vp, &dot), 16, 16).is_none());
+        let sparse = &grid[..100];
+        assert!(gather::shared_stencil(&place(sparse, &vp, &dot), 16, 16).is_none());
     }
 
     #[test]
