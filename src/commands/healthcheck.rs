@@ -42,9 +42,17 @@ fn http_request(url: &str) -> Result<(String, String), String> {
         .map_err(|e| e.to_string())?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
     let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
+    stream.read_to_string(&mut response).map_err(|e| {
+        // A read timeout shows as WouldBlock on Unix: name what happened instead.
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            format!("{host}: no answer within {} s", timeout.as_secs())
+        } else {
+            format!("{host}: {e}")
+        }
+    })?;
     let status = response.lines().next().unwrap_or_default().to_string();
     let body = response
         .split_once("\r\n\r\n")
