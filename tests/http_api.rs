@@ -382,7 +382,27 @@ const BAD: &[(&str, u16, Option<&str>)] = &[
 
 #[test]
 fn bad_input_gets_a_clear_json_error() {
-    let s = server();
+    assert_bad_input_refused(&server());
+}
+
+/// The same table against `serve`'s defaults: the memory tier on, and a disk tier. Twice, so
+/// that an error is never cached, nor a tile taken for one.
+#[test]
+fn bad_input_gets_a_clear_json_error_with_the_cache_tiers_on() {
+    let dir = common::scratch::Scratch::new("http-api-bad-input-cached");
+    let s = TestServer::from_args(&twine_heatmap::app::ServeArgs {
+        cache_dir: Some(dir.join("tiles")),
+        ..Default::default()
+    });
+    let health = s.get("/health").json();
+    assert!(health["cache"]["memory"].is_object(), "{health}");
+    assert!(health["cache"]["disk"].is_object(), "{health}");
+    assert_bad_input_refused(&s);
+    assert_bad_input_refused(&s);
+    assert_eq!(s.get("/tiles/demo/0/0/0.png").status, 200);
+}
+
+fn assert_bad_input_refused(s: &TestServer) {
     for &(path, status, param) in BAD {
         let reply = s.get(path);
         assert_eq!(
