@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's one test command (README, .ci/run): installs what the tests need on a fresh
-# Debian machine (a C compiler; Chromium, Node.js and the browser test's npm packages;
+# Debian machine (a C compiler; nginx; Chromium, Node.js and the browser test's npm packages;
 # PostgreSQL 15 + PostGIS 3 when DATABASE_URL does not answer), then runs every test: unit,
 # HTTP, CLI, reference images, seamlessness, PostGIS, cache, and the web map in Chromium.
 # Safe to run again: installed pieces are detected and skipped.
@@ -16,6 +16,8 @@ apt_install() {
 
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+# The scale-out test (tests/scale_out.rs) runs deploy/nginx/twine.conf in Debian's nginx.
+[ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   apt_install "${need_apt[@]}"

@@ -112,3 +112,65 @@ fn every_folder_the_build_copies_exists() {
         "the build stage copies the sources ({copied} found)"
     );
 }
+
+/// deploy/compose.yaml cannot be run here either: check what ties it to the repository. The
+/// build context holds the Dockerfile, the nginx file it mounts exists, every upstream server
+/// of that file is a service of the compose file, and no two servers share a cache volume.
+#[test]
+fn the_compose_file_matches_the_repository_and_the_nginx_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let compose = std::fs::read_to_string(root.join("deploy/compose.yaml")).expect("compose");
+    let nginx = std::fs::read_to_string(root.join("deploy/nginx/twine.conf")).expect("nginx");
+    let value_of = |key: &str| -> Vec<String> {
+        compose
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix(key))
+            .map(|rest| rest.trim().to_string())
+            .collect()
+    };
+    for context in value_of("context:") {
+        let dockerfile = root.join("deploy").join(&context).join("Dockerfile");
+        assert!(dockerfile.exists(), "{context}: no Dockerfile there");
+    }
+    let mounted: Vec<String> = value_of("- ./")
+        .iter()
+        .filter_map(|v| v.split(':').next().map(str::to_string))
+        .collect();
+    assert!(
+        mounted.iter().any(|m| m == "nginx/twine.conf"),
+        "{mounted:?}"
+    );
+    for file in &mounted {
+        assert!(
+            root.join("deploy").join(file).exists(),
+            "{file} is mounted but missing"
+        );
+    }
+    let services: Vec<&str> = compose
+        .lines()
+        .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
+        .filter_map(|line| line.trim().split(':').next())
+        .collect();
+    let upstreams: Vec<&str> = nginx
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("server "))
+        .filter(|rest| rest.contains(':'))
+        .filter_map(|rest| rest.split(':').next())
+        .collect();
+    assert!(upstreams.len() >= 2, "{upstreams:?}");
+    for upstream in &upstreams {
+        assert!(
+            services.contains(upstream),
+            "{upstream} is not a service: {services:?}"
+        );
+    }
+    let caches: Vec<String> = value_of("- cache-");
+    let mut distinct = caches.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        upstreams.len(),
+        "one cache volume per server: {caches:?}"
+    );
+}

@@ -152,8 +152,13 @@ impl ServeProcess {
 
     /// [`start`](Self::start) with environment variables `env` set.
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
-        let bind = format!("127.0.0.1:{}", free_port());
-        let mut cmd = twine(&["serve", "--bind", &bind]);
+        ServeProcess::start_at(&format!("127.0.0.1:{}", free_port()), args, env)
+    }
+
+    /// [`start_env`](Self::start_env) on the address `bind` (to restart a server where a
+    /// proxy expects it).
+    pub fn start_at(bind: &str, args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
+        let mut cmd = twine(&["serve", "--bind", bind]);
         cmd.args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
