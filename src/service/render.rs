@@ -9,6 +9,20 @@ use crate::source::FilterValues;
 use crate::style::StyleSpec;
 use crate::tile::TileCoord;
 use actix_web::web::{self, Bytes};
+use std::sync::OnceLock;
+use tokio::sync::Semaphore;
+
+/// Renders that may run at once: one per core. Renders are CPU-bound, so more at once would
+/// not finish sooner, and each holds its points and buffers meanwhile: unbounded, a flood of
+/// distinct tiles ran one render (and one selection of up to millions of points) per
+/// connection, and the process grew without end past its cache budget
+/// (benches/key-explosion.sh).
+fn render_slots() -> &'static Semaphore {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+    })
+}
 
 /// Queries the points within the style's reach of `vp`, renders, and encodes.
 pub async fn render_png(
@@ -21,6 +35,12 @@ pub async fn render_png(
 ) -> Result<Bytes, ServiceError> {
     metrics.tiles_rendered.inc();
     let style = spec.style.resolve(layer, &vp, filters).await?;
+    // Taken before the points are selected, which can hold millions of them; held until the
+    // image is encoded. Never closed, so acquiring cannot fail.
+    let _slot = render_slots()
+        .acquire()
+        .await
+        .map_err(|e| ServiceError::Render(e.to_string()))?;
     let points = layer.render_input(&vp, &style, tile, filters).await?;
     if points.is_empty() {
         return Ok(empty(&vp));

@@ -4,8 +4,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// The stamp cache is emptied when it would grow beyond this, so that requests cycling through
-/// many radius/blur pairs cannot make it grow without bound.
-const STAMP_CACHE_MAX_BYTES: usize = 64 << 20;
+/// many radius/blur pairs cannot make it grow without bound. It sits outside the tile cache's
+/// budget, so it is kept small: the largest stamp (radius and blur at their maximum, @2x) is
+/// well under 1 MB, and the few pairs a map uses fit many times over.
+const STAMP_CACHE_MAX_BYTES: usize = 8 << 20;
 /// simpleheat's stamp: an anti-aliased disc blurred into a soft dot, 8-bit alpha.
 #[derive(Debug)]
 pub(super) struct Stamp {
