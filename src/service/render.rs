@@ -35,13 +35,25 @@ pub async fn render_png(
 ) -> Result<Bytes, ServiceError> {
     metrics.tiles_rendered.inc();
     let style = spec.style.resolve(layer, &vp, filters).await?;
-    // Taken before the points are selected, which can hold millions of them; held until the
-    // image is encoded. Never closed, so acquiring cannot fail.
-    let _slot = render_slots()
-        .acquire()
-        .await
-        .map_err(|e| ServiceError::Render(e.to_string()))?;
+    // Held until the image is encoded. Taken before a selection that runs here (it can hold
+    // millions of points); after one that runs in the database, whose waits must not keep
+    // other renders from the CPU. Never closed, so acquiring cannot fail.
+    let slot = || async {
+        render_slots()
+            .acquire()
+            .await
+            .map_err(|e| ServiceError::Render(e.to_string()))
+    };
+    let early_slot = if layer.source.selects_in_process() {
+        Some(slot().await?)
+    } else {
+        None
+    };
     let points = layer.render_input(&vp, &style, tile, filters).await?;
+    let _slot = match early_slot {
+        Some(held) => held,
+        None => slot().await?,
+    };
     if points.is_empty() {
         return Ok(empty(&vp));
     }

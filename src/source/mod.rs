@@ -101,6 +101,12 @@ pub trait PointSource: Send + Sync {
 
     fn info(&self) -> LayerInfo;
 
+    /// Whether selecting points and bins runs on this process's CPU and memory (a memory
+    /// store) rather than in a database: then a render's slot is taken before the selection.
+    fn selects_in_process(&self) -> bool {
+        false
+    }
+
     /// Changes whenever the layer's points change (import, or a write to a declared table).
     fn data_version(&self) -> u64 {
         0

@@ -163,6 +163,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl PointSource for MemoryStore {
+    fn selects_in_process(&self) -> bool {
+        true
+    }
+
     async fn points(
         &self,
         q: &PointQuery<'_>,
