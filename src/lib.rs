@@ -11,7 +11,6 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod error;
 pub mod http;
 pub mod layer;
 pub mod metrics;

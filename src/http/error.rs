@@ -63,6 +63,9 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::Source(e) => ApiError::from(e),
             ServiceError::Render(detail) => ApiError::Internal { detail },
+            ServiceError::Cache(e) => ApiError::Internal {
+                detail: e.to_string(),
+            },
         }
     }
 }

@@ -10,10 +10,6 @@ use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-/// Attribution of the bundled demo layer.
-pub const DEMO_ATTRIBUTION: &str =
-    "Demo data: <a href=\"https://www.geonames.org/\">GeoNames</a> (CC BY 4.0)";
-
 /// `GET /layers`: name, bounds, point count and TileJSON URL of every layer.
 pub async fn layers(
     state: web::Data<AppState>,

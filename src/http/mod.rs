@@ -4,7 +4,6 @@ pub mod budget;
 pub mod error;
 pub mod head_guard;
 pub mod meta;
-pub mod params;
 pub mod poc;
 pub mod points;
 pub mod tiles;
@@ -188,6 +187,14 @@ pub fn if_none_match_holds(req: &HttpRequest, etag: &[u8]) -> bool {
         })
 }
 
+/// The `ETag` header of a stored entity tag. Shares the tag's bytes (no copy, no
+/// allocation: memory hits send it), checking only that they are header-safe, which the
+/// cache's quoted hex always is.
+pub fn etag_header(etag: &bytes::Bytes) -> HeaderValue {
+    HeaderValue::from_maybe_shared(etag.clone())
+        .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
 /// The route of a request path, a fixed label for the latency metrics (never the raw path,
 /// which is unbounded). Decided from the path's shape
 /// rather than by `match_pattern`, which runs the router's regexes a second time for every
@@ -279,14 +286,6 @@ pub fn app(
             }
         })
         .configure(configure)
-}
-
-/// Starts the background tasks the state needs (the database watcher). Call inside the
-/// server's runtime.
-pub fn start_background(state: &AppState) {
-    if let Some(db) = &state.database {
-        crate::source::postgis::watch::spawn(db.clone(), state.layers.clone());
-    }
 }
 
 /// Binds the server without running it; returns it with the addresses it listens on.

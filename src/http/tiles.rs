@@ -159,8 +159,7 @@ fn cached_response(
     Answer { tile, origin }: &Answer,
     metrics: &Metrics,
 ) -> HttpResponse {
-    let etag = tile.etag();
-    let matches = super::if_none_match_holds(req, etag.as_bytes());
+    let matches = super::if_none_match_holds(req, tile.etag());
     let mut response = if matches {
         metrics.not_modified.inc();
         HttpResponse::NotModified()
@@ -168,7 +167,7 @@ fn cached_response(
         HttpResponse::Ok()
     };
     response
-        .insert_header((header::ETAG, etag.clone()))
+        .insert_header((header::ETAG, super::etag_header(tile.etag())))
         .insert_header((header::CACHE_CONTROL, cache_control.clone()))
         .insert_header((X_CACHE, HeaderValue::from_static(origin.header())));
     if matches {

@@ -130,7 +130,9 @@ fn schemes() -> &'static Served {
 }
 
 fn etag(bytes: &[u8]) -> HeaderValue {
-    crate::cache::strong_etag(&crate::cache::content_digest(bytes))
+    super::etag_header(&crate::cache::strong_etag(&crate::cache::content_digest(
+        bytes,
+    )))
 }
 
 /// The file, or 304 when the client already holds this version. `no-cache` makes browsers

@@ -33,7 +33,7 @@ impl TestServer {
         std::thread::spawn(move || {
             let system = actix_web::rt::System::new();
             system.block_on(async move {
-                http::start_background(&state);
+                twine_heatmap::app::start_background(state.database.as_ref(), &state.layers);
                 let (server, addrs) = http::bind(state, "127.0.0.1:0").expect("bind");
                 tx.send(addrs[0]).expect("send addr");
                 server.await.expect("server");

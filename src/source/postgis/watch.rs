@@ -85,7 +85,7 @@ impl Database {
     pub async fn first_look(&self) {
         let wait = self.pool.timeouts().wait.unwrap_or(Duration::from_secs(2));
         // Past the wait: answer with what is known now.
-        let _ = actix_web::rt::time::timeout(wait, self.looked.wait()).await;
+        let _ = tokio::time::timeout(wait, self.looked.wait()).await;
     }
 
     pub fn last_error(&self) -> Option<String> {
@@ -215,11 +215,12 @@ impl Database {
 
 /// Runs the watcher until the process ends.
 pub fn spawn(db: Arc<Database>, catalog: impl LayerCatalog + 'static) {
-    actix_web::rt::spawn(async move {
+    // On the current thread, as actix runs its tasks (the watcher need not be `Send`).
+    tokio::task::spawn_local(async move {
         let mut prepared = false;
         loop {
             db.poll(&catalog, &mut prepared).await;
-            actix_web::rt::time::sleep(POLL).await;
+            tokio::time::sleep(POLL).await;
         }
     });
 }
