@@ -7,7 +7,8 @@ use crate::layer::Layer;
 use crate::metrics::Metrics;
 use crate::service::{Answer, OverlayRequest, TileRequest};
 use crate::style::{
-    parse_bbox, parse_filters, parse_int, parse_with_filters, StyleError, StyleSpec, STYLE_PARAMS,
+    parse_bbox, parse_filters, parse_int, parse_with_filters, StyleError, StyleSpec,
+    OVERLAY_PARAMS, STYLE_PARAMS,
 };
 use crate::tile::{TileCoord, MAX_ZOOM};
 use actix_web::http::header::{self, HeaderValue};
@@ -198,9 +199,6 @@ fn at_zoom(err: StyleError, z: u8) -> StyleError {
         other => other,
     }
 }
-
-/// Overlay parameters besides the style.
-pub(crate) const OVERLAY_PARAMS: &[&str] = &["layer", "bbox", "width", "height"];
 
 /// `GET /heatmap.png?layer=L&bbox=w,s,e,n&width=W&height=H[&style params]`.
 pub async fn overlay(

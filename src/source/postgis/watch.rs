@@ -215,7 +215,7 @@ impl Database {
 
 /// Runs the watcher until the process ends.
 pub fn spawn(db: Arc<Database>, catalog: impl LayerCatalog + 'static) {
-    // On the current thread, as actix runs its tasks (the watcher need not be `Send`).
+    // On the current thread, as the server runs its tasks (the watcher need not be `Send`).
     tokio::task::spawn_local(async move {
         let mut prepared = false;
         loop {
