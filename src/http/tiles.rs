@@ -26,9 +26,9 @@ pub const MAX_OVERLAY_SIDE: u32 = 4096;
 /// `/tiles/{layer}/{z}/{x}/{y}.png` and `{y}@2x.png`.
 ///
 /// GET and HEAD only (the scope's guard). One static-prefix scope whose rest is split here,
-/// instead of two patterned routes: actix
-/// matches a patterned route with a regex and copies its segments into Strings, which took
-/// about 0.7 us of the 1.6 us the server spent on a memory hit (perf under benches/load.sh).
+/// instead of two patterned routes: actix matches a patterned route with a regex and copies
+/// its segments into Strings, a large share of a memory hit's cost (benches/README.md,
+/// "Figures behind design choices").
 pub async fn under_tiles(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -80,7 +80,7 @@ impl Database {
     /// Waits for the watcher's first look at the database to end, at most as long as a
     /// request may wait for a connection (the pool's wait timeout). A server started just
     /// before its first requests then answers them with the database's layers (the first
-    /// look takes some 100 ms) instead of 503; a database that is down costs a request at
+    /// look is quick next to that wait) instead of 503; a database that is down costs a request at
     /// most that wait, and only until the first look has failed.
     pub async fn first_look(&self) {
         let wait = self.pool.timeouts().wait.unwrap_or(Duration::from_secs(2));
