@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod http;
 pub mod layer;
+pub mod logging;
 pub mod metrics;
 pub mod progress;
 pub mod render;

@@ -12,6 +12,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartError> {
 pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let (state, bind) = build_state(&args)?;
     start_background(state.database.as_ref(), &state.layers);
+    crate::logging::spawn_summaries();
     http::serve(state, &bind)
         .await
         .map_err(|source| StartError::Bind { bind, source })

@@ -57,7 +57,7 @@ async fn twine_heatmap(
         // The box is numbers and commas, left readable; the layer name is escaped.
         let filename = format!(
             "{}/heatmap.png?layer={}&bbox={}&width={}&height={}&{}",
-            state.base_url(&req),
+            state.base_url(&req)?,
             form_urlencoded::byte_serialize(layer.name.as_bytes()).collect::<String>(),
             overlay.bbox,
             overlay.width,
