@@ -162,6 +162,19 @@ impl Reply {
         self.json()
     }
 
+    /// As [`assert_retry_later`](Self::assert_retry_later), for the 503 of a database the
+    /// server has not reached yet.
+    pub fn assert_database_not_reached(&self) -> serde_json::Value {
+        let body = self.assert_retry_later();
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("not been reached")),
+            "{body}"
+        );
+        body
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
