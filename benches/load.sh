@@ -52,8 +52,8 @@
 # The server runs with its default logging (errors only: successful requests log at debug).
 #
 # Run (from anywhere; as root it installs wrk, nginx and curl from Debian when missing):
-#   benches/load.sh                                   # 3 rounds of 10 s, 64 connections, 2,000 tiles
-#   benches/load.sh --layout shared --rounds 5
+#   benches/load.sh                                   # 5 rounds of 10 s, 64 connections, 2,000 tiles
+#   benches/load.sh --layout shared --rounds 3
 #   benches/load.sh --duration 5s --connections 128 --tiles 5000
 #   TWINE_BIN=/path/to/twine-heatmap benches/load.sh  # skip `cargo build --release`
 # Everything listens on 127.0.0.1 free ports; servers are stopped and the temp folder removed

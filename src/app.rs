@@ -5,12 +5,12 @@ use crate::cache::disk::DiskCache;
 use crate::cache::memory::MemoryCache;
 use crate::cache::TileCache;
 use crate::config::{parse_size, parse_zoom_range, CacheConfig, Config, LayerConfig};
-use crate::http::CacheControlBand;
-use crate::http::{self, AppState};
+use crate::http::{AppState, CacheControlBand};
 use crate::layer::{valid_layer_name, Layer};
 use crate::layer::{Registry, DEFAULT_AGGREGATE_ABOVE};
+use crate::metrics::Metrics;
 use crate::source::filter::{FilterDef, Op};
-use crate::source::load::{demo_points, load_points_file, WeightMode};
+use crate::source::load::{demo_points, load_points_file, WeightMode, DEMO_ATTRIBUTION};
 use crate::source::memory::MemoryStore;
 use crate::source::postgis::layer::TableLayout;
 use crate::source::postgis::watch::Database;
@@ -115,19 +115,100 @@ fn allow_origin_value(value: &str) -> Result<Option<HeaderValue>, StartError> {
     })
 }
 
-/// Builds the server's state from flags, environment and config. No connection is made:
-/// the database watcher ([`crate::http::start_background`]) reaches it later.
-pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
-    let config = match &args.config {
+/// What every command that reads layers needs, whatever it outputs: the layers, the
+/// database they may live in, the cache tiers and the metrics. Nothing of HTTP.
+pub struct Core {
+    pub layers: Registry,
+    pub database: Option<Arc<Database>>,
+    pub cache: Arc<TileCache>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Core {
+    /// Starts the background tasks the layers need (the database watcher, which finds the
+    /// imported layers and follows data versions). Call inside the runtime that will serve.
+    pub fn start_background(&self) {
+        start_background(self.database.as_ref(), &self.layers);
+    }
+
+    /// The tile service over this cache.
+    pub fn tiles(&self) -> crate::service::TileService<'_> {
+        crate::service::TileService::new(&self.cache, &self.metrics)
+    }
+}
+
+/// Starts the database watcher of `layers`, when they come from a database.
+pub fn start_background(database: Option<&Arc<Database>>, layers: &Registry) {
+    if let Some(db) = database {
+        crate::source::postgis::watch::spawn(db.clone(), layers.clone());
+    }
+}
+
+/// The config file `--config` names, or the defaults.
+pub fn load_config(args: &ServeArgs) -> Result<Config, StartError> {
+    Ok(match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
-    };
+    })
+}
+
+/// Builds the server's state from flags, environment and config. No connection is made:
+/// the database watcher ([`start_background`]) reaches it later.
+pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
+    let config = load_config(args)?;
+    let core = build_core(args, &config)?;
+    let handoff_zoom = args.handoff_zoom.or(config.handoff_zoom).unwrap_or(8);
+    if handoff_zoom > crate::tile::MAX_ZOOM {
+        return Err(StartError::Invalid(format!(
+            "--handoff-zoom {handoff_zoom}: allowed 0..={}",
+            crate::tile::MAX_ZOOM
+        )));
+    }
+    let mut state = AppState::new(core.layers);
+    state.metrics = core.metrics;
+    state.cache = core.cache;
+    state.database = core.database;
+    for band in &config.cache.control {
+        let (min_zoom, max_zoom) = parse_zoom_range(&band.zooms)
+            .map_err(|e| StartError::Invalid(format!("cache.control zooms: {e}")))?;
+        state.cache_control_bands.push(CacheControlBand {
+            min_zoom,
+            max_zoom,
+            value: cache_control_value("cache.control value", &band.value)?,
+        });
+    }
+    state.handoff_zoom = handoff_zoom;
+    state.points_limit_max = config.points.max_limit.unwrap_or(state.points_limit_max);
+    state.points_limit_default = config
+        .points
+        .default_limit
+        .unwrap_or(state.points_limit_default)
+        .min(state.points_limit_max);
+    state.public_url = args.public_url.clone().or(config.public_url);
+    state.poc_layer = config.poc_layer;
+    if let Some(value) = config.tile_cache_control {
+        state.tile_cache_control = cache_control_value("tile_cache_control", &value)?;
+    }
+    if let Some(value) = args.cors_allow_origin.clone().or(config.cors_allow_origin) {
+        state.allow_origin = allow_origin_value(&value)?;
+    }
+    let bind = args
+        .bind
+        .clone()
+        .or(config.bind)
+        .unwrap_or_else(|| "127.0.0.1:8080".to_string());
+    Ok((state, bind))
+}
+
+/// The layers (from files, the demo, and the database the config or flags name), the cache
+/// tiers and the metrics, from flags (first) and config. No connection is made.
+pub fn build_core(args: &ServeArgs, config: &Config) -> Result<Core, StartError> {
     let layers = Registry::default();
     let aggregate_above = config.aggregate_above.unwrap_or(DEFAULT_AGGREGATE_ABOVE);
     let database_url = args.database_url.clone().or(config.database_url.clone());
-    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let metrics = Arc::new(Metrics::default());
     let database = match &database_url {
-        Some(url) => Some(Arc::new(open_database(url, &config, metrics.clone())?)),
+        Some(url) => Some(Arc::new(open_database(url, config, metrics.clone())?)),
         None => None,
     };
     for layer in &config.layers {
@@ -169,53 +250,15 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
     }
     // The demo layer when nothing else is served (a database may add layers later).
     if (layers.is_empty() && database.is_none()) || config.demo == Some(true) {
-        let store = MemoryStore::new(
-            demo_points()?,
-            Some(http::meta::DEMO_ATTRIBUTION.to_string()),
-        );
+        let store = MemoryStore::new(demo_points()?, Some(DEMO_ATTRIBUTION.to_string()));
         insert_memory_layer(&layers, "demo", store, aggregate_above)?;
     }
-    let handoff_zoom = args.handoff_zoom.or(config.handoff_zoom).unwrap_or(8);
-    if handoff_zoom > crate::tile::MAX_ZOOM {
-        return Err(StartError::Invalid(format!(
-            "--handoff-zoom {handoff_zoom}: allowed 0..={}",
-            crate::tile::MAX_ZOOM
-        )));
-    }
-    let mut state = AppState::new(layers);
-    state.metrics = metrics;
-    state.cache = Arc::new(open_cache(args, &config.cache)?);
-    for band in &config.cache.control {
-        let (min_zoom, max_zoom) = parse_zoom_range(&band.zooms)
-            .map_err(|e| StartError::Invalid(format!("cache.control zooms: {e}")))?;
-        state.cache_control_bands.push(CacheControlBand {
-            min_zoom,
-            max_zoom,
-            value: cache_control_value("cache.control value", &band.value)?,
-        });
-    }
-    state.database = database;
-    state.handoff_zoom = handoff_zoom;
-    state.points_limit_max = config.points.max_limit.unwrap_or(state.points_limit_max);
-    state.points_limit_default = config
-        .points
-        .default_limit
-        .unwrap_or(state.points_limit_default)
-        .min(state.points_limit_max);
-    state.public_url = args.public_url.clone().or(config.public_url);
-    state.poc_layer = config.poc_layer;
-    if let Some(value) = config.tile_cache_control {
-        state.tile_cache_control = cache_control_value("tile_cache_control", &value)?;
-    }
-    if let Some(value) = args.cors_allow_origin.clone().or(config.cors_allow_origin) {
-        state.allow_origin = allow_origin_value(&value)?;
-    }
-    let bind = args
-        .bind
-        .clone()
-        .or(config.bind)
-        .unwrap_or_else(|| "127.0.0.1:8080".to_string());
-    Ok((state, bind))
+    Ok(Core {
+        layers,
+        database,
+        cache: Arc::new(open_cache(args, &config.cache)?),
+        metrics,
+    })
 }
 
 /// The cache tiers from flags (first) and config. A disk tier needs a folder.

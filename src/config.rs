@@ -257,13 +257,7 @@ impl Config {
                         layer.name, f.param, f.op
                     ));
                 }
-                // Every parameter a route takes besides the layer's filters.
-                let reserved = crate::style::STYLE_PARAMS
-                    .iter()
-                    .chain(crate::http::tiles::OVERLAY_PARAMS)
-                    .chain(crate::http::points::TILE_POINT_PARAMS)
-                    .chain(crate::http::points::BBOX_POINT_PARAMS);
-                if reserved.clone().any(|r| *r == f.param)
+                if crate::style::is_reserved_param(&f.param)
                     || f.param.is_empty()
                     || f.param.len() > 64
                 {
@@ -287,6 +281,21 @@ mod tests {
         let text = include_str!("../config/example.toml");
         let config = Config::parse(text).expect("example config");
         assert_eq!(config.handoff_zoom, Some(8));
+    }
+
+    #[test]
+    fn filters_cannot_take_a_parameter_of_the_api() {
+        let layer = |param: &str| {
+            format!(
+                "[[layers]]\nname = \"q\"\ntable = \"public.q\"\n[[layers.filters]]\nparam = \"{param}\"\ncolumn = \"c\"\nop = \"=\"\n"
+            )
+        };
+        // One of each route's own parameters: style, overlay, tile points, box points.
+        for taken in ["radius", "scheme", "width", "limit", "zoom", "bbox"] {
+            let err = Config::parse(&layer(taken)).expect_err(taken);
+            assert!(err.contains("taken by the API"), "{taken}: {err}");
+        }
+        Config::parse(&layer("from")).expect("a free name");
     }
 
     #[test]

@@ -277,9 +277,9 @@ fn wrapped_pieces(area: &WorldBox) -> Vec<(WorldBox, f64)> {
 /// Default of [`Layer::aggregate_above`] for every layer, whatever its source (and of
 /// `import --aggregate-above`), so that the same points draw the same tiles from a file, an
 /// import or a declared table. Past about 10,000 points (with margins, 20,000 rows)
-/// fetching a tile's rows from PostGIS costs more than the 30 ms a tile may take, while a
-/// bin pyramid's blocks of the same area take a few milliseconds; in memory the pyramid
-/// answers in well under one.
+/// fetching a tile's rows from PostGIS costs more than a cold tile's latency target, while a
+/// bin pyramid's blocks of the same area are an order of magnitude cheaper (benches/README.md,
+/// "Figures behind design choices").
 pub const DEFAULT_AGGREGATE_ABOVE: u64 = 10_000;
 
 pub use crate::source::valid_layer_name;

@@ -16,12 +16,12 @@ fn main() -> std::process::ExitCode {
 fn init_logging(default_level: &str) {
     let colors = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(colors)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .init();
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| tracing_subscriber::EnvFilter::try_new(f).is_ok())
+        .unwrap_or_else(|| default_level.to_string());
+    let subscriber = twine_heatmap::logging::subscriber(&filter, std::io::stderr, colors);
+    // The first and only subscriber of the process; it also takes the `log` crate's records
+    // (actix-web logs through `log`).
+    let _ = tracing_subscriber::util::SubscriberInitExt::try_init(subscriber);
 }

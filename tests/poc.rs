@@ -358,13 +358,7 @@ fn without_layers_it_waits_for_the_database_or_asks_for_one() {
         "/twine.heatmap",
         &[("png", "true"), ("bounds", "1,2,3,4")],
     );
-    let body = answer.assert_retry_later();
-    assert!(
-        body["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("not been reached")),
-        "{body}"
-    );
+    answer.assert_database_not_reached();
 
     // No layers and no database: `layer` is what is missing.
     let none = TestServer::start(twine_heatmap::http::AppState::new(Default::default()));

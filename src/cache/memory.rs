@@ -110,7 +110,7 @@ impl MemoryCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::web::Bytes;
+    use bytes::Bytes;
 
     fn key(i: u32) -> TileKey {
         TileKey {

@@ -7,8 +7,7 @@ pub mod memory;
 mod nowait;
 
 use crate::metrics::Metrics;
-use actix_web::http::header::HeaderValue;
-use actix_web::web::{self, Bytes};
+use bytes::Bytes;
 use disk::DiskCache;
 use key::TileKey;
 use memory::MemoryCache;
@@ -27,12 +26,10 @@ pub fn content_digest(png: &[u8]) -> ContentDigest {
     digest
 }
 
-/// The strong ETag header of content with `digest`: its quoted lowercase hex.
-pub fn strong_etag(digest: &ContentDigest) -> HeaderValue {
-    let quoted = format!("\"{}\"", key::hex(digest));
-    // Quotes and hex digits are always a valid header value.
-    HeaderValue::from_maybe_shared(Bytes::from(quoted))
-        .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+/// The strong entity tag of content with `digest`: its quoted lowercase hex (ASCII, so any
+/// transport can send it as a header as it is).
+pub fn strong_etag(digest: &ContentDigest) -> Bytes {
+    Bytes::from(format!("\"{}\"", key::hex(digest)))
 }
 
 /// A rendered tile, the digest of its content, and the strong ETag made from it.
@@ -40,9 +37,9 @@ pub fn strong_etag(digest: &ContentDigest) -> HeaderValue {
 pub struct CachedTile {
     pub png: Bytes,
     pub digest: ContentDigest,
-    /// Made once per tile rather than per response: a memory hit is a few microseconds, and
-    /// formatting the header was a noticeable part of it.
-    etag: HeaderValue,
+    /// Formatted once per tile rather than per response, and shared (a clone is a reference
+    /// count): memory hits send it without formatting or allocating.
+    etag: Bytes,
 }
 
 impl CachedTile {
@@ -58,7 +55,7 @@ impl CachedTile {
     }
 
     /// The strong ETag: the quoted hex of the content digest.
-    pub fn etag(&self) -> &HeaderValue {
+    pub fn etag(&self) -> &Bytes {
         &self.etag
     }
 }
@@ -79,6 +76,16 @@ impl Origin {
             Origin::Rendered => "miss",
         }
     }
+}
+
+/// Why the cache could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("no disk cache tier: give a cache folder and a disk budget above 0")]
+    NoDiskTier,
+    /// A blocking disk task ended abnormally (it panicked).
+    #[error("{0}")]
+    Task(String),
 }
 
 type Flight = Arc<tokio::sync::OnceCell<(CachedTile, Origin)>>;
@@ -163,9 +170,7 @@ impl TileCache {
                     // Written behind the response: a slow or full disk never delays the client.
                     let (disk, k, png, digest) =
                         (disk.clone(), key.clone(), tile.png.clone(), tile.digest);
-                    actix_web::rt::spawn(async move {
-                        let _ = web::block(move || disk.put_with_digest(&k, &png, &digest)).await;
-                    });
+                    tokio::task::spawn_blocking(move || disk.put_with_digest(&k, &png, &digest));
                 }
                 (tile, Origin::Rendered)
             }
@@ -184,13 +189,36 @@ impl TileCache {
             Ok(found) => found?,
             Err(located) => {
                 let disk = disk.clone();
-                web::block(move || disk.read(located))
+                tokio::task::spawn_blocking(move || disk.read(located))
                     .await
                     .ok()
                     .flatten()?
             }
         };
         Some(CachedTile::with_digest(Bytes::from(png), digest))
+    }
+
+    /// Whether the disk tier holds a whole tile for `key` (a damaged file fails its checksum
+    /// and is dropped, so it counts as absent). False without a disk tier.
+    pub async fn on_disk(&self, key: &TileKey) -> Result<bool, CacheError> {
+        let Some(disk) = self.disk.clone() else {
+            return Ok(false);
+        };
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || disk.get_with_digest(&key).is_some())
+            .await
+            .map_err(|e| CacheError::Task(format!("disk read task failed: {e}")))
+    }
+
+    /// Stores `tile` in the disk tier and returns once it is written (or the write failed,
+    /// which the disk tier counts): for filling the disk ahead of requests. The memory tier
+    /// is left alone.
+    pub async fn store_on_disk(&self, key: &TileKey, tile: &CachedTile) -> Result<(), CacheError> {
+        let disk = self.disk.clone().ok_or(CacheError::NoDiskTier)?;
+        let (key, png, digest) = (key.clone(), tile.png.clone(), tile.digest);
+        tokio::task::spawn_blocking(move || disk.put_with_digest(&key, &png, &digest))
+            .await
+            .map_err(|e| CacheError::Task(format!("disk write task failed: {e}")))
     }
 
     /// Removes matching tiles from both tiers; returns (memory tiles, disk files, disk bytes).
@@ -204,7 +232,6 @@ impl TileCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::error::ApiError;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     /// What the tile route does: the memory tier, else the disk or a render.
@@ -213,10 +240,10 @@ mod tests {
         key: TileKey,
         metrics: &Metrics,
         render: F,
-    ) -> Result<(CachedTile, Origin), ApiError>
+    ) -> Result<(CachedTile, Origin), String>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, ApiError>>,
+        Fut: Future<Output = Result<Bytes, String>>,
     {
         match cache.memory_hit(&key, metrics) {
             Some(tile) => Ok((tile, Origin::Memory)),
@@ -236,7 +263,7 @@ mod tests {
         }
     }
 
-    #[actix_web::test]
+    #[tokio::test]
     async fn concurrent_misses_render_once() {
         let cache = Arc::new(TileCache::new(Some(MemoryCache::new(1 << 20)), None));
         let metrics = Arc::new(Metrics::default());
@@ -244,10 +271,10 @@ mod tests {
         let mut handles = Vec::new();
         for _ in 0..64 {
             let (cache, metrics, renders) = (cache.clone(), metrics.clone(), renders.clone());
-            handles.push(actix_web::rt::spawn(async move {
+            handles.push(tokio::spawn(async move {
                 get_or_render(&cache, key(), &metrics, || async move {
                     renders.fetch_add(1, Ordering::SeqCst);
-                    actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     Ok(Bytes::from_static(b"png"))
                 })
                 .await
@@ -269,7 +296,7 @@ mod tests {
     #[test]
     fn etags_are_strong_and_follow_the_content() {
         let a = CachedTile::new(Bytes::from_static(b"a"));
-        let text = a.etag().to_str().expect("ascii");
+        let text = std::str::from_utf8(a.etag()).expect("ascii");
         assert!(text.starts_with('"') && text.ends_with('"') && text.len() == 34);
         assert_eq!(text[1..33], key::hex(&content_digest(b"a")));
         assert_ne!(a.etag(), CachedTile::new(Bytes::from_static(b"b")).etag());

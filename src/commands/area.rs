@@ -2,7 +2,7 @@
 //! and the tiles they span. `seed` and `cache purge` share it, so purging a seeded box
 //! removes exactly what was seeded.
 
-use super::{api_message, fail, CommandError};
+use super::{fail, CommandError};
 use crate::config::parse_zoom_range;
 use crate::style::{parse_bbox, Query};
 use crate::tile::{TileCoord, WorldBox};
@@ -40,7 +40,7 @@ pub fn parse_bbox_arg(text: &str) -> Result<WorldBox, CommandError> {
         .finish();
     Query::parse(&raw, &[&["bbox"]])
         .and_then(|q| parse_bbox(&q))
-        .map_err(|e| fail(format!("--bbox {text:?}: {}", api_message(&e.into()))))
+        .map_err(|e| fail(format!("--bbox {text:?}: {e}")))
 }
 
 #[cfg(test)]

@@ -10,8 +10,6 @@ pub mod seed;
 pub mod serve;
 mod signals;
 
-use crate::error::ApiError;
-
 /// Why a command failed; printed as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -45,21 +43,6 @@ pub fn finish(result: Result<(), CommandError>) -> std::process::ExitCode {
             eprintln!("twine-heatmap: {e}");
             std::process::ExitCode::from(e.exit_code())
         }
-    }
-}
-
-/// An API error as one line for the terminal (the HTTP body's detail, without the JSON).
-fn api_message(e: &ApiError) -> String {
-    match e {
-        ApiError::BadParam { param, detail } => format!("{param}: {detail}"),
-        ApiError::UnknownLayer { name, known } => {
-            format!("unknown layer {name:?}; layers: {}", known.join(", "))
-        }
-        ApiError::NotFound { detail }
-        | ApiError::Internal { detail }
-        | ApiError::Busy { detail } => detail.clone(),
-        ApiError::Source(e) => e.to_string(),
-        ApiError::MethodNotAllowed { .. } => e.to_string(),
     }
 }
 

@@ -1,27 +1,25 @@
 //! `seed`: renders tiles ahead of time into the disk tier.
 //!
-//! Seeding builds the layers exactly as `serve` does and keys each tile with the same
-//! [`tile_key`] the tile route uses, so every seeded tile is a `hit-disk` for an equal request.
+//! Seeding builds the layers exactly as `serve` does and asks the same [`TileService`] the tile
+//! route uses for each tile (into the disk tier only), so every seeded tile is keyed as the
+//! server keys it: a `hit-disk` for an equal request.
 //! It is safe to stop at any moment: each tile file is published by an atomic rename and
 //! leftover temp files are removed the next time the cache is opened, so a killed seed leaves
 //! only whole tiles, and re-running the same command resumes where it stopped.
 
 use super::area::{parse_bbox_arg, parse_zoom_arg, range_len, tile_range};
 use super::signals::watch_signals;
-use super::{api_message, fail, human, CommandError};
-use crate::app::{build_state, ServeArgs};
-use crate::cache::disk::DiskCache;
-use crate::error::ApiError;
-use crate::http::{self, AppState};
+use super::{fail, human, CommandError};
+use crate::app::{build_core, load_config, Core, ServeArgs};
+use crate::cache::TileCache;
 use crate::layer::Layer;
 use crate::metrics::Metrics;
 use crate::progress::{grouped, per_second};
-use crate::service::{render_png, tile_key};
+use crate::service::{TileRequest, TileService};
 use crate::source::FilterValues;
 use crate::style::{parse_filters, parse_with_filters, StyleError};
 use crate::style::{StyleSpec, STYLE_PARAMS};
 use crate::tile::{lat_to_world_y, lon_to_world_x, TileCoord, WorldBox};
-use actix_web::web;
 use indicatif::ProgressBar;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -132,7 +130,7 @@ struct Job {
     filters: FilterValues,
     ratio: u32,
     metrics: Arc<Metrics>,
-    disk: Arc<DiskCache>,
+    cache: Arc<TileCache>,
     tally: Arc<Tally>,
     progress: ProgressBar,
 }
@@ -160,32 +158,20 @@ impl Job {
     async fn seed_one(&self, coord: TileCoord) -> Result<Option<u64>, String> {
         // Keyed per tile, not once: a database layer's data version may change mid-run, and
         // the server keys by the version current at request time.
-        let key = tile_key(&self.layer, &self.spec, &self.filters, self.ratio, coord);
-        let (disk, k) = (self.disk.clone(), key.clone());
-        // `get` checks the checksum, so a damaged file is dropped and rendered again.
-        let on_disk = web::block(move || disk.get(&k).is_some())
+        let request = TileRequest::new(
+            self.layer.clone(),
+            coord,
+            self.ratio,
+            self.spec.clone(),
+            self.filters.clone(),
+        );
+        let service = TileService::new(&self.cache, &self.metrics);
+        // The service checks a file's checksum, so a damaged one is rendered again.
+        let written = service
+            .fill_disk(&request)
             .await
-            .map_err(|e| format!("disk read task failed: {e}"))?;
-        if on_disk {
-            return Ok(None);
-        }
-        let png = render_png(
-            &self.layer,
-            coord.viewport(self.ratio),
-            &self.spec,
-            Some(coord),
-            &self.filters,
-            &self.metrics,
-        )
-        .await
-        .map_err(|e| api_message(&e.into()))?;
-
-        let size = png.len() as u64;
-        let disk = self.disk.clone();
-        web::block(move || disk.put(&key, &png))
-            .await
-            .map_err(|e| format!("disk write task failed: {e}"))?;
-        Ok(Some(size))
+            .map_err(|e| e.to_string())?;
+        Ok(written.map(|answer| answer.tile.png.len() as u64))
     }
 }
 
@@ -203,12 +189,13 @@ pub async fn seed(options: &SeedOptions, serve: &ServeArgs) -> Result<(), Comman
             "--concurrency {concurrency}: allowed 1..={MAX_CONCURRENCY}"
         )));
     }
-    let (state, _bind) = build_state(serve).map_err(|e| fail(e.to_string()))?;
-    let disk = state.cache.disk.clone().ok_or_else(|| {
+    let config = load_config(serve).map_err(fail)?;
+    let core = build_core(serve, &config).map_err(fail)?;
+    let disk = core.cache.disk.clone().ok_or_else(|| {
         fail("seed writes to the disk cache: give --cache-dir DIR (or cache.dir in the config) and a --cache-disk budget above 0")
     })?;
-    http::start_background(&state);
-    let layer = find_layer(&state, &options.layer).await?;
+    core.start_background();
+    let layer = find_layer(&core, &options.layer).await?;
     let (spec, filters) = parse_style(&layer, &options.style)?;
     let ratio = if options.retina { 2 } else { 1 };
 
@@ -237,8 +224,8 @@ pub async fn seed(options: &SeedOptions, serve: &ServeArgs) -> Result<(), Comman
         spec,
         filters,
         ratio,
-        metrics: state.metrics.clone(),
-        disk: disk.clone(),
+        metrics: core.metrics.clone(),
+        cache: core.cache.clone(),
         tally: tally.clone(),
         progress: progress.clone(),
     });
@@ -314,8 +301,8 @@ pub async fn seed(options: &SeedOptions, serve: &ServeArgs) -> Result<(), Comman
 }
 
 /// The layer named `name`, once a database that may hold it has been read.
-async fn find_layer(state: &AppState, name: &str) -> Result<Arc<Layer>, CommandError> {
-    if let Some(db) = &state.database {
+async fn find_layer(core: &Core, name: &str) -> Result<Arc<Layer>, CommandError> {
+    if let Some(db) = &core.database {
         // Database layers and their data versions are known only after the watcher's first
         // poll; keys made before it would carry a version the server never uses.
         let deadline = Instant::now() + DISCOVERY_TIMEOUT;
@@ -330,19 +317,18 @@ async fn find_layer(state: &AppState, name: &str) -> Result<Arc<Layer>, CommandE
             actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    state.layer(name).await.map_err(|e| match e {
-        ApiError::UnknownLayer { known, .. } => fail(format!(
+    core.layers.get(name).ok_or_else(|| {
+        fail(format!(
             "--layer: unknown layer {name:?}; layers: {}",
-            known.join(", ")
-        )),
-        other => fail(format!("--layer {name:?}: {}", api_message(&other))),
+            core.layers.names().join(", ")
+        ))
     })
 }
 
 /// Parses `--style` exactly as a tile request's query string, so the canonical form (and so
 /// the key) is the one the server computes for any equal request.
 fn parse_style(layer: &Layer, style: &str) -> Result<(StyleSpec, FilterValues), CommandError> {
-    let bad = |e: StyleError| fail(format!("--style: {}", api_message(&e.into())));
+    let bad = |e: StyleError| fail(format!("--style: {e}"));
     // What the tile route does with a request's query string, step for step.
     let defs = layer.source.filters();
     let query =

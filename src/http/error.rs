@@ -13,12 +13,18 @@ pub const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECS: u32 = 5;
 
-/// Everything a request can fail with. Each variant carries what the client needs to fix it.
+/// Everything a request can fail with. Each variant carries what the client needs to fix it;
+/// what only the operator should see (database messages, table names, internal failures) is
+/// a `cause`, logged with the request id and never sent.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// A query or path parameter is malformed or out of range.
     #[error("invalid parameter `{param}`")]
     BadParam { param: String, detail: String },
+    /// A request header the answer depends on is malformed (e.g. `Host`, which links are
+    /// built from).
+    #[error("invalid header `{header}`")]
+    BadHeader { header: String, detail: String },
     #[error("unknown layer `{name}`")]
     UnknownLayer { name: String, known: Vec<String> },
     #[error("not found")]
@@ -29,19 +35,35 @@ pub enum ApiError {
     /// A method other than GET, HEAD and OPTIONS (405 with `Allow`).
     #[error("method {method} not allowed")]
     MethodNotAllowed { method: String },
-    /// The point source failed; the body says why and what the client can do.
-    #[error("{}", source_summary(.0))]
-    Source(SourceError),
+    /// The database cannot answer now (503 with `Retry-After`): `detail` for the client,
+    /// `cause` for the log.
+    #[error("the database is unavailable")]
+    Unavailable {
+        detail: String,
+        cause: Option<String>,
+    },
+    /// A database statement ran past the statement timeout (504).
+    #[error("the database query timed out")]
+    Timeout,
+    /// A fault of the server; `cause` goes to the log only.
     #[error("internal error")]
-    Internal { detail: String },
+    Internal { cause: String },
 }
+
+/// What a client is told when the database failed, whatever the database said (that goes to
+/// the log with the request id).
+const UNAVAILABLE_DETAIL: &str = "the server could not read this layer's points from its database";
 
 impl From<SourceError> for ApiError {
     fn from(e: SourceError) -> ApiError {
         match e {
             // A filter value the database refused is the client's input: a 400.
             SourceError::BadFilter { param, detail } => ApiError::BadParam { param, detail },
-            other => ApiError::Source(other),
+            SourceError::Unavailable(cause) => ApiError::Unavailable {
+                detail: UNAVAILABLE_DETAIL.to_string(),
+                cause: Some(cause),
+            },
+            SourceError::Timeout => ApiError::Timeout,
         }
     }
 }
@@ -51,9 +73,12 @@ impl From<StyleError> for ApiError {
         match e {
             StyleError::BadParam { param, detail } => ApiError::BadParam { param, detail },
             // Filter values are checked against column types only the database can tell.
-            StyleError::FilterTypesUnknown => {
-                ApiError::Source(SourceError::Unavailable(e.to_string()))
-            }
+            StyleError::FilterTypesUnknown => ApiError::Unavailable {
+                detail: "the database has not been reached yet, so filter values cannot be \
+                    checked"
+                    .to_string(),
+                cause: None,
+            },
         }
     }
 }
@@ -62,7 +87,10 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> ApiError {
         match e {
             ServiceError::Source(e) => ApiError::from(e),
-            ServiceError::Render(detail) => ApiError::Internal { detail },
+            ServiceError::Render(cause) => ApiError::Internal { cause },
+            ServiceError::Cache(e) => ApiError::Internal {
+                cause: e.to_string(),
+            },
         }
     }
 }
@@ -76,81 +104,71 @@ impl ApiError {
     }
 }
 
-/// The short `error` of a source failure: what went wrong, in a few words.
-fn source_summary(e: &SourceError) -> String {
-    match e {
-        SourceError::Unavailable(_) => "the database is unavailable".to_string(),
-        SourceError::Timeout => "the database query timed out".to_string(),
-        SourceError::BadFilter { param, .. } => format!("invalid value for `{param}`"),
-    }
-}
-
-/// The `detail` of a source failure: its cause and what the client can do about it, so the
-/// body never just repeats `error`.
-fn source_advice(e: &SourceError) -> String {
-    match e {
-        SourceError::Unavailable(cause) => {
-            format!("{cause}; retry after {RETRY_AFTER_SECS} s (Retry-After)")
-        }
-        SourceError::Timeout => "the statement ran past the server's statement timeout and was \
-            cancelled; retry later, or ask for a smaller area or a higher zoom"
-            .to_string(),
-        SourceError::BadFilter { detail, .. } => detail.clone(),
-    }
-}
-
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: String,
     detail: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     parameter: Option<&'a str>,
+    /// The answer's `X-Request-Id`: the key to this failure in the server's log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadParam { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadParam { .. } | ApiError::BadHeader { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnknownLayer { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Source(SourceError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Source(SourceError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Source(SourceError::BadFilter { .. }) => StatusCode::BAD_REQUEST,
+            ApiError::Busy { .. } | ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        let known_layers;
-        let source_detail;
-        let methods_detail;
-        let (detail, parameter): (&str, Option<&str>) = match self {
-            ApiError::BadParam { param, detail } => (detail, Some(param)),
+        let request_id = super::request_id::current();
+        let id = request_id.as_deref().unwrap_or("-");
+        let detail = match self {
+            ApiError::BadParam { detail, .. }
+            | ApiError::BadHeader { detail, .. }
+            | ApiError::NotFound { detail } => detail.clone(),
             ApiError::UnknownLayer { known, .. } => {
-                known_layers = format!("known layers: {}", known.join(", "));
-                (&known_layers, None)
+                format!("known layers: {}", known.join(", "))
             }
-            ApiError::NotFound { detail }
-            | ApiError::Internal { detail }
-            | ApiError::Busy { detail } => (detail, None),
+            ApiError::Busy { detail } => detail.clone(),
             ApiError::MethodNotAllowed { .. } => {
-                methods_detail = format!("this server only reads; allowed: {}", ALLOWED_METHODS);
-                (&methods_detail, None)
+                format!("this server only reads; allowed: {ALLOWED_METHODS}")
             }
-            ApiError::Source(e) => {
-                source_detail = source_advice(e);
-                (&source_detail, None)
+            ApiError::Unavailable { detail, cause } => {
+                if let Some(cause) = cause {
+                    tracing::warn!(request_id = id, cause = %cause, "database unavailable for a request");
+                }
+                format!("{detail}; retry after {RETRY_AFTER_SECS} s (Retry-After)")
+            }
+            ApiError::Timeout => {
+                tracing::warn!(
+                    request_id = id,
+                    "a database statement ran past the statement timeout"
+                );
+                "the statement ran past the server's statement timeout and was cancelled; \
+                    retry later, or ask for a smaller area or a higher zoom"
+                    .to_string()
+            }
+            ApiError::Internal { cause } => {
+                tracing::error!(request_id = id, cause = %cause, "internal error");
+                "the server failed to answer this request; its log has the cause under the \
+                    request id"
+                    .to_string()
             }
         };
-        if let ApiError::Internal { detail } = self {
-            tracing::error!(%detail, "internal error");
-        }
+        let parameter = match self {
+            ApiError::BadParam { param, .. } => Some(param.as_str()),
+            _ => None,
+        };
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(
-            self,
-            ApiError::Source(SourceError::Unavailable(_)) | ApiError::Busy { .. }
-        ) {
+        if matches!(self, ApiError::Unavailable { .. } | ApiError::Busy { .. }) {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
         }
         if matches!(self, ApiError::MethodNotAllowed { .. }) {
@@ -158,8 +176,9 @@ impl ResponseError for ApiError {
         }
         response.json(ErrorBody {
             error: self.to_string(),
-            detail,
+            detail: &detail,
             parameter,
+            request_id: request_id.as_deref(),
         })
     }
 }

@@ -10,17 +10,13 @@ use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-/// Attribution of the bundled demo layer.
-pub const DEMO_ATTRIBUTION: &str =
-    "Demo data: <a href=\"https://www.geonames.org/\">GeoNames</a> (CC BY 4.0)";
-
 /// `GET /layers`: name, bounds, point count and TileJSON URL of every layer.
 pub async fn layers(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     Query::parse(req.query_string(), &[])?;
-    let base = state.base_url(&req);
+    let base = state.base_url(&req)?;
     let list: Vec<_> = state
         .layers
         .all()
@@ -55,7 +51,7 @@ pub async fn tilejson(
     let query = Query::parse(req.query_string(), &[STYLE_PARAMS])?;
     let spec = StyleSpec::from_query(&query)?;
     let layer = state.layer(name).await?;
-    let mut doc = tilejson_doc(state, &state.base_url(req), &layer, &spec);
+    let mut doc = tilejson_doc(state, &state.base_url(req)?, &layer, &spec);
     doc["heatmap"]["aggregatedZooms"] = json!(layer.aggregated_zooms().await?);
     Ok(HttpResponse::Ok().json(doc))
 }
@@ -99,7 +95,9 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         Some(db) if db.reachable() => ("ok", json!({"status": "ok", "pool": pool_json(&db.pool)})),
         Some(db) => (
             "degraded",
-            json!({"status": "unavailable", "error": db.last_error(), "pool": pool_json(&db.pool)}),
+            // State only: the cause (which may name the database's user, host or tables)
+            // is in the log. `checked` says whether the server has tried it yet.
+            json!({"status": "unavailable", "checked": db.looked(), "pool": pool_json(&db.pool)}),
         ),
     };
     let body = json!({
@@ -159,7 +157,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         .metrics
         .render(&gauges)
         .map_err(|e| ApiError::Internal {
-            detail: format!("encoding the metrics: {e}"),
+            cause: format!("encoding the metrics: {e}"),
         })?;
     Ok(HttpResponse::Ok()
         .content_type(prometheus::TEXT_FORMAT)

@@ -3,17 +3,17 @@
 pub mod budget;
 pub mod error;
 pub mod head_guard;
+pub mod host;
 pub mod meta;
-pub mod params;
 pub mod poc;
 pub mod points;
+pub mod request_id;
 pub mod tiles;
 pub mod webmap;
 
 use crate::http::error::ApiError;
 use crate::layer::Registry;
 use crate::source::postgis::watch::Database;
-use crate::source::SourceError;
 use actix_web::dev::{Server, Service};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
@@ -109,10 +109,11 @@ impl AppState {
     /// The 503 for a layer name while the database that may hold it has not been reached.
     pub fn layers_not_known(&self) -> Option<ApiError> {
         let db = self.database.as_ref().filter(|db| !db.discovered())?;
-        Some(ApiError::Source(SourceError::Unavailable(format!(
-            "the database has not been reached yet, so its layers are not known: {}",
-            db.last_error().unwrap_or_default()
-        ))))
+        Some(ApiError::Unavailable {
+            detail: "the database has not been reached yet, so its layers are not known"
+                .to_string(),
+            cause: db.last_error(),
+        })
     }
 
     /// `Cache-Control` for a tile at zoom `z`.
@@ -123,20 +124,35 @@ impl AppState {
             .map_or(&self.tile_cache_control, |b| &b.value)
     }
 
-    /// The base URL clients use to reach this server.
-    pub fn base_url(&self, req: &HttpRequest) -> String {
-        match &self.public_url {
-            Some(url) => url.trim_end_matches('/').to_string(),
-            None => {
-                let info = req.connection_info();
-                format!("{}://{}", info.scheme(), info.host())
-            }
+    /// The base URL clients use to reach this server: `public_url` when configured, else
+    /// the request's scheme and `Host` (or the proxy's `Forwarded` / `X-Forwarded-Host` and
+    /// `X-Forwarded-Proto`), accepted only when they are a plain `host[:port]` and `http` or
+    /// `https`: links end up in answers that caches share, so a crafted `Host` must not
+    /// steer them.
+    pub fn base_url(&self, req: &HttpRequest) -> Result<String, ApiError> {
+        if let Some(url) = &self.public_url {
+            return Ok(url.trim_end_matches('/').to_string());
         }
+        let info = req.connection_info();
+        let (scheme, host) = (info.scheme(), info.host());
+        if !matches!(scheme, "http" | "https") {
+            return Err(ApiError::BadHeader {
+                header: "X-Forwarded-Proto".into(),
+                detail: "links are built from the request's scheme, which must be http or https; or configure public_url".into(),
+            });
+        }
+        if !host::is_host_and_port(host) {
+            return Err(ApiError::BadHeader {
+                header: "Host".into(),
+                detail: "links are built from the Host header (or Forwarded / X-Forwarded-Host), which must be a host name or IP literal with an optional :port; or configure public_url".into(),
+            });
+        }
+        Ok(format!("{scheme}://{host}"))
     }
 }
 
 /// Response headers a page on another origin may read besides the CORS-safelisted ones.
-const EXPOSED_HEADERS: &str = "ETag, X-Cache, Retry-After";
+const EXPOSED_HEADERS: &str = "ETag, X-Cache, Retry-After, X-Request-Id";
 
 pub use error::ALLOWED_METHODS;
 
@@ -188,6 +204,14 @@ pub fn if_none_match_holds(req: &HttpRequest, etag: &[u8]) -> bool {
         })
 }
 
+/// The `ETag` header of a stored entity tag. Shares the tag's bytes (no copy, no
+/// allocation: memory hits send it), checking only that they are header-safe, which the
+/// cache's quoted hex always is.
+pub fn etag_header(etag: &bytes::Bytes) -> HeaderValue {
+    HeaderValue::from_maybe_shared(etag.clone())
+        .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
 /// The route of a request path, a fixed label for the latency metrics (never the raw path,
 /// which is unbounded). Decided from the path's shape
 /// rather than by `match_pattern`, which runs the router's regexes a second time for every
@@ -237,6 +261,7 @@ pub fn app(
         )
         .wrap_fn(move |mut req, srv| {
             let started = Instant::now();
+            let id = request_id::for_request(req.headers());
             head_guard::undisguise(&mut req);
             let head = req.method() == Method::HEAD;
             let route = route_name(req.path());
@@ -245,19 +270,31 @@ pub fn app(
             let hit = matches!(*req.method(), Method::GET | Method::HEAD)
                 .then(|| tiles::memory_hit(&shared, req.request()))
                 .flatten();
+            // Routed requests run with their id current, so that an error answer carries
+            // it and logs its cause under it.
             let fut = match hit {
                 Some(hit) => Either::Left(ready(Ok(req.into_response(hit)))),
-                None => Either::Right(srv.call(req)),
+                None => {
+                    let call = request_id::sync_scope(id.clone(), || srv.call(req));
+                    Either::Right(request_id::scope(id.clone(), call))
+                }
             };
             async move {
                 let mut res = fut.await?;
                 if head {
                     res = head_guard::without_body(res);
                 }
+                let headers = res.headers_mut();
+                headers.insert(request_id::X_REQUEST_ID, id.clone());
+                // Browsers must take every answer for the type it says (an error's JSON is
+                // never run as a script or page).
+                headers.insert(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                );
                 // On every answer, errors included, so a page on another origin can read
                 // the JSON error as well as the tile.
                 if let Some(origin) = allow_origin {
-                    let headers = res.headers_mut();
                     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
                     headers.insert(
                         header::ACCESS_CONTROL_EXPOSE_HEADERS,
@@ -266,27 +303,23 @@ pub fn app(
                 }
                 let seconds = started.elapsed().as_secs_f64();
                 metrics.observe_route(route, seconds);
-                // One line per request is costly at tens of thousands of requests per second:
-                // successes log at debug (RUST_LOG=twine_heatmap=debug), errors at info.
+                // One line per request is costly at tens of thousands of requests per second,
+                // and a client's bad requests are not the operator's problem (a fuzzer would
+                // fill the log): answers below 500 log at debug (RUST_LOG=twine_heatmap=debug).
+                // Server-side failures log at warn, with the request id their cause was
+                // logged under.
                 let status = res.status().as_u16();
                 let (method, path) = (res.request().method(), res.request().path());
-                if status >= 400 {
-                    tracing::info!(%method, path, status, ms = seconds * 1e3, "request");
+                let id = id.to_str().unwrap_or_default();
+                if status >= 500 {
+                    tracing::warn!(%method, path, status, request_id = id, ms = seconds * 1e3, "request");
                 } else {
-                    tracing::debug!(%method, path, status, ms = seconds * 1e3, "request");
+                    tracing::debug!(%method, path, status, request_id = id, ms = seconds * 1e3, "request");
                 }
                 Ok(res)
             }
         })
         .configure(configure)
-}
-
-/// Starts the background tasks the state needs (the database watcher). Call inside the
-/// server's runtime.
-pub fn start_background(state: &AppState) {
-    if let Some(db) = &state.database {
-        crate::source::postgis::watch::spawn(db.clone(), state.layers.clone());
-    }
 }
 
 /// Binds the server without running it; returns it with the addresses it listens on.

@@ -2,10 +2,11 @@
 //! answered with a link to `/heatmap.png` or with the points `/points` gives.
 
 use super::error::ApiError;
-use super::tiles::{MAX_OVERLAY_SIDE, OVERLAY_PARAMS};
+use super::tiles::MAX_OVERLAY_SIDE;
 use super::AppState;
 use crate::service::points_or_bins;
 use crate::source::PointQuery;
+use crate::style::OVERLAY_PARAMS;
 use crate::style::{parse_bbox, parse_int, Query, StyleError, StyleSpec, STYLE_PARAMS};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -56,7 +57,7 @@ async fn twine_heatmap(
         // The box is numbers and commas, left readable; the layer name is escaped.
         let filename = format!(
             "{}/heatmap.png?layer={}&bbox={}&width={}&height={}&{}",
-            state.base_url(&req),
+            state.base_url(&req)?,
             form_urlencoded::byte_serialize(layer.name.as_bytes()).collect::<String>(),
             overlay.bbox,
             overlay.width,

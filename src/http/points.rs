@@ -7,14 +7,11 @@ use super::AppState;
 use crate::service::points_or_bins;
 use crate::source::PointQuery;
 use crate::style::{
-    parse_bbox, parse_filters, parse_int, parse_with_filters, Query, StyleError, MAX_BLUR,
-    MAX_RADIUS,
+    parse_bbox, parse_filters, parse_int, parse_with_filters, Query, StyleError, BBOX_POINT_PARAMS,
+    MAX_BLUR, MAX_RADIUS, TILE_POINT_PARAMS,
 };
 use crate::tile::{TileCoord, WorldBox, MAX_ZOOM};
 use actix_web::{web, HttpRequest, HttpResponse};
-
-pub(crate) const TILE_POINT_PARAMS: &[&str] = &["limit", "radius", "blur"];
-pub(crate) const BBOX_POINT_PARAMS: &[&str] = &["bbox", "limit", "zoom"];
 
 /// `GET /points/{layer}/{z}/{x}/{y}.json[?limit=N&radius=R&blur=B]`.
 pub async fn tile_points(

@@ -7,7 +7,8 @@ use crate::layer::Layer;
 use crate::metrics::Metrics;
 use crate::service::{Answer, OverlayRequest, TileRequest};
 use crate::style::{
-    parse_bbox, parse_filters, parse_int, parse_with_filters, StyleError, StyleSpec, STYLE_PARAMS,
+    parse_bbox, parse_filters, parse_int, parse_with_filters, StyleError, StyleSpec,
+    OVERLAY_PARAMS, STYLE_PARAMS,
 };
 use crate::tile::{TileCoord, MAX_ZOOM};
 use actix_web::http::header::{self, HeaderValue};
@@ -25,9 +26,9 @@ pub const MAX_OVERLAY_SIDE: u32 = 4096;
 /// `/tiles/{layer}/{z}/{x}/{y}.png` and `{y}@2x.png`.
 ///
 /// GET and HEAD only (the scope's guard). One static-prefix scope whose rest is split here,
-/// instead of two patterned routes: actix
-/// matches a patterned route with a regex and copies its segments into Strings, which took
-/// about 0.7 us of the 1.6 us the server spent on a memory hit (perf under benches/load.sh).
+/// instead of two patterned routes: actix matches a patterned route with a regex and copies
+/// its segments into Strings, a large share of a memory hit's cost (benches/README.md,
+/// "Figures behind design choices").
 pub async fn under_tiles(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -159,8 +160,7 @@ fn cached_response(
     Answer { tile, origin }: &Answer,
     metrics: &Metrics,
 ) -> HttpResponse {
-    let etag = tile.etag();
-    let matches = super::if_none_match_holds(req, etag.as_bytes());
+    let matches = super::if_none_match_holds(req, tile.etag());
     let mut response = if matches {
         metrics.not_modified.inc();
         HttpResponse::NotModified()
@@ -168,7 +168,7 @@ fn cached_response(
         HttpResponse::Ok()
     };
     response
-        .insert_header((header::ETAG, etag.clone()))
+        .insert_header((header::ETAG, super::etag_header(tile.etag())))
         .insert_header((header::CACHE_CONTROL, cache_control.clone()))
         .insert_header((X_CACHE, HeaderValue::from_static(origin.header())));
     if matches {
@@ -199,9 +199,6 @@ fn at_zoom(err: StyleError, z: u8) -> StyleError {
         other => other,
     }
 }
-
-/// Overlay parameters besides the style.
-pub(crate) const OVERLAY_PARAMS: &[&str] = &["layer", "bbox", "width", "height"];
 
 /// `GET /heatmap.png?layer=L&bbox=w,s,e,n&width=W&height=H[&style params]`.
 pub async fn overlay(

@@ -56,9 +56,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/web/{file:.*}", super::read().to(file));
 }
 
+/// The map page's Content-Security-Policy: scripts, styles, fonts and fetches from this server
+/// only (the page has no inline script or style), images also from the OpenStreetMap
+/// basemap and `data:` (Leaflet's blank tile, the page's empty favicon); no plugins, frames,
+/// `<base>` or form posts. A script injected into the page could not load or send anything.
+pub const WEB_MAP_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data: https://tile.openstreetmap.org; connect-src 'self'; font-src 'self'; \
+    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 /// `GET /`: the map page.
 async fn index(req: HttpRequest) -> HttpResponse {
-    respond(&req, asset("index.html").expect("index.html is embedded"))
+    let mut response = respond(&req, asset("index.html").expect("index.html is embedded"));
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(WEB_MAP_CSP),
+    );
+    response
 }
 
 /// `GET /web/{file}`: an embedded file, or `schemes.json`; anything else is the API's JSON 404.
@@ -130,7 +143,9 @@ fn schemes() -> &'static Served {
 }
 
 fn etag(bytes: &[u8]) -> HeaderValue {
-    crate::cache::strong_etag(&crate::cache::content_digest(bytes))
+    super::etag_header(&crate::cache::strong_etag(&crate::cache::content_digest(
+        bytes,
+    )))
 }
 
 /// The file, or 304 when the client already holds this version. `no-cache` makes browsers

@@ -31,10 +31,10 @@ pub fn encode_indexed(img: &IndexedImage) -> Result<Vec<u8>, EncodeError> {
         if !trns.is_empty() {
             encoder.set_trns(trns);
         }
-        // Fast compression: tiles are rendered per request. With the filter chosen per row
-        // (adaptive) instead of always Sub, the load test's 2,000 demo tiles are 8% smaller
-        // (request-weighted mean 19.2 -> 17.7 KB) for 50 us more per tile; zlib at any level
-        // costs 0.3-3 ms per tile for at most 13% more.
+        // Fast compression: tiles are rendered per request. The filter is chosen per row
+        // (adaptive) rather than always Sub: smaller tiles for little more time, while zlib
+        // at any level costs far more time for little less size (benches/README.md, "Figures
+        // behind design choices").
         encoder.set_compression(png::Compression::Fast);
         encoder.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
         let mut writer = encoder.write_header()?;

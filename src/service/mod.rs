@@ -6,7 +6,7 @@ pub mod points;
 pub mod render;
 
 use crate::cache::key::TileKey;
-use crate::cache::{CachedTile, Origin, TileCache};
+use crate::cache::{CacheError, CachedTile, Origin, TileCache};
 use crate::layer::Layer;
 use crate::metrics::Metrics;
 use crate::source::{FilterValues, SourceError};
@@ -27,6 +27,9 @@ pub enum ServiceError {
     /// Drawing or encoding the image failed: a fault of the server, not of the request.
     #[error("{0}")]
     Render(String),
+    /// The cache could not read or store the tile.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
 }
 
 /// One tile of a layer, checked, with its cache key.
@@ -139,26 +142,50 @@ impl<'a> TileService<'a> {
             y = coord.y,
             ratio
         );
-        // Boxed: the disk and render path's future is large, and actix boxes and moves the
-        // handler's whole future for every request, memory hits included (boxing here took
-        // it from 1,600 to 456 bytes).
+        // Boxed: the disk and render path's future is large, and the web server boxes and
+        // moves the handler's whole future for every request, memory hits included.
         let (tile, origin) = Box::pin(
             self.cache
-                .get_missing(request.key.clone(), self.metrics, || async {
-                    render_png(
-                        layer,
-                        coord.viewport(ratio),
-                        &request.style,
-                        Some(coord),
-                        &request.filters,
-                        self.metrics,
-                    )
-                    .await
-                })
+                .get_missing(request.key.clone(), self.metrics, || self.render(request))
                 .instrument(span),
         )
         .await?;
         Ok(Answer { tile, origin })
+    }
+
+    /// Renders the tile into the disk tier unless a whole copy is there already, and waits
+    /// for the write: `seed` fills the disk ahead of requests this way. The memory tier is
+    /// neither read nor filled (a seed is a separate process from the server that will
+    /// serve the tiles), and neither is the single-flight map. `None` when the disk already
+    /// held the tile.
+    pub async fn fill_disk(&self, request: &TileRequest) -> Result<Option<Answer>, ServiceError> {
+        if self.cache.disk.is_none() {
+            return Err(CacheError::NoDiskTier.into());
+        }
+        if self.cache.on_disk(&request.key).await? {
+            return Ok(None);
+        }
+        let png = self.render(request).await?;
+        let tile = CachedTile::new(png);
+        self.cache.store_on_disk(&request.key, &tile).await?;
+        Ok(Some(Answer {
+            tile,
+            origin: Origin::Rendered,
+        }))
+    }
+
+    /// Draws the tile, without the cache.
+    async fn render(&self, request: &TileRequest) -> Result<bytes::Bytes, ServiceError> {
+        let coord = request.coord;
+        render_png(
+            &request.layer,
+            coord.viewport(request.ratio),
+            &request.style,
+            Some(coord),
+            &request.filters,
+            self.metrics,
+        )
+        .await
     }
 
     /// The overlay, rendered for this request: any box at any size is not worth caching,

@@ -8,7 +8,7 @@ use crate::render::{png, Viewport};
 use crate::source::FilterValues;
 use crate::style::StyleSpec;
 use crate::tile::TileCoord;
-use actix_web::web::{self, Bytes};
+use bytes::Bytes;
 use std::sync::OnceLock;
 use tokio::sync::Semaphore;
 
@@ -61,7 +61,7 @@ pub async fn render_png(
     // Rendering is CPU-bound (milliseconds for dense tiles): keep it off the I/O workers.
     // The blocking thread does not inherit the request's span: carry it over.
     let span = tracing::Span::current();
-    let encoded = web::block(move || {
+    let encoded = tokio::task::spawn_blocking(move || {
         let _in_span = span.enter();
         let started = std::time::Instant::now();
         let img = points.render(&vp, &style, &ramp);

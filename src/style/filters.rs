@@ -6,6 +6,26 @@ use super::query::Query;
 use crate::source::filter::FilterValue;
 use crate::source::{FilterDef, FilterValues};
 
+/// Parameters of an overlay request besides the style's.
+pub const OVERLAY_PARAMS: &[&str] = &["layer", "bbox", "width", "height"];
+/// Parameters of a tile's points request.
+pub const TILE_POINT_PARAMS: &[&str] = &["limit", "radius", "blur"];
+/// Parameters of a box's points request.
+pub const BBOX_POINT_PARAMS: &[&str] = &["bbox", "limit", "zoom"];
+
+/// Whether `param` is one a request takes besides a layer's filters (style, overlay, points):
+/// a declared filter cannot take it, or the two would read the same value.
+pub fn is_reserved_param(param: &str) -> bool {
+    [
+        super::STYLE_PARAMS,
+        OVERLAY_PARAMS,
+        TILE_POINT_PARAMS,
+        BBOX_POINT_PARAMS,
+    ]
+    .iter()
+    .any(|set| set.contains(&param))
+}
+
 /// Parses a request's query string allowing the route's parameters (`allowed`) and the
 /// parameters of the layer's filters (`defs`).
 pub fn parse_with_filters(

@@ -7,7 +7,10 @@ pub mod query;
 pub mod spec;
 
 pub use error::StyleError;
-pub use filters::{parse_filters, parse_with_filters};
+pub use filters::{
+    is_reserved_param, parse_filters, parse_with_filters, BBOX_POINT_PARAMS, OVERLAY_PARAMS,
+    TILE_POINT_PARAMS,
+};
 pub use query::{parse_bbox, parse_int, Query, MAX_QUERY_LEN, MAX_VALUE_LEN};
 pub use spec::{
     StyleRequest, StyleSpec, MAX_BLUR, MAX_DOT_SIZE, MAX_RADIUS, MAX_WEIGHT_MAX, STYLE_PARAMS,

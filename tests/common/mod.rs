@@ -33,7 +33,7 @@ impl TestServer {
         std::thread::spawn(move || {
             let system = actix_web::rt::System::new();
             system.block_on(async move {
-                http::start_background(&state);
+                twine_heatmap::app::start_background(state.database.as_ref(), &state.layers);
                 let (server, addrs) = http::bind(state, "127.0.0.1:0").expect("bind");
                 tx.send(addrs[0]).expect("send addr");
                 server.await.expect("server");
@@ -160,6 +160,19 @@ impl Reply {
             "503 without Retry-After"
         );
         self.json()
+    }
+
+    /// As [`assert_retry_later`](Self::assert_retry_later), for the 503 of a database the
+    /// server has not reached yet.
+    pub fn assert_database_not_reached(&self) -> serde_json::Value {
+        let body = self.assert_retry_later();
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("not been reached")),
+            "{body}"
+        );
+        body
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -176,6 +176,10 @@ pub fn parse_points(
     .map_err(invalid)
 }
 
+/// Attribution of the bundled demo layer (HTML, as TileJSON's `attribution`).
+pub const DEMO_ATTRIBUTION: &str =
+    "Demo data: <a href=\"https://www.geonames.org/\">GeoNames</a> (CC BY 4.0)";
+
 /// The demo layer shipped in the binary: 135,233 places of the world with at least 1,000
 /// inhabitants (GeoNames, CC BY 4.0), each counting once.
 pub fn demo_points() -> Result<Vec<WorldPoint>, LoadError> {

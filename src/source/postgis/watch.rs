@@ -80,12 +80,12 @@ impl Database {
     /// Waits for the watcher's first look at the database to end, at most as long as a
     /// request may wait for a connection (the pool's wait timeout). A server started just
     /// before its first requests then answers them with the database's layers (the first
-    /// look takes some 100 ms) instead of 503; a database that is down costs a request at
+    /// look is quick next to that wait) instead of 503; a database that is down costs a request at
     /// most that wait, and only until the first look has failed.
     pub async fn first_look(&self) {
         let wait = self.pool.timeouts().wait.unwrap_or(Duration::from_secs(2));
         // Past the wait: answer with what is known now.
-        let _ = actix_web::rt::time::timeout(wait, self.looked.wait()).await;
+        let _ = tokio::time::timeout(wait, self.looked.wait()).await;
     }
 
     pub fn last_error(&self) -> Option<String> {
@@ -215,11 +215,12 @@ impl Database {
 
 /// Runs the watcher until the process ends.
 pub fn spawn(db: Arc<Database>, catalog: impl LayerCatalog + 'static) {
-    actix_web::rt::spawn(async move {
+    // On the current thread, as the server runs its tasks (the watcher need not be `Send`).
+    tokio::task::spawn_local(async move {
         let mut prepared = false;
         loop {
             db.poll(&catalog, &mut prepared).await;
-            actix_web::rt::time::sleep(POLL).await;
+            tokio::time::sleep(POLL).await;
         }
     });
 }
