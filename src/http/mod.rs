@@ -1,5 +1,6 @@
 //! The HTTP API: routes, shared state, and the server's start and graceful stop.
 
+pub mod bodies;
 pub mod budget;
 pub mod error;
 pub mod head_guard;
@@ -241,12 +242,17 @@ pub fn app(
             let head = req.method() == Method::HEAD;
             let route = route_name(req.path());
             let (metrics, allow_origin) = (shared.metrics.clone(), shared.allow_origin.clone());
+            let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+            // No route reads a body: one that was announced is never waited for.
+            let unread = bodies::take_unread(&mut req);
             // A memory hit is answered here, without routing (see `tiles::memory_hit`).
-            let hit = matches!(*req.method(), Method::GET | Method::HEAD)
-                .then(|| tiles::memory_hit(&shared, req.request()))
-                .flatten();
-            let fut = match hit {
-                Some(hit) => Either::Left(ready(Ok(req.into_response(hit)))),
+            let early = match (reads, &unread) {
+                (true, Some(_)) => Some(bodies::refused()),
+                (true, None) => tiles::memory_hit(&shared, req.request()),
+                (false, _) => None,
+            };
+            let fut = match early {
+                Some(answer) => Either::Left(ready(Ok(req.into_response(answer)))),
                 None => Either::Right(srv.call(req)),
             };
             async move {
@@ -265,6 +271,9 @@ pub fn app(
                     );
                 }
                 let seconds = started.elapsed().as_secs_f64();
+                if let Some(unread) = unread {
+                    res = bodies::close_after(res, unread);
+                }
                 metrics.observe_route(route, seconds);
                 // One line per request is costly at tens of thousands of requests per second:
                 // successes log at debug (RUST_LOG=twine_heatmap=debug), errors at info.
