@@ -47,6 +47,8 @@ pub struct AppState {
     pub allow_origin: Option<HeaderValue>,
     /// Room for overlay pixels rendered at once (`/heatmap.png`).
     pub overlay_budget: std::sync::Arc<budget::RenderBudget>,
+    /// Room for `/points` answers made at once.
+    pub points_budget: std::sync::Arc<budget::PointsBudget>,
     pub cache: std::sync::Arc<crate::cache::TileCache>,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
@@ -74,6 +76,7 @@ impl AppState {
             cache_control_bands: Vec::new(),
             allow_origin: Some(HeaderValue::from_static("*")),
             overlay_budget: Default::default(),
+            points_budget: Default::default(),
             // Without a configured cache: no memory or disk tier, single flight only.
             cache: std::sync::Arc::new(crate::cache::TileCache::new(None, None)),
             metrics: Default::default(),
