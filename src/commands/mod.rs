@@ -59,7 +59,7 @@ fn api_message(e: &ApiError) -> String {
         | ApiError::Internal { detail }
         | ApiError::Busy { detail } => detail.clone(),
         ApiError::Source(e) => e.to_string(),
-        ApiError::MethodNotAllowed { .. } => e.to_string(),
+        ApiError::MethodNotAllowed { .. } | ApiError::ShuttingDown => e.to_string(),
     }
 }
 

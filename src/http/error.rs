@@ -26,6 +26,10 @@ pub enum ApiError {
     /// The server has no room for this work now (503 with `Retry-After`).
     #[error("the server is busy")]
     Busy { detail: String },
+    /// The server is stopping and this request did not finish in time (503 with
+    /// `Retry-After`: another instance, or this one restarted, will answer).
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// A method other than GET, HEAD and OPTIONS (405 with `Allow`).
     #[error("method {method} not allowed")]
     MethodNotAllowed { method: String },
@@ -113,7 +117,7 @@ impl ResponseError for ApiError {
             ApiError::BadParam { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnknownLayer { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy { .. } | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Source(SourceError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Source(SourceError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Source(SourceError::BadFilter { .. }) => StatusCode::BAD_REQUEST,
@@ -134,6 +138,10 @@ impl ResponseError for ApiError {
             ApiError::NotFound { detail }
             | ApiError::Internal { detail }
             | ApiError::Busy { detail } => (detail, None),
+            ApiError::ShuttingDown => (
+                "the server stopped before this request finished; retry it",
+                None,
+            ),
             ApiError::MethodNotAllowed { .. } => {
                 methods_detail = format!("this server only reads; allowed: {}", ALLOWED_METHODS);
                 (&methods_detail, None)
@@ -149,7 +157,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if matches!(
             self,
-            ApiError::Source(SourceError::Unavailable(_)) | ApiError::Busy { .. }
+            ApiError::Source(SourceError::Unavailable(_))
+                | ApiError::Busy { .. }
+                | ApiError::ShuttingDown
         ) {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
         }

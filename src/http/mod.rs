@@ -8,6 +8,7 @@ pub mod meta;
 pub mod params;
 pub mod poc;
 pub mod points;
+pub mod shutdown;
 pub mod tiles;
 pub mod webmap;
 
@@ -51,6 +52,8 @@ pub struct AppState {
     pub points_budget: std::sync::Arc<budget::PointsBudget>,
     pub cache: std::sync::Arc<crate::cache::TileCache>,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Notified when the server starts to stop (set by [`bind`]).
+    pub stopping: Option<actix_server::GracefulShutdownSignal>,
 }
 
 /// `Cache-Control` for a range of zooms.
@@ -80,6 +83,7 @@ impl AppState {
             // Without a configured cache: no memory or disk tier, single flight only.
             cache: std::sync::Arc::new(crate::cache::TileCache::new(None, None)),
             metrics: Default::default(),
+            stopping: None,
         }
     }
 
@@ -254,12 +258,16 @@ pub fn app(
                 (true, None) => tiles::memory_hit(&shared, req.request()),
                 (false, _) => None,
             };
+            let stopping = shared.stopping.clone();
             let fut = match early {
                 Some(answer) => Either::Left(ready(Ok(req.into_response(answer)))),
                 None => Either::Right(srv.call(req)),
             };
             async move {
-                let mut res = fut.await?;
+                let mut res = match stopping {
+                    Some(signal) => shutdown::answer_or_stopping(fut, &signal).await?,
+                    None => fut.await?,
+                };
                 if head {
                     res = head_guard::without_body(res);
                 }
@@ -302,8 +310,9 @@ pub fn start_background(state: &AppState) {
 }
 
 /// Binds the server without running it; returns it with the addresses it listens on.
-/// Actix stops it gracefully on SIGINT or SIGTERM: it stops accepting, lets requests in
-/// flight finish (up to 10 s), and returns.
+/// Actix stops it gracefully on SIGINT or SIGTERM: it stops accepting and lets requests in
+/// flight finish; those still running after [`shutdown::FINISH_WITHIN`] are answered 503,
+/// and it returns within [`shutdown::STOP_LIMIT`].
 ///
 /// Assembled from actix-server and actix-http as actix-web's `HttpServer` does (same timeouts
 /// and backlog), because `HttpServer` cannot wrap a connection's socket, and each one here is
@@ -314,8 +323,11 @@ pub fn bind(state: AppState, addr: &str) -> std::io::Result<(Server, Vec<SocketA
     use actix_web::dev::AppConfig;
     use actix_web::rt::net::TcpStream;
 
-    let mut builder = actix_server::ServerBuilder::default().shutdown_timeout(10);
+    let mut builder =
+        actix_server::ServerBuilder::default().shutdown_timeout(shutdown::FORCE_AFTER_SECS);
     let shutdown = builder.graceful_shutdown_signal();
+    let mut state = state;
+    state.stopping = Some(shutdown.clone());
     let mut addrs = Vec::new();
     let mut last_error = None;
     for local in std::net::ToSocketAddrs::to_socket_addrs(addr)? {
