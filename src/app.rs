@@ -184,6 +184,16 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, String), StartError> {
         .default_limit
         .unwrap_or(state.points_limit_default)
         .min(state.points_limit_max);
+    state.points_budget = Arc::new(crate::http::budget::PointsBudget::new(
+        config
+            .points
+            .concurrent
+            .unwrap_or_else(crate::http::budget::default_points_concurrency),
+        config
+            .points
+            .wait_ms
+            .map_or(crate::http::budget::DEFAULT_WAIT, Duration::from_millis),
+    ));
     state.public_url = args.public_url.clone().or(config.public_url);
     state.poc_layer = config.poc_layer;
     if let Some(value) = config.tile_cache_control {

@@ -43,6 +43,10 @@ pub struct Config {
 pub struct PointsConfig {
     pub default_limit: Option<u32>,
     pub max_limit: Option<u32>,
+    /// Answers made at once (default: half the cores, at least 1); others wait for room.
+    pub concurrent: Option<u32>,
+    /// How long a request waits for room before a 503 with `Retry-After` (default 10000 ms).
+    pub wait_ms: Option<u64>,
 }
 
 /// A layer: from a points file into memory, or over an existing PostGIS table.
@@ -210,6 +214,9 @@ impl Config {
         if config.points.default_limit == Some(0) || config.points.max_limit == Some(0) {
             return Err("points limits must be at least 1".into());
         }
+        if config.points.concurrent == Some(0) {
+            return Err("points.concurrent must be at least 1".into());
+        }
         if let (Some(d), Some(m)) = (config.points.default_limit, config.points.max_limit) {
             if d > m {
                 return Err(format!(
@@ -326,6 +333,7 @@ mod tests {
     fn bad_values_are_refused() {
         assert!(Config::parse("handoff_zoom = 99").is_err());
         assert!(Config::parse("[points]\ndefault_limit = 10\nmax_limit = 5").is_err());
+        assert!(Config::parse("[points]\nconcurrent = 0").is_err());
         assert!(Config::parse("[[layers]]\nname = \"a/b\"\nfile = \"a.csv\"").is_err());
         assert!(Config::parse("handoff_zoom = \"eight\"").is_err());
         let err = Config::parse("poc_layer = \"a/b\"").expect_err("bad poc_layer");

@@ -524,6 +524,14 @@ fn head_cors_preflight_and_other_methods() {
     }
 }
 
+/// `path` answers 503 with Retry-After, as a full budget does, and its detail says `advice`.
+fn assert_busy(s: &TestServer, path: &str, advice: &str) {
+    let body = s.get(path).assert_retry_later();
+    assert_eq!(body["error"], "the server is busy", "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(advice), "{body}");
+}
+
 /// Concurrent large overlays share a pixel budget: with the budget taken (here by the test
 /// itself, so nothing depends on timing) an overlay answers 503 with Retry-After at once
 /// (this server waits 0 s for room), and renders again when the room is back.
@@ -540,20 +548,85 @@ fn overlays_beyond_the_pixel_budget_answer_503() {
     let held = runtime
         .block_on(budget.reserve(2048 * 1536))
         .expect("the test takes three quarters of the budget");
-    let body = s.get(path).assert_retry_later();
-    assert_eq!(body["error"], "the server is busy", "{body}");
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("smaller width and height"),
-        "{body}"
-    );
+    assert_busy(&s, path, "smaller width and height");
     // A small overlay still fits in the quarter left.
     let small = s.get("/heatmap.png?layer=demo&bbox=-10,35,30,60&width=512&height=512");
     assert_eq!(small.status, 200);
     drop(held);
     assert_eq!(s.get(path).status, 200);
+}
+
+/// `/points` answers share a budget like overlays: with it taken (by the test itself, so
+/// nothing depends on timing) both forms answer 503 with Retry-After at once (this server
+/// waits 0 s for room), while tiles are not counted; with the room back they answer again.
+#[test]
+fn points_beyond_their_budget_answer_503() {
+    use std::sync::Arc;
+    use twine_heatmap::http::budget::PointsBudget;
+    let budget = Arc::new(PointsBudget::new(1, std::time::Duration::ZERO));
+    let mut state = TestServer::demo_state(vec![]);
+    state.points_budget = budget.clone();
+    let s = TestServer::start(state);
+    let paths = [
+        "/points/demo?bbox=-10,35,30,60",
+        "/points/demo/5/16/10.json",
+    ];
+    let runtime = actix_web::rt::System::new();
+    let held = runtime
+        .block_on(budget.reserve())
+        .expect("the test takes the budget");
+    for path in paths {
+        assert_busy(&s, path, "at most 1 at once");
+    }
+    // Bad input is still a 400 (checked before any room is taken), and tiles still come.
+    assert_eq!(s.get("/points/demo?bbox=1,2,3").status, 400);
+    assert_eq!(s.get("/tiles/demo/5/16/10.png").status, 200);
+    drop(held);
+    for path in paths {
+        let answer = s.get(path);
+        assert_eq!(answer.status, 200, "{path}");
+        assert!(
+            answer.json()["count"].as_u64().unwrap_or_default() > 0,
+            "{path}"
+        );
+    }
+}
+
+/// Requests for the most points allowed, many at once, leave tiles answered: the points
+/// work queues for its budget off the I/O workers while tiles render and come back.
+#[test]
+fn tiles_are_answered_while_points_requests_flood() {
+    use std::sync::Arc;
+    use twine_heatmap::http::budget::PointsBudget;
+    let mut state = TestServer::demo_state(vec![]);
+    // Room for one at a time, and a wait long enough that every request gets its turn.
+    state.points_budget = Arc::new(PointsBudget::new(1, std::time::Duration::from_secs(120)));
+    let s = TestServer::start(state);
+    let flood: Vec<_> = (0..6)
+        .map(|_| {
+            let url = format!(
+                "{}/points/demo?bbox=-180,-85,180,85&limit={}",
+                s.base, 200_000
+            );
+            std::thread::spawn(move || {
+                (0..3)
+                    .map(|_| match ureq::get(&url).call() {
+                        Ok(r) => r.status(),
+                        Err(ureq::Error::Status(code, _)) => code,
+                        Err(e) => panic!("{e}"),
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    // Cold tiles, so each is rendered while the points requests are in flight.
+    for x in 0..8 {
+        let tile = s.get(&format!("/tiles/demo/4/{x}/5.png"));
+        assert_eq!(tile.status, 200, "tile {x}");
+    }
+    for handle in flood {
+        assert_eq!(handle.join().expect("thread"), vec![200; 3]);
+    }
 }
 
 /// Errors whose wording matters: what the client should send instead.

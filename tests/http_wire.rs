@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::wire::{pipeline, raw_exchange, WireResponse};
+use common::wire::{pipeline, raw_exchange, raw_exchange_within, WireResponse};
 use common::TestServer;
 
 /// Which the server sees first: the requests one at a time, or the pipeline.
@@ -201,4 +201,49 @@ fn a_client_method_spelled_like_the_disguised_head_is_not_a_head() {
     assert_eq!(answers[0].status, 405);
     assert!(!answers[0].body.is_empty());
     assert_eq!(answers[1].status, 200);
+}
+
+/// A 400 JSON answer naming the request body, as every GET or HEAD with one gets.
+fn assert_body_refused(answer: &WireResponse, head: bool) {
+    assert_eq!(answer.status, 400);
+    assert!(answer.content_length > 0);
+    if !head {
+        let body: serde_json::Value = serde_json::from_slice(&answer.body).expect("JSON error");
+        assert_eq!(body["parameter"], "body", "{body}");
+    }
+}
+
+#[test]
+fn a_request_body_that_never_comes_does_not_hold_the_connection() {
+    let server = TestServer::demo_with(vec![]);
+    // Generous: the server closes within its client disconnect timeout (1 s) of answering;
+    // a connection that waits for the body stays open until the client gives up.
+    let limit = std::time::Duration::from_secs(15);
+    // Heads announcing a body that never comes: chunked without a chunk, a Content-Length
+    // with few bytes behind it, and a chunked body stopped mid-way.
+    for (request, head) in [
+        (&b"GET /tiles/demo/0/0/0.png HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"[..], false),
+        (b"HEAD /health HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc", true),
+        (b"GET /points/demo?bbox=-1,-1,1,1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", false),
+    ] {
+        let answers = raw_exchange_within(&server, request, &[head], limit);
+        assert_body_refused(&answers[0], head);
+    }
+    // Other methods get their 405, and the connection closes just the same.
+    for request in [
+        &b"POST /tiles/demo/0/0/0.png HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nslow"[..],
+        b"PUT /layers HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nslow",
+    ] {
+        let answers = raw_exchange_within(&server, request, &[false], limit);
+        assert_eq!(answers[0].status, 405);
+    }
+    // A GET whose head says its body is empty is an ordinary GET.
+    let answers = pipeline(&server, &[("GET", "/health")], std::time::Duration::ZERO);
+    assert_eq!(answers[0].status, 200);
+    let answers = raw_exchange(
+        &server,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        &[false],
+    );
+    assert_eq!(answers[0].status, 200);
 }

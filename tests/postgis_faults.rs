@@ -431,3 +431,110 @@ fn database_errors_go_to_the_log_in_postgres_words_and_url_options_are_kept() {
     assert!(log.contains("database reachable"), "{log}");
     assert!(!log.contains("NOTICE"), "{log}");
 }
+
+/// A tile request to `url`: its status, `Connection` header and body, or why no answer came.
+fn fetch(url: String) -> std::thread::JoinHandle<Result<(u16, String, String), String>> {
+    std::thread::spawn(move || {
+        let answer = match ureq::get(&url).call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(e.to_string()),
+        };
+        let connection = answer.header("connection").unwrap_or_default().to_string();
+        let status = answer.status();
+        let body = answer.into_string().map_err(|e| e.to_string())?;
+        Ok((status, connection, body))
+    })
+}
+
+/// SIGTERM with two requests in flight, each waiting on a table that the test has locked:
+/// the one whose lock is released after the signal finishes with its 200; the one whose
+/// lock stays is answered 503 with a JSON body and `Connection: close` before the server
+/// closes its connection. The process exits within the documented 10 s (the wait for it is
+/// bounded at 15 s).
+#[test]
+fn sigterm_lets_requests_finish_and_answers_stuck_ones_503() {
+    let pid = std::process::id();
+    let db = pg::Db::connect();
+    let (free, stuck) = (format!("stop_free_{pid}"), format!("stop_stuck_{pid}"));
+    let _tables = (make_table(&db, &free), make_table(&db, &stuck));
+    let dir = Scratch::new("stop");
+    let config = dir.join("config.toml");
+    let layers: String = [&free, &stuck]
+        .iter()
+        .map(|t| format!("[[layers]]\nname = \"{t}\"\ntable = \"public.{t}\"\n"))
+        .collect();
+    // A statement timeout far past the stop, so that only the stop can end the stuck request.
+    std::fs::write(
+        &config,
+        format!("[database]\nstatement_timeout_ms = 120000\n{layers}"),
+    )
+    .expect("config");
+    let url = pg::database_url();
+    let config = config.to_string_lossy().into_owned();
+    let mut server = ServeProcess::start(&[
+        "--config",
+        &config,
+        "--database-url",
+        &url,
+        "--cache-memory",
+        "0",
+    ]);
+    for t in [&free, &stuck] {
+        let tile = format!("/tiles/{t}/4/8/7.png");
+        wait_until("the layer to be served", 20, || {
+            server.get(&tile).status == 200
+        });
+    }
+    wait_until("the watcher's first poll", 20, || {
+        server.get("/health").json()["status"] == "ok"
+    });
+    let lock = |table: &str| {
+        let locker = pg::Db::connect();
+        locker.batch(&format!(
+            "BEGIN; LOCK TABLE public.\"{table}\" IN ACCESS EXCLUSIVE MODE"
+        ));
+        locker
+    };
+    let (free_lock, stuck_lock) = (lock(&free), lock(&stuck));
+    let requests: Vec<_> = [&free, &stuck]
+        .iter()
+        .map(|t| fetch(format!("{}/tiles/{t}/4/8/6.png", server.base)))
+        .collect();
+    let waiting = || {
+        db.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'twine-heatmap' \
+             AND state = 'active' AND (position($1 in query) > 0 OR position($2 in query) > 0)",
+            &[&free, &stuck],
+        )[0]
+        .get::<_, i64>(0)
+    };
+    wait_until("both requests waiting on their lock", 10, || waiting() == 2);
+    // The free request's lock goes a moment after the signal, while the server stops.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        free_lock.batch("ROLLBACK");
+    });
+    let signalled = Instant::now();
+    let status = server.signal("TERM");
+    let exit = signalled.elapsed();
+    eprintln!("exit {:.2} s after SIGTERM ({status})", exit.as_secs_f64());
+    release.join().expect("release");
+    stuck_lock.batch("ROLLBACK");
+    let mut answers = requests.into_iter().map(|r| r.join().expect("thread"));
+    let (code, _, body) = answers
+        .next()
+        .expect("free")
+        .expect("the finished request's answer");
+    assert_eq!(code, 200, "{body}");
+    let (code, connection, body) = answers
+        .next()
+        .expect("stuck")
+        .expect("an answer for the stuck request, not a closed connection");
+    assert_eq!(code, 503, "{body}");
+    assert!(connection.eq_ignore_ascii_case("close"), "{connection:?}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON error body");
+    assert_eq!(body["error"], "the server is shutting down", "{body}");
+    // The documented limit, with room for a loaded machine; the harness gives up at 15 s.
+    assert!(exit < Duration::from_secs(13), "exit took {exit:?}");
+}

@@ -32,6 +32,10 @@ pub enum ApiError {
     /// The server has no room for this work now (503 with `Retry-After`).
     #[error("the server is busy")]
     Busy { detail: String },
+    /// The server is stopping and this request did not finish in time (503 with
+    /// `Retry-After`: another instance, or this one restarted, will answer).
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// A method other than GET, HEAD and OPTIONS (405 with `Allow`).
     #[error("method {method} not allowed")]
     MethodNotAllowed { method: String },
@@ -121,7 +125,9 @@ impl ResponseError for ApiError {
             ApiError::BadParam { .. } | ApiError::BadHeader { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnknownLayer { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Busy { .. } | ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy { .. } | ApiError::Unavailable { .. } | ApiError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -138,6 +144,9 @@ impl ResponseError for ApiError {
                 format!("known layers: {}", known.join(", "))
             }
             ApiError::Busy { detail } => detail.clone(),
+            ApiError::ShuttingDown => {
+                "the server stopped before this request finished; retry it".to_string()
+            }
             ApiError::MethodNotAllowed { .. } => {
                 format!("this server only reads; allowed: {ALLOWED_METHODS}")
             }
@@ -168,7 +177,10 @@ impl ResponseError for ApiError {
             _ => None,
         };
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unavailable { .. } | ApiError::Busy { .. }) {
+        if matches!(
+            self,
+            ApiError::Unavailable { .. } | ApiError::Busy { .. } | ApiError::ShuttingDown
+        ) {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
         }
         if matches!(self, ApiError::MethodNotAllowed { .. }) {

@@ -1,5 +1,6 @@
 //! The HTTP API: routes, shared state, and the server's start and graceful stop.
 
+pub mod bodies;
 pub mod budget;
 pub mod error;
 pub mod head_guard;
@@ -8,6 +9,7 @@ pub mod meta;
 pub mod poc;
 pub mod points;
 pub mod request_id;
+pub mod shutdown;
 pub mod tiles;
 pub mod webmap;
 
@@ -46,8 +48,12 @@ pub struct AppState {
     pub allow_origin: Option<HeaderValue>,
     /// Room for overlay pixels rendered at once (`/heatmap.png`).
     pub overlay_budget: std::sync::Arc<budget::RenderBudget>,
+    /// Room for `/points` answers made at once.
+    pub points_budget: std::sync::Arc<budget::PointsBudget>,
     pub cache: std::sync::Arc<crate::cache::TileCache>,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Notified when the server starts to stop (set by [`bind`]).
+    pub stopping: Option<actix_server::GracefulShutdownSignal>,
 }
 
 /// `Cache-Control` for a range of zooms.
@@ -73,9 +79,11 @@ impl AppState {
             cache_control_bands: Vec::new(),
             allow_origin: Some(HeaderValue::from_static("*")),
             overlay_budget: Default::default(),
+            points_budget: Default::default(),
             // Without a configured cache: no memory or disk tier, single flight only.
             cache: std::sync::Arc::new(crate::cache::TileCache::new(None, None)),
             metrics: Default::default(),
+            stopping: None,
         }
     }
 
@@ -266,21 +274,30 @@ pub fn app(
             let head = req.method() == Method::HEAD;
             let route = route_name(req.path());
             let (metrics, allow_origin) = (shared.metrics.clone(), shared.allow_origin.clone());
+            let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+            // No route reads a body: one that was announced is never waited for.
+            let unread = bodies::take_unread(&mut req);
             // A memory hit is answered here, without routing (see `tiles::memory_hit`).
-            let hit = matches!(*req.method(), Method::GET | Method::HEAD)
-                .then(|| tiles::memory_hit(&shared, req.request()))
-                .flatten();
+            let early = match (reads, &unread) {
+                (true, Some(_)) => Some(bodies::refused()),
+                (true, None) => tiles::memory_hit(&shared, req.request()),
+                (false, _) => None,
+            };
+            let stopping = shared.stopping.clone();
             // Routed requests run with their id current, so that an error answer carries
             // it and logs its cause under it.
-            let fut = match hit {
-                Some(hit) => Either::Left(ready(Ok(req.into_response(hit)))),
+            let fut = match early {
+                Some(answer) => Either::Left(ready(Ok(req.into_response(answer)))),
                 None => {
                     let call = request_id::sync_scope(id.clone(), || srv.call(req));
                     Either::Right(request_id::scope(id.clone(), call))
                 }
             };
             async move {
-                let mut res = fut.await?;
+                let mut res = match stopping {
+                    Some(signal) => shutdown::answer_or_stopping(fut, &signal).await?,
+                    None => fut.await?,
+                };
                 if head {
                     res = head_guard::without_body(res);
                 }
@@ -302,6 +319,9 @@ pub fn app(
                     );
                 }
                 let seconds = started.elapsed().as_secs_f64();
+                if let Some(unread) = unread {
+                    res = bodies::close_after(res, unread);
+                }
                 metrics.observe_route(route, seconds);
                 // One line per request is costly at tens of thousands of requests per second,
                 // and a client's bad requests are not the operator's problem (a fuzzer would
@@ -323,8 +343,9 @@ pub fn app(
 }
 
 /// Binds the server without running it; returns it with the addresses it listens on.
-/// Actix stops it gracefully on SIGINT or SIGTERM: it stops accepting, lets requests in
-/// flight finish (up to 10 s), and returns.
+/// Actix stops it gracefully on SIGINT or SIGTERM: it stops accepting and lets requests in
+/// flight finish; those still running after [`shutdown::FINISH_WITHIN`] are answered 503,
+/// and it returns within [`shutdown::STOP_LIMIT`].
 ///
 /// Assembled from actix-server and actix-http as actix-web's `HttpServer` does (same timeouts
 /// and backlog), because `HttpServer` cannot wrap a connection's socket, and each one here is
@@ -335,8 +356,11 @@ pub fn bind(state: AppState, addr: &str) -> std::io::Result<(Server, Vec<SocketA
     use actix_web::dev::AppConfig;
     use actix_web::rt::net::TcpStream;
 
-    let mut builder = actix_server::ServerBuilder::default().shutdown_timeout(10);
+    let mut builder =
+        actix_server::ServerBuilder::default().shutdown_timeout(shutdown::FORCE_AFTER_SECS);
     let shutdown = builder.graceful_shutdown_signal();
+    let mut state = state;
+    state.stopping = Some(shutdown.clone());
     let mut addrs = Vec::new();
     let mut last_error = None;
     for local in std::net::ToSocketAddrs::to_socket_addrs(addr)? {

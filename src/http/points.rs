@@ -4,13 +4,13 @@
 use super::error::ApiError;
 use super::tiles::parse_tile_coord;
 use super::AppState;
-use crate::service::points_or_bins;
-use crate::source::PointQuery;
+use crate::service::{points_json, PointsRequest};
 use crate::style::{
     parse_bbox, parse_filters, parse_int, parse_with_filters, Query, StyleError, BBOX_POINT_PARAMS,
     MAX_BLUR, MAX_RADIUS, TILE_POINT_PARAMS,
 };
 use crate::tile::{TileCoord, WorldBox, MAX_ZOOM};
+use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 /// `GET /points/{layer}/{z}/{x}/{y}.json[?limit=N&radius=R&blur=B]`.
@@ -33,12 +33,15 @@ pub async fn tile_points(
         (query.int("radius", 1..=MAX_RADIUS, 25)? + query.int("blur", 0..=MAX_BLUR, 15)?) as f64;
     let filters = parse_filters(&defs, &query)?;
     let vp = coord.viewport(1);
-    let q = PointQuery {
+    let request = PointsRequest {
+        layer,
         area: WorldBox::of_viewport(&vp, reach_px),
         tile: Some((coord, reach_px / vp.width as f64)),
-        filters: &filters,
+        filters,
+        limit,
+        pixel_scale: vp.scale_x,
     };
-    Ok(HttpResponse::Ok().json(points_or_bins(&layer, &q, limit, vp.scale_x).await?))
+    answer(&state, request).await
 }
 
 /// `GET /points/{layer}?bbox=w,s,e,n[&limit=N&zoom=Z]`: bins, when needed, are pixels of
@@ -60,12 +63,25 @@ pub async fn bbox_points(
         None => 1024.0 / (area.x1 - area.x0),
     };
     let filters = parse_filters(&defs, &query)?;
-    let q = PointQuery {
+    let request = PointsRequest {
+        layer,
         area,
         tile: None,
-        filters: &filters,
+        filters,
+        limit,
+        pixel_scale,
     };
-    Ok(HttpResponse::Ok().json(points_or_bins(&layer, &q, limit, pixel_scale).await?))
+    answer(&state, request).await
+}
+
+/// The JSON answer to `request`, made off the I/O workers within the points budget (a 503
+/// with `Retry-After` when it stays full).
+async fn answer(state: &AppState, request: PointsRequest) -> Result<HttpResponse, ApiError> {
+    let _room = state.points_budget.reserve().await?;
+    let json = points_json(request).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(ContentType::json())
+        .body(json))
 }
 
 fn limit(state: &AppState, query: &Query) -> Result<u32, StyleError> {

@@ -15,7 +15,7 @@ use crate::tile::{overlay_viewport, TileCoord, WorldBox};
 use std::sync::Arc;
 use tracing::Instrument;
 
-pub use points::points_or_bins;
+pub use points::{points_json, points_or_bins, PointsRequest};
 pub use render::render_png;
 
 /// Why the service could not answer.

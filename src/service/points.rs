@@ -1,10 +1,13 @@
 //! Raw points for client-side heatmaps: the points themselves up to a limit, else bins
-//! aggregated in the source.
+//! aggregated in the source; as JSON, made off the I/O workers.
 
 use super::ServiceError;
 use crate::layer::Layer;
 use crate::source::aggregate::{self, PointsAnswer};
-use crate::source::PointQuery;
+use crate::source::{FilterValues, PointQuery};
+use crate::tile::{TileCoord, WorldBox};
+use actix_web::web;
+use std::sync::Arc;
 
 /// Points as they are up to `limit`; above it, bins of `pixel_scale` pixels per world unit
 /// aggregated in the source (without fetching more than `limit + 1` rows first).
@@ -21,4 +24,39 @@ pub async fn points_or_bins(
     }
     let bins = layer.source.bins(query, pixel_scale).await?;
     Ok(aggregate::answer_bins(bins, limit, pixel_scale))
+}
+
+/// A checked raw-points request: [`PointQuery`]'s fields, owned, and the answer's limits.
+pub struct PointsRequest {
+    pub layer: Arc<Layer>,
+    pub area: WorldBox,
+    /// The tile and its margin, for the per-tile form.
+    pub tile: Option<(TileCoord, f64)>,
+    pub filters: FilterValues,
+    pub limit: u32,
+    /// Bins' pixels per world unit, when there are more points than `limit`.
+    pub pixel_scale: f64,
+}
+
+/// [`points_or_bins`] written as JSON, both on the blocking pool. Selecting, binning and
+/// writing up to the limit's points take tens of milliseconds of CPU; on an I/O worker they
+/// would hold up every connection it serves, cached tiles included. The source's I/O runs in
+/// the same task, driven by the worker's runtime (`Handle::block_on`).
+pub async fn points_json(request: PointsRequest) -> Result<Vec<u8>, ServiceError> {
+    let runtime = tokio::runtime::Handle::current();
+    web::block(move || {
+        runtime.block_on(async {
+            let query = PointQuery {
+                area: request.area,
+                tile: request.tile,
+                filters: &request.filters,
+            };
+            let answer =
+                points_or_bins(&request.layer, &query, request.limit, request.pixel_scale).await?;
+            serde_json::to_vec(&answer)
+                .map_err(|e| ServiceError::Render(format!("cannot write the points: {e}")))
+        })
+    })
+    .await
+    .map_err(|e| ServiceError::Render(format!("points task failed: {e}")))?
 }

@@ -64,14 +64,17 @@ pub fn read_response(reader: &mut BufReader<TcpStream>, head: bool) -> WireRespo
 }
 
 /// A connection to `server` (and its address, for the Host header) whose reads give up after
-/// a minute.
-fn connect(server: &TestServer) -> (&str, TcpStream) {
+/// `limit`.
+fn connect_within(server: &TestServer, limit: Duration) -> (&str, TcpStream) {
     let addr = server.base.trim_start_matches("http://");
     let stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(limit)).expect("timeout");
     (addr, stream)
+}
+
+/// A connection to `server` whose reads give up after a minute.
+fn connect(server: &TestServer) -> (&str, TcpStream) {
+    connect_within(server, Duration::from_secs(60))
 }
 
 /// Sends every request in one write, waits `pause`, then reads the answers in order.
@@ -99,7 +102,18 @@ pub fn pipeline(
 /// Writes `bytes` as they are, then reads the answers to `heads` (one flag per answer: whether
 /// it answers a HEAD) and checks that the server then closes the connection.
 pub fn raw_exchange(server: &TestServer, bytes: &[u8], heads: &[bool]) -> Vec<WireResponse> {
-    let (_, mut stream) = connect(server);
+    raw_exchange_within(server, bytes, heads, Duration::from_secs(60))
+}
+
+/// [`raw_exchange`], where each read gives up after `limit`: the server must answer and
+/// close by itself, whatever the client leaves unsent.
+pub fn raw_exchange_within(
+    server: &TestServer,
+    bytes: &[u8],
+    heads: &[bool],
+    limit: Duration,
+) -> Vec<WireResponse> {
+    let (_, mut stream) = connect_within(server, limit);
     stream.write_all(bytes).expect("write");
     let mut reader = BufReader::new(stream);
     let answers = heads
