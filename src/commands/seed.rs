@@ -9,7 +9,7 @@
 use super::area::{parse_bbox_arg, parse_zoom_arg, range_len, tile_range};
 use super::signals::watch_signals;
 use super::{api_message, fail, human, CommandError};
-use crate::app::{build_state, ServeArgs};
+use crate::app::{build_state, ServeArgs, StartError};
 use crate::cache::disk::DiskCache;
 use crate::error::ApiError;
 use crate::http::{self, AppState};
@@ -203,7 +203,14 @@ pub async fn seed(options: &SeedOptions, serve: &ServeArgs) -> Result<(), Comman
             "--concurrency {concurrency}: allowed 1..={MAX_CONCURRENCY}"
         )));
     }
-    let (state, _bind) = build_state(serve).map_err(|e| fail(e.to_string()))?;
+    let (state, _bind) = build_state(serve).map_err(|e| match e {
+        // A running server would not see the seeded tiles until it restarts, nor count
+        // them against its budget: seed first, then start it.
+        StartError::CacheFolderInUse(why) => fail(format!(
+            "{why}; seed before starting the server (it reads the folder at start-up)"
+        )),
+        other => fail(other.to_string()),
+    })?;
     let disk = state.cache.disk.clone().ok_or_else(|| {
         fail("seed writes to the disk cache: give --cache-dir DIR (or cache.dir in the config) and a --cache-disk budget above 0")
     })?;
