@@ -70,6 +70,9 @@ pub enum StartError {
     Load(#[from] crate::source::load::LoadError),
     #[error("{0}")]
     Invalid(String),
+    /// The cache folder is locked by another server or seed (the message names both).
+    #[error("{0}")]
+    CacheFolderInUse(String),
     #[error("cannot listen on {bind}: {source}")]
     Bind {
         bind: String,
@@ -296,6 +299,10 @@ pub fn open_cache(args: &ServeArgs, config: &CacheConfig) -> Result<TileCache, S
     let disk = match args.cache_dir.clone().or(config.dir.clone()) {
         Some(dir) if disk_budget > 0 => {
             let cache = DiskCache::open(&dir, disk_budget).map_err(|e| {
+                // A folder held by another server: its message names the folder and holder.
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    return StartError::CacheFolderInUse(e.to_string());
+                }
                 StartError::Invalid(format!(
                     "cannot open the cache folder {}: {e}",
                     dir.display()

@@ -64,6 +64,8 @@ struct Scraped {
     disk_bytes: IntGauge,
     memory_evictions: IntCounter,
     disk_evictions: IntCounter,
+    /// `twine_cache_rejected_files_total{reason}`: a child per reason once a scrape brings it.
+    disk_rejected: IntCounterVec,
 }
 
 struct PoolGauges {
@@ -79,6 +81,8 @@ pub struct Gauges {
     pub memory_evictions: u64,
     pub disk_bytes: u64,
     pub disk_evictions: u64,
+    /// Files the disk tier dropped rather than read, by reason (label, total so far).
+    pub disk_rejected: Vec<(&'static str, u64)>,
     pub pool: Option<(usize, usize, usize)>,
 }
 
@@ -163,11 +167,24 @@ impl Metrics {
                 &["tier"],
             ),
         );
+        let disk_rejected = register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "twine_cache_rejected_files_total",
+                    "Files in the disk cache folder dropped rather than read, by reason: \
+                     symlink, not_regular (a FIFO, socket, device or folder), too_large, corrupt.",
+                ),
+                &["reason"],
+            )
+            .expect(FIXED),
+        );
         let scraped = Scraped {
             memory_bytes,
             disk_bytes,
             memory_evictions,
             disk_evictions,
+            disk_rejected,
         };
         Metrics {
             tiles_rendered: counter(
@@ -241,6 +258,9 @@ impl Metrics {
             s.disk_bytes.set(gauge_value(gauges.disk_bytes));
             follow(&s.memory_evictions, gauges.memory_evictions);
             follow(&s.disk_evictions, gauges.disk_evictions);
+            for &(reason, total) in &gauges.disk_rejected {
+                follow(&s.disk_rejected.with_label_values(&[reason]), total);
+            }
         }
         if let Some((size, available, waiting)) = gauges.pool {
             let pool = self.pool.get_or_init(|| PoolGauges {
@@ -308,7 +328,16 @@ mod tests {
             .expect("encodes")
         };
         scrape(5, None);
-        let text = scrape(7, Some((4, 3, 1)));
+        let text = m
+            .render(&Gauges {
+                memory_evictions: 7,
+                disk_rejected: vec![("symlink", 2), ("corrupt", 0)],
+                pool: Some((4, 3, 1)),
+                ..Gauges::default()
+            })
+            .expect("encodes");
+        assert!(text.contains("twine_cache_rejected_files_total{reason=\"symlink\"} 2\n"));
+        assert!(text.contains("twine_cache_rejected_files_total{reason=\"corrupt\"} 0\n"));
         assert!(text.contains("twine_cache_evictions_total{tier=\"memory\"} 7\n"));
         assert!(text.contains("twine_db_pool_size 4\n"));
         assert!(text.contains("twine_db_pool_waiting 1\n"));

@@ -7,7 +7,7 @@ mod common;
 
 use common::process::{run, signal, twine, ServeProcess};
 use common::scratch::{files_under, tile_files, Scratch};
-use common::{Reply, TestServer};
+use common::{wait_until, Reply, TestServer};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -471,4 +471,92 @@ fn errors_name_the_problem() {
         }
     }
     assert_eq!(tile_files(&dir).len(), 0, "no failed command wrote a tile");
+}
+
+/// Runs `twine-heatmap ARGS` and waits at most 60 s for it to exit: a command that should
+/// have refused to start but runs on fails the test (and is stopped) instead of hanging it.
+fn run_refused(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = twine(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Read as it comes, so that a long log cannot fill the pipe and stall the command.
+    let mut pipe = child.stderr.take().expect("stderr");
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = stderr.join().unwrap_or_default();
+            panic!("{args:?} still runs after 60 s: it was not refused; its log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status.code(), stderr.join().unwrap_or_default())
+}
+
+/// A second server on a cache folder in use is refused, naming the folder and the process
+/// holding it, and the first keeps serving; so is a seed into that folder, while `cache stats`
+/// and `cache purge` still work beside it. Once the first stops, the folder is free again.
+#[test]
+fn a_second_server_on_a_cache_folder_in_use_is_refused() {
+    let dir = Scratch::new("cache-cli-lock");
+    let first = serve(&dir, &[]);
+    assert_eq!(x_cache(&first, "/tiles/demo/2/1/1.png"), "miss");
+    let bind = format!("127.0.0.1:{}", common::process::free_port());
+    let (code, stderr) = run_refused(&["serve", "--bind", &bind, "--cache-dir", path(&dir)]);
+    assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {stderr}");
+    assert!(stderr.contains(path(&dir)), "names the folder: {stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", first.pid())),
+        "names the holder: {stderr}"
+    );
+    let (code, stderr) = run_refused(&[
+        "seed",
+        "--layer",
+        "demo",
+        "--zoom",
+        "0",
+        "--cache-dir",
+        path(&dir),
+    ]);
+    assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+    assert!(
+        stderr.contains("seed before starting the server"),
+        "{stderr}"
+    );
+    // The first server is untouched.
+    assert_eq!(tile(&first, "/tiles/demo/2/2/1.png").status, 200);
+    assert_eq!(x_cache(&first, "/tiles/demo/2/1/1.png"), "hit-memory");
+    // Stats and purges work beside it.
+    wait_until("the tiles to be written", 10, || {
+        stats_tiles(&dir, "demo") == 2
+    });
+    let purged = run_ok(&[
+        "cache",
+        "purge",
+        "--cache-dir",
+        path(&dir),
+        "--layer",
+        "demo",
+        "--zoom",
+        "2",
+    ]);
+    assert!(purged.contains("removed 2 tiles ("), "{purged}");
+    assert_eq!(tile(&first, "/tiles/demo/2/1/1.png").status, 200);
+
+    drop(first);
+    let second = serve(&dir, &[]);
+    assert_eq!(tile(&second, "/tiles/demo/2/1/1.png").status, 200);
 }

@@ -6,7 +6,8 @@
 mod common;
 
 use common::pg;
-use common::scratch::{tile_files, Scratch};
+use common::process::ServeProcess;
+use common::scratch::{allocated_under, tile_files, Scratch};
 use common::{eventually, metric, wait_until, TestServer};
 use std::time::{Duration, Instant};
 use twine_heatmap::app::ServeArgs;
@@ -148,21 +149,25 @@ fn the_memory_budget_holds() {
     assert!(metric(&s, "twine_cache_evictions_total{tier=\"memory\"}") > 0.0);
 }
 
+/// `serve` of the demo layer as a process, with `dir` as its disk tier and no memory tier:
+/// stopped (dropped) before another server takes the same folder.
+fn disk_only_server(dir: &std::path::Path) -> ServeProcess {
+    let dir = dir.to_str().expect("utf-8 path");
+    ServeProcess::start(&["--cache-dir", dir, "--cache-memory", "0"])
+}
+
 #[test]
 fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
     let dir = Scratch::new("cache-http-disk");
-    let args = || ServeArgs {
-        cache_dir: Some(dir.to_path_buf()),
-        cache_memory: Some("0".into()),
-        ..ServeArgs::default()
-    };
-    let s = TestServer::from_args(&args());
+    let s = disk_only_server(&dir);
     let first = s.get("/tiles/demo/5/16/10.png");
     assert_eq!(first.header("x-cache"), Some("miss"));
     // The disk write happens behind the response.
     wait_for_disk_hit(&s, "/tiles/demo/5/16/10.png", "never a disk hit");
-    // A new server on the same folder starts warm.
-    let restarted = TestServer::from_args(&args());
+    // A new server on the same folder starts warm (once the first has stopped: a folder
+    // serves one server at a time).
+    drop(s);
+    let restarted = disk_only_server(&dir);
     let warm = restarted.get("/tiles/demo/5/16/10.png");
     assert_eq!(warm.header("x-cache"), Some("hit-disk"));
     assert_eq!(warm.body, first.body);
@@ -188,7 +193,8 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
         damaged += 1;
     }
     assert!(damaged > 0);
-    let fresh = TestServer::from_args(&args());
+    drop(restarted);
+    let fresh = disk_only_server(&dir);
     let again = fresh.get("/tiles/demo/5/16/10.png");
     assert_eq!(again.header("x-cache"), Some("miss"));
     assert_eq!(again.body, first.body);
@@ -207,7 +213,8 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
         let bytes = std::fs::read(&entry).expect("read");
         std::fs::write(&entry, &bytes[..bytes.len() / 3]).expect("write");
     }
-    let last = TestServer::from_args(&args());
+    drop(fresh);
+    let last = disk_only_server(&dir);
     let truncated = last.get("/tiles/demo/5/16/10.png");
     assert_eq!(truncated.header("x-cache"), Some("miss"));
     assert_eq!(truncated.body, first.body);
@@ -218,6 +225,168 @@ fn the_disk_tier_survives_restarts_and_refuses_corrupt_files() {
         "/tiles/demo/5/16/10.png",
         "the tile re-rendered over a truncated file was never written back",
     );
+}
+
+/// GET `path` with every wait bounded (30 s), so that a request the server never answers
+/// fails the test rather than hanging the run: (status, X-Cache, body).
+fn get_within(server: &TestServer, path: &str) -> (u16, String, Vec<u8>) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
+    let response = match agent.get(&format!("{}{path}", server.base)).call() {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("GET {path}: no answer within 30 s: {e}"),
+    };
+    let status = response.status();
+    let x_cache = response.header("x-cache").unwrap_or_default().to_string();
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut body)
+        .unwrap_or_else(|e| panic!("GET {path}: body not read within 30 s: {e}"));
+    (status, x_cache, body)
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// The peak resident memory of process `pid`, in bytes (`VmHWM` in /proc).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kb * 1024
+}
+
+/// `twine_cache_rejected_files_total{reason}`.
+fn rejected(server: &TestServer, reason: &str) -> f64 {
+    metric(
+        server,
+        &format!("twine_cache_rejected_files_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+/// A FIFO, links to /dev/zero and to a 1 GB file, and a 1 GB file put in the place of cached
+/// tiles: each is dropped and counted, never read, and its tile rendered again and served;
+/// the server keeps answering (a FIFO once blocked a worker for good, and the links made it
+/// read without end). At start-up, FIFOs as a tile and as a layer's name file are dropped too.
+#[test]
+fn files_in_a_tiles_place_are_dropped_and_counted_never_read() {
+    let dir = Scratch::new("cache-http-hostile");
+    let cache = dir.join("cache");
+    let big = dir.join("big");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len(1 << 30))
+        .expect("a 1 GB sparse file");
+    let s = disk_only_server(&cache);
+    let paths = [
+        "/tiles/demo/5/16/10.png",
+        "/tiles/demo/5/17/10.png",
+        "/tiles/demo/4/8/5.png",
+        "/tiles/demo/3/4/2.png",
+    ];
+    // Each tile's file: the one that appears once it is written.
+    let (mut files, mut bodies) = (Vec::new(), Vec::new());
+    for path in paths {
+        let before = tile_files(&cache);
+        bodies.push(s.get(path).body);
+        wait_for_disk_hit(&s, path, "never a disk hit");
+        let new: Vec<_> = tile_files(&cache)
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        assert_eq!(new.len(), 1, "{path}: {new:?}");
+        files.push(new[0].clone());
+    }
+    for file in &files {
+        std::fs::remove_file(file).expect("remove tile");
+    }
+    mkfifo(&files[0]);
+    std::os::unix::fs::symlink("/dev/zero", &files[1]).expect("link");
+    std::os::unix::fs::symlink(&big, &files[2]).expect("link");
+    std::fs::File::create(&files[3])
+        .and_then(|f| f.set_len(1 << 30))
+        .expect("a 1 GB sparse tile");
+
+    for (path, body) in paths.iter().zip(&bodies) {
+        let (status, x_cache, again) = get_within(&s, path);
+        assert_eq!((status, x_cache.as_str()), (200, "miss"), "{path}");
+        assert!(again == *body, "{path}: another tile");
+        assert_eq!(get_within(&s, "/health").0, 200, "/health after {path}");
+    }
+    assert_eq!(rejected(&s, "not_regular"), 1.0);
+    assert_eq!(rejected(&s, "symlink"), 2.0);
+    assert_eq!(rejected(&s, "too_large"), 1.0);
+    assert_eq!(rejected(&s, "corrupt"), 0.0);
+    // Nothing was read into memory: far below the 1 GB it would have taken.
+    let peak = peak_rss(s.pid());
+    assert!(peak < 512 << 20, "peak RSS {peak} bytes");
+    assert_eq!(std::fs::metadata(&big).expect("big").len(), 1 << 30);
+    for path in paths {
+        wait_for_disk_hit(&s, path, "the re-rendered tile was never written back");
+    }
+
+    // A restart over a FIFO in a tile's place and another as the layer's name file.
+    drop(s);
+    std::fs::remove_file(&files[0]).expect("remove tile");
+    mkfifo(&files[0]);
+    let layer_dir = files[0]
+        .parent()
+        .and_then(|shard| shard.parent())
+        .expect("layer folder");
+    std::fs::remove_file(layer_dir.join("layer.txt")).expect("remove layer.txt");
+    mkfifo(&layer_dir.join("layer.txt"));
+    let s = disk_only_server(&cache);
+    let (status, x_cache, again) = get_within(&s, paths[0]);
+    assert_eq!((status, x_cache.as_str()), (200, "miss"));
+    assert!(again == bodies[0]);
+    assert_eq!(get_within(&s, paths[1]).1, "hit-disk");
+    assert_eq!(rejected(&s, "not_regular"), 2.0);
+    wait_for_disk_hit(&s, paths[0], "the tile was never written back");
+}
+
+/// The disk budget holds in blocks on disk, the folders included: many small tiles (empty
+/// ones, a few hundred bytes each, in 4 KiB blocks) keep `du` of the folder within the
+/// budget, and `twine_cache_bytes{tier="disk"}` reports that use.
+#[test]
+fn the_disk_budget_holds_in_allocated_blocks() {
+    let dir = Scratch::new("cache-http-du");
+    let budget = 2_000_000u64;
+    let s = ServeProcess::start(&[
+        "--cache-dir",
+        dir.to_str().expect("utf-8 path"),
+        "--cache-memory",
+        "0",
+        "--cache-disk",
+        "2MB",
+    ]);
+    // The South Pacific at zoom 12: no demo point near, every tile empty.
+    let tiles: Vec<String> = (560..590)
+        .flat_map(|x| (2550..2570).map(move |y| format!("/tiles/demo/12/{x}/{y}.png")))
+        .collect();
+    for path in &tiles {
+        assert_eq!(s.get(path).status, 200, "{path}");
+    }
+    let last = tiles.last().expect("tiles");
+    wait_for_disk_hit(&s, last, "the last tile was never written");
+    let used = allocated_under(&dir);
+    assert!(
+        used <= budget + budget / 20,
+        "the folder takes {used} bytes on disk, over the {budget}-byte budget"
+    );
+    let reported = metric(&s, "twine_cache_bytes{tier=\"disk\"}") as u64;
+    assert!(reported <= budget, "reported {reported}");
+    assert!(
+        used <= reported + budget / 20,
+        "reported {reported}, on disk {used}"
+    );
+    assert!(metric(&s, "twine_cache_evictions_total{tier=\"disk\"}") > 0.0);
 }
 
 /// Asks for `path` until the disk tier answers it (tiles are written behind the response),

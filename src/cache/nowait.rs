@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::io;
-use std::path::Path;
 
 /// What a non-blocking read found.
 #[derive(Debug)]
@@ -18,23 +17,25 @@ pub enum Cached {
     WouldBlock,
 }
 
-/// Reads all of `path` if it is in the page cache. Opening the file itself may touch the
-/// device when its directory entry is cold; for the hot tiles this serves, it is cached.
+/// Reads all of an open `file` if it is in the page cache, but never more than `max_len`
+/// bytes and one: a file longer than that comes back with `max_len + 1` bytes, for the
+/// caller to refuse, however long it really is.
 ///
-/// `expected_len` is the size the caller believes the file has (the disk tier's index knows
-/// it), so one `preadv2` of one byte more than that reads it, without an `fstat` first. A
-/// file that is longer is still read whole (by doubling the buffer), one that is shorter up
-/// to its end.
-pub fn read_if_cached(path: &Path, expected_len: usize) -> io::Result<Cached> {
-    let file = File::open(path)?;
-    // A first buffer of at most 16 MiB whatever the guess (tiles are far smaller).
-    let mut buf = vec![0u8; expected_len.saturating_add(1).min(16 << 20)];
+/// `expected_len` is the size the caller believes the file has (its `fstat` at open), so one
+/// `preadv2` of one byte more than that reads it. A file that has grown since is read on
+/// (by doubling the buffer, up to the bound), one that has shrunk up to its end.
+pub fn read_if_cached(file: &File, expected_len: usize, max_len: usize) -> io::Result<Cached> {
+    let limit = max_len.saturating_add(1);
+    let mut buf = vec![0u8; expected_len.saturating_add(1).min(limit)];
     let mut done = 0;
     loop {
-        if done == buf.len() {
-            buf.resize(buf.len().saturating_mul(2), 0);
+        if done == limit {
+            break;
         }
-        match read_nowait(&file, &mut buf[done..], done)? {
+        if done == buf.len() {
+            buf.resize(buf.len().saturating_mul(2).min(limit), 0);
+        }
+        match read_nowait(file, &mut buf[done..], done)? {
             Some(0) => break,
             Some(n) => {
                 done += n;
@@ -92,6 +93,17 @@ mod tests {
         let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).expect("write");
         // The right size, too small a guess (the file grew), too large a guess (it shrank).
+        let file = File::open(&path).expect("open");
+        let read = |expected, max| match read_if_cached(&file, expected, max).expect("read") {
+            Cached::Bytes(bytes) => Some(bytes),
+            // Allowed where RWF_NOWAIT is missing; on Linux a fresh file is cached.
+            Cached::WouldBlock => {
+                #[cfg(target_os = "linux")]
+                panic!("a file just written was not read from the page cache");
+                #[cfg(not(target_os = "linux"))]
+                None
+            }
+        };
         for expected in [
             data.len(),
             0,
@@ -101,20 +113,16 @@ mod tests {
             data.len() + 1,
             1 << 20,
         ] {
-            match read_if_cached(&path, expected).expect("read") {
-                Cached::Bytes(bytes) => assert!(bytes == data, "expected length {expected}"),
-                // Allowed where RWF_NOWAIT is missing; on Linux a fresh file is cached.
-                Cached::WouldBlock => {
-                    #[cfg(target_os = "linux")]
-                    panic!("a file just written was not read from the page cache");
-                }
+            if let Some(bytes) = read(expected, 1 << 20) {
+                assert!(bytes == data, "expected length {expected}");
             }
         }
-        let missing = read_if_cached(&dir.join("missing"), 10);
-        assert_eq!(
-            missing.err().map(|e| e.kind()),
-            Some(io::ErrorKind::NotFound)
-        );
+        // A file longer than the bound: one byte past it is read, never more.
+        for (expected, max) in [(0, 100), (100, 100), (data.len(), 40_000), (1 << 20, 999)] {
+            if let Some(bytes) = read(expected, max) {
+                assert_eq!(bytes, data[..max + 1], "expected {expected}, max {max}");
+            }
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -73,7 +73,9 @@ pub fn run(command: CacheCommand) -> Result<(), CommandError> {
 }
 
 /// Opens an existing cache folder without evicting anything (the budget is the server's
-/// business; an admin command must not shrink the cache).
+/// business; an admin command must not shrink the cache), and without its lock: stats and
+/// purges work beside a running server (a purge only removes tiles, which the server then
+/// finds gone), and delete no temp file, which may be that server's write in flight.
 fn open_existing(dir: &Path) -> Result<DiskCache, CommandError> {
     if !dir.is_dir() {
         return Err(fail(format!(
@@ -81,7 +83,7 @@ fn open_existing(dir: &Path) -> Result<DiskCache, CommandError> {
             dir.display()
         )));
     }
-    DiskCache::open(dir, u64::MAX).map_err(|e| {
+    DiskCache::open_unlocked(dir).map_err(|e| {
         fail(format!(
             "cannot open the cache folder {}: {e}",
             dir.display()
@@ -258,6 +260,11 @@ fn format_disk_stats(dir: &Path, disk: &DiskStats, budget: &Budget) -> String {
             human(*bytes)
         ));
     }
+    out.push_str(&format!(
+        "  folders, layer names and lock: {} bytes ({})\n",
+        disk.folder_bytes,
+        human(disk.folder_bytes)
+    ));
     if disk.bytes > budget.bytes {
         out.push_str("  over budget: a server with this budget evicts the oldest tiles when it opens the folder\n");
     }

@@ -10,7 +10,7 @@
 use super::area::{parse_bbox_arg, parse_zoom_arg, range_len, tile_range};
 use super::signals::watch_signals;
 use super::{fail, human, CommandError};
-use crate::app::{build_core, load_config, Core, ServeArgs};
+use crate::app::{build_core, load_config, Core, ServeArgs, StartError};
 use crate::cache::TileCache;
 use crate::layer::Layer;
 use crate::metrics::Metrics;
@@ -190,7 +190,14 @@ pub async fn seed(options: &SeedOptions, serve: &ServeArgs) -> Result<(), Comman
         )));
     }
     let config = load_config(serve).map_err(fail)?;
-    let core = build_core(serve, &config).map_err(fail)?;
+    let core = build_core(serve, &config).map_err(|e| match e {
+        // A running server would not see the seeded tiles until it restarts, nor count
+        // them against its budget: seed first, then start it.
+        StartError::CacheFolderInUse(why) => fail(format!(
+            "{why}; seed before starting the server (it reads the folder at start-up)"
+        )),
+        other => fail(other.to_string()),
+    })?;
     let disk = core.cache.disk.clone().ok_or_else(|| {
         fail("seed writes to the disk cache: give --cache-dir DIR (or cache.dir in the config) and a --cache-disk budget above 0")
     })?;

@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::AppState;
+use crate::cache::disk::Rejection;
 use crate::layer::Layer;
 use crate::metrics::Gauges;
 use crate::style::{Query, StyleSpec, STYLE_PARAMS};
@@ -128,6 +129,11 @@ fn cache_json(cache: &crate::cache::TileCache) -> serde_json::Value {
             "writable": !s.write_failing,
             "write_errors": s.write_errors,
             "corrupt_discarded": s.corrupt,
+            "rejected_files": Rejection::ALL
+                .iter()
+                .zip(s.rejected)
+                .map(|(why, n)| (why.label().to_string(), json!(n)))
+                .collect::<serde_json::Map<_, _>>(),
         })
     });
     json!({"memory": memory, "disk": disk})
@@ -142,12 +148,16 @@ fn pool_json(pool: &deadpool_postgres::Pool) -> serde_json::Value {
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let cache = &state.cache;
     // In-memory counters under the index lock: no file I/O, so no blocking thread.
-    let (disk_bytes, disk_evictions) = cache.disk.as_ref().map_or((0, 0), |d| d.totals());
+    let disk = cache.disk.as_ref().map(|d| d.totals());
     let gauges = Gauges {
         memory_bytes: cache.memory.as_ref().map_or(0, |m| m.bytes()),
         memory_evictions: cache.memory.as_ref().map_or(0, |m| m.evictions()),
-        disk_bytes,
-        disk_evictions,
+        disk_bytes: disk.map_or(0, |d| d.bytes),
+        disk_evictions: disk.map_or(0, |d| d.evictions),
+        disk_rejected: disk.map_or_else(Vec::new, |d| {
+            let reasons = Rejection::ALL.iter().map(|r| r.label());
+            reasons.zip(d.rejected).collect()
+        }),
         pool: state.database.as_ref().map(|db| {
             let s = db.pool.status();
             (s.size, s.available, s.waiting)

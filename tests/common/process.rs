@@ -201,6 +201,11 @@ impl ServeProcess {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends signal `sig` and waits (at most 15 s) for the server to exit.
     pub fn signal(&mut self, sig: &str) -> ExitStatus {
         signal(&self.child, sig);

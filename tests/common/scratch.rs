@@ -69,3 +69,24 @@ pub fn tile_files(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "tile"))
         .collect()
 }
+
+/// What `dir` and everything below it take on disk, in allocated blocks, links not followed:
+/// what `du -s --block-size=1 DIR` reports.
+pub fn allocated_under(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        // Gone meanwhile (a temp file renamed, a tile evicted): it takes nothing.
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        total += meta.blocks() * 512;
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    total
+}

@@ -9,9 +9,10 @@
 //! the key asked for, which catches hash collisions. A file of another format version is
 //! discarded and its tile rendered again.
 
+use super::files::{open_regular, Opened};
 use crate::cache::key::TileKey;
 use crate::cache::ContentDigest;
-use std::fs::File;
+use crate::tile::TILE_SIZE;
 use std::io::Read;
 use std::path::Path;
 
@@ -31,10 +32,21 @@ pub(super) const UNKNOWN_FORMAT: &str = "unknown format version";
 /// Keys are short; a larger length field means a damaged header, and refusing it keeps a
 /// corrupt file from asking for a huge allocation.
 const MAX_KEY_TEXT: usize = 64 * 1024;
+/// The largest PNG the disk tier stores: four bytes per pixel of the largest tile, @2x
+/// (512 x 512 pixels at one palette index each, 256 KiB raw). An indexed PNG holds about one
+/// byte per pixel, a little more when deflate cannot shrink the data, so every tile the server
+/// renders fits with room to spare; `encode` refuses anything larger, so no file the server
+/// writes is ever larger than [`MAX_FILE_LEN`].
+pub(super) const MAX_TILE_PNG: usize = 4 * (2 * TILE_SIZE as usize) * (2 * TILE_SIZE as usize);
+/// The largest tile file the server writes; a larger file in the folder is not ours, and is
+/// refused before a byte of it is read.
+pub(super) const MAX_FILE_LEN: u64 =
+    (HEAD_LEN + MAX_KEY_TEXT + PAYLOAD_LEN_BYTES + MAX_TILE_PNG + CHECKSUM_LEN) as u64;
 
-/// The file bytes for a tile, or None if the key text can't be stored.
+/// The file bytes for a tile, or None if the key text or the PNG can't be stored (longer
+/// than [`MAX_KEY_TEXT`] or [`MAX_TILE_PNG`]).
 pub(super) fn encode(key_text: &str, payload: &[u8], digest: &ContentDigest) -> Option<Vec<u8>> {
-    if key_text.len() > MAX_KEY_TEXT {
+    if key_text.len() > MAX_KEY_TEXT || payload.len() > MAX_TILE_PNG {
         return None;
     }
     let key_len = u32::try_from(key_text.len()).ok()?;
@@ -106,9 +118,12 @@ fn read_u64(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(buf)
 }
 
-/// The key named in a tile file's header, reading only the header.
+/// The key named in a tile file's header, reading only the header; None for anything but a
+/// regular file of at most [`MAX_FILE_LEN`] bytes (opened as [`open_regular`] does).
 pub(super) fn read_key(path: &Path) -> Option<TileKey> {
-    let mut file = File::open(path).ok()?;
+    let Opened::Regular(mut file, _) = open_regular(path, MAX_FILE_LEN).ok()? else {
+        return None;
+    };
     let mut head = [0u8; HEAD_LEN];
     file.read_exact(&mut head).ok()?;
     let key_len = parse_head(&head).ok()?;
@@ -122,6 +137,41 @@ mod tests {
     use super::super::tests::*;
     use super::super::*;
     use super::*;
+
+    /// The bound on tile files holds for the worst tile the renderer can make: the largest
+    /// size (@2x), every pixel a pseudo-random index of all 256, which deflate cannot shrink.
+    #[test]
+    fn the_largest_tile_the_renderer_makes_fits_the_bound() {
+        use crate::render::palette::Palette;
+        use crate::render::IndexedImage;
+        let side = 2 * TILE_SIZE;
+        let mut state = 0x2545_f491_u32;
+        let pixels = (0..side * side)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state >> 24) as u8
+            })
+            .collect();
+        let palette = Palette(std::array::from_fn(|i| [i as u8, 0, 0, (i / 2) as u8]));
+        let image = IndexedImage {
+            width: side,
+            height: side,
+            pixels,
+            palette,
+        };
+        let png = crate::render::png::encode_indexed(&image).unwrap();
+        assert!(
+            png.len() > (side * side) as usize,
+            "incompressible: {}",
+            png.len()
+        );
+        assert!(png.len() <= MAX_TILE_PNG, "{} > {MAX_TILE_PNG}", png.len());
+        let k = key("l", 1, 0);
+        assert!(encode(&k.text(), &png, &content_digest(&png)).is_some());
+        assert!(encode(&k.text(), &vec![0; MAX_TILE_PNG + 1], &[0; 16]).is_none());
+    }
 
     #[test]
     fn truncated_file_is_discarded() {
@@ -141,7 +191,7 @@ mod tests {
         assert_eq!(cache.get(&k), None);
         assert!(!path.exists());
         let s = cache.stats();
-        assert_eq!((s.corrupt, s.files, s.bytes), (1, 0, 0));
+        assert_eq!((s.corrupt, s.files, tile_bytes(&s)), (1, 0, 0));
         // Gone for good, not re-counted.
         assert_eq!(cache.get(&k), None);
         assert_eq!(cache.stats().corrupt, 1);

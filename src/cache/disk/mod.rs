@@ -3,28 +3,41 @@
 //!
 //! Layout: `<dir>/<layer hash, 16 hex>/<key hash, first 2 hex>/<key hash, 64 hex>.tile`,
 //! plus one `layer.txt` per layer folder holding the layer's name (so per-layer stats after a
-//! restart need no tile reads). Every name on disk comes from a hash, never from a request.
-//! The file format is described in the `format` module, the index rebuild at start-up in `scan`.
+//! restart need no tile reads), and `.lock`, which keeps a second server out (`lock`). Every
+//! name on disk comes from a hash, never from a request. The file format is described in the
+//! `format` module, the index rebuild at start-up in `scan`.
+//!
+//! The budget counts what the folder takes on disk, as `du` does: each file's allocated
+//! blocks (a 700-byte tile takes a 4 KiB block), and the folders and small files too.
+//! Files are opened as `files` describes: a link, FIFO, device or oversized file in a
+//! tile's place is dropped and counted, never read.
 //!
 //! All methods do blocking file I/O: callers run them on a blocking thread pool. One mutex
 //! guards the in-memory index; reads and tile writes happen outside it, while the rename that
 //! publishes a tile and the unlinks that evict one happen under it, so the index and the
 //! files never disagree about which tiles exist.
 
+mod files;
 mod format;
 mod index;
+mod lock;
 mod scan;
+
+pub use files::Rejection;
+pub use lock::FolderInUse;
 
 use super::nowait::{self, Cached};
 use super::{content_digest, ContentDigest};
 use crate::cache::key::{hex, text_hash, TileKey};
-use format::{decode, encode, read_key, UNKNOWN_FORMAT};
+use files::{block_size, footprint, open_regular, read_bounded, round_up, Opened};
+use format::{decode, encode, read_key, MAX_FILE_LEN, UNKNOWN_FORMAT};
 use index::{Entry, Index};
+use lock::{lock_folder, FolderLock};
 use scan::{build_index, scan_root};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,34 +58,58 @@ pub struct Located {
     hash: KeyHash,
     path: PathBuf,
     text: String,
-    /// The file's size when it was indexed.
-    size: u64,
+    /// The file, once opened and accepted, and its length: a read that would have waited on
+    /// the device hands it to the blocking pool rather than opening it again.
+    opened: Option<(File, u64)>,
 }
 
-/// A snapshot of the disk tier. `bytes` and `files` count tile files only (the per-layer
-/// `layer.txt` files are a few bytes each and not part of the budget).
+/// A snapshot of the disk tier. Bytes are allocated bytes on disk (whole blocks), as `du`
+/// counts them and as the budget bounds them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskStats {
+    /// All the tier takes on disk: its tile files, plus `folder_bytes`.
     pub bytes: u64,
+    /// Of `bytes`, what the folders, the layers' name files and the lock file take.
+    pub folder_bytes: u64,
+    /// Tile files.
     pub files: u64,
     pub budget: u64,
-    /// Layer name → (files, bytes), for layers holding at least one tile.
+    /// Layer name → (tile files, their bytes), for layers holding at least one tile.
     pub per_layer: BTreeMap<String, (u64 /*files*/, u64 /*bytes*/)>,
     pub evictions: u64,
     pub write_errors: u64,
+    /// Tile files that failed the format's checks (also counted in `rejected`).
     pub corrupt: u64,
+    /// Files dropped rather than read, by [`Rejection`] (in the order of [`Rejection::ALL`]).
+    pub rejected: [u64; Rejection::ALL.len()],
     /// Whether the last write failed (disk full or unwritable): tiles are then served from
     /// memory and renders only, until a write succeeds again.
     pub write_failing: bool,
+}
+
+/// What `/metrics` reads of the disk tier at every scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskTotals {
+    /// Allocated bytes on disk, as [`DiskStats::bytes`].
+    pub bytes: u64,
+    pub evictions: u64,
+    /// Files dropped rather than read, by [`Rejection`] (in the order of [`Rejection::ALL`]).
+    pub rejected: [u64; Rejection::ALL.len()],
 }
 
 /// The disk tier. `Send + Sync`: share one behind an `Arc`.
 pub struct DiskCache {
     dir: PathBuf,
     budget: u64,
+    /// The file system's allocation unit: what a new tile is reckoned to take before it is
+    /// written and its real footprint can be read.
+    block: u64,
     index: Mutex<Index>,
     /// Makes temp file names unique within this process (the pid covers other processes).
     tmp_seq: AtomicU64,
+    /// Held for as long as the cache is open, by [`DiskCache::open`]; none for
+    /// [`DiskCache::open_unlocked`].
+    _lock: Option<FolderLock>,
 }
 
 impl fmt::Debug for DiskCache {
@@ -85,28 +122,47 @@ impl fmt::Debug for DiskCache {
 }
 
 impl DiskCache {
-    /// Opens (creating) `dir` and rebuilds the index from the files there (a restart keeps
-    /// the cache warm). `budget` = max bytes on disk (sum of tile file sizes).
+    /// Opens (creating) `dir` for this process alone and rebuilds the index from the files
+    /// there (a restart keeps the cache warm). `budget` = max bytes on disk, counted in
+    /// allocated blocks, folders included.
     ///
+    /// Takes the folder's lock, held until the cache is dropped: while another process
+    /// holds it, this fails with an error of kind `WouldBlock` that wraps [`FolderInUse`].
     /// Only metadata is read: the LRU order is the files' mtime, oldest first. Leftover temp
-    /// files are deleted, and if the files exceed `budget` (lowered since the last run) the
-    /// oldest are evicted now.
+    /// files and anything that is not a tile where a tile belongs are deleted, and if the
+    /// files exceed `budget` (lowered since the last run) the oldest are evicted now.
     pub fn open(dir: &Path, budget: u64) -> io::Result<DiskCache> {
-        let started = Instant::now();
         fs::create_dir_all(dir)?;
-        let index = build_index(scan_root(dir)?);
+        let lock = lock_folder(dir)?;
+        DiskCache::open_with(dir, budget, Some(lock))
+    }
+
+    /// Opens an existing folder to read its stats and purge tiles, whether or not another
+    /// process holds it: takes no lock, deletes nothing at open (temp files may belong to
+    /// a running writer) and evicts nothing (no budget).
+    pub fn open_unlocked(dir: &Path) -> io::Result<DiskCache> {
+        DiskCache::open_with(dir, u64::MAX, None)
+    }
+
+    fn open_with(dir: &Path, budget: u64, lock: Option<FolderLock>) -> io::Result<DiskCache> {
+        let started = Instant::now();
+        let block = block_size(dir);
+        let tidy = lock.is_some();
+        let index = build_index(scan_root(dir, block, tidy)?);
         let cache = DiskCache {
             dir: dir.to_path_buf(),
             budget,
+            block,
             index: Mutex::new(index),
             tmp_seq: AtomicU64::new(0),
+            _lock: lock,
         };
         let mut index = cache.lock();
         cache.evict_to(&mut index, budget, None);
         tracing::info!(
             dir = %dir.display(),
             files = index.lru.len(),
-            bytes = index.bytes,
+            bytes = index.used(),
             // Admin commands open the folder with no budget (u64::MAX): left out of the log.
             budget = (budget != u64::MAX).then_some(budget),
             evicted = index.evictions,
@@ -136,21 +192,69 @@ impl DiskCache {
         &self,
         key: &TileKey,
     ) -> Result<Option<(Vec<u8>, ContentDigest)>, Located> {
-        let Some(located) = self.locate(key) else {
+        let Some(mut located) = self.locate(key) else {
             return Ok(None);
         };
-        let size = usize::try_from(located.size).unwrap_or(usize::MAX);
-        match nowait::read_if_cached(&located.path, size) {
-            Ok(Cached::WouldBlock) => Err(located),
-            Ok(Cached::Bytes(file)) => Ok(self.check(&located, Ok(file))),
-            Err(e) => Ok(self.check(&located, Err(e))),
+        let Some((file, len)) = self.open_located(&located) else {
+            return Ok(None);
+        };
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let max = usize::try_from(MAX_FILE_LEN).unwrap_or(usize::MAX);
+        match nowait::read_if_cached(&file, len, max) {
+            Ok(Cached::WouldBlock) => {
+                located.opened = Some((file, len as u64));
+                Err(located)
+            }
+            Ok(Cached::Bytes(bytes)) => Ok(self.check(&located, bytes)),
+            Err(e) => {
+                self.read_failed(&located, &e);
+                Ok(None)
+            }
         }
     }
 
-    /// Reads a located tile's file (blocking).
-    pub fn read(&self, located: Located) -> Option<(Vec<u8>, ContentDigest)> {
-        let file = fs::read(&located.path);
-        self.check(&located, file)
+    /// Reads a located tile's file (blocking), with a bounded read.
+    pub fn read(&self, mut located: Located) -> Option<(Vec<u8>, ContentDigest)> {
+        let (file, len) = match located.opened.take() {
+            Some(opened) => opened,
+            None => self.open_located(&located)?,
+        };
+        match read_bounded(&file, len, MAX_FILE_LEN) {
+            Ok(Ok(bytes)) => self.check(&located, bytes),
+            Ok(Err(why)) => {
+                self.reject(&located.hash, &located.path, why, "grew past the bound");
+                None
+            }
+            Err(e) => {
+                self.read_failed(&located, &e);
+                None
+            }
+        }
+    }
+
+    /// Opens a located tile's file if it is a regular file within [`MAX_FILE_LEN`]; anything
+    /// else is dropped (and counted), a vanished file forgotten.
+    fn open_located(&self, located: &Located) -> Option<(File, u64)> {
+        match open_regular(&located.path, MAX_FILE_LEN) {
+            Ok(Opened::Regular(file, len)) => Some((file, len)),
+            Ok(Opened::Rejected(why)) => {
+                self.reject(&located.hash, &located.path, why, why.label());
+                None
+            }
+            Err(e) => {
+                self.read_failed(located, &e);
+                None
+            }
+        }
+    }
+
+    /// A failed open or read: a vanished file is forgotten, anything else logged.
+    fn read_failed(&self, located: &Located, e: &io::Error) {
+        if e.kind() == io::ErrorKind::NotFound {
+            self.forget_missing(&located.hash, &located.path);
+        } else {
+            tracing::warn!(path = %located.path.display(), error = %e, "disk tile cache: read failed");
+        }
     }
 
     /// The index entry's file, if the tile is indexed; the key's text is made and hashed
@@ -159,46 +263,36 @@ impl DiskCache {
         let text = key.text();
         let hash = text_hash(&text);
         let mut index = self.lock();
-        let &Entry { layer, size } = index.lru.get(&hash)?;
+        let &Entry { layer, .. } = index.lru.get(&hash)?;
         let path = self.tile_path(&index.layers[layer].dir, &hex(&hash));
         Some(Located {
             hash,
             path,
             text,
-            size,
+            opened: None,
         })
     }
 
     /// The tile from a read of its file (done outside the lock: a concurrent eviction
     /// unlinks, a concurrent put renames, and either way the open file is a complete one).
-    fn check(
-        &self,
-        located: &Located,
-        read: io::Result<Vec<u8>>,
-    ) -> Option<(Vec<u8>, ContentDigest)> {
+    fn check(&self, located: &Located, mut file: Vec<u8>) -> Option<(Vec<u8>, ContentDigest)> {
         let Located {
             hash, path, text, ..
         } = located;
-        match read {
-            Ok(mut file) => match decode(&file, text) {
-                Ok((payload, digest)) => {
-                    // The payload is cut out of the file's own buffer rather than copied
-                    // into a new one: a disk hit reads each byte once.
-                    file.truncate(payload.end);
-                    file.drain(..payload.start);
-                    Some((file, digest))
-                }
-                Err(why) => {
-                    self.discard_corrupt(hash, path, why);
-                    None
-                }
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.forget_missing(hash, path);
-                None
+        if file.len() as u64 > MAX_FILE_LEN {
+            self.reject(hash, path, Rejection::TooLarge, "grew past the bound");
+            return None;
+        }
+        match decode(&file, text) {
+            Ok((payload, digest)) => {
+                // The payload is cut out of the file's own buffer rather than copied into a
+                // new one: a disk hit reads each byte once.
+                file.truncate(payload.end);
+                file.drain(..payload.start);
+                Some((file, digest))
             }
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "disk tile cache: read failed");
+            Err(why) => {
+                self.reject(hash, path, Rejection::Corrupt, why);
                 None
             }
         }
@@ -222,31 +316,38 @@ impl DiskCache {
             );
             return;
         };
-        let size = file.len() as u64;
-        if size > self.budget {
+        // Reckoned in whole blocks until written, plus one block for a folder the write may
+        // create or grow: what the folder can take while the write is in flight.
+        let reserve = round_up(file.len() as u64, self.block) + self.block;
+        let hash = text_hash(&text);
+        let hash_hex = hex(&hash);
+        let layer_dir = layer_dir_name(&key.layer);
+        let Some((layer, write_name)) = self.reserve(reserve, &layer_dir, &key.layer) else {
             tracing::debug!(
-                size,
+                size = file.len(),
                 budget = self.budget,
                 "disk tile cache: tile exceeds budget"
             );
             return;
-        }
-        let hash = text_hash(&text);
-        let hash_hex = hex(&hash);
-        let layer_dir = layer_dir_name(&key.layer);
-        let (layer, write_name) = self.reserve(size, &layer_dir, &key.layer);
+        };
         let final_path = self.tile_path(&layer_dir, &hash_hex);
         let name = write_name.then_some(&*key.layer);
         let written = self.write_temp(&layer_dir, name, &final_path, &file);
 
         let mut index = self.lock();
-        index.reserved = index.reserved.saturating_sub(size);
-        let result = written.and_then(|tmp| publish(&tmp, &final_path));
+        index.reserved = index.reserved.saturating_sub(reserve);
+        let result = written.and_then(|(tmp, size)| publish(&tmp, &final_path).map(|()| size));
         match result {
-            Ok(()) => {
+            Ok(size) => {
                 if write_name {
                     index.layers[layer].name_on_disk = true;
+                    self.measure(&mut index, &self.dir.join(&layer_dir).join(LAYER_NAME_FILE));
+                    self.measure(&mut index, &self.dir);
                 }
+                if let Some(shard_dir) = final_path.parent() {
+                    self.measure(&mut index, shard_dir);
+                }
+                self.measure(&mut index, &self.dir.join(&layer_dir));
                 index.insert(hash, Entry { layer, size });
                 self.evict_to(&mut index, self.budget, Some(&hash));
                 let recovered = std::mem::replace(&mut index.write_failing, false);
@@ -312,11 +413,15 @@ impl DiskCache {
         &self.dir
     }
 
-    /// Bytes held and evictions so far: what `/metrics` reads at every scrape, without
-    /// the per-layer table of [`DiskCache::stats`].
-    pub fn totals(&self) -> (u64, u64) {
+    /// Bytes held, evictions and files rejected so far: what `/metrics` reads at every
+    /// scrape, without the per-layer table of [`DiskCache::stats`].
+    pub fn totals(&self) -> DiskTotals {
         let index = self.lock();
-        (index.bytes, index.evictions)
+        DiskTotals {
+            bytes: index.used(),
+            evictions: index.evictions,
+            rejected: index.rejected,
+        }
     }
 
     pub fn stats(&self) -> DiskStats {
@@ -328,13 +433,15 @@ impl DiskCache {
             slot.1 += layer.bytes;
         }
         DiskStats {
-            bytes: index.bytes,
+            bytes: index.used(),
+            folder_bytes: index.folder_bytes,
             files: index.lru.len() as u64,
             budget: self.budget,
             per_layer,
             evictions: index.evictions,
             write_errors: index.write_errors,
-            corrupt: index.corrupt,
+            corrupt: index.rejected[Rejection::Corrupt.slot()],
+            rejected: index.rejected,
             write_failing: index.write_failing,
         }
     }
@@ -356,43 +463,61 @@ impl DiskCache {
         target.with_file_name(name)
     }
 
-    /// Makes room for a `size`-byte tile and reserves it; returns the layer id and whether
-    /// this put must (also) write the layer's name file.
-    fn reserve(&self, size: u64, layer_dir: &str, layer_name: &str) -> (usize, bool) {
+    /// Makes room for `size` bytes (a tile about to be written) and reserves them; returns
+    /// the layer id and whether this put must (also) write the layer's name file. None when
+    /// even an empty cache could not hold it beside its folders.
+    fn reserve(&self, size: u64, layer_dir: &str, layer_name: &str) -> Option<(usize, bool)> {
         let mut index = self.lock();
+        if size.saturating_add(index.folder_bytes) > self.budget {
+            return None;
+        }
         self.evict_to(&mut index, self.budget.saturating_sub(size), None);
         index.reserved += size;
         let layer = index.layer_id(layer_dir, layer_name, false);
-        (layer, !index.layers[layer].name_on_disk)
+        Some((layer, !index.layers[layer].name_on_disk))
     }
 
     /// Writes the tile to a fresh temp file beside `final_path` (creating folders, and the
-    /// layer's name file when `layer_name` is given); returns the temp file's path.
+    /// layer's name file when `layer_name` is given); returns the temp file's path and the
+    /// bytes it takes on disk.
     fn write_temp(
         &self,
         layer_dir: &str,
         layer_name: Option<&str>,
         final_path: &Path,
         file: &[u8],
-    ) -> io::Result<PathBuf> {
+    ) -> io::Result<(PathBuf, u64)> {
         let shard_dir = final_path.parent().unwrap_or(&self.dir);
         fs::create_dir_all(shard_dir)?;
         if let Some(name) = layer_name {
             let name_path = self.dir.join(layer_dir).join(LAYER_NAME_FILE);
             let tmp = self.tmp_path(&name_path);
-            write_new(&tmp, name.as_bytes())?;
+            write_new(&tmp, name.as_bytes(), self.block)?;
             publish(&tmp, &name_path)?;
         }
         let tmp = self.tmp_path(final_path);
-        write_new(&tmp, file)?;
-        Ok(tmp)
+        let size = write_new(&tmp, file, self.block)?;
+        Ok((tmp, size))
+    }
+
+    /// Records what the folder or small file at `path` takes on disk now (folders grow as
+    /// they gain entries). Links are not followed below the cache folder, which itself may
+    /// be one (the operator's choice, as the scan takes it).
+    fn measure(&self, index: &mut Index, path: &Path) {
+        let meta = if path == self.dir {
+            fs::metadata(path)
+        } else {
+            fs::symlink_metadata(path)
+        };
+        let size = meta.map_or(0, |meta| footprint(&meta, self.block));
+        index.set_folder_bytes(path, size);
     }
 
     /// Evicts least-recently-used tiles until the stored plus reserved bytes fit in
     /// `limit`, stopping at `keep` (the tile just stored). Unlinks under the lock so a
     /// concurrent put of the same key can't have its fresh file deleted afterwards.
     fn evict_to(&self, index: &mut Index, limit: u64, keep: Option<&KeyHash>) {
-        while index.bytes + index.reserved > limit {
+        while index.used() + index.reserved > limit {
             match index.lru.peek_lru() {
                 None => return,
                 Some((hash, _)) if Some(hash) == keep => return,
@@ -406,18 +531,20 @@ impl DiskCache {
         }
     }
 
-    fn discard_corrupt(&self, hash: &KeyHash, path: &Path, why: &str) {
+    /// Drops a tile whose file is not one to serve: its entry, and the directory entry in
+    /// its place (unlinked, so a link goes and its target stays), counted by reason.
+    fn reject(&self, hash: &KeyHash, path: &Path, rejection: Rejection, why: &str) {
         let mut index = self.lock();
         index.remove(hash);
         remove_file_logged(path);
-        index.corrupt += 1;
+        index.rejected[rejection.slot()] += 1;
         drop(index);
         if why == UNKNOWN_FORMAT {
             // Written by another version of the server: expected after an upgrade, once
             // per old tile, so not worth a warning each.
             tracing::debug!(path = %path.display(), "disk tile cache: discarded a tile of another format");
         } else {
-            tracing::warn!(path = %path.display(), why, "disk tile cache: discarded corrupt tile");
+            tracing::warn!(path = %path.display(), reason = rejection.label(), why, "disk tile cache: discarded a file that is no tile");
         }
     }
 
@@ -453,14 +580,18 @@ fn layer_dir_name(layer: &str) -> String {
     hex(&Sha256::digest(layer.as_bytes())[..8])
 }
 
-/// Creates `path` (which must not exist) holding `bytes`; removes it again on failure so
-/// a full disk leaves no partial temp file behind.
-fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Creates `path` (which must not exist) holding `bytes`; returns what it takes on disk
+/// (see [`footprint`]). Removes it again on failure so a full disk leaves no partial temp
+/// file behind.
+fn write_new(path: &Path, bytes: &[u8], block: u64) -> io::Result<u64> {
     let result = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
-        .and_then(|mut f| f.write_all(bytes));
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            Ok(footprint(&f.metadata()?, block))
+        });
     if result.is_err() {
         let _ = fs::remove_file(path);
     }
@@ -476,12 +607,14 @@ fn publish(tmp: &Path, target: &Path) -> io::Result<()> {
     result
 }
 
-fn remove_file_logged(path: &Path) {
+/// Unlinks `path` (a link itself, never its target); returns whether it is gone.
+fn remove_file_logged(path: &Path) -> bool {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
             tracing::warn!(path = %path.display(), error = %e, "disk tile cache: remove failed");
+            false
         }
-        _ => {}
+        _ => true,
     }
 }
 
@@ -554,11 +687,67 @@ mod tests {
         out
     }
 
+    /// What the tile files under `dir` take on disk, as the cache reckons it.
     pub(super) fn tile_bytes_on_disk(dir: &Path) -> u64 {
+        let block = block_size(dir);
         files_with(dir, TILE_SUFFIX)
             .iter()
-            .map(|p| fs::metadata(p).unwrap().len())
+            .map(|p| footprint(&fs::symlink_metadata(p).unwrap(), block))
             .sum()
+    }
+
+    /// What `dir` and everything under it take on disk (allocated blocks, links not
+    /// followed): what `du -s --block-size=1` reports.
+    pub(super) fn du(dir: &Path) -> u64 {
+        let mut total = 0;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(path) = stack.pop() {
+            let meta = fs::symlink_metadata(&path).unwrap();
+            total += std::os::unix::fs::MetadataExt::blocks(&meta) * 512;
+            if meta.is_dir() {
+                stack.extend(fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            }
+        }
+        total
+    }
+
+    /// The tiles' share of a snapshot: all it holds but the folders.
+    pub(super) fn tile_bytes(s: &DiskStats) -> u64 {
+        s.bytes - s.folder_bytes
+    }
+
+    /// What a tile file of `payload_len` bytes takes on disk: whole blocks.
+    pub(super) fn on_disk(cache: &DiskCache, k: &TileKey, payload_len: usize) -> u64 {
+        round_up(file_size(k, payload_len), cache.block)
+    }
+
+    /// `n` keys of `layer` whose files share one shard folder, so that the folders stop
+    /// growing after the first tile and budgets can be counted in tiles.
+    pub(super) fn keys_in_one_shard(layer: &str, n: usize) -> Vec<TileKey> {
+        (0..)
+            .map(|x| key(layer, 1, x))
+            .filter(|k| k.hash_hex().starts_with("00"))
+            .take(n)
+            .collect()
+    }
+
+    /// A budget for `tiles` tiles of `payload_len` bytes of `keys_in_one_shard(layer, _)`
+    /// beside the folders they need, and one such tile's footprint. Measured by storing
+    /// one in `dir` and purging it again (its folders stay, as they would).
+    pub(super) fn budget_for_tiles(
+        dir: &Path,
+        layer: &str,
+        payload_len: usize,
+        tiles: f64,
+    ) -> (u64, u64) {
+        let cache = DiskCache::open(dir, u64::MAX).unwrap();
+        let k = keys_in_one_shard(layer, 1).remove(0);
+        cache.put(&k, &png(0, payload_len));
+        let s = cache.stats();
+        let one = tile_bytes(&s);
+        assert_eq!(one, on_disk(&cache, &k, payload_len));
+        assert_eq!(cache.purge(&|_| true).0, 1);
+        ((s.folder_bytes as f64 + one as f64 * tiles) as u64, one)
     }
 
     pub(super) fn path_of(cache: &DiskCache, k: &TileKey) -> PathBuf {
@@ -611,8 +800,9 @@ mod tests {
         cache.put(&k, &png(2, 300));
         assert_eq!(cache.get(&k), Some(png(2, 300)));
         let s = cache.stats();
-        assert_eq!((s.files, s.bytes), (1, file_size(&k, 300)));
-        assert_eq!(s.bytes, tile_bytes_on_disk(&dir.0));
+        assert_eq!((s.files, tile_bytes(&s)), (1, on_disk(&cache, &k, 300)));
+        assert_eq!(tile_bytes(&s), tile_bytes_on_disk(&dir.0));
+        assert_eq!(s.bytes, du(&dir.0));
         // The path is made of hashes only.
         let rel = path_of(&cache, &k);
         let rel = rel
@@ -652,7 +842,7 @@ mod tests {
         fs::remove_file(path_of(&cache, &k)).unwrap();
         assert_eq!(cache.get(&k), None);
         let s = cache.stats();
-        assert_eq!((s.files, s.bytes, s.corrupt), (0, 0, 0));
+        assert_eq!((s.files, tile_bytes(&s), s.corrupt), (0, 0, 0));
     }
 
     /// A tracing writer that appends into a shared buffer.
@@ -707,8 +897,8 @@ mod tests {
         });
         let s = cache.stats();
         assert_eq!(
-            (s.write_errors, s.files, s.bytes),
-            (6, 1, file_size(&key("fine", 1, 0), 100))
+            (s.write_errors, s.files, tile_bytes(&s)),
+            (6, 1, on_disk(&cache, &key("fine", 1, 0), 100))
         );
         assert!(files_with(&dir.0, "")
             .iter()
@@ -724,7 +914,7 @@ mod tests {
             cache.put(&key("a", 2, i), &png(i, 100));
             cache.put(&key("b", 1, i), &png(i, 100));
         }
-        let one = file_size(&key("a", 1, 0), 100);
+        let one = on_disk(&cache, &key("a", 1, 0), 100);
         let (files, bytes) = cache.purge(&|k| &*k.layer == "a" && k.version == 1);
         assert_eq!((files, bytes), (10, 10 * one));
         for i in 0..10 {
@@ -733,7 +923,7 @@ mod tests {
             assert!(cache.get(&key("b", 1, i)).is_some());
         }
         let s = cache.stats();
-        assert_eq!((s.files, s.bytes), (20, tile_bytes_on_disk(&dir.0)));
+        assert_eq!((s.files, tile_bytes(&s)), (20, tile_bytes_on_disk(&dir.0)));
         assert_eq!(s.corrupt, 0);
         assert_eq!(cache.purge(&|_| false), (0, 0));
         assert_eq!(cache.purge(&|_| true).0, 20);
@@ -752,12 +942,12 @@ mod tests {
                 cache.put(&key("beta\nodd/../name", 1, i), &png(i, 200));
             }
             let s = cache.stats();
-            let alpha = (3, 3 * file_size(&key("alpha", 1, 0), 100));
-            let beta = (5, 5 * file_size(&key("beta\nodd/../name", 1, 0), 200));
+            let alpha = (3, 3 * on_disk(&cache, &key("alpha", 1, 0), 100));
+            let beta = (5, 5 * on_disk(&cache, &key("beta\nodd/../name", 1, 0), 200));
             assert_eq!(s.per_layer.get("alpha"), Some(&alpha));
             assert_eq!(s.per_layer.get("beta\nodd/../name"), Some(&beta));
             assert_eq!(s.per_layer.len(), 2);
-            assert_eq!(s.bytes, alpha.1 + beta.1);
+            assert_eq!(tile_bytes(&s), alpha.1 + beta.1);
             s.per_layer
         };
         // After a restart the names come from layer.txt; without it, from a tile header.
@@ -777,8 +967,10 @@ mod tests {
     #[test]
     fn concurrent_gets_and_puts_keep_the_books() {
         let dir = TempDir::new("concurrent");
-        let one = file_size(&key("l", 1, 0), 300);
-        let budget = one * 25;
+        // Folders for the 60 keys' shards, then 25 tiles.
+        let block = block_size(&dir.0);
+        let folders = 4 * block + 60 * block;
+        let budget = folders + 25 * round_up(file_size(&key("l", 1, 0), 300), block);
         let cache = Arc::new(DiskCache::open(&dir.0, budget).unwrap());
         let threads: Vec<_> = (0..8)
             .map(|t| {
@@ -799,9 +991,10 @@ mod tests {
             t.join().unwrap();
         }
         let s = cache.stats();
-        assert_eq!(s.bytes, tile_bytes_on_disk(&dir.0));
+        assert_eq!(tile_bytes(&s), tile_bytes_on_disk(&dir.0));
         assert_eq!(s.files as usize, files_with(&dir.0, TILE_SUFFIX).len());
         assert!(s.bytes <= budget);
+        assert!(du(&dir.0) <= s.bytes, "{} > {}", du(&dir.0), s.bytes);
         assert_eq!((s.write_errors, s.corrupt), (0, 0));
         assert!(files_with(&dir.0, "")
             .iter()

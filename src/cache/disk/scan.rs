@@ -1,12 +1,19 @@
-//! The start-up scan: the index rebuilt from the files' metadata, leftover temp files removed.
+//! The start-up scan: the index rebuilt from the files' metadata (sizes as allocated on
+//! disk, folders included), leftover temp files and whatever is no tile where a tile belongs
+//! removed. Nothing is followed through a link, and nothing but a layer's name file is read.
 
-use super::format::read_key;
+use super::files::{footprint, read_small, Rejection};
+use super::format::{read_key, MAX_FILE_LEN};
 use super::index::{Entry, Index};
 use super::{remove_file_logged, KeyHash, LAYER_NAME_FILE, TILE_SUFFIX, TMP_MARKER};
-use std::fs;
+use std::fs::{self, Metadata};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+/// A layer's name file holds a layer name (at most 64 characters): anything longer is not
+/// one of ours.
+const MAX_NAME_FILE: u64 = 4096;
 
 /// 32 bytes from 64 lowercase hex digits.
 fn parse_hash(hex_text: &str) -> Option<KeyHash> {
@@ -36,6 +43,7 @@ fn is_lower_hex(name: &str, len: usize) -> bool {
 struct Found {
     hash: KeyHash,
     layer: usize,
+    /// Allocated bytes.
     size: u64,
     mtime: SystemTime,
 }
@@ -53,72 +61,147 @@ struct FoundLayer {
 pub(super) struct Scan {
     layers: Vec<FoundLayer>,
     tiles: Vec<Found>,
+    /// Everything else the walk met (folders, name files, the lock, strays) and what each
+    /// takes on disk.
+    folders: Vec<(PathBuf, u64)>,
+    rejected: [u64; Rejection::ALL.len()],
+    /// The file system's allocation unit, for [`footprint`].
+    block: u64,
+    /// Whether to delete leftover temp files and rejected entries: only a process that holds
+    /// the folder's lock may, since temp files may be another process's writes in flight.
+    tidy: bool,
 }
 
-/// Walks `<root>/<layer>/<shard>/` reading metadata only (plus each `layer.txt`), and
-/// deletes leftover temp files. Unreadable sub-folders are skipped, not fatal: a cache
-/// that starts colder beats a server that doesn't start.
-pub(super) fn scan_root(root: &Path) -> io::Result<Scan> {
-    let mut scan = Scan::default();
-    for entry in fs::read_dir(root)? {
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if is_lower_hex(name, 16) && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            scan_layer(&entry.path(), name, &mut scan);
+impl Scan {
+    fn note(&mut self, path: PathBuf, meta: &Metadata) {
+        let size = footprint(meta, self.block);
+        self.folders.push((path, size));
+    }
+
+    /// Counts a rejected entry and, when tidying, unlinks it (a link goes, never its
+    /// target); returns whether it is gone.
+    fn reject(&mut self, path: &Path, why: Rejection) -> bool {
+        self.rejected[why.slot()] += 1;
+        tracing::warn!(path = %path.display(), reason = why.label(), "disk tile cache: found a file that is no tile");
+        self.tidy && remove_file_logged(path)
+    }
+}
+
+/// Walks `<root>/<layer>/<shard>/` reading metadata only (plus each `layer.txt`) and, when
+/// `tidy`, deletes leftover temp files and rejected entries. Unreadable sub-folders are
+/// skipped, not fatal: a cache that starts colder beats a server that doesn't start.
+pub(super) fn scan_root(root: &Path, block: u64, tidy: bool) -> io::Result<Scan> {
+    let mut scan = Scan {
+        block,
+        tidy,
+        ..Scan::default()
+    };
+    // The folder itself may be a link: the operator's choice, so followed.
+    scan.note(root.to_path_buf(), &fs::metadata(root)?);
+    let entries = fs::read_dir(root)?;
+    for (entry, name, meta) in folder_entries(entries, &mut scan) {
+        if is_lower_hex(&name, 16) && meta.is_dir() {
+            scan.note(entry.path(), &meta);
+            scan_layer(&entry.path(), &name, &mut scan);
+        } else {
+            stray_or_link(&entry.path(), &name, 16, &meta, &mut scan);
         }
     }
     Ok(scan)
 }
 
+/// An entry that is no folder of ours: a link named like one is rejected (a put would
+/// otherwise write through it), anything else only counted.
+fn stray_or_link(path: &Path, name: &str, hex_len: usize, meta: &Metadata, scan: &mut Scan) {
+    if is_lower_hex(name, hex_len)
+        && meta.file_type().is_symlink()
+        && scan.reject(path, Rejection::Symlink)
+    {
+        return;
+    }
+    scan.note(path.to_path_buf(), meta);
+}
+
 fn scan_layer(path: &Path, dir: &str, scan: &mut Scan) {
+    let name_path = path.join(LAYER_NAME_FILE);
+    let name = match read_small(&name_path, MAX_NAME_FILE) {
+        Some(Ok(bytes)) => String::from_utf8(bytes).ok(),
+        Some(Err(why)) => {
+            scan.reject(&name_path, why);
+            None
+        }
+        None => None,
+    };
     let layer = scan.layers.len();
     scan.layers.push(FoundLayer {
         dir: dir.to_string(),
-        name: fs::read_to_string(path.join(LAYER_NAME_FILE)).ok(),
+        name,
         sample: None,
     });
-    for (entry, name) in folder_entries(path) {
-        if is_lower_hex(&name, 2) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+    for (entry, name, meta) in sub_folder_entries(path, scan) {
+        if is_lower_hex(&name, 2) && meta.is_dir() {
+            scan.note(entry.path(), &meta);
             scan_shard(&entry.path(), &name, layer, scan);
+        } else {
+            stray_or_link(&entry.path(), &name, 2, &meta, scan);
         }
     }
 }
 
-/// The entries of a cache folder with their names, leftover temporary files removed; a
-/// folder that cannot be read is logged and skipped.
-fn folder_entries(path: &Path) -> Vec<(fs::DirEntry, String)> {
-    let entries = match fs::read_dir(path) {
-        Ok(entries) => entries,
+/// [`folder_entries`] of a layer or shard folder; one that cannot be read is logged and
+/// skipped.
+fn sub_folder_entries(path: &Path, scan: &mut Scan) -> Vec<(fs::DirEntry, String, Metadata)> {
+    match fs::read_dir(path) {
+        Ok(entries) => folder_entries(entries, scan),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "disk tile cache: skipping folder");
-            return Vec::new();
+            Vec::new()
         }
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            if name.contains(TMP_MARKER) {
-                remove_file_logged(&entry.path());
-                return None;
-            }
-            Some((entry, name))
-        })
-        .collect()
+    }
+}
+
+/// The entries of a cache folder with their names and metadata (of the entry itself, never
+/// a link's target); leftover temporary files are removed when tidying.
+fn folder_entries(entries: fs::ReadDir, scan: &mut Scan) -> Vec<(fs::DirEntry, String, Metadata)> {
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        // `DirEntry::metadata` does not follow links.
+        let Ok(meta) = entry.metadata() else { continue };
+        if name.contains(TMP_MARKER) && scan.tidy && remove_file_logged(&entry.path()) {
+            continue;
+        }
+        found.push((entry, name, meta));
+    }
+    found
 }
 
 fn scan_shard(path: &Path, shard: &str, layer: usize, scan: &mut Scan) {
-    for (entry, name) in folder_entries(path) {
-        let Some(hash) = name
+    for (entry, name, meta) in sub_folder_entries(path, scan) {
+        let hash = name
             .strip_suffix(TILE_SUFFIX)
             .filter(|stem| stem.starts_with(shard))
-            .and_then(parse_hash)
-        else {
+            .and_then(parse_hash);
+        let Some(hash) = hash else {
+            scan.note(entry.path(), &meta);
             continue;
         };
-        let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_file() {
+        let kind = meta.file_type();
+        let refused = if kind.is_symlink() {
+            Some(Rejection::Symlink)
+        } else if !kind.is_file() {
+            Some(Rejection::NotRegular)
+        } else if meta.len() > MAX_FILE_LEN {
+            Some(Rejection::TooLarge)
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            if !scan.reject(&entry.path(), why) {
+                scan.note(entry.path(), &meta);
+            }
             continue;
         }
         let found_layer = &mut scan.layers[layer];
@@ -128,7 +211,7 @@ fn scan_shard(path: &Path, shard: &str, layer: usize, scan: &mut Scan) {
         scan.tiles.push(Found {
             hash,
             layer,
-            size: meta.len(),
+            size: footprint(&meta, scan.block),
             mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         });
     }
@@ -145,6 +228,10 @@ pub(super) fn build_index(mut scan: Scan) -> Index {
             index.layer_id(&found.dir, &name, on_disk)
         })
         .collect();
+    for (path, size) in &scan.folders {
+        index.set_folder_bytes(path, *size);
+    }
+    index.rejected = scan.rejected;
     scan.tiles.sort_by_key(|t| t.mtime);
     for tile in scan.tiles {
         let entry = Entry {
@@ -203,7 +290,8 @@ mod tests {
     #[test]
     fn lowered_budget_at_reopen_evicts_oldest() {
         let dir = TempDir::new("lowered");
-        let one = file_size(&key("l", 1, 0), 500);
+        let block = block_size(&dir.0);
+        let one = round_up(file_size(&key("l", 1, 0), 500), block);
         {
             let cache = DiskCache::open(&dir.0, 1 << 20).unwrap();
             for i in 0..10 {
@@ -224,10 +312,15 @@ mod tests {
                 .set_modified(when)
                 .unwrap();
         }
-        let cache = DiskCache::open(&dir.0, one * 3).unwrap();
+        let folders = DiskCache::open_unlocked(&dir.0)
+            .unwrap()
+            .stats()
+            .folder_bytes;
+        let budget = folders + one * 3;
+        let cache = DiskCache::open(&dir.0, budget).unwrap();
         let s = cache.stats();
         assert_eq!((s.files, s.evictions), (3, 7));
-        assert!(tile_bytes_on_disk(&dir.0) <= one * 3);
+        assert!(du(&dir.0) <= budget);
         for i in 0..10 {
             assert_eq!(cache.get(&key("l", 1, i)).is_some(), i < 3, "tile {i}");
         }
