@@ -102,6 +102,14 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             json!({"status": "unavailable", "error": db.last_error(), "pool": pool_json(&db.pool)}),
         ),
     };
+    let mut database = database;
+    if let (Some(db), Some(fields)) = (&state.database, database.as_object_mut()) {
+        // Declared tables whose writes are not seen (no trigger: see `db init`).
+        let untracked = db.tables_without_trigger();
+        if !untracked.is_empty() {
+            fields.insert("tables_without_version_trigger".into(), json!(untracked));
+        }
+    }
     let body = json!({
         "status": status,
         "layers": layers.len(),

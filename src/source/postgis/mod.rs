@@ -1,6 +1,7 @@
 //! PostGIS: connection pool, identifier checking and quoting, and the project's own schema.
 //! Point queries live in `layer`, the `import` command in `import`.
 
+pub mod admin;
 mod failure;
 pub mod import;
 pub mod layer;

@@ -233,7 +233,7 @@ async fn advance_seq_identity(client: &Client, table: &str) -> Result<(), tokio_
 // Connection
 
 /// One connection is enough: files are written one after the other.
-async fn connect(url: &str) -> Result<Client, ImportError> {
+pub(super) async fn connect(url: &str) -> Result<Client, ImportError> {
     let mut config =
         tokio_postgres::Config::from_str(url).map_err(|e| ImportError::Url(pg_message(&e)))?;
     // A big COPY legitimately runs for minutes; a `statement_timeout` meant for the server's
