@@ -1,6 +1,6 @@
 //! `serve`: the HTTP server, until SIGINT or SIGTERM.
 
-use crate::app::{build_state, ServeArgs, StartError};
+use crate::app::{build_state, check_declared_tables, ServeArgs, StartError};
 use crate::http;
 
 /// Runs `serve` in an actix system until SIGINT or SIGTERM.
@@ -11,6 +11,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartError> {
 /// Runs `serve` until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let (state, bind) = build_state(&args)?;
+    check_declared_tables(&state).await?;
     http::start_background(&state);
     http::serve(state, &bind)
         .await

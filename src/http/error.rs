@@ -81,6 +81,7 @@ fn source_summary(e: &SourceError) -> String {
     match e {
         SourceError::Unavailable(_) => "the database is unavailable".to_string(),
         SourceError::Timeout => "the database query timed out".to_string(),
+        SourceError::Misconfigured(_) => "layer misconfigured".to_string(),
         SourceError::BadFilter { param, .. } => format!("invalid value for `{param}`"),
     }
 }
@@ -96,6 +97,9 @@ fn source_advice(e: &SourceError) -> String {
             cancelled; retry later, or ask for a smaller area or a higher zoom"
             .to_string(),
         SourceError::BadFilter { detail, .. } => detail.clone(),
+        SourceError::Misconfigured(problem) => format!(
+            "{problem}; the server's configuration or the table must be fixed (retrying does not help)"
+        ),
     }
 }
 
@@ -117,6 +121,9 @@ impl ResponseError for ApiError {
             ApiError::Source(SourceError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Source(SourceError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Source(SourceError::BadFilter { .. }) => StatusCode::BAD_REQUEST,
+            // The server's own configuration is wrong: a server error, loud in monitoring,
+            // and without Retry-After since waiting does not fix it.
+            ApiError::Source(SourceError::Misconfigured(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -53,6 +53,8 @@ pub struct Database {
     /// its data-version trigger (None: not looked at yet). Without it, writes to the table
     /// are not seen; only `db init` or `pyramid` install it, never the server.
     declared_triggers: Mutex<HashMap<String, Option<bool>>>,
+    /// The last error of each layer whose statistics refresh fails, logged once per change.
+    refresh_errors: Mutex<HashMap<String, String>>,
 }
 
 impl Database {
@@ -66,6 +68,7 @@ impl Database {
             aggregate_above,
             metrics,
             declared_triggers: Mutex::new(HashMap::new()),
+            refresh_errors: Mutex::new(HashMap::new()),
         }
     }
 
@@ -105,7 +108,7 @@ impl Database {
         layout: TableLayout,
     ) -> Result<(), String> {
         let table = layout.table.key();
-        self.add_layer(catalog, name, layout)?;
+        self.add_layer(catalog, name, layout, true)?;
         lock(&self.declared_triggers).insert(table, None);
         Ok(())
     }
@@ -159,19 +162,48 @@ impl Database {
         Ok(())
     }
 
-    /// Serves `layout` as layer `name` (declared or imported).
+    /// Checks every declared table now (see [`PostgisLayer::check`]): each problem as
+    /// `layer NAME: ...`. Fails only when the database cannot be asked.
+    pub async fn check_declared(&self) -> Result<Vec<String>, DbError> {
+        let layers: Vec<Arc<PostgisLayer>> = self.lock_layers().values().cloned().collect();
+        let mut problems = Vec::new();
+        for layer in layers.iter().filter(|l| l.is_declared()) {
+            if let Some(problem) = layer.check().await? {
+                problems.push(format!("layer {}: {problem}", layer.name()));
+            }
+        }
+        problems.sort();
+        Ok(problems)
+    }
+
+    /// The declared layers last found misconfigured, with their problems, by name.
+    pub fn misconfigured(&self) -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = self
+            .lock_layers()
+            .values()
+            .filter_map(|l| l.problem().map(|p| (l.name().to_string(), p.to_string())))
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Serves `layout` as layer `name` (declared in the config, or imported).
     fn add_layer(
         &self,
         catalog: &dyn LayerCatalog,
         name: &str,
         layout: TableLayout,
+        declared: bool,
     ) -> Result<(), String> {
-        let source = Arc::new(PostgisLayer::new(
-            self.pool.clone(),
-            self.status.clone(),
-            layout,
-            self.metrics.clone(),
-        ));
+        let source = Arc::new(
+            PostgisLayer::new(
+                self.pool.clone(),
+                self.status.clone(),
+                layout,
+                self.metrics.clone(),
+            )
+            .named(name, declared),
+        );
         catalog.add(name, source.clone(), self.aggregate_above)?;
         self.lock_layers().insert(name.to_string(), source);
         Ok(())
@@ -197,7 +229,26 @@ impl Database {
         }
     }
 
-    /// One look at the database (schema, new imported layers, triggers, versions), then the
+    /// Logs a layer's failing statistics refresh once per change of its error, not at
+    /// every look.
+    fn record_refresh(&self, layer: &PostgisLayer, result: Result<(), String>) {
+        let mut errors = lock(&self.refresh_errors);
+        match result {
+            Ok(()) => {
+                if errors.remove(layer.name()).is_some() {
+                    tracing::info!(layer = %layer.name(), "layer statistics refreshed again");
+                }
+            }
+            Err(e) => {
+                if errors.get(layer.name()) != Some(&e) {
+                    tracing::warn!(layer = %layer.name(), table = %layer.table().key(), error = %e, "cannot refresh layer statistics");
+                    errors.insert(layer.name().to_string(), e);
+                }
+            }
+        }
+    }
+
+    /// One look at the database (new imported layers, triggers, versions), then the
     /// layers' statistics.
     async fn poll(&self, catalog: &dyn LayerCatalog) {
         let result = self.look(catalog).await;
@@ -207,9 +258,14 @@ impl Database {
         if result.is_ok() {
             let layers: Vec<Arc<PostgisLayer>> = self.lock_layers().values().cloned().collect();
             for layer in layers {
-                if let Err(e) = layer.refresh().await {
-                    tracing::warn!(table = %layer.table().key(), error = %e, "cannot refresh layer statistics");
+                // A declared table is checked at every look (a few catalog reads), so that
+                // one dropped or altered under the server is named in /health at once; a
+                // misconfigured layer has no statistics to refresh.
+                if !matches!(layer.check().await, Ok(None)) {
+                    continue;
                 }
+                let result = layer.refresh().await.map_err(|e| e.to_string());
+                self.record_refresh(&layer, result);
             }
         }
         // Only the watcher sets this, so the first set is the only one.
@@ -247,7 +303,7 @@ impl Database {
                 continue;
             }
             let layout = imported_layout(TableName::parse(&table)?, attribution)?;
-            if let Err(e) = self.add_layer(catalog, &name, layout) {
+            if let Err(e) = self.add_layer(catalog, &name, layout, false) {
                 tracing::warn!(layer = %name, error = %e, "imported layer not served");
             } else {
                 tracing::info!(layer = %name, table = %table, "serving imported layer");
