@@ -165,11 +165,9 @@ fn a_table_changed_under_the_server_is_named_and_answered_without_retry() {
         "config.toml",
         &layer_toml("later", &table, "weight = \"mag\""),
     );
-    // No memory tier: each tile request reaches the layer.
     let server = TestServer::from_args(&twine_heatmap::app::ServeArgs {
         config: Some(config),
         database_url: Some(pg::database_url()),
-        cache_memory: Some("0".into()),
         ..Default::default()
     });
     wait_until("the layer served", 20, || {
@@ -200,6 +198,9 @@ fn a_table_changed_under_the_server_is_named_and_answered_without_retry() {
         "{health}"
     );
     for path in [
+        // Rendered before the change: a cached tile is not served either.
+        "/tiles/later/0/0/0.png",
+        "/tiles/later.json",
         "/tiles/later/1/1/0.png",
         "/points/later/1/1/0.json",
         "/heatmap.png?layer=later&bbox=-10,-10,20,20&width=64&height=64",

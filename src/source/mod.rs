@@ -106,6 +106,12 @@ pub trait PointSource: Send + Sync {
 
     fn info(&self) -> LayerInfo;
 
+    /// Why the layer cannot be drawn as configured (`layer NAME: ...`), if it cannot: every
+    /// request for it then gets that answer, cached tiles included.
+    fn misconfigured(&self) -> Option<String> {
+        None
+    }
+
     /// Changes whenever the layer's points change (import, or a write to a declared table).
     fn data_version(&self) -> u64 {
         0

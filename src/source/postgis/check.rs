@@ -4,6 +4,7 @@
 
 use super::table_sql::TableLayout;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use tokio_postgres::GenericClient;
 
@@ -190,10 +191,18 @@ async fn check_geometry_type(
 /// A layer's last known problem, logged when it appears, changes or goes: once per change,
 /// not at every look.
 #[derive(Default)]
-pub struct ProblemState(Mutex<Option<Problem>>);
+pub struct ProblemState {
+    /// Whether there is a problem, read without the lock: every memory hit of the layer's
+    /// tiles asks, and almost always there is none.
+    present: AtomicBool,
+    problem: Mutex<Option<Problem>>,
+}
 
 impl ProblemState {
     pub fn get(&self) -> Option<Problem> {
+        if !self.present.load(Ordering::Acquire) {
+            return None;
+        }
         self.lock().clone()
     }
 
@@ -211,12 +220,13 @@ impl ProblemState {
             ),
             None => tracing::info!(layer, "layer no longer misconfigured: served again"),
         }
+        self.present.store(found.is_some(), Ordering::Release);
         *state = found;
         true
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Problem>> {
         // Each use reads or writes the whole value, so a poisoned lock still holds a valid one.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.problem.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

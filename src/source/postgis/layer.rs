@@ -12,7 +12,7 @@ use super::table_sql::{
     scan_stats_with, Frame, Resolved,
 };
 pub use super::table_sql::{imported_inner_all, imported_layout, TableLayout};
-use super::{DbError, TableName};
+use super::{lock, DbError, TableName};
 use crate::metrics::Metrics;
 use crate::render::WorldPoint;
 use crate::source::aggregate::{sort_bins, Bin, CellRange};
@@ -681,15 +681,15 @@ impl PointSource for PostgisLayer {
         self.version.load(Ordering::Acquire)
     }
 
+    fn misconfigured(&self) -> Option<String> {
+        self.problem
+            .get()
+            .map(|p| format!("layer {}: {p}", self.name))
+    }
+
     fn filters(&self) -> Arc<[FilterDef]> {
         lock(&self.resolved)
             .as_ref()
             .map_or_else(|| self.layout.filters.clone(), |r| r.filters.clone())
     }
-}
-
-/// Each use of a layer's lock reads or writes one value, so a poisoned lock still holds a
-/// valid one.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

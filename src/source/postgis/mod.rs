@@ -212,6 +212,12 @@ pub fn add_session_options(config: &mut tokio_postgres::Config, ours: &str) {
     config.options(options);
 }
 
+/// Locks a mutex whose every use reads or writes one whole value (a layer's state, the
+/// watcher's maps), so that a lock poisoned by a panic still holds a valid one.
+pub(super) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Advisory lock taken around schema changes: concurrent `CREATE OR REPLACE` of the same
 /// objects (two imports, or an import and a starting server) otherwise fail with "tuple
 /// concurrently updated". Any number will do as long as everyone uses the same one.

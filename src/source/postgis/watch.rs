@@ -4,7 +4,7 @@
 
 use super::layer::{imported_layout, PostgisLayer, TableLayout};
 use super::status::DbStatus;
-use super::{DbError, TableName};
+use super::{lock, DbError, TableName};
 use crate::metrics::Metrics;
 use crate::source::{valid_layer_name, PointSource};
 use deadpool_postgres::Pool;
@@ -337,12 +337,6 @@ impl Database {
         }
         Ok(())
     }
-}
-
-/// Each use of the watcher's maps is a single insert, read or clone, so a poisoned lock still
-/// holds a valid map.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs the watcher until the process ends.
