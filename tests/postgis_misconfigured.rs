@@ -244,3 +244,53 @@ fn a_table_changed_under_the_server_is_named_and_answered_without_retry() {
     let health = server.get("/health").json();
     assert_eq!(health["status"], "ok", "{health}");
 }
+
+#[test]
+fn a_misconfigured_layer_is_logged_once_not_at_every_look() {
+    let db = pg::Db::connect();
+    let table = format!("mc_{}_logged", std::process::id());
+    let _table = pg::ScratchTable::create(
+        &db,
+        &table,
+        "geom geometry(Point, 4326), mag real",
+        |t: &str| {
+            db.batch(&format!(
+                "INSERT INTO {t} (geom, mag) VALUES (ST_SetSRID(ST_MakePoint(1, 1), 4326), 1)"
+            ))
+        },
+    );
+    let dir = Scratch::new("misconfigured-log");
+    let config = dir.file(
+        "config.toml",
+        &layer_toml("logged", &table, "weight = \"mag\""),
+    );
+    let config = config.to_string_lossy();
+    let url = pg::database_url();
+    let server =
+        common::process::ServeProcess::start(&["--config", &config, "--database-url", &url]);
+    wait_until("the layer served", 20, || {
+        server.get("/tiles/logged/0/0/0.png").status == 200
+    });
+    db.batch(&format!(
+        "ALTER TABLE public.\"{table}\" ALTER COLUMN mag TYPE text"
+    ));
+    wait_until("/health naming the layer", 10, || {
+        server.get("/health").json()["misconfigured_layers"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+    });
+    // Several of the watcher's once-a-second looks find the same problem.
+    std::thread::sleep(Duration::from_millis(3500));
+    let log = server.stop();
+    assert_eq!(
+        log.matches("layer misconfigured").count(),
+        1,
+        "logged once per change: {log}"
+    );
+    // (Other tests' imported layers come and go in the shared database: only this one's.)
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("cannot refresh layer statistics") && l.contains("layer=logged")),
+        "{log}"
+    );
+}
