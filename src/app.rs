@@ -274,6 +274,28 @@ pub fn build_core(args: &ServeArgs, config: &Config) -> Result<Core, StartError>
     })
 }
 
+/// Checks the tables the config declares, when the database answers: a table that cannot be
+/// drawn (missing, not points, a missing column, a weight that is not a number...) stops
+/// start-up with a message naming the layer, table, column and problem. A database that does
+/// not answer does not stop it: the watcher checks the tables once it does, and `/health`
+/// names any problem then.
+pub async fn check_declared_tables(state: &AppState) -> Result<(), StartError> {
+    let Some(db) = &state.database else {
+        return Ok(());
+    };
+    match db.check_declared().await {
+        Ok(problems) if problems.is_empty() => Ok(()),
+        Ok(problems) => Err(StartError::Invalid(format!(
+            "the config declares layers that cannot be drawn (fix the config or the tables): {}",
+            problems.join("; ")
+        ))),
+        Err(e) => {
+            tracing::warn!(error = %e, "database not reachable at start-up: the declared tables are checked once it answers");
+            Ok(())
+        }
+    }
+}
+
 /// The cache tiers from flags (first) and config. A disk tier needs a folder.
 pub fn open_cache(args: &ServeArgs, config: &CacheConfig) -> Result<TileCache, StartError> {
     let size = |flag: &Option<String>, file: &Option<String>, default: &str, what: &str| {

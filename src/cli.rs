@@ -3,6 +3,7 @@
 
 use crate::app::ServeArgs;
 use crate::commands::cache::CacheCommand;
+use crate::commands::db::DbCommand;
 use crate::commands::import::ImportArgs;
 use crate::commands::pyramid::PyramidArgs;
 use crate::commands::seed::SeedArgs;
@@ -41,6 +42,12 @@ pub enum Command {
     /// folder. Tiles of a database layer carry its data version: a write to the layer makes
     /// them stale.
     Seed(SeedArgs),
+    /// Database administration: `db init` creates the `twine` schema and the data-version
+    /// triggers of the config's tables, so that servers can run with a read-only role.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Disk cache administration: remove tiles, print usage.
     Cache {
         #[command(subcommand)]
@@ -59,7 +66,9 @@ impl Command {
         match self {
             // A server's and a loader's progress is worth a line each; the one-shot tools
             // print their own results, so only their warnings join them.
-            Command::Serve(_) | Command::Import(_) | Command::Pyramid(_) => "info",
+            Command::Serve(_) | Command::Import(_) | Command::Pyramid(_) | Command::Db { .. } => {
+                "info"
+            }
             Command::Seed(_) | Command::Cache { .. } | Command::Healthcheck { .. } => "warn",
         }
     }
@@ -72,6 +81,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Import(args) => commands::import::run(args).map_err(fail),
         Command::Pyramid(args) => commands::pyramid::run(args).map_err(fail),
         Command::Seed(args) => commands::seed::run(args),
+        Command::Db { command } => commands::db::run(command).map_err(fail),
         Command::Cache { command } => commands::cache::run(command),
         Command::Healthcheck { url } => commands::healthcheck::run(&url).map_err(fail),
     };

@@ -418,6 +418,8 @@ fn one_render_per_missing_tile_and_no_stale_tiles_after_a_write() {
         format!("[[layers]]\nname = \"{layer}\"\ntable = \"public.{table}\"\n"),
     )
     .expect("config");
+    // The table's data-version trigger, which only `db init` (never the server) installs.
+    pg::db_init(&pg::database_url(), &config);
     let s = TestServer::from_args(&ServeArgs {
         config: Some(config),
         database_url: Some(pg::database_url()),

@@ -349,10 +349,11 @@ fn without_layers_it_waits_for_the_database_or_asks_for_one() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let s = TestServer::with_database(
-        dir.file("empty.toml", ""),
-        format!("postgres://twine:twine@127.0.0.1:{closed}/twine"),
-    );
+    let s = TestServer::from_args(&twine_heatmap::app::ServeArgs {
+        config: Some(dir.file("empty.toml", "")),
+        database_url: Some(format!("postgres://twine:twine@127.0.0.1:{closed}/twine")),
+        ..Default::default()
+    });
     let answer = poc(
         &s,
         "/twine.heatmap",

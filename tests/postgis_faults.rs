@@ -73,16 +73,6 @@ fn pool_exhaustion_is_503_and_statement_timeout_is_504() {
         "BEGIN; LOCK TABLE public.\"{table}\" IN ACCESS EXCLUSIVE MODE"
     ));
     let base = s.base.clone();
-    let blocked: Vec<_> = (0..1)
-        .map(|i| {
-            let url = format!("{base}/tiles/{layer}/4/8/{}.png", 6 + i);
-            std::thread::spawn(move || match ureq::get(&url).call() {
-                Ok(r) => (r.status(), String::new()),
-                Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-                Err(e) => panic!("{e}"),
-            })
-        })
-        .collect();
     // Sessions of this server waiting on the lock of this test's table (other tests share
     // the database).
     let waiting = || {
@@ -93,6 +83,26 @@ fn pool_exhaustion_is_503_and_statement_timeout_is_504() {
         )[0]
         .get::<_, i64>(0)
     };
+    // The watcher takes the pool's one connection once a second (longer while it reads the
+    // statistics of a layer another test has just imported): a request that comes then gets
+    // the pool's 503 instead of the connection, and is sent again.
+    let mut blocked = None;
+    for _ in 0..20 {
+        let url = format!("{base}/tiles/{layer}/4/8/6.png");
+        let request = std::thread::spawn(move || match ureq::get(&url).call() {
+            Ok(r) => (r.status(), String::new()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("{e}"),
+        });
+        common::eventually(10, || waiting() == 1 || request.is_finished());
+        if !request.is_finished() {
+            blocked = Some(request);
+            break;
+        }
+        let (status, body) = request.join().expect("thread");
+        assert!(status == 503 && body.contains("busy"), "{status} {body}");
+    }
+    let blocked: Vec<_> = blocked.into_iter().collect();
     wait_until("the request waiting on the lock", 10, || waiting() == 1);
     // The connection is taken: the next request waits 300 ms for one, then gets 503.
     let started = Instant::now();
@@ -387,15 +397,19 @@ fn checked_and_unavailable(health: &str) -> bool {
 
 #[test]
 fn database_errors_go_to_the_log_in_postgres_words_and_url_options_are_kept() {
-    // The URL's own session options reach every connection: a read-only session makes the
-    // first look (which creates the schema objects if missing) fail, and the log says why in
-    // PostgreSQL's words (the client library's own text is only "db error").
+    // The URL's own session options reach every connection: a role that does not exist makes
+    // every connection fail, and the log says why in PostgreSQL's words (the client library's
+    // own text is only "db error"). (A read-only session no longer fails: the server only
+    // reads, see postgis_readonly.rs.)
     let (health, log) = serve_until(
-        &url_with_options("-c%20default_transaction_read_only%3Don"),
+        &url_with_options("-c%20role%3Dtwine_no_such_role"),
         checked_and_unavailable,
     );
     assert!(health.is_some(), "the first look never failed: {log}");
-    assert!(log.contains("in a read-only transaction"), "{log}");
+    assert!(
+        log.contains("\"twine_no_such_role\" does not exist"),
+        "{log}"
+    );
 
     // A database name that does not exist, at start-up (a mistake any authentication
     // method reports): the log says so, once; /health gives the state only, never what the

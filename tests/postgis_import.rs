@@ -426,3 +426,89 @@ fn the_longest_layer_name_gets_a_pyramid_that_each_import_replaces() {
     );
     assert_eq!(layer.count(), 4);
 }
+
+/// The import's session waiting on `relation` (its query names it), if any: its server pid.
+fn import_backend(db: &Db, relation: &str) -> Option<i32> {
+    db.query(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'twine-heatmap import' \
+         AND position($1 in query) > 0",
+        &[&relation],
+    )
+    .first()
+    .map(|row| row.get(0))
+}
+
+#[test]
+fn a_killed_first_import_leaves_no_layer_and_its_statements_end() {
+    let db = Db::connect();
+    let layer = TestLayer::new(&db, "killed");
+    let dir = Scratch::new("import-killed");
+    let csv = dir.file("few.csv", "lon,lat,weight\n1,1,1\n2,2,1\n3,3,1\n");
+    // The schema, as any earlier import or `db init` leaves it.
+    db.batch(&format!(
+        "BEGIN; SELECT pg_advisory_xact_lock({}); {} COMMIT;",
+        twine_heatmap::source::postgis::SCHEMA_LOCK_KEY,
+        twine_heatmap::source::postgis::SCHEMA_SQL
+    ));
+    // The import stops, after its COPY, at the pyramid's step that drops the layer's old bins
+    // table: another session holds that table's lock. It is then deterministically still
+    // running, past the point where the old import had committed the layer.
+    let bins = layer.bins_table();
+    let holder = Db::connect();
+    // Two batches: in one, BEGIN would take the CREATE into its (uncommitted) transaction.
+    holder.batch(&format!("CREATE TABLE IF NOT EXISTS {bins} (x int)"));
+    holder.batch(&format!(
+        "BEGIN; LOCK TABLE {bins} IN ACCESS EXCLUSIVE MODE"
+    ));
+    let bins_name = format!("bins_{}", layer.name);
+    let mut child = common::process::twine(&[
+        "import",
+        "--database-url",
+        &database_url(),
+        "--layer",
+        &layer.name,
+    ])
+    .arg(&csv)
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .expect("start import");
+    let mut backend = None;
+    let reached = common::eventually(30, || {
+        backend = import_backend(&db, &bins_name);
+        backend.is_some()
+    });
+    if !reached {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the import never reached its pyramid step");
+    }
+    let registered = || {
+        db.query(
+            "SELECT count(*) FROM twine.layers WHERE name = $1",
+            &[&layer.name],
+        )[0]
+        .get::<_, i64>(0)
+    };
+    assert_eq!(
+        registered(),
+        0,
+        "the layer is registered before its rows are in"
+    );
+    assert!(
+        !layer.exists(),
+        "the layer's table is visible before its rows are in"
+    );
+
+    child.kill().expect("SIGKILL the import");
+    child.wait().expect("reap the import");
+    // The server notices the dead client while its statement still waits on the lock, and
+    // ends the session (rolling everything back): within seconds, not when the lock goes.
+    let gone = common::eventually(10, || import_backend(&db, &bins_name).is_none());
+    holder.batch("ROLLBACK");
+    assert!(
+        gone,
+        "the killed import's session {backend:?} still ran 10 s after the kill"
+    );
+    assert_eq!(registered(), 0, "the killed import left its layer");
+    assert!(!layer.exists(), "the killed import left its table");
+}

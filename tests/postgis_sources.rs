@@ -15,7 +15,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use twine_heatmap::app::ServeArgs;
-use twine_heatmap::source::postgis::SCHEMA_LOCK_KEY;
 use twine_heatmap::synth::clustered_points;
 use twine_heatmap::tile::{
     lat_to_world_y, lon_to_world_x, world_x_to_lon, world_y_to_lat, TileCoord,
@@ -315,20 +314,24 @@ fn requests_at_start_up_wait_for_the_first_look_at_the_database_within_the_pool_
     pg::import(&layer.name, &csv, &[]);
     let tile = format!("/tiles/{}/0/0/0.png", layer.name);
     let (lock, unlock) = (
-        format!("SELECT pg_advisory_lock({SCHEMA_LOCK_KEY})"),
-        format!("SELECT pg_advisory_unlock({SCHEMA_LOCK_KEY})"),
+        "BEGIN; LOCK TABLE twine.layers IN ACCESS EXCLUSIVE MODE",
+        "ROLLBACK",
     );
     // The lock is held past the pool wait in the second round only.
     for (pool_wait_ms, held_past_wait) in [(5000, false), (300, true)] {
-        // The watcher's first look takes the schema lock (as imports do): holding it keeps
-        // that look under way while the first request arrives.
+        // The watcher's first look reads twine.layers: a lock on it keeps that look under
+        // way while the first request arrives.
         let holder = pg::Db::connect();
-        holder.batch(&lock);
+        holder.batch(lock);
         let config = dir.file(
             &format!("wait{pool_wait_ms}.toml"),
             &format!("[database]\npool_wait_ms = {pool_wait_ms}\n"),
         );
-        let server = TestServer::with_database(config, pg::database_url());
+        let server = TestServer::from_args(&twine_heatmap::app::ServeArgs {
+            config: Some(config),
+            database_url: Some(pg::database_url()),
+            ..Default::default()
+        });
         let health = server.get("/health").json();
         assert_eq!(health["database"]["checked"], false, "{health}");
         std::thread::scope(|scope| {
@@ -337,14 +340,14 @@ fn requests_at_start_up_wait_for_the_first_look_at_the_database_within_the_pool_
                 // The wait is bounded: past it, the layer is still unknown and that is a 503.
                 let answer = request.join().expect("request thread");
                 answer.assert_database_not_reached();
-                holder.batch(&unlock);
+                holder.batch(unlock);
             } else {
                 std::thread::sleep(Duration::from_millis(500));
                 assert!(
                     !request.is_finished(),
                     "the request did not wait for the first look"
                 );
-                holder.batch(&unlock);
+                holder.batch(unlock);
                 let answer = request.join().expect("request thread");
                 assert_eq!(
                     answer.status,

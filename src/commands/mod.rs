@@ -3,6 +3,7 @@
 
 mod area;
 pub mod cache;
+pub mod db;
 pub mod healthcheck;
 pub mod import;
 pub mod pyramid;

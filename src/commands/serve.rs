@@ -1,6 +1,6 @@
 //! `serve`: the HTTP server, until SIGINT or SIGTERM.
 
-use crate::app::{build_state, start_background, ServeArgs, StartError};
+use crate::app::{build_state, check_declared_tables, start_background, ServeArgs, StartError};
 use crate::http;
 
 /// Runs `serve` in an actix system until SIGINT or SIGTERM.
@@ -11,6 +11,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartError> {
 /// Runs `serve` until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let (state, bind) = build_state(&args)?;
+    check_declared_tables(&state).await?;
     start_background(state.database.as_ref(), &state.layers);
     crate::logging::spawn_summaries();
     http::serve(state, &bind)

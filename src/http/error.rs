@@ -46,6 +46,10 @@ pub enum ApiError {
         detail: String,
         cause: Option<String>,
     },
+    /// A layer cannot be drawn as configured (500, no `Retry-After`: waiting does not fix
+    /// it); `problem` names the layer, its table and column.
+    #[error("layer misconfigured")]
+    Misconfigured { problem: String },
     /// A database statement ran past the statement timeout (504).
     #[error("the database query timed out")]
     Timeout,
@@ -68,6 +72,7 @@ impl From<SourceError> for ApiError {
                 cause: Some(cause),
             },
             SourceError::Timeout => ApiError::Timeout,
+            SourceError::Misconfigured(problem) => ApiError::Misconfigured { problem },
         }
     }
 }
@@ -129,6 +134,9 @@ impl ResponseError for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            // The server's own configuration is wrong: a server error, loud in monitoring,
+            // and without Retry-After since waiting does not fix it.
+            ApiError::Misconfigured { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -165,6 +173,10 @@ impl ResponseError for ApiError {
                     retry later, or ask for a smaller area or a higher zoom"
                     .to_string()
             }
+            ApiError::Misconfigured { problem } => format!(
+                "{problem}; the server's configuration or the table must be fixed (retrying \
+                    does not help)"
+            ),
             ApiError::Internal { cause } => {
                 tracing::error!(request_id = id, cause = %cause, "internal error");
                 "the server failed to answer this request; its log has the cause under the \

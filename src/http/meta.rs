@@ -101,8 +101,31 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             json!({"status": "unavailable", "checked": db.looked(), "pool": pool_json(&db.pool)}),
         ),
     };
+    let mut database = database;
+    if let (Some(db), Some(fields)) = (&state.database, database.as_object_mut()) {
+        // Declared tables whose writes are not seen (no trigger: see `db init`).
+        let untracked = db.tables_without_trigger();
+        if !untracked.is_empty() {
+            fields.insert("tables_without_version_trigger".into(), json!(untracked));
+        }
+    }
+    // Layers whose tables cannot be drawn: degraded, and named, as retrying cannot cure them.
+    let misconfigured: Vec<serde_json::Value> = state
+        .database
+        .as_ref()
+        .map(|db| db.misconfigured())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(layer, problem)| json!({"layer": layer, "problem": problem}))
+        .collect();
+    let status = if misconfigured.is_empty() {
+        status
+    } else {
+        "degraded"
+    };
     let body = json!({
         "status": status,
+        "misconfigured_layers": misconfigured,
         "layers": layers.len(),
         "points": points,
         "database": database,

@@ -103,7 +103,11 @@ pub fn memory_hit(state: &AppState, req: &HttpRequest) -> Option<HttpResponse> {
         return None;
     };
     let address = parse_tile_address(z, x, file).ok()?;
-    let layer = state.layers.get(layer)?;
+    // A misconfigured layer takes the routed path, which answers with its problem.
+    let layer = state
+        .layers
+        .get(layer)
+        .filter(|l| l.source.misconfigured().is_none())?;
     let tile = tile_request(layer, req, address).ok()?;
     let answer = state.tiles().memory_hit(&tile)?;
     Some(cached_response(

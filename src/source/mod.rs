@@ -28,6 +28,11 @@ pub enum SourceError {
     /// A query ran past `statement_timeout` and was cancelled (504).
     #[error("the point query took too long and was cancelled")]
     Timeout,
+    /// The layer's table cannot be drawn as configured (missing, not points, a column
+    /// missing or of the wrong type): a fault of the server's configuration that retrying
+    /// does not cure (500, no Retry-After). The message names the layer, table and column.
+    #[error("{0}")]
+    Misconfigured(String),
     /// A declared filter's value was refused by the database (400).
     #[error("invalid value for `{param}`: {detail}")]
     BadFilter { param: String, detail: String },
@@ -105,6 +110,12 @@ pub trait PointSource: Send + Sync {
     /// store) rather than in a database: then a render's slot is taken before the selection.
     fn selects_in_process(&self) -> bool {
         false
+    }
+
+    /// Why the layer cannot be drawn as configured (`layer NAME: ...`), if it cannot: every
+    /// request for it then gets that answer, cached tiles included.
+    fn misconfigured(&self) -> Option<String> {
+        None
     }
 
     /// Changes whenever the layer's points change (import, or a write to a declared table).

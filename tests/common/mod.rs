@@ -51,8 +51,11 @@ impl TestServer {
         TestServer::start(state)
     }
 
-    /// `serve --config CONFIG --database-url URL`, as the binary builds it.
+    /// `serve --config CONFIG --database-url URL`, as the binary builds it, after
+    /// `db init --config CONFIG` (the documented set-up: it installs the data-version triggers
+    /// of the tables the config declares, which the server itself never does).
     pub fn with_database(config: std::path::PathBuf, url: String) -> TestServer {
+        pg::db_init(&url, &config);
         TestServer::from_args(&twine_heatmap::app::ServeArgs {
             config: Some(config),
             database_url: Some(url),

@@ -38,6 +38,22 @@ pub fn pyramid(layer: &str, extra: &[&str]) {
     .expect_success();
 }
 
+/// `twine-heatmap db init --database-url URL --config CONFIG`: the schema and the declared
+/// tables' data-version triggers, as a deployment prepares its primary; fails the test with
+/// the command's output when it fails.
+pub fn db_init(url: &str, config: &Path) {
+    let config = config.to_string_lossy();
+    run(&mut twine(&[
+        "db",
+        "init",
+        "--database-url",
+        url,
+        "--config",
+        &config,
+    ]))
+    .expect_success();
+}
+
 /// `DATABASE_URL`, or the local development database.
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")

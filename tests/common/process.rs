@@ -85,6 +85,12 @@ impl Outcome {
 /// Runs `cmd` to its exit, stdin closed and its output captured; fails the test when it runs
 /// past [`RUN_LIMIT`].
 pub fn run(cmd: &mut Command) -> Outcome {
+    run_within(cmd, RUN_LIMIT)
+}
+
+/// [`run`], failing the test when `cmd` runs past `limit` (for a command expected to stop
+/// at once, such as a server that must refuse to start).
+pub fn run_within(cmd: &mut Command, limit: Duration) -> Outcome {
     let command = describe(cmd);
     let mut child = cmd
         .stdin(Stdio::null())
@@ -94,7 +100,7 @@ pub fn run(cmd: &mut Command) -> Outcome {
         .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
     // Read both pipes while it runs: a command that fills one would otherwise never exit.
     let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
-    let deadline = Instant::now() + RUN_LIMIT;
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
@@ -102,7 +108,7 @@ pub fn run(cmd: &mut Command) -> Outcome {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{command} still running after {} s", RUN_LIMIT.as_secs());
+            panic!("{command} still running after {} s", limit.as_secs());
         }
         std::thread::sleep(Duration::from_millis(20));
     };

@@ -2,16 +2,17 @@
 //! an envelope in the table's SRID, see [`super::table_sql`]), bound parameters only,
 //! aggregation in SQL, and the layer's statistics.
 
+use super::check::{check_layout, Problem, ProblemState};
 use super::failure::{db_error, lost_contact};
 use super::pyramid::{self, Pyramid};
 use super::reference::{self, CellWeight, CellWeights, FINE_SEARCH_ROW_BUDGET};
 use super::status::DbStatus;
-pub use super::table_sql::TableLayout;
 use super::table_sql::{
-    clip, degrees_envelope, inner_sql, metres_envelope, option_array, resolve, scan_stats,
+    clip, degrees_envelope, metres_envelope, option_array, params_ref, resolve, scan_stats,
     scan_stats_with, Frame, Resolved,
 };
-use super::{DbError, Ident, TableName};
+pub use super::table_sql::{imported_inner_all, imported_layout, TableLayout};
+use super::{lock, DbError, TableName};
 use crate::metrics::Metrics;
 use crate::render::WorldPoint;
 use crate::source::aggregate::{sort_bins, Bin, CellRange};
@@ -37,32 +38,6 @@ struct Stats {
     pyramid: Option<Arc<Pyramid>>,
 }
 
-/// The layout of a table `twine-heatmap import` created.
-pub fn imported_layout(
-    table: TableName,
-    attribution: Option<String>,
-) -> Result<TableLayout, DbError> {
-    Ok(TableLayout {
-        table,
-        geometry: Ident::new("geom")?,
-        weight: Some(Ident::new("weight")?),
-        seq: Some(Ident::new("seq")?),
-        filters: Arc::from([]),
-        attribution,
-    })
-}
-
-/// The query of all points of an imported table (geometry in EPSG:3857), for statistics.
-pub fn imported_inner_all(table: &TableName) -> Result<String, DbError> {
-    Ok(inner_sql(
-        &imported_layout(table.clone(), None)?,
-        3857,
-        Frame::WebMercator,
-        None,
-        &[],
-    ))
-}
-
 pub struct PostgisLayer {
     pool: Pool,
     /// Shared with the watcher and every other layer: each contact with the database
@@ -70,7 +45,16 @@ pub struct PostgisLayer {
     status: Arc<DbStatus>,
     metrics: Arc<Metrics>,
     layout: TableLayout,
-    resolved: tokio::sync::OnceCell<Resolved>,
+    /// The layer's name, for messages, and whether the config declares it (a table the
+    /// server is told about, not one `import` made): declared tables are checked.
+    name: String,
+    declared: bool,
+    /// What the last check found wrong with a declared table; while set, every query of the
+    /// layer fails with it instead of reaching the table.
+    problem: ProblemState,
+    /// Learned at first use; forgotten when a check finds the table changed for the worse,
+    /// so that a fixed table is learned again.
+    resolved: Mutex<Option<Arc<Resolved>>>,
     stats: tokio::sync::Mutex<Option<Arc<Stats>>>,
     info: Mutex<LayerInfo>,
     version: AtomicU64,
@@ -106,7 +90,10 @@ impl PostgisLayer {
             status,
             metrics,
             layout,
-            resolved: tokio::sync::OnceCell::new(),
+            name: String::new(),
+            declared: false,
+            problem: ProblemState::default(),
+            resolved: Mutex::new(None),
             stats: tokio::sync::Mutex::new(None),
             info: Mutex::new(info),
             version: AtomicU64::new(0),
@@ -114,6 +101,45 @@ impl PostgisLayer {
                 std::num::NonZeroUsize::MIN.saturating_add(FILTERED_GRIDS - 1),
             )),
         }
+    }
+
+    /// Names the layer (for messages) and says whether the config declares it.
+    pub fn named(mut self, name: &str, declared: bool) -> PostgisLayer {
+        self.name = name.to_string();
+        self.declared = declared;
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_declared(&self) -> bool {
+        self.declared
+    }
+
+    /// What the last check found wrong with the declared table, if anything.
+    pub fn problem(&self) -> Option<Problem> {
+        self.problem.get()
+    }
+
+    /// Checks a declared table (nothing to check for an imported one) and records what it
+    /// found, logging a change. Only a failed contact is an error; a problem is a result.
+    pub async fn check(&self) -> Result<Option<Problem>, DbError> {
+        if !self.declared {
+            return Ok(None);
+        }
+        let client = self.pool.get().await?;
+        let found = check_layout(&**client, &self.layout).await?;
+        if found.is_some() {
+            *lock(&self.resolved) = None;
+        }
+        self.problem.record(&self.name, found.clone());
+        Ok(found)
+    }
+
+    fn misconfigured(&self, problem: &impl std::fmt::Display) -> SourceError {
+        SourceError::Misconfigured(format!("layer {}: {problem}", self.name))
     }
 
     pub fn table(&self) -> &TableName {
@@ -148,17 +174,38 @@ impl PostgisLayer {
         if lost_contact(&e) {
             self.status.contact_failed(&e.to_string());
         }
+        // Class 42 (no such table or column, no privilege, a type mismatch): the declared
+        // table changed under the layer; the watcher's next check says exactly how.
+        if let DbError::Postgres(pg) = &e {
+            if self.declared && pg.code().is_some_and(|c| c.code().starts_with("42")) {
+                return self.misconfigured(&super::pg_message(pg));
+            }
+        }
         db_error(e)
     }
 
-    /// Learns the geometry's SRID and the filter columns' types, once.
-    async fn resolved(&self) -> Result<&Resolved, SourceError> {
-        self.resolved
-            .get_or_try_init(|| async {
-                let client = self.client().await?;
-                self.checked(resolve(&client, &self.layout).await)
-            })
-            .await
+    /// Learns the geometry's SRID and the filter columns' types at first use (again after a
+    /// check found a problem); a misconfigured layer answers with its problem.
+    async fn resolved(&self) -> Result<Arc<Resolved>, SourceError> {
+        if let Some(problem) = self.problem.get() {
+            return Err(self.misconfigured(&problem));
+        }
+        if let Some(resolved) = lock(&self.resolved).clone() {
+            return Ok(resolved);
+        }
+        let client = self.client().await?;
+        let resolved = match resolve(&client, &self.layout).await {
+            Ok(r) => Arc::new(r),
+            // What the catalog refused (a missing column, an SRID PostGIS does not know...)
+            // is the declaration's fault, not the database's.
+            Err(DbError::Other(problem)) if self.declared => {
+                return Err(self.misconfigured(&problem))
+            }
+            Err(e) => return Err(self.failed(e)),
+        };
+        self.status.contact_ok();
+        *lock(&self.resolved) = Some(resolved.clone());
+        Ok(resolved)
     }
 
     /// The inner query and its parameters for `q`.
@@ -504,13 +551,6 @@ impl PostgisLayer {
     }
 }
 
-fn params_ref(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
-    params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect()
-}
-
 #[async_trait]
 impl PointSource for PostgisLayer {
     async fn points(
@@ -641,9 +681,15 @@ impl PointSource for PostgisLayer {
         self.version.load(Ordering::Acquire)
     }
 
-    fn filters(&self) -> Arc<[FilterDef]> {
-        self.resolved
+    fn misconfigured(&self) -> Option<String> {
+        self.problem
             .get()
+            .map(|p| format!("layer {}: {p}", self.name))
+    }
+
+    fn filters(&self) -> Arc<[FilterDef]> {
+        lock(&self.resolved)
+            .as_ref()
             .map_or_else(|| self.layout.filters.clone(), |r| r.filters.clone())
     }
 }

@@ -1,6 +1,8 @@
 //! PostGIS: connection pool, identifier checking and quoting, and the project's own schema.
 //! Point queries live in `layer`, the `import` command in `import`.
 
+pub mod admin;
+pub mod check;
 mod failure;
 pub mod import;
 pub mod layer;
@@ -208,6 +210,12 @@ pub fn add_session_options(config: &mut tokio_postgres::Config, ours: &str) {
         None => ours,
     };
     config.options(options);
+}
+
+/// Locks a mutex whose every use reads or writes one whole value (a layer's state, the
+/// watcher's maps), so that a lock poisoned by a panic still holds a valid one.
+pub(super) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Advisory lock taken around schema changes: concurrent `CREATE OR REPLACE` of the same

@@ -174,10 +174,32 @@ pub async fn find(
     client: &impl GenericClient,
     points: &TableName,
 ) -> Result<Option<Pyramid>, DbError> {
+    // A server only reads: the table may not exist yet (nothing built), or lack the column
+    // a newer version added (built by an older one, not migrated yet by `import`, `pyramid`
+    // or `db init`).
+    let present = client
+        .query_one(
+            "SELECT to_regclass('twine.pyramids') IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute \
+             WHERE attrelid = to_regclass('twine.pyramids') AND attname = 'max_weights' \
+             AND NOT attisdropped)",
+            &[],
+        )
+        .await?;
+    let (has_table, has_max_weights): (bool, bool) = (present.get(0), present.get(1));
+    if !has_table {
+        return Ok(None);
+    }
+    let max_weights = if has_max_weights {
+        "max_weights"
+    } else {
+        "NULL::float8[]"
+    };
     let Some(row) = client
         .query_opt(
-            "SELECT bins_table, version, max_zoom, x0, y0, x1, y1, max_weights \
-             FROM twine.pyramids WHERE table_name = $1",
+            &format!(
+                "SELECT bins_table, version, max_zoom, x0, y0, x1, y1, {max_weights} \
+                 FROM twine.pyramids WHERE table_name = $1"
+            ),
             &[&points.key()],
         )
         .await?

@@ -240,6 +240,40 @@ pub(super) fn inner_sql(
     )
 }
 
+/// The layout of a table `twine-heatmap import` created.
+pub fn imported_layout(
+    table: TableName,
+    attribution: Option<String>,
+) -> Result<TableLayout, DbError> {
+    Ok(TableLayout {
+        table,
+        geometry: Ident::new("geom")?,
+        weight: Some(Ident::new("weight")?),
+        seq: Some(Ident::new("seq")?),
+        filters: Arc::from([]),
+        attribution,
+    })
+}
+
+/// The query of all points of an imported table (geometry in EPSG:3857), for statistics.
+pub fn imported_inner_all(table: &TableName) -> Result<String, DbError> {
+    Ok(inner_sql(
+        &imported_layout(table.clone(), None)?,
+        3857,
+        Frame::WebMercator,
+        None,
+        &[],
+    ))
+}
+
+/// Parameters as the client library takes them.
+pub(super) fn params_ref(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
 pub(super) async fn resolve(
     client: &tokio_postgres::Client,
     layout: &TableLayout,

@@ -4,7 +4,7 @@
 
 use super::layer::{imported_layout, PostgisLayer, TableLayout};
 use super::status::DbStatus;
-use super::{ensure_schema, ensure_version_trigger, DbError, TableName, SCHEMA_LOCK_KEY};
+use super::{lock, DbError, TableName};
 use crate::metrics::Metrics;
 use crate::source::{valid_layer_name, PointSource};
 use deadpool_postgres::Pool;
@@ -49,6 +49,12 @@ pub struct Database {
     layers: Mutex<HashMap<String, Arc<PostgisLayer>>>,
     aggregate_above: u64,
     metrics: Arc<Metrics>,
+    /// The tables the config declares (`schema.table`), with whether each was last found with
+    /// its data-version trigger (None: not looked at yet). Without it, writes to the table
+    /// are not seen; only `db init` or `pyramid` install it, never the server.
+    declared_triggers: Mutex<HashMap<String, Option<bool>>>,
+    /// The last error of each layer whose statistics refresh fails, logged once per change.
+    refresh_errors: Mutex<HashMap<String, String>>,
 }
 
 impl Database {
@@ -61,6 +67,8 @@ impl Database {
             layers: Mutex::new(HashMap::new()),
             aggregate_above,
             metrics,
+            declared_triggers: Mutex::new(HashMap::new()),
+            refresh_errors: Mutex::new(HashMap::new()),
         }
     }
 
@@ -99,20 +107,110 @@ impl Database {
         name: &str,
         layout: TableLayout,
     ) -> Result<(), String> {
-        let source = Arc::new(PostgisLayer::new(
-            self.pool.clone(),
-            self.status.clone(),
-            layout,
-            self.metrics.clone(),
-        ));
+        let table = layout.table.key();
+        self.add_layer(catalog, name, layout, true)?;
+        lock(&self.declared_triggers).insert(table, None);
+        Ok(())
+    }
+
+    /// The declared tables last found without their data-version trigger: writes to them
+    /// are not seen (`/health` lists them).
+    pub fn tables_without_trigger(&self) -> Vec<String> {
+        let mut tables: Vec<String> = lock(&self.declared_triggers)
+            .iter()
+            .filter(|(_, has)| **has == Some(false))
+            .map(|(table, _)| table.clone())
+            .collect();
+        tables.sort();
+        tables
+    }
+
+    /// Looks for the data-version trigger of every declared table, and logs each change:
+    /// the server reads the catalog only, it never installs one.
+    async fn check_triggers(&self, client: &deadpool_postgres::Object) -> Result<(), DbError> {
+        let tables: Vec<String> = lock(&self.declared_triggers).keys().cloned().collect();
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let quoted: Vec<String> = tables
+            .iter()
+            .map(|key| TableName::parse(key).map(|t| t.quoted()))
+            .collect::<Result<_, _>>()?;
+        let rows = client
+            .query(
+                "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'twine_data_version' \
+                         AND tgrelid = to_regclass(t)) \
+                 FROM unnest($1::text[]) WITH ORDINALITY AS u(t, i) ORDER BY i",
+                &[&quoted],
+            )
+            .await?;
+        let mut known = lock(&self.declared_triggers);
+        for (table, row) in tables.iter().zip(&rows) {
+            let has: bool = row.get(0);
+            let before = known.insert(table.clone(), Some(has)).flatten();
+            if before != Some(has) && !has {
+                tracing::warn!(
+                    table = %table,
+                    "no data-version trigger on this table: writes to it are not seen until \
+                     the server restarts; run `twine-heatmap db init --config FILE` once with \
+                     a role that may create triggers"
+                );
+            } else if before == Some(false) && has {
+                tracing::info!(table = %table, "data-version trigger found: writes are seen");
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every declared table now (see [`PostgisLayer::check`]): each problem as
+    /// `layer NAME: ...`. Fails only when the database cannot be asked.
+    pub async fn check_declared(&self) -> Result<Vec<String>, DbError> {
+        let layers: Vec<Arc<PostgisLayer>> = self.lock_layers().values().cloned().collect();
+        let mut problems = Vec::new();
+        for layer in layers.iter().filter(|l| l.is_declared()) {
+            if let Some(problem) = layer.check().await? {
+                problems.push(format!("layer {}: {problem}", layer.name()));
+            }
+        }
+        problems.sort();
+        Ok(problems)
+    }
+
+    /// The declared layers last found misconfigured, with their problems, by name.
+    pub fn misconfigured(&self) -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = self
+            .lock_layers()
+            .values()
+            .filter_map(|l| l.problem().map(|p| (l.name().to_string(), p.to_string())))
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Serves `layout` as layer `name` (declared in the config, or imported).
+    fn add_layer(
+        &self,
+        catalog: &dyn LayerCatalog,
+        name: &str,
+        layout: TableLayout,
+        declared: bool,
+    ) -> Result<(), String> {
+        let source = Arc::new(
+            PostgisLayer::new(
+                self.pool.clone(),
+                self.status.clone(),
+                layout,
+                self.metrics.clone(),
+            )
+            .named(name, declared),
+        );
         catalog.add(name, source.clone(), self.aggregate_above)?;
         self.lock_layers().insert(name.to_string(), source);
         Ok(())
     }
 
     fn lock_layers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<PostgisLayer>>> {
-        // Each use is a single insert or clone, so a poisoned lock still holds a valid map.
-        self.layers.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.layers)
     }
 
     /// Records a look's outcome in the shared status. Every change is logged there; the first
@@ -131,69 +229,97 @@ impl Database {
         }
     }
 
-    /// One look at the database (schema, new imported layers, triggers, versions), then the
+    /// Logs a layer's failing statistics refresh once per change of its error, not at
+    /// every look.
+    fn record_refresh(&self, layer: &PostgisLayer, result: Result<(), String>) {
+        let mut errors = lock(&self.refresh_errors);
+        match result {
+            Ok(()) => {
+                if errors.remove(layer.name()).is_some() {
+                    tracing::info!(layer = %layer.name(), "layer statistics refreshed again");
+                }
+            }
+            Err(e) => {
+                if errors.get(layer.name()) != Some(&e) {
+                    tracing::warn!(layer = %layer.name(), table = %layer.table().key(), error = %e, "cannot refresh layer statistics");
+                    errors.insert(layer.name().to_string(), e);
+                }
+            }
+        }
+    }
+
+    /// One look at the database (new imported layers, triggers, versions), then the
     /// layers' statistics.
-    async fn poll(&self, catalog: &dyn LayerCatalog, prepared: &mut bool) {
-        let result = self.look(catalog, prepared).await;
+    async fn poll(&self, catalog: &dyn LayerCatalog) {
+        let result = self.look(catalog).await;
         // Recorded before the statistics: their queries report their own failures, which a
         // success recorded after them would hide until the next poll.
         self.record(&result);
         if result.is_ok() {
             let layers: Vec<Arc<PostgisLayer>> = self.lock_layers().values().cloned().collect();
             for layer in layers {
-                if let Err(e) = layer.refresh().await {
-                    tracing::warn!(table = %layer.table().key(), error = %e, "cannot refresh layer statistics");
+                // A declared table is checked at every look (a few catalog reads), so that
+                // one dropped or altered under the server is named in /health at once; a
+                // misconfigured layer has no statistics to refresh.
+                if !matches!(layer.check().await, Ok(None)) {
+                    continue;
                 }
+                let result = layer.refresh().await.map_err(|e| e.to_string());
+                self.record_refresh(&layer, result);
             }
         }
         // Only the watcher sets this, so the first set is the only one.
         let _ = self.looked.set(());
     }
 
-    /// Schema, new imported layers, triggers and versions: the watcher's own queries.
-    async fn look(&self, catalog: &dyn LayerCatalog, prepared: &mut bool) -> Result<(), DbError> {
-        let mut client = self.pool.get().await?;
-        if !*prepared {
-            let tx = client.transaction().await?;
-            tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})"))
-                .await?;
-            ensure_schema(tx.client()).await?;
-            tx.commit().await?;
-            let declared: Vec<Arc<PostgisLayer>> = self.lock_layers().values().cloned().collect();
-            for layer in declared {
-                // Declared tables may belong to someone else: without the right to add a
-                // trigger, the layer still works, only without data-version updates.
-                if let Err(e) = ensure_version_trigger(&client, layer.table()).await {
-                    tracing::warn!(table = %layer.table().key(), error = %e, "cannot install the data-version trigger");
-                }
-            }
-            *prepared = true;
-        }
-        for row in client
-            .query(
-                "SELECT name, table_name, attribution FROM twine.layers",
+    /// New imported layers and every layer's data version: the watcher's own queries, reads
+    /// only, so that a read-only role or a hot standby can serve (`import`, `pyramid` and
+    /// `db init` create the schema and the triggers). Without the `twine` schema there is
+    /// nothing imported and no version to read: the declared layers are served as they are.
+    async fn look(&self, catalog: &dyn LayerCatalog) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT to_regclass('twine.layers') IS NOT NULL, \
+                        to_regclass('twine.versions') IS NOT NULL",
                 &[],
             )
-            .await?
-        {
+            .await?;
+        let (has_layers, has_versions): (bool, bool) = (row.get(0), row.get(1));
+        let imported = if has_layers {
+            client
+                .query(
+                    "SELECT name, table_name, attribution FROM twine.layers",
+                    &[],
+                )
+                .await?
+        } else {
+            Vec::new()
+        };
+        for row in imported {
             let (name, table, attribution): (String, String, Option<String>) =
                 (row.get(0), row.get(1), row.get(2));
             if catalog.contains(&name) || !valid_layer_name(&name) {
                 continue;
             }
             let layout = imported_layout(TableName::parse(&table)?, attribution)?;
-            if let Err(e) = self.declare(catalog, &name, layout) {
+            if let Err(e) = self.add_layer(catalog, &name, layout, false) {
                 tracing::warn!(layer = %name, error = %e, "imported layer not served");
             } else {
                 tracing::info!(layer = %name, table = %table, "serving imported layer");
             }
         }
-        let versions: HashMap<String, i64> = client
-            .query("SELECT table_name, version FROM twine.versions", &[])
-            .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+        let versions: HashMap<String, i64> = if has_versions {
+            client
+                .query("SELECT table_name, version FROM twine.versions", &[])
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        self.check_triggers(&client).await?;
         drop(client);
         // Known now: a request for any other layer is for one that does not exist.
         self.discovered.store(true, Ordering::Release);
@@ -217,9 +343,8 @@ impl Database {
 pub fn spawn(db: Arc<Database>, catalog: impl LayerCatalog + 'static) {
     // On the current thread, as the server runs its tasks (the watcher need not be `Send`).
     tokio::task::spawn_local(async move {
-        let mut prepared = false;
         loop {
-            db.poll(&catalog, &mut prepared).await;
+            db.poll(&catalog).await;
             tokio::time::sleep(POLL).await;
         }
     });

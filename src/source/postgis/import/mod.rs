@@ -143,20 +143,35 @@ impl Target {
     }
 }
 
-/// Creates what the layer needs if missing (schema, table, version trigger) and registers it
-/// in `twine.layers`, in one transaction. The GiST index comes with the first rows
-/// ([`write_file`]).
-async fn prepare_layer(
-    client: &mut Client,
-    target: &Target,
-    attribution: Option<&str>,
-) -> Result<(), DbError> {
+/// Creates the project's schema objects if missing (or migrates them), in a transaction of
+/// its own: they are shared by every layer, and exist without any.
+async fn prepare_schema(client: &mut Client) -> Result<(), DbError> {
     let tx = client.transaction().await?;
     // Concurrent `CREATE OR REPLACE FUNCTION` / `CREATE TABLE IF NOT EXISTS` on the same
     // objects can fail ("tuple concurrently updated"), so imports run their DDL one at a time.
     tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})"))
         .await?;
     ensure_schema(tx.client()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Creates the layer's table if missing (with its version trigger) and registers it in
+/// `twine.layers`, inside the transaction that then writes its rows: a new layer appears
+/// only with its rows, and a killed import leaves neither table nor layer. The GiST index
+/// comes with the rows ([`write_file`]).
+async fn prepare_layer(
+    tx: &Transaction<'_>,
+    target: &Target,
+    attribution: Option<&str>,
+) -> Result<(), DbError> {
+    // Two first imports of one layer at once would both try to create its table (the second
+    // failing on a duplicate key in the catalog): the second waits here for the first.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&LAYER_LOCK_CLASS, &target.table.key()],
+    )
+    .await?;
     // `seq` and `weight` have defaults so that other programs can write points straight into
     // the table with `INSERT ... (geom)`: docs/postgis.md documents such writes as served at once.
     tx.batch_execute(&format!(
@@ -176,9 +191,12 @@ async fn prepare_layer(
         &[&target.layer, &target.table.key(), &attribution],
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
+
+/// The first key of the per-layer advisory locks ([`prepare_layer`]); the second is a hash
+/// of the table's name.
+const LAYER_LOCK_CLASS: i32 = 0x7477_6e6c;
 
 /// Gives a table made by an older `import` (no column defaults) the defaults a new one has,
 /// and moves `seq`'s identity past the rows present. ALTER TABLE locks out readers, so it runs
@@ -233,13 +251,22 @@ async fn advance_seq_identity(client: &Client, table: &str) -> Result<(), tokio_
 // Connection
 
 /// One connection is enough: files are written one after the other.
-async fn connect(url: &str) -> Result<Client, ImportError> {
+pub(super) async fn connect(url: &str) -> Result<Client, ImportError> {
     let mut config =
         tokio_postgres::Config::from_str(url).map_err(|e| ImportError::Url(pg_message(&e)))?;
     // A big COPY legitimately runs for minutes; a `statement_timeout` meant for the server's
-    // tile queries (set on the role or database) must not cut it off.
-    add_session_options(&mut config, "-c statement_timeout=0");
+    // tile queries (set on the role or database) must not cut it off. The other options make
+    // the server end this session soon after the import dies (killed, or its machine gone)
+    // instead of running its statements on and holding its locks: TCP keepalives probe a
+    // silent peer (10 s idle, then 3 probes 5 s apart), and a transaction left idle by a
+    // stopped (not dead) client is ended after a minute.
+    add_session_options(
+        &mut config,
+        "-c statement_timeout=0 -c idle_in_transaction_session_timeout=60000 \
+         -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
+    );
     config.application_name("twine-heatmap import");
+    config.keepalives_idle(Duration::from_secs(10));
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
@@ -253,6 +280,19 @@ async fn connect(url: &str) -> Result<Client, ImportError> {
             tracing::debug!("database connection ended: {e}");
         }
     });
+    // A backend busy in a statement (an index build, the pyramid, a lock wait) reads nothing
+    // from its client, so it learns of a dead client only when it next writes to it: after
+    // its statement, possibly minutes later. PostgreSQL 14+ can check the socket while it
+    // works; once a second, so that a killed import's statements end within seconds. (Set
+    // with set_config, not in the start-up options: an older server would refuse the
+    // unknown setting and the connection with it.)
+    client
+        .batch_execute(
+            "SELECT set_config('client_connection_check_interval', '1000', false) \
+             WHERE current_setting('server_version_num')::int >= 140000",
+        )
+        .await
+        .map_err(ImportError::Connect)?;
     Ok(client)
 }
 
@@ -279,14 +319,23 @@ async fn import_file(
     spatial_order(&mut points);
     // Only now that a file parsed: a bad first file leaves the database untouched. Repeating
     // this for later files is cheap and keeps each file independent of the previous one.
-    prepare_layer(client, target, attribution)
+    prepare_schema(client)
         .await
         .map_err(|source| ImportError::Setup {
             table: target.table.key(),
             source,
         })?;
     let progress = crate::progress::bar(&file, points.len() as u64, "rows");
-    let written = write_file(client, target, &points, &progress, aggregate_above, &file).await;
+    let written = write_file(
+        client,
+        target,
+        attribution,
+        &points,
+        &progress,
+        aggregate_above,
+        &file,
+    )
+    .await;
     progress.finish_and_clear();
     let (pyramid, pyramid_elapsed) = written?;
     if !points.is_empty() {
@@ -313,11 +362,13 @@ async fn import_file(
 /// enough that the progress bar moves.
 const CHUNK_ROWS: usize = 8192;
 
-/// Appends `points` (in Hilbert order, `seq` = file index) to the layer's table, makes sure
-/// its GiST index exists and rebuilds its bin pyramid, in one transaction.
+/// Creates and registers the layer if new, appends `points` (in Hilbert order, `seq` = file
+/// index) to its table, makes sure its GiST index exists and rebuilds its bin pyramid, in one
+/// transaction.
 async fn write_file(
     client: &mut Client,
     target: &Target,
+    attribution: Option<&str>,
     points: &[WorldPoint],
     progress: &ProgressBar,
     aggregate_above: u64,
@@ -330,6 +381,12 @@ async fn write_file(
     let table = target.table.quoted();
     // Dropping `tx` on any error below rolls the whole file back.
     let tx = client.transaction().await.map_err(copy_error)?;
+    prepare_layer(&tx, target, attribution)
+        .await
+        .map_err(|source| ImportError::Setup {
+            table: target.table.key(),
+            source,
+        })?;
     // Two imports into one layer at once would read the same max(seq); this lock (which lets
     // readers through) makes the second wait for the first to commit.
     tx.batch_execute(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
