@@ -120,7 +120,9 @@ fn a_database_error_reaches_the_client_as_a_request_id_and_the_log_in_full() {
         &format!("/tiles/{layer}/3/4/3.png"),
         &[("X-Request-Id", &given)],
     );
-    assert!(matches!(reply.status, 503 | 504), "{}", reply.status);
+    // 503 when the query fails first, 500 once the server has found the table gone (a
+    // misconfigured layer): either way nothing of the database reaches the client.
+    assert!(matches!(reply.status, 500 | 503 | 504), "{}", reply.status);
     let body = String::from_utf8_lossy(&reply.body).into_owned();
     for secret in [
         table.as_str(),

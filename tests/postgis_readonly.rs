@@ -43,12 +43,31 @@ impl<'a> ReadOnlyRole<'a> {
 
     fn drop_role(&self) {
         let name = &self.name;
+        // Other tests create tables in `twine` meanwhile, and the default privileges grant
+        // each one to this role: stop that first, then drop what was granted, again if a
+        // table slipped in between (its grant would keep the role from being dropped).
         self.db.batch(&format!(
             "DO $$ BEGIN
                  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') THEN
-                     EXECUTE 'DROP OWNED BY {name}';
-                     EXECUTE 'DROP ROLE {name}';
+                     EXECUTE 'ALTER DEFAULT PRIVILEGES FOR ROLE twine IN SCHEMA twine
+                              REVOKE SELECT ON TABLES FROM {name}';
                  END IF;
+             END $$;"
+        ));
+        self.db.batch(&format!(
+            "DO $$ BEGIN
+                 FOR attempt IN 1..20 LOOP
+                     BEGIN
+                         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') THEN
+                             RETURN;
+                         END IF;
+                         EXECUTE 'DROP OWNED BY {name}';
+                         EXECUTE 'DROP ROLE {name}';
+                         RETURN;
+                     EXCEPTION WHEN dependent_objects_still_exist THEN
+                         PERFORM pg_sleep(0.1);
+                     END;
+                 END LOOP;
              END $$;"
         ));
     }

@@ -47,9 +47,10 @@ pub enum ApiError {
         cause: Option<String>,
     },
     /// A layer cannot be drawn as configured (500, no `Retry-After`: waiting does not fix
-    /// it); `problem` names the layer, its table and column.
+    /// it). The client is told which layer; `problem` (its table and column, in the
+    /// database's terms) goes to the log and `/health`.
     #[error("layer misconfigured")]
-    Misconfigured { problem: String },
+    Misconfigured { layer: String, problem: String },
     /// A database statement ran past the statement timeout (504).
     #[error("the database query timed out")]
     Timeout,
@@ -72,7 +73,10 @@ impl From<SourceError> for ApiError {
                 cause: Some(cause),
             },
             SourceError::Timeout => ApiError::Timeout,
-            SourceError::Misconfigured(problem) => ApiError::Misconfigured { problem },
+            SourceError::Misconfigured(problem) => ApiError::Misconfigured {
+                layer: String::new(),
+                problem,
+            },
         }
     }
 }
@@ -173,10 +177,18 @@ impl ResponseError for ApiError {
                     retry later, or ask for a smaller area or a higher zoom"
                     .to_string()
             }
-            ApiError::Misconfigured { problem } => format!(
-                "{problem}; the server's configuration or the table must be fixed (retrying \
-                    does not help)"
-            ),
+            ApiError::Misconfigured { layer, problem } => {
+                tracing::warn!(request_id = id, cause = %problem, "a request for a misconfigured layer");
+                let which = if layer.is_empty() {
+                    "this layer".to_string()
+                } else {
+                    format!("layer {layer:?}")
+                };
+                format!(
+                    "{which} cannot be drawn as the server is configured; the server's log \
+                        and /health say why, and it must be fixed there (retrying does not help)"
+                )
+            }
             ApiError::Internal { cause } => {
                 tracing::error!(request_id = id, cause = %cause, "internal error");
                 "the server failed to answer this request; its log has the cause under the \

@@ -88,7 +88,8 @@ impl AppState {
     }
 
     /// The layer named `name`: 404 when there is none, 503 while the database that may hold
-    /// it has not been reached yet, 500 while its table is misconfigured. At start-up, until the database watcher's first look has
+    /// it has not been reached yet, 500 while its table is misconfigured. At start-up, until
+    /// the database watcher's first look has
     /// ended, a request waits for it (bounded: [`Database::first_look`]), so that imported
     /// layers are known and declared filters typed.
     ///
@@ -100,7 +101,10 @@ impl AppState {
         if let Some(layer) = self.layers.get(name) {
             // Before any cache: a table that cannot be drawn is named, never served stale.
             if let Some(problem) = layer.source.misconfigured() {
-                return Err(ApiError::Misconfigured { problem });
+                return Err(ApiError::Misconfigured {
+                    layer: name.to_string(),
+                    problem,
+                });
             }
             return Ok(layer);
         }
