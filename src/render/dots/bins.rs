@@ -13,9 +13,10 @@
 //! rounding after each step (which only ever darkens, by at most one grey level per point),
 //! so the zoom where bins give way to points shows no jump in tone; and a sum needs no sort.
 //!
-//! A pixel's sum takes the bins in input order, which every source gives alike (rows, then
-//! columns), and a bin that cannot reach a pixel adds nothing to it, so a pixel's value is the
-//! same to the last bit in every image that holds it: tiles stay seamless. Where bins fill the
+//! A pixel's sum takes the bins in ascending (row, column) of their pixels, whatever order
+//! the source gave them in, and a bin that cannot reach a pixel adds nothing to it, so a
+//! pixel's value is the same to the last bit in every image that holds it: tiles stay
+//! seamless. Where bins fill the
 //! image and share one stencil (tiles at low zoom), [`gather`] computes the very same sums
 //! pixel by pixel, which vectorizes.
 //!
@@ -151,7 +152,7 @@ fn log_sums<C: Cone>(
     }
 }
 
-/// [`log_sums`] drawn bin by bin, in input order.
+/// [`log_sums`] drawn bin by bin, in the order `place` gives.
 fn scatter<C: Cone>(placed: &[Placed], dot: &Dot, cone: &C, w: usize, h: usize) -> Vec<f32> {
     // Up to SUBPIXEL² stencils, made when first needed.
     let mut stencils: Vec<Option<Stencil>> = (0..SUBPIXEL * SUBPIXEL).map(|_| None).collect();
@@ -181,10 +182,17 @@ fn scatter<C: Cone>(placed: &[Placed], dot: &Dot, cone: &C, w: usize, h: usize) 
     sums
 }
 
-/// The bins that can reach the image, in input order, at their pixels and quantized fractions.
+/// The bins that can reach the image, at their pixels and quantized fractions, in ascending
+/// (row, column) of their pixels (stable: bins of one pixel keep their input order).
+///
+/// Sorted so that a pixel's sum does not depend on the order a source gave: every image adds
+/// a pixel's bins in the same order, whichever bins it holds besides. Sources give rows, then
+/// columns, except for copies across the antimeridian, which come last; the sort is adaptive,
+/// so sorted input costs one pass.
 fn place(bins: &[WorldPoint], vp: &Viewport, dot: &Dot) -> Vec<Placed> {
     let [x_axis, y_axis] = Axis::both(vp, dot);
-    bins.iter()
+    let mut placed: Vec<Placed> = bins
+        .iter()
         .filter_map(|bin| {
             // A copy one world away (beyond the antimeridian) is placed as its original plus
             // whole world widths, as points are (`Prepared::new`).
@@ -200,7 +208,9 @@ fn place(bins: &[WorldPoint], vp: &Viewport, dot: &Dot) -> Vec<Placed> {
                 count: bin.w,
             })
         })
-        .collect()
+        .collect();
+    placed.sort_by_key(|b| (b.iy, b.ix));
+    placed
 }
 
 /// A pixel and a fraction in [0, 1) as a pixel and a fraction in 1/SUBPIXEL steps.
@@ -396,7 +406,7 @@ mod tests {
     }
 
     #[test]
-    fn bins_out_of_order_or_at_mixed_fractions_are_drawn_one_by_one() {
+    fn bins_twice_in_a_pixel_or_at_mixed_fractions_are_drawn_one_by_one() {
         let vp = tile_vp(12, 1.0, 2100.0 * 256.0, 1360.0 * 256.0, 16);
         let vp = Viewport { height: 16, ..vp };
         let dot = Dot::new(&DOTS, 1.0).expect("a dot");
@@ -411,9 +421,11 @@ mod tests {
             .map(|(x, y)| at(x, y))
             .collect();
         assert!(gather::shared_stencil(&place(&grid, &vp, &dot), 16, 16).is_some());
+        // Out of order (as copies across the antimeridian come): placed in order.
         let mut swapped = grid.clone();
         swapped.swap(3, 4);
-        assert!(gather::shared_stencil(&place(&swapped, &vp, &dot), 16, 16).is_none());
+        swapped.rotate_left(50);
+        assert!(gather::shared_stencil(&place(&swapped, &vp, &dot), 16, 16).is_some());
         let mut twice = grid.clone();
         twice.insert(5, twice[5]);
         assert!(gather::shared_stencil(&place(&twice, &vp, &dot), 16, 16).is_none());

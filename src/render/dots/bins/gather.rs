@@ -8,8 +8,8 @@
 //! ones: the gain is where nearly every pixel holds a bin (low zooms over dense data).
 //!
 //! Floating-point sums depend on their order, and seamless tiles need a pixel's value to be
-//! the same in every image that holds it. The scatter adds a pixel's bins in input order, which
-//! is ascending (row, column) of their pixels; the gather walks stencil rows and columns
+//! the same in every image that holds it. The scatter adds a pixel's bins in ascending (row,
+//! column) of their pixels (`place` sorts them); the gather walks stencil rows and columns
 //! backwards, which visits those same bins in that same order, and a cell without a bin adds
 //! a zero, which changes no sum. [`shared_stencil`] checks that order, so the two agree
 //! exactly and either may draw any image.
