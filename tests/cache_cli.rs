@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::process::{run, signal, twine, ServeProcess};
+use common::process::{run, run_within, signal, twine, ServeProcess};
 use common::scratch::{files_under, tile_files, Scratch};
 use common::{wait_until, Reply, TestServer};
 use std::path::{Path, PathBuf};
@@ -476,33 +476,8 @@ fn errors_name_the_problem() {
 /// Runs `twine-heatmap ARGS` and waits at most 60 s for it to exit: a command that should
 /// have refused to start but runs on fails the test (and is stopped) instead of hanging it.
 fn run_refused(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = twine(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // Read as it comes, so that a long log cannot fill the pipe and stall the command.
-    let mut pipe = child.stderr.take().expect("stderr");
-    let stderr = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
-        text
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = stderr.join().unwrap_or_default();
-            panic!("{args:?} still runs after 60 s: it was not refused; its log:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (status.code(), stderr.join().unwrap_or_default())
+    let outcome = run_within(&mut twine(args), Duration::from_secs(60));
+    (outcome.status.code(), outcome.stderr)
 }
 
 /// A second server on a cache folder in use is refused, naming the folder and the process

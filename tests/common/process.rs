@@ -108,7 +108,11 @@ pub fn run_within(cmd: &mut Command, limit: Duration) -> Outcome {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{command} still running after {} s", limit.as_secs());
+            panic!(
+                "{command} still running after {} s; its log:\n{}",
+                limit.as_secs(),
+                collect(stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };

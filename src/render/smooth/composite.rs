@@ -157,16 +157,7 @@ mod tests {
     /// Builds a Stamp from Chromium's own stamp image, to test the drawing on its own.
     fn chromium_stamp(name: &str) -> Stamp {
         let (size, _, rgba) = load_rgba(&fixtures().join(format!("{name}.stamp.png")));
-        let alpha: Vec<u8> = rgba.chunks_exact(4).map(|p| p[3]).collect();
-        let spans = alpha
-            .chunks_exact(size)
-            .map(|row| {
-                let start = row.iter().position(|&a| a != 0).unwrap_or(0);
-                let end = row.iter().rposition(|&a| a != 0).map_or(0, |i| i + 1);
-                (start, end.max(start))
-            })
-            .collect();
-        Stamp { size, alpha, spans }
+        Stamp::from_alpha(size, rgba.chunks_exact(4).map(|p| p[3]).collect())
     }
 
     /// Given Chromium's stamp, the compositing is bit-exact on whole-pixel cases (including

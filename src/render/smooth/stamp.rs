@@ -49,6 +49,11 @@ impl Stamp {
         let size = 2 * half;
         let mut alpha = disc_coverage(size, half as f64, f64::from(radius));
         blur_mask(&mut alpha, size, f64::from(blur) / 2.0);
+        Stamp::from_alpha(size, alpha)
+    }
+
+    /// A stamp of `size` x `size` from its alpha, with the spans of each row worked out.
+    pub(super) fn from_alpha(size: usize, alpha: Vec<u8>) -> Stamp {
         let spans = alpha
             .chunks_exact(size.max(1))
             .map(|row| {
