@@ -103,19 +103,7 @@ pub fn render_bins(
         Some(table) => log_sums(bins, vp, &dot, &table, w, h),
         None => log_sums(bins, vp, &dot, &dot, w, h),
     };
-    let pixels = sums
-        .into_iter()
-        .map(|sum| {
-            if sum == 0.0 {
-                255
-            } else {
-                // Clamped by the cast (saturating) and by min: a product never exceeds 1.
-                (255.0 * f64::from(sum).exp() + GREY_SLACK)
-                    .floor()
-                    .min(255.0) as u8
-            }
-        })
-        .collect();
+    let pixels = sums.into_iter().map(grey).collect();
     IndexedImage {
         width: vp.width,
         height: vp.height,
@@ -124,12 +112,31 @@ pub fn render_bins(
     }
 }
 
+/// Below this log sum a pixel is black: `255 * exp(-8) + GREY_SLACK` is under 0.09. Checked
+/// first because most pixels of a dense tile are far below it, where `exp` underflows into
+/// glibc's slow path.
+const BLACK_BELOW: f32 = -8.0;
+
+/// A pixel's grey value from its log sum: `floor(255 * exp(sum) + GREY_SLACK)`, at most 255.
+#[inline]
+fn grey(sum: f32) -> u8 {
+    if sum == 0.0 {
+        255
+    } else if sum < BLACK_BELOW {
+        0
+    } else {
+        // Positive, so the cast truncates as floor would (and saturates; min keeps a
+        // product, which never exceeds 1, from rounding past white).
+        (255.0 * f64::from(sum).exp() + GREY_SLACK).min(255.0) as u8
+    }
+}
+
 /// A bin placed in the image: its pixel, its position within the pixel (1/SUBPIXEL steps) and
-/// its point count.
+/// its point count. Kept to 16 bytes: a dense tile places a bin for every pixel.
 struct Placed {
-    ix: i64,
-    iy: i64,
-    q: usize,
+    ix: i32,
+    iy: i32,
+    q: u32,
     count: f32,
 }
 
@@ -159,9 +166,10 @@ fn scatter<C: Cone>(placed: &[Placed], dot: &Dot, cone: &C, w: usize, h: usize) 
     let mut sums = vec![0f32; w * h];
     let (w_i, h_i) = (w as i64, h as i64);
     for bin in placed {
-        let (ix, iy, count) = (bin.ix, bin.iy, bin.count);
-        let stencil = stencils[bin.q]
-            .get_or_insert_with(|| Stencil::new(dot, cone, bin.q % SUBPIXEL, bin.q / SUBPIXEL));
+        let (ix, iy, count) = (i64::from(bin.ix), i64::from(bin.iy), bin.count);
+        let q = bin.q as usize;
+        let stencil =
+            stencils[q].get_or_insert_with(|| Stencil::new(dot, cone, q % SUBPIXEL, q / SUBPIXEL));
         for row in &stencil.rows {
             let k = iy + row.dk;
             if k < 0 || k >= h_i {
@@ -191,31 +199,53 @@ fn scatter<C: Cone>(placed: &[Placed], dot: &Dot, cone: &C, w: usize, h: usize) 
 /// so sorted input costs one pass.
 fn place(bins: &[WorldPoint], vp: &Viewport, dot: &Dot) -> Vec<Placed> {
     let [x_axis, y_axis] = Axis::both(vp, dot);
-    let mut placed: Vec<Placed> = bins
-        .iter()
-        .filter_map(|bin| {
-            // A copy one world away (beyond the antimeridian) is placed as its original plus
-            // whole world widths, as points are (`Prepared::new`).
-            let copy = floor(bin.x);
-            let (ix, fx) = x_axis.split(bin.x - copy, copy)?;
-            let (iy, fy) = y_axis.split(bin.y, 0.0)?;
-            let (ix, qx) = quantize(ix, fx);
-            let (iy, qy) = quantize(iy, fy);
-            Some(Placed {
-                ix,
-                iy,
-                q: qy * SUBPIXEL + qx,
-                count: bin.w,
-            })
-        })
-        .collect();
-    placed.sort_by_key(|b| (b.iy, b.ix));
+    let mut placed = Vec::with_capacity(bins.len());
+    // Sources give bins row by row: a row's y is split once.
+    let mut row: Option<(f64, Option<(i64, usize)>)> = None;
+    for bin in bins {
+        // A copy one world away (beyond the antimeridian) is placed as its original plus
+        // whole world widths, as points are (`Prepared::new`).
+        let copy = floor(bin.x);
+        let Some((ix, fx)) = x_axis.split(bin.x - copy, copy) else {
+            continue;
+        };
+        let y_placed = match row {
+            Some((y, placed)) if y == bin.y => placed,
+            _ => {
+                let placed = y_axis.split(bin.y, 0.0).map(|(iy, fy)| quantize(iy, fy));
+                row = Some((bin.y, placed));
+                placed
+            }
+        };
+        let Some((iy, qy)) = y_placed else {
+            continue;
+        };
+        let (ix, qx) = quantize(ix, fx);
+        // `split` keeps pixels within the reach of the image, far inside i32.
+        placed.push(Placed {
+            ix: ix as i32,
+            iy: iy as i32,
+            q: (qy * SUBPIXEL + qx) as u32,
+            count: bin.w,
+        });
+    }
+    // Checked first: the sort would allocate its scratch space even for sorted input.
+    let sorted = placed
+        .windows(2)
+        .all(|pair| (pair[0].iy, pair[0].ix) <= (pair[1].iy, pair[1].ix));
+    if !sorted {
+        placed.sort_by_key(|b| (b.iy, b.ix));
+    }
     placed
 }
 
 /// A pixel and a fraction in [0, 1) as a pixel and a fraction in 1/SUBPIXEL steps.
 fn quantize(int: i64, frac: f64) -> (i64, usize) {
-    let q = (frac * SUBPIXEL as f64).round() as usize;
+    // `round` (half away from zero) of a value in [0, SUBPIXEL), without a libm call: the
+    // difference from its truncation is exact.
+    let scaled = frac * SUBPIXEL as f64;
+    let whole = scaled as i64;
+    let q = (whole + i64::from(scaled - whole as f64 >= 0.5)) as usize;
     if q >= SUBPIXEL {
         (int + 1, 0)
     } else {
@@ -282,6 +312,36 @@ mod tests {
         dot_size: 25,
         opacity: 255,
     };
+
+    #[test]
+    fn grey_and_quantize_agree_with_their_libm_forms() {
+        let reference = |sum: f32| {
+            if sum == 0.0 {
+                255
+            } else {
+                (255.0 * f64::from(sum).exp() + GREY_SLACK)
+                    .floor()
+                    .min(255.0) as u8
+            }
+        };
+        // Every f32 log sum from -40 to 0 in steps of 2^-12, and the edges of the shortcut.
+        let sums = (0..=40 * 4096).map(|i| -(i as f32) / 4096.0).chain([
+            BLACK_BELOW,
+            f32::MIN,
+            -1e-30,
+            f32::MIN_POSITIVE,
+        ]);
+        for sum in sums {
+            assert_eq!(grey(sum), reference(sum), "sum {sum}");
+        }
+        // Fractions in [0, 1) on a fine grid, and the ties of 1/32.
+        for i in 0..(1 << 20) {
+            let frac = f64::from(i) / f64::from(1 << 20);
+            let q = (frac * SUBPIXEL as f64).round() as usize;
+            let expected = if q >= SUBPIXEL { (8, 0) } else { (7, q) };
+            assert_eq!(quantize(7, frac), expected, "frac {frac}");
+        }
+    }
 
     #[test]
     fn a_single_point_bin_draws_the_points_dot() {

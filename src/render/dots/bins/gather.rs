@@ -40,7 +40,7 @@ pub(super) fn one_stencil_in_order(placed: &[Placed]) -> Option<usize> {
     let ascending = placed
         .windows(2)
         .all(|pair| (pair[0].iy, pair[0].ix) < (pair[1].iy, pair[1].ix));
-    (one_stencil && ascending).then_some(first.q)
+    (one_stencil && ascending).then_some(first.q as usize)
 }
 
 /// For every pixel of a `w` × `h` image, the sum over `placed` of `count * ln(pixVal / 255)`,
@@ -57,15 +57,23 @@ pub(super) fn log_sums(placed: &[Placed], stencil: &Stencil, w: usize, h: usize)
             // Bins in ascending (row, column): stencil rows from the last, columns from the
             // last (a bin further left reaches this pixel with a later column of its cone).
             for row in stencil.rows.iter().rev() {
-                let counts = grid.row(k as i64 - row.dk);
-                for (t, &value) in row.values.iter().enumerate().rev() {
-                    // The bin `t` columns left of where column 0 of its cone lands on `j0`.
-                    let start = grid.column(j0 as i64 - row.lo - t as i64);
-                    let Some(counts) = counts[start..].first_chunk::<BLOCK>() else {
+                let taps = row.values.len();
+                // Column `t` of the cone reaches pixel `j0` from the bin `t` columns left of
+                // where column 0 lands; the last column's bin is the leftmost.
+                let leftmost = grid.column(j0 as i64 - row.lo - (taps as i64 - 1));
+                let Some(counts) = grid
+                    .row(k as i64 - row.dk)
+                    .get(leftmost..leftmost + taps - 1 + BLOCK)
+                else {
+                    continue;
+                };
+                // Windows from the left: the cone's columns from the last.
+                for (window, &value) in counts.windows(BLOCK).zip(row.values.iter().rev()) {
+                    let Ok(window) = <&[f32; BLOCK]>::try_from(window) else {
                         continue;
                     };
                     for i in 0..BLOCK {
-                        acc[i] += counts[i] * value;
+                        acc[i] += window[i] * value;
                     }
                 }
             }
@@ -102,8 +110,9 @@ impl CountGrid {
         let stride = (x1 - x0) as usize + BLOCK;
         let mut counts = vec![0f32; stride * (y1 - y0) as usize];
         for bin in placed {
-            if (x0..x1).contains(&bin.ix) && (y0..y1).contains(&bin.iy) {
-                counts[(bin.iy - y0) as usize * stride + (bin.ix - x0) as usize] = bin.count;
+            let (ix, iy) = (i64::from(bin.ix), i64::from(bin.iy));
+            if (x0..x1).contains(&ix) && (y0..y1).contains(&iy) {
+                counts[(iy - y0) as usize * stride + (ix - x0) as usize] = bin.count;
             }
         }
         Some(CountGrid {
