@@ -11,6 +11,7 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod heap;
 pub mod http;
 pub mod layer;
 pub mod logging;

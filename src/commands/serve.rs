@@ -5,6 +5,7 @@ use crate::http;
 
 /// Runs `serve` in an actix system until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> Result<(), StartError> {
+    crate::heap::limit_arenas();
     actix_web::rt::System::new().block_on(serve(args))
 }
 
@@ -14,6 +15,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     check_declared_tables(&state).await?;
     start_background(state.database.as_ref(), &state.layers);
     crate::logging::spawn_summaries();
+    crate::heap::spawn_trimmer();
     http::serve(state, &bind)
         .await
         .map_err(|source| StartError::Bind { bind, source })
