@@ -20,6 +20,9 @@
 -- X-Cache values of the answers are counted too (hit-memory, hit-disk, miss, ...).
 -- done() prints one "SOAK key=value ..." line (totals over all threads) for soak.sh.
 
+-- keys.lua sits beside this script; wrk gives scripts no other way to find it.
+local keys = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "keys.lua")
+
 local layers = {}
 for name in string.gmatch(os.getenv("LAYERS") or "demo", "[^,]+") do
   layers[#layers + 1] = name
@@ -80,24 +83,11 @@ end
 
 local function cold_tile()
   local layer = pick(layers)
-  local z = math.random(0, 14)
-  local n = 2 ^ z
-  local x, y = math.random(0, n - 1), math.random(0, n - 1)
-  local kind = math.random(1, 3)
-  local query
-  if kind == 1 then
-    query = string.format("style=smooth&radius=%d&blur=%d", math.random(5, 60), math.random(0, 30))
-  elseif kind == 2 then
-    query = string.format("style=dots&dotSize=%d&opacity=%d", math.random(4, 64), math.random(1, 255))
-  else
-    query = string.format("style=density&radius=%d&scale=%s", math.random(5, 60),
-      pick({ "linear", "sqrt", "log" }))
-  end
+  local path, query = keys.random_tile(layer)
   if layer == filter_layer and filter_param ~= "" and math.random(1, 4) == 1 then
     query = query .. string.format("&%s=%d", filter_param, pick(filter_values))
   end
-  local scale = (math.random(1, 4) == 1) and "@2x" or ""
-  return string.format("/tiles/%s/%d/%d/%d%s.png?%s", layer, z, x, y, scale, query)
+  return path .. "?" .. query
 end
 
 -- A box of about `span` degrees around a city, jittered, as w,s,e,n.
