@@ -7,8 +7,12 @@
 # Layers: the embedded `demo` memory layer; an imported PostGIS layer (`twine-heatmap import`
 # of data/cities1000.csv.gz, with its bin pyramid); a declared table (the same places in SRID
 # 4326 with a random integer weight `pop`, a filter parameter `minpop`, its trigger installed
-# by `twine-heatmap db init`). All are named after this script's PID (layer soakPID, table
-# twine."points_soakPID", schema soakPID) and removed on exit.
+# by `twine-heatmap db init`). They go into a database of their own, soakPID (created from
+# DATABASE_URL and dropped on exit), when the role may create one: the server serves every
+# layer imported into its database, and others' layers in a shared one would weigh on its
+# memory and work. Otherwise, or with --shared-database, into DATABASE_URL's database, named
+# after this script's PID (layer soakPID, table twine."points_soakPID", schema soakPID) and
+# removed on exit.
 #
 # Database outages: every --kill-every seconds, pg_terminate_backend() ends the server's own
 # sessions and no other: those whose application_name is `twine-heatmap` (the server's pool
@@ -52,6 +56,8 @@ Options:
   --cache-memory SIZE memory tier budget (default 32MB)
   --cache-disk SIZE   disk tier budget, in a temporary folder (default 64MB; 0: no disk tier)
   --database-url URL  default: $DATABASE_URL or postgres://twine:twine@127.0.0.1:5432/twine
+  --shared-database   put the layers in that database (schema and table named soakPID), not
+                      in a database of their own (the default when the role may create one)
   --keep              keep the temporary folder (server log, wrk output, config) and print it
 EOF
 }
@@ -70,6 +76,7 @@ WARMUP=60
 CACHE_MEMORY=32MB
 CACHE_DISK=64MB
 KEEP=0
+SHARED_DATABASE=0
 DATABASE_URL="${DATABASE_URL:-postgres://twine:twine@127.0.0.1:5432/twine}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -84,6 +91,7 @@ while [ $# -gt 0 ]; do
     --cache-memory) CACHE_MEMORY="$2"; shift 2 ;;
     --cache-disk) CACHE_DISK="$2"; shift 2 ;;
     --database-url) DATABASE_URL="$2"; shift 2 ;;
+    --shared-database) SHARED_DATABASE=1; shift ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
@@ -101,9 +109,11 @@ for tool in psql curl python3 ss; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is required but not installed"
 done
 
-# Without the NOTICEs of DROP ... IF EXISTS.
-PSQL=(env PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL")
-sql() { "${PSQL[@]}" -At -c "$1"; }
+# psql on URL, without the NOTICEs of DROP ... IF EXISTS: `psql_at URL SQL`.
+psql_at() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -At "$1" -c "$2"; }
+# SQL on the database given (DATABASE_URL), and on the one the layers are in (SOAK_URL).
+sql() { psql_at "$DATABASE_URL" "$1"; }
+soak_sql() { psql_at "$SOAK_URL" "$1"; }
 sql 'SELECT postgis_lib_version()' >/dev/null 2>&1 || die "the database at $DATABASE_URL \
 does not answer, or has no PostGIS: start it (pg_ctlcluster 15 main start), or let \
 scripts/test.sh install PostgreSQL 15 + PostGIS on Debian, or pass --database-url"
@@ -122,10 +132,26 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/soak.XXXXXX")"
 PID=""
 WRK_PID=""
 KILLER_PID=""
+# The server serves every layer imported into its database, so in a shared database it would
+# also serve (and hold the statistics of) whatever others imported there: the run gets a
+# database of its own when the role may create one.
+OWN_DATABASE=0
+SOAK_URL="$DATABASE_URL"
+if [ "$SHARED_DATABASE" = 0 ] && [ "$(sql "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")" = t ]; then
+  OWN_DATABASE=1
+  SOAK_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$DATABASE_URL" "$ID")
+elif [ "$SHARED_DATABASE" = 0 ]; then
+  echo "note: this role cannot create a database; the layers go into $DATABASE_URL, whose other imported layers the server serves too"
+fi
 
 # Removes what this run made in the database (names are this script's: plain SQL text).
 drop_layers() {
-  sql "DROP SCHEMA IF EXISTS $SCHEMA CASCADE;
+  if [ "$OWN_DATABASE" = 1 ]; then
+    # A bare `return` in the EXIT trap would return the script's exit status.
+    sql "DROP DATABASE IF EXISTS $ID WITH (FORCE)" >/dev/null || return 1
+    return 0
+  fi
+  soak_sql "DROP SCHEMA IF EXISTS $SCHEMA CASCADE;
        DROP TABLE IF EXISTS twine.\"points_$IMPORTED\" CASCADE;
        DROP TABLE IF EXISTS twine.\"bins_$IMPORTED\";
        DROP TABLE IF EXISTS twine.\"bins_${IMPORTED}_new\";
@@ -159,7 +185,8 @@ cleanup() {
   stop "$KILLER_PID"
   stop "$WRK_PID"
   stop "$PID"
-  drop_layers || echo "soak: could not remove layer $IMPORTED and schema $SCHEMA" >&2
+  drop_layers 2>"$WORK/drop.err" \
+    || echo "soak: could not remove database or layer $ID: $(cat "$WORK/drop.err")" >&2
   if [ "$KEEP" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
   exit "$rc"
 }
@@ -167,12 +194,17 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "layers: demo, $IMPORTED (imported), $DECLARED (table $SCHEMA.places); database $DATABASE_URL"
+echo "layers: demo, $IMPORTED (imported), $DECLARED (table $SCHEMA.places); database $SOAK_URL"
 drop_layers
-"$TWINE_BIN" import --database-url "$DATABASE_URL" --layer "$IMPORTED" --attribution GeoNames \
+if [ "$OWN_DATABASE" = 1 ]; then
+  sql "CREATE DATABASE $ID" >/dev/null
+  soak_sql "CREATE EXTENSION postgis" >/dev/null
+fi
+SOAK_DB=$(soak_sql 'SELECT current_database()')
+"$TWINE_BIN" import --database-url "$SOAK_URL" --layer "$IMPORTED" --attribution GeoNames \
   "$ROOT/data/cities1000.csv.gz" >"$WORK/import.log" 2>&1 \
   || { cat "$WORK/import.log" >&2; die "import failed"; }
-sql "CREATE SCHEMA $SCHEMA;
+soak_sql "CREATE SCHEMA $SCHEMA;
      SELECT setseed(0.19);
      CREATE TABLE $SCHEMA.places AS
        SELECT seq AS id, (1000 + 1000000 * random() ^ 4)::integer AS pop,
@@ -181,7 +213,7 @@ sql "CREATE SCHEMA $SCHEMA;
      CREATE INDEX ON $SCHEMA.places USING gist (geom);
      ANALYZE $SCHEMA.places;" >/dev/null
 cat >"$WORK/config.toml" <<EOF
-database_url = "$DATABASE_URL"
+database_url = "$SOAK_URL"
 demo = true
 
 [[layers]]
@@ -196,7 +228,7 @@ param = "minpop"
 column = "pop"
 op = ">="
 EOF
-"$TWINE_BIN" db init --database-url "$DATABASE_URL" --config "$WORK/config.toml" >"$WORK/db-init.log" 2>&1 \
+"$TWINE_BIN" db init --database-url "$SOAK_URL" --config "$WORK/config.toml" >"$WORK/db-init.log" 2>&1 \
   || { cat "$WORK/db-init.log" >&2; die "db init failed"; }
 
 PORT=$(free_port)
@@ -218,7 +250,9 @@ for layer in ${LAYERS//,/ }; do
   [ "$ok" = 1 ] || { tail -20 "$WORK/server.log" >&2; die "layer $layer is not served"; }
 done
 echo "server PID $PID on $BASE; memory tier $CACHE_MEMORY, disk tier $CACHE_DISK"
-echo "$CONNECTIONS connections, $THREADS wrk threads, ${DURATION}s; kills every ${KILL_EVERY}s; RSS every ${EVERY}s, warm-up ${WARMUP}s"
+sleep 2
+echo "RSS with the layers loaded: $(rss_kib "$PID" | awk '{printf "%.1f", $1 / 1024}') MiB"
+echo "$CONNECTIONS connections, $THREADS wrk threads, ${DURATION}s; $([ "$KILL_EVERY" = 0 ] && echo "no kills" || echo "kills every ${KILL_EVERY}s"); RSS every ${EVERY}s, warm-up ${WARMUP}s"
 
 # The server's own sessions: "'addr:port', ..." of its TCP connections to the database port.
 server_sessions() {
@@ -235,7 +269,7 @@ kill_sessions() {
   sessions=$(server_sessions)
   [ -n "$sessions" ] || { echo 0; return; }
   sql "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
-        WHERE application_name = 'twine-heatmap' AND datname = current_database()
+        WHERE application_name = 'twine-heatmap' AND datname = '$SOAK_DB'
           AND pid <> pg_backend_pid()
           AND host(client_addr) || ':' || client_port IN ($sessions)" 2>/dev/null || echo 0
 }
@@ -259,6 +293,14 @@ if [ "$KILL_EVERY" -gt 0 ]; then
 fi
 
 killed_so_far() { awk '{s += $2} END {print s + 0}' "$WORK/kills"; }
+# "memory tier X MiB, disk tier Y MiB" from /health (what the caches hold, beside RSS).
+cache_bytes() {
+  curl -fsS --max-time 5 "$BASE/health" 2>/dev/null | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["cache"]
+mib = lambda tier: "off" if not isinstance(c[tier], dict) else "%.1f MiB" % (c[tier]["bytes"] / 1048576)
+print("memory tier %s, disk tier %s" % (mib("memory"), mib("disk")))' 2>/dev/null || echo "caches: /health did not answer"
+}
 : >"$WORK/rss"
 while kill -0 "$WRK_PID" 2>/dev/null; do
   sleep "$EVERY"
@@ -267,7 +309,7 @@ while kill -0 "$WRK_PID" 2>/dev/null; do
   [ "$t" -le "$DURATION" ] || break
   kib=$(rss_kib "$PID")
   echo "$t $kib" >>"$WORK/rss"
-  printf '  t=%4ds RSS %7.1f MiB  sessions killed so far %s\n' "$t" "$(echo "$kib" | awk '{print $1 / 1024}')" "$(killed_so_far)"
+  printf '  t=%4ds RSS %7.1f MiB; %s; sessions killed so far %s\n' "$t" "$(echo "$kib" | awk '{print $1 / 1024}')" "$(cache_bytes)" "$(killed_so_far)"
 done
 wait "$WRK_PID" || true
 WRK_PID=""
