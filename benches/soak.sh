@@ -30,8 +30,8 @@
 # server answers every layer again once the kills stop; ERROR and panic lines in its log.
 # Ends with PASS/FAIL lines (exit status 1 if any FAIL): errors and socket errors == 0; RSS
 # after warm-up within +-10 % of its mean; database connections were killed; recovery; no
-# panic. The memory tier is small by default (32MB) so it is full within the warm-up: RSS
-# that grows after it is a leak, not the cache filling.
+# panic. The cache tiers are small by default (memory 32MB, disk 64MB) so that they add little
+# to RSS after the warm-up even while they fill; each sample prints what they hold.
 #
 # Run (from anywhere; needs psql, ss, curl, python3; as root it installs wrk when missing;
 # the database must answer with PostGIS: scripts/test.sh sets one up on Debian):
@@ -309,7 +309,9 @@ while kill -0 "$WRK_PID" 2>/dev/null; do
   [ "$t" -le "$DURATION" ] || break
   kib=$(rss_kib "$PID")
   echo "$t $kib" >>"$WORK/rss"
-  printf '  t=%4ds RSS %7.1f MiB; %s; sessions killed so far %s\n' "$t" "$(echo "$kib" | awk '{print $1 / 1024}')" "$(cache_bytes)" "$(killed_so_far)"
+  threads=$(awk '/^Threads/ {print $2}' "/proc/$PID/status")
+  printf '  t=%4ds RSS %7.1f MiB, %s threads; %s; sessions killed so far %s\n' "$t" \
+    "$(echo "$kib" | awk '{print $1 / 1024}')" "$threads" "$(cache_bytes)" "$(killed_so_far)"
 done
 wait "$WRK_PID" || true
 WRK_PID=""
@@ -352,6 +354,7 @@ grep -E ' ERROR |panicked' "$WORK/server.log" | head -5 | sed 's/^/  /' || true
 
 read -r N MEAN MIN MAX < <(awk -v w="$WARMUP" '$1 >= w {n++; s += $2; if (min == "" || $2 < min) min = $2; if ($2 > max) max = $2}
   END {if (n) printf "%d %.1f %.1f %.1f\n", n, s / n / 1024, min / 1024, max / 1024; else print "0 0 0 0"}' "$WORK/rss")
+echo "RSS peak (VmHWM): $(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$PID/status") MiB"
 echo "RSS series (s MiB): $(awk '{printf "%s%d %.1f", (NR > 1 ? ", " : ""), $1, $2 / 1024}' "$WORK/rss")"
 
 verdict=0
