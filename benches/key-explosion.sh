@@ -33,17 +33,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-die() { echo "key-explosion: $*" >&2; exit 1; }
-command -v wrk >/dev/null 2>&1 || {
-  [ "$(id -u)" = 0 ] || die "wrk is missing (apt-get install wrk)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
-}
-if [ -z "${TWINE_BIN:-}" ]; then
-  (cd "$ROOT" && cargo build --release --locked --quiet --bin twine-heatmap)
-  TWINE_BIN="$ROOT/target/release/twine-heatmap"
-fi
+BENCH_NAME=key-explosion
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$ROOT/benches/lib.sh"
+ensure_wrk
+ensure_release_bin
 
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 BASE="http://127.0.0.1:$PORT"
 LAYERS=demo
 ARGS=(serve --bind "127.0.0.1:$PORT" --cache-memory "$BUDGET" --cache-disk 0)
@@ -62,12 +58,8 @@ LOG=$(mktemp)
 PID=$!
 cleanup() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -f "$LOG"; }
 trap cleanup EXIT
-for _ in $(seq 1 600); do
-  curl -fsS "$BASE/health" >/dev/null 2>&1 && break
-  kill -0 "$PID" 2>/dev/null || { cat "$LOG" >&2; die "the server exited"; }
-  sleep 0.2
-done
-rss() { awk '/^VmRSS/ {print int($2 / 1024)}' "/proc/$PID/status"; }
+wait_for_health "$BASE" "$PID" "$LOG"
+rss() { echo $(( $(rss_kib "$PID") / 1024 )); }
 # Every layer's TileJSON once (it reads the layer's statistics), then settle.
 for layer in ${LAYERS//,/ }; do curl -fsS "$BASE/tiles/$layer.json" >/dev/null; done
 sleep 2

@@ -1,0 +1,44 @@
+# shellcheck shell=bash
+# Helpers the bench scripts share (sourced, not run): the server binary, wrk, a free port,
+# waiting for /health, and the server's resident memory. Each script sets BENCH_NAME first
+# (the prefix of its error messages) and ROOT (the repository).
+
+# Prints "BENCH_NAME: message" on stderr and exits 1.
+die() { printf '%s: %s\n' "${BENCH_NAME:-bench}" "$*" >&2; exit 1; }
+
+# wrk from Debian when it is missing (as root), else a clear error.
+ensure_wrk() {
+  command -v wrk >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] || die "wrk is missing (apt-get install wrk)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
+}
+
+# Sets TWINE_BIN to the release binary, built with `cargo build --release` unless TWINE_BIN
+# is already set.
+ensure_release_bin() {
+  if [ -z "${TWINE_BIN:-}" ]; then
+    (cd "$ROOT" && cargo build --release --locked --quiet --bin twine-heatmap)
+    TWINE_BIN="$ROOT/target/release/twine-heatmap"
+  fi
+  [ -x "$TWINE_BIN" ] || die "TWINE_BIN=$TWINE_BIN is not an executable"
+}
+
+# A TCP port on 127.0.0.1 free right now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits (up to 120 s) for BASE/health to answer while process PID lives; on its exit prints
+# LOG and dies.
+wait_for_health() {
+  local base="$1" pid="$2" log="$3"
+  for _ in $(seq 1 600); do
+    curl -fsS "$base/health" >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "the server exited"; }
+    sleep 0.2
+  done
+  die "the server did not answer $base/health within 120 s"
+}
+
+# VmRSS of process PID in KiB.
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
