@@ -29,7 +29,7 @@ pub use lock::FolderInUse;
 use super::nowait::{self, Cached};
 use super::{content_digest, ContentDigest};
 use crate::cache::key::{hex, text_hash, TileKey};
-use files::{block_size, footprint, open_regular, read_bounded, round_up, Opened};
+use files::{block_size, footprint, open_regular, read_bounded, real_folder, round_up, Opened};
 use format::{decode, encode, read_key, MAX_FILE_LEN, UNKNOWN_FORMAT};
 use index::{Entry, Index};
 use lock::{lock_folder, FolderLock};
@@ -487,8 +487,14 @@ impl DiskCache {
         final_path: &Path,
         file: &[u8],
     ) -> io::Result<(PathBuf, u64)> {
-        let shard_dir = final_path.parent().unwrap_or(&self.dir);
-        fs::create_dir_all(shard_dir)?;
+        // The cache folder itself may be a link (the operator's choice); what is below it is
+        // the server's own and never followed.
+        fs::create_dir_all(&self.dir)?;
+        let layer_path = self.dir.join(layer_dir);
+        self.folder_to_write_in(&layer_path)?;
+        if let Some(shard_dir) = final_path.parent().filter(|d| *d != layer_path) {
+            self.folder_to_write_in(shard_dir)?;
+        }
         if let Some(name) = layer_name {
             let name_path = self.dir.join(layer_dir).join(LAYER_NAME_FILE);
             let tmp = self.tmp_path(&name_path);
@@ -498,6 +504,28 @@ impl DiskCache {
         let tmp = self.tmp_path(final_path);
         let size = write_new(&tmp, file, self.block)?;
         Ok((tmp, size))
+    }
+
+    /// Makes `path` (a layer or shard folder) a real folder to write in. A link or anything
+    /// else found in its place is dropped as a file in a tile's place is (unlinked, so a
+    /// link goes and its target stays; counted by reason) and a real folder made instead:
+    /// nothing is ever written through a link out of the cache folder.
+    fn folder_to_write_in(&self, path: &Path) -> io::Result<()> {
+        let Err(why) = real_folder(path)? else {
+            return Ok(());
+        };
+        tracing::warn!(path = %path.display(), reason = why.label(), "disk tile cache: found no folder where a cache folder belongs; removed");
+        // A folder holding entries (NotRegular) cannot be unlinked: the write then fails.
+        remove_file_logged(path);
+        self.lock().rejected[why.slot()] += 1;
+        match real_folder(path)? {
+            Ok(()) => Ok(()),
+            Err(why) => Err(io::Error::other(format!(
+                "{} is a {} where a folder of the cache belongs",
+                path.display(),
+                why.label()
+            ))),
+        }
     }
 
     /// Records what the folder or small file at `path` takes on disk now (folders grow as
