@@ -646,6 +646,10 @@ fn remove_file_logged(path: &Path) -> bool {
     }
 }
 
+/// The scratch folder of the cache's tests, for the tile cache's own tests too.
+#[cfg(test)]
+pub(crate) use tests::TempDir;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,10 +658,10 @@ mod tests {
     use std::time::SystemTime;
 
     /// A unique folder under the system temp dir, removed on drop.
-    pub(super) struct TempDir(pub(super) PathBuf);
+    pub(crate) struct TempDir(pub(crate) PathBuf);
 
     impl TempDir {
-        pub(super) fn new(tag: &str) -> TempDir {
+        pub(crate) fn new(tag: &str) -> TempDir {
             static SEQ: AtomicU64 = AtomicU64::new(0);
             let nanos = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
