@@ -360,20 +360,24 @@ pub fn spawn(db: Arc<Database>, catalog: impl LayerCatalog + 'static) {
         // at once, then the tick resumes from there, rather than a burst to catch up.
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first look includes the statistics, as one step: requests at start-up wait
+        // for it ([`Database::first_look`]) and then find counts and bounds, and `/health`
+        // says the database was checked once it has ended. Only at start-up can a refresh
+        // delay a look; the next look comes at once if it did.
+        tick.tick().await;
+        if db.poll(&catalog).await {
+            db.refresh_statistics().await;
+        }
+        // Only the watcher sets this, so the first set is the only one.
+        let _ = db.looked.set(());
         loop {
             tick.tick().await;
-            if !db.poll(&catalog).await {
-                // The first look has ended, badly: requests waiting at start-up go on.
-                let _ = db.looked.set(());
-            } else if !db.refreshing.swap(true, Ordering::AcqRel) {
+            if db.poll(&catalog).await && !db.refreshing.swap(true, Ordering::AcqRel) {
                 let db = db.clone();
                 tokio::task::spawn_local(async move {
                     // Cleared even if the refresh panics, or no refresh would run again.
                     let _done = ClearOnDrop(&db.refreshing);
                     db.refresh_statistics().await;
-                    // The first look ends with the statistics: requests at start-up wait
-                    // for it ([`Database::first_look`]), and then find counts and bounds.
-                    let _ = db.looked.set(());
                 });
             }
         }
