@@ -12,8 +12,7 @@ use std::path::Path;
 pub enum Rejection {
     /// A symbolic link where a tile, a layer's name file, or a layer or shard folder belongs.
     Symlink,
-    /// A FIFO, socket, device or folder where a file belongs (or anything but a folder where
-    /// a layer or shard folder belongs).
+    /// A FIFO, socket, device or folder where a file belongs.
     NotRegular,
     /// Larger than any file the server writes there.
     TooLarge,
@@ -88,9 +87,10 @@ pub(super) fn open_regular(path: &Path, max_len: u64) -> io::Result<Opened> {
 }
 
 /// Makes `path`, a folder below the cache folder (a layer's or a shard's), exist as a real
-/// folder: created when missing. A link in its place (to anywhere else) or anything but a
-/// folder is refused with the reason, never followed: a tile written through it would land
-/// outside the cache folder. The folder's own parent must already be a real one.
+/// folder: created when missing. A link in its place (to anywhere else) is refused, never
+/// followed: a tile written through it would land outside the cache folder. Anything else
+/// that is no folder fails the write, as an unwritable folder does. The folder's own parent
+/// must already be a real one.
 pub(super) fn real_folder(path: &Path) -> io::Result<Result<(), Rejection>> {
     let found = match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(path) {
@@ -102,13 +102,16 @@ pub(super) fn real_folder(path: &Path) -> io::Result<Result<(), Rejection>> {
         found => found,
     }?;
     let kind = found.file_type();
-    Ok(if kind.is_dir() {
-        Ok(())
-    } else if kind.is_symlink() {
-        Err(Rejection::Symlink)
+    if kind.is_symlink() {
+        Ok(Err(Rejection::Symlink))
+    } else if kind.is_dir() {
+        Ok(Ok(()))
     } else {
-        Err(Rejection::NotRegular)
-    })
+        Err(io::Error::other(format!(
+            "{} is not a folder",
+            path.display()
+        )))
+    }
 }
 
 /// Reads an opened file to its end, never more than `max_len` bytes: a file that grew past

@@ -506,22 +506,21 @@ impl DiskCache {
         Ok((tmp, size))
     }
 
-    /// Makes `path` (a layer or shard folder) a real folder to write in. A link or anything
-    /// else found in its place is dropped as a file in a tile's place is (unlinked, so a
-    /// link goes and its target stays; counted by reason) and a real folder made instead:
-    /// nothing is ever written through a link out of the cache folder.
+    /// Makes `path` (a layer or shard folder) a real folder to write in. A link in its place
+    /// is dropped as one in a tile's place is (unlinked, its target left alone, counted as
+    /// `symlink`) and a real folder made instead: nothing is ever written through a link out
+    /// of the cache folder.
     fn folder_to_write_in(&self, path: &Path) -> io::Result<()> {
         let Err(why) = real_folder(path)? else {
             return Ok(());
         };
-        tracing::warn!(path = %path.display(), reason = why.label(), "disk tile cache: found no folder where a cache folder belongs; removed");
-        // A folder holding entries (NotRegular) cannot be unlinked: the write then fails.
+        tracing::warn!(path = %path.display(), reason = why.label(), "disk tile cache: found a link where a cache folder belongs; removed");
         remove_file_logged(path);
         self.lock().rejected[why.slot()] += 1;
         match real_folder(path)? {
             Ok(()) => Ok(()),
             Err(why) => Err(io::Error::other(format!(
-                "{} is a {} where a folder of the cache belongs",
+                "{} is a {} again where a folder of the cache belongs",
                 path.display(),
                 why.label()
             ))),
