@@ -37,6 +37,9 @@ pub struct Metrics {
     pub hits_memory: IntCounter,
     pub hits_disk: IntCounter,
     pub misses: IntCounter,
+    /// `twine_cache_writes_skipped_total{tier="disk"}`: rendered tiles not written to disk
+    /// because the writes in flight were at their bound (a stalled disk).
+    pub disk_writes_skipped: IntCounter,
     pub not_modified: IntCounter,
     pub db_queries: IntCounter,
     /// Queries answered from a layer's bin pyramid (also counted in `db_queries`).
@@ -179,6 +182,19 @@ impl Metrics {
             )
             .expect(FIXED),
         );
+        let disk_writes_skipped = register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "twine_cache_writes_skipped_total",
+                    "Rendered tiles not written to a cache tier because too many writes to it \
+                     were in flight (a stalled disk); they are rendered again when next asked for.",
+                ),
+                &["tier"],
+            )
+            .expect(FIXED),
+        )
+        .with_label_values(&["disk"]);
         let scraped = Scraped {
             memory_bytes,
             disk_bytes,
@@ -199,6 +215,7 @@ impl Metrics {
                 "twine_cache_misses_total",
                 "Tiles found in no cache tier.",
             ),
+            disk_writes_skipped,
             not_modified: counter(
                 &r,
                 "twine_not_modified_total",

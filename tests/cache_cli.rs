@@ -20,9 +20,15 @@ use twine_heatmap::source::FilterValues;
 use twine_heatmap::style::{Query, StyleSpec};
 use twine_heatmap::tile::TileCoord;
 
-/// Europe: dense enough that zooms 0-7 take a few seconds (a window to stop the seed in),
-/// small enough that a whole run stays short in a debug build.
+/// Europe: about 300 tiles at zooms 0-7, small enough that a whole run stays short in a
+/// debug build.
 const EUROPE: &str = "-10,35,30,60";
+
+/// `--max-rate` of the seeds the stop tests interrupt: at 5 tiles a second the ~300 tiles
+/// of [`europe_seed`] take a minute, so on any machine the seed is still running when the
+/// test stops it a second or so in, after [`TILES_BEFORE_STOP`] tiles.
+const SLOW_RATE: &str = "5";
+const TILES_BEFORE_STOP: usize = 5;
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -138,16 +144,19 @@ fn europe_seed<'a>(dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     [&args[..], extra].concat()
 }
 
-/// Starts [`europe_seed`] two tiles at a time, and returns it once it has written a few
-/// tiles (so a stop lands mid-way).
+/// Starts [`europe_seed`] two tiles at a time and throttled to [`SLOW_RATE`], and returns it
+/// once it has written a few tiles: a stop then lands mid-way, however fast the machine.
 fn start_slow_seed(dir: &Path) -> Child {
-    let mut child = twine(&europe_seed(dir, &["--concurrency", "2"]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn seed");
+    let mut child = twine(&europe_seed(
+        dir,
+        &["--concurrency", "2", "--max-rate", SLOW_RATE],
+    ))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn seed");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while tile_files(dir).len() < 20 {
+    while tile_files(dir).len() < TILES_BEFORE_STOP {
         assert!(Instant::now() < deadline, "seed wrote no tiles");
         assert!(
             child.try_wait().expect("wait").is_none(),
@@ -204,6 +213,39 @@ fn seeded_tiles_are_disk_hits_in_any_parameter_order() {
     );
     // Control: what was not seeded is rendered.
     assert_eq!(x_cache(&server, "/tiles/demo/2/1/1@2x.png"), "miss");
+}
+
+#[test]
+fn max_rate_spaces_renders_and_skips_cached_tiles_at_full_speed() {
+    let dir = Scratch::new("cache-cli-max-rate");
+    // Zooms 0-1: 5 tiles. At 4 a second the renders start 0.25 s apart, so the last one
+    // starts a whole second after the first: a lower bound, which no slow machine breaks.
+    let seed = |rate: &'static str| {
+        [
+            "seed",
+            "--layer",
+            "demo",
+            "--zoom",
+            "0-1",
+            "--max-rate",
+            rate,
+            "--cache-dir",
+            path(&dir),
+        ]
+    };
+    let started = Instant::now();
+    let first = run_ok(&seed("4"));
+    let took = started.elapsed();
+    assert_eq!(summary(&first), (5, 0), "{first}");
+    assert!(
+        took >= Duration::from_secs(1),
+        "5 tiles at 4/s took {took:?}"
+    );
+    // The re-run finds every tile on disk and renders none: at one tile per 100 s it would
+    // need minutes if skips were throttled too, and run_within stops it after 60 s.
+    let rerun = run_within(&mut twine(&seed("0.01")), Duration::from_secs(60));
+    assert_eq!(rerun.status.code(), Some(0), "{}", rerun.stderr);
+    assert_eq!(summary(&rerun.stdout), (0, 5), "{}", rerun.stdout);
 }
 
 #[test]
@@ -427,6 +469,14 @@ fn errors_name_the_problem() {
         (
             seed(&["--layer", "demo", "--zoom", "0-2", "--concurrency", "0"]),
             "--concurrency",
+        ),
+        (
+            seed(&["--layer", "demo", "--zoom", "0-2", "--max-rate", "0"]),
+            "--max-rate",
+        ),
+        (
+            seed(&["--layer", "demo", "--zoom", "0-2", "--max-rate", "fast"]),
+            "not a number of tiles per second",
         ),
         (
             vec!["seed", "--layer", "demo", "--zoom", "0-2"],

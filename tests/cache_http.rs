@@ -351,6 +351,48 @@ fn files_in_a_tiles_place_are_dropped_and_counted_never_read() {
     wait_for_disk_hit(&s, paths[0], "the tile was never written back");
 }
 
+/// A shard folder of the cache made a link to a folder elsewhere (by anyone who can write
+/// in the cache folder) is never written through: a tile that belongs in it is written in a
+/// real folder made in the link's place, the link is dropped and counted, and nothing
+/// lands outside the cache folder.
+#[test]
+fn shard_folders_that_are_links_are_never_written_through() {
+    let dir = Scratch::new("cache-http-linked-shards");
+    let (cache, outside) = (dir.join("cache"), dir.join("outside"));
+    std::fs::create_dir_all(&outside).expect("outside");
+    let s = disk_only_server(&cache);
+    // A first tile makes the layer's folder.
+    let first = "/tiles/demo/5/16/10.png";
+    assert_eq!(s.get(first).status, 200);
+    wait_for_disk_hit(&s, first, "never a disk hit");
+    let files = tile_files(&cache);
+    let shard = files[0].parent().expect("shard folder").to_path_buf();
+    let layer = shard.parent().expect("layer folder").to_path_buf();
+    // Every shard folder of the layer a link to `outside`: wherever the next tile belongs.
+    std::fs::remove_dir_all(&shard).expect("remove the shard folder");
+    for b in 0..=255u8 {
+        std::os::unix::fs::symlink(&outside, layer.join(format!("{b:02x}"))).expect("link");
+    }
+    let path = "/tiles/demo/5/17/10.png";
+    let reply = s.get(path);
+    assert_eq!((reply.status, reply.header("x-cache")), (200, Some("miss")));
+    wait_for_disk_hit(
+        &s,
+        path,
+        "the tile was never written inside the cache folder",
+    );
+    let outside_files: Vec<_> = std::fs::read_dir(&outside)
+        .expect("outside")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        outside_files.is_empty(),
+        "written outside: {outside_files:?}"
+    );
+    assert_eq!(rejected(&s, "symlink"), 1.0);
+}
+
 /// The disk budget holds in blocks on disk, the folders included: many small tiles (empty
 /// ones, a few hundred bytes each, in 4 KiB blocks) keep `du` of the folder within the
 /// budget, and `twine_cache_bytes{tier="disk"}` reports that use.

@@ -557,7 +557,7 @@ fn overlays_beyond_the_pixel_budget_answer_503() {
 }
 
 /// `/points` answers share a budget like overlays: with it taken (by the test itself, so
-/// nothing depends on timing) both forms answer 503 with Retry-After at once (this server
+/// nothing depends on timing) both forms, and the proof of concept's `png=false`, answer 503 with Retry-After at once (this server
 /// waits 0 s for room), while tiles are not counted; with the room back they answer again.
 #[test]
 fn points_beyond_their_budget_answer_503() {
@@ -570,6 +570,8 @@ fn points_beyond_their_budget_answer_503() {
     let paths = [
         "/points/demo?bbox=-10,35,30,60",
         "/points/demo/5/16/10.json",
+        // The proof of concept's points answer, the same work under another name.
+        "/twine.heatmap?png=false&bounds=35,-10,60,30",
     ];
     let runtime = actix_web::rt::System::new();
     let held = runtime

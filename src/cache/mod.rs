@@ -14,7 +14,17 @@ use memory::MemoryCache;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Most disk writes behind responses in flight at once; a rendered tile beyond it is not
+/// written (and counted in `twine_cache_writes_skipped_total{tier="disk"}`). A healthy disk
+/// writes a tile in about a millisecond, so only a stalled one (an NFS hang, a dying device)
+/// gets near it. Without a bound each miss on a stalled disk would queue one more write on
+/// the blocking pool, holding its PNG (up to about 1 MiB) and, once the pool's threads are
+/// all stuck in writes, delaying every render queued behind them. 64 writes hold at most
+/// 64 MiB and leave the rest of the pool (512 threads) to rendering.
+pub const MAX_WRITES_BEHIND: usize = 64;
 
 /// The first 16 bytes of a tile's SHA-256: its strong ETag, kept beside it on disk so a
 /// disk hit needs no second pass over the PNG.
@@ -95,6 +105,30 @@ pub struct TileCache {
     pub memory: Option<MemoryCache>,
     pub disk: Option<Arc<DiskCache>>,
     inflight: Mutex<HashMap<TileKey, Flight>>,
+    /// Disk writes behind responses in flight, at most [`MAX_WRITES_BEHIND`].
+    writes_behind: Arc<AtomicUsize>,
+}
+
+/// One of the [`MAX_WRITES_BEHIND`] slots of disk writes in flight, given back when dropped
+/// (the write ended, panicked, or was never run).
+struct WriteSlot(Arc<AtomicUsize>);
+
+impl WriteSlot {
+    /// A free slot, or None when all are taken.
+    fn take(in_flight: &Arc<AtomicUsize>) -> Option<WriteSlot> {
+        in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_WRITES_BEHIND).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| WriteSlot(in_flight.clone()))
+    }
+}
+
+impl Drop for WriteSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl TileCache {
@@ -103,6 +137,7 @@ impl TileCache {
             memory,
             disk,
             inflight: Mutex::new(HashMap::new()),
+            writes_behind: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -167,10 +202,19 @@ impl TileCache {
                 metrics.misses.inc();
                 let tile = CachedTile::new(render().await?);
                 if let Some(disk) = &self.disk {
-                    // Written behind the response: a slow or full disk never delays the client.
-                    let (disk, k, png, digest) =
-                        (disk.clone(), key.clone(), tile.png.clone(), tile.digest);
-                    tokio::task::spawn_blocking(move || disk.put_with_digest(&k, &png, &digest));
+                    // Written behind the response: a slow or full disk never delays the
+                    // client, and a stalled one holds at most MAX_WRITES_BEHIND writes.
+                    match WriteSlot::take(&self.writes_behind) {
+                        Some(slot) => {
+                            let (disk, k, png, digest) =
+                                (disk.clone(), key.clone(), tile.png.clone(), tile.digest);
+                            tokio::task::spawn_blocking(move || {
+                                let _slot = slot;
+                                disk.put_with_digest(&k, &png, &digest);
+                            });
+                        }
+                        None => metrics.disk_writes_skipped.inc(),
+                    }
                 }
                 (tile, Origin::Rendered)
             }
@@ -291,6 +335,74 @@ mod tests {
         .await
         .expect("tile");
         assert_eq!(origin, Origin::Memory);
+    }
+
+    /// A stalled disk: the blocking pool's only thread is stuck (as in a write to a hung
+    /// mount), so the writes behind responses queue up. Past [`MAX_WRITES_BEHIND`] they are
+    /// skipped and counted, while every miss is still answered; once the disk moves again the
+    /// queued writes land and later tiles are written again.
+    #[test]
+    fn writes_behind_a_stalled_disk_are_bounded_and_counted() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = disk::TempDir::new("stalled");
+        let disk = Arc::new(DiskCache::open(&dir.0, 1 << 30).expect("open"));
+        let cache = TileCache::new(None, Some(disk.clone()));
+        let metrics = Metrics::default();
+        let miss = |x: u32| {
+            let key = TileKey { x, ..key() };
+            let cache = &cache;
+            let metrics = &metrics;
+            async move {
+                let (tile, origin) = cache
+                    .get_missing(key, metrics, || async move {
+                        Ok::<_, String>(Bytes::from(format!("png {x}")))
+                    })
+                    .await
+                    .expect("answered");
+                assert_eq!(origin, Origin::Rendered);
+                assert_eq!(tile.png, Bytes::from(format!("png {x}")));
+            }
+        };
+        let skipped_beyond_the_bound = 10;
+        runtime.block_on(async {
+            let (release, stalled) = std::sync::mpsc::channel::<()>();
+            let stall = tokio::task::spawn_blocking(move || {
+                let _ = stalled.recv();
+            });
+            for x in 0..(MAX_WRITES_BEHIND + skipped_beyond_the_bound) as u32 {
+                miss(x).await;
+            }
+            assert_eq!(
+                metrics.disk_writes_skipped.get(),
+                skipped_beyond_the_bound as u64
+            );
+            assert_eq!(disk.stats().files, 0, "no write has run yet");
+
+            release.send(()).expect("release the disk");
+            stall.await.expect("stall");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while cache.writes_behind.load(Ordering::Acquire) > 0 {
+                assert!(std::time::Instant::now() < deadline, "writes never ended");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert_eq!(disk.stats().files, MAX_WRITES_BEHIND as u64);
+            miss(1000).await;
+            while disk.stats().files == MAX_WRITES_BEHIND as u64 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the next write never ran"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert_eq!(
+                metrics.disk_writes_skipped.get(),
+                skipped_beyond_the_bound as u64
+            );
+        });
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub struct SeedArgs {
     /// Tiles rendered at once [default: the number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=MAX_CONCURRENCY as i64))]
     pub concurrency: Option<u16>,
+    /// Render at most this many tiles per second (e.g. 50, or 0.5), to leave a shared
+    /// machine's CPU and disk to others; tiles already on disk are skipped at full speed
+    /// [default: no limit].
+    #[arg(long, value_name = "TILES_PER_SEC", value_parser = parse_max_rate)]
+    pub max_rate: Option<f64>,
     #[command(flatten)]
     pub serve: ServeArgs,
 }
@@ -72,6 +77,7 @@ pub fn run(mut args: SeedArgs) -> Result<(), CommandError> {
         style: args.style.unwrap_or_default(),
         retina: args.retina,
         concurrency: args.concurrency.map(usize::from),
+        max_rate: args.max_rate,
     };
     actix_web::rt::System::new().block_on(seed(&options, &args.serve))
 }
@@ -96,6 +102,55 @@ pub struct SeedOptions {
     pub retina: bool,
     /// Tiles rendered at once; None = the number of CPUs.
     pub concurrency: Option<usize>,
+    /// Most tiles rendered per second; None = no limit.
+    pub max_rate: Option<f64>,
+}
+
+/// Slowest `--max-rate`: one tile a day. Below it the spacing between tiles would not fit
+/// a timer, and such a seed would never end anyway.
+const MIN_RATE: f64 = 1.0 / 86_400.0;
+
+/// `--max-rate`: a positive number of tiles per second.
+fn parse_max_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of tiles per second, e.g. 50 or 0.5"))?;
+    if !rate.is_finite() || rate < MIN_RATE {
+        return Err(format!(
+            "{text:?}: allowed a number of tiles per second from {MIN_RATE:e} (one a day) up"
+        ));
+    }
+    Ok(rate)
+}
+
+/// Spaces renders at least `1 / rate` seconds apart (`--max-rate`): each render takes the
+/// next free slot and waits for it, so however many tasks run at once, no more than `rate`
+/// tiles start per second.
+struct Pacer {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(rate: f64) -> Pacer {
+        Pacer {
+            interval: Duration::from_secs_f64(1.0 / rate),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits for this render's slot.
+    async fn wait(&self) {
+        let slot = {
+            // Only whole-value writes happen under the lock, so a poisoned one is still valid.
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = (*next).max(Instant::now());
+            *next = slot + self.interval;
+            slot
+        };
+        actix_web::rt::time::sleep_until(slot.into()).await;
+    }
 }
 
 /// What a seed run did.
@@ -133,6 +188,8 @@ struct Job {
     cache: Arc<TileCache>,
     tally: Arc<Tally>,
     progress: ProgressBar,
+    /// `--max-rate`, when given.
+    pacer: Option<Pacer>,
 }
 
 impl Job {
@@ -167,8 +224,13 @@ impl Job {
         );
         let service = TileService::new(&self.cache, &self.metrics);
         // The service checks a file's checksum, so a damaged one is rendered again.
+        let pace = || async {
+            if let Some(pacer) = &self.pacer {
+                pacer.wait().await;
+            }
+        };
         let written = service
-            .fill_disk(&request)
+            .fill_disk(&request, pace)
             .await
             .map_err(|e| e.to_string())?;
         Ok(written.map(|answer| answer.tile.png.len() as u64))
@@ -235,6 +297,7 @@ pub async fn seed(options: &SeedOptions, serve: &ServeArgs) -> Result<(), Comman
         cache: core.cache.clone(),
         tally: tally.clone(),
         progress: progress.clone(),
+        pacer: options.max_rate.map(Pacer::new),
     });
     let mut signals = watch_signals().map_err(|e| fail(format!("cannot watch signals: {e}")))?;
     let semaphore = Arc::new(Semaphore::new(concurrency));

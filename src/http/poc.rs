@@ -2,10 +2,10 @@
 //! answered with a link to `/heatmap.png` or with the points `/points` gives.
 
 use super::error::ApiError;
+use super::points::answer;
 use super::tiles::MAX_OVERLAY_SIDE;
 use super::AppState;
-use crate::service::points_or_bins;
-use crate::source::PointQuery;
+use crate::service::PointsRequest;
 use crate::style::OVERLAY_PARAMS;
 use crate::style::{parse_bbox, parse_int, Query, StyleError, StyleSpec, STYLE_PARAMS};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -66,16 +66,17 @@ async fn twine_heatmap(
         );
         return Ok(HttpResponse::Ok().json(json!({ "filename": filename })));
     }
-    // What `/points/{layer}?bbox=` answers for the same box, at the same cap.
-    let filters = Default::default();
-    let q = PointQuery {
+    // What `/points/{layer}?bbox=` answers for the same box, at the same cap, within the
+    // same budget and off the I/O workers as it is.
+    let request = PointsRequest {
+        layer,
         area: overlay.area,
         tile: None,
-        filters: &filters,
+        filters: Default::default(),
+        limit: state.points_limit_default,
+        pixel_scale: 1024.0 / (overlay.area.x1 - overlay.area.x0),
     };
-    let pixel_scale = 1024.0 / (overlay.area.x1 - overlay.area.x0);
-    let points = points_or_bins(&layer, &q, state.points_limit_default, pixel_scale).await?;
-    Ok(HttpResponse::Ok().json(PocPoints {
+    answer(&state, request, |points| PocPoints {
         data: points
             .data
             .iter()
@@ -83,7 +84,8 @@ async fn twine_heatmap(
             .collect(),
         count: points.count,
         aggregated: points.aggregated,
-    }))
+    })
+    .await
 }
 
 /// The `png=false` answer: `[lat, lon]` per point as the proof of concept gave them, with the

@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::tiles::parse_tile_coord;
 use super::AppState;
 use crate::service::{points_json, PointsRequest};
+use crate::source::aggregate::PointsAnswer;
 use crate::style::{
     parse_bbox, parse_filters, parse_int, parse_with_filters, Query, StyleError, BBOX_POINT_PARAMS,
     MAX_BLUR, MAX_RADIUS, TILE_POINT_PARAMS,
@@ -41,7 +42,7 @@ pub async fn tile_points(
         limit,
         pixel_scale: vp.scale_x,
     };
-    answer(&state, request).await
+    answer(&state, request, |points| points).await
 }
 
 /// `GET /points/{layer}?bbox=w,s,e,n[&limit=N&zoom=Z]`: bins, when needed, are pixels of
@@ -71,14 +72,23 @@ pub async fn bbox_points(
         limit,
         pixel_scale,
     };
-    answer(&state, request).await
+    answer(&state, request, |points| points).await
 }
 
-/// The JSON answer to `request`, made off the I/O workers within the points budget (a 503
-/// with `Retry-After` when it stays full).
-async fn answer(state: &AppState, request: PointsRequest) -> Result<HttpResponse, ApiError> {
+/// The JSON answer to `request`, reshaped by `shape`, made off the I/O workers within the
+/// points budget (a 503 with `Retry-After` when it stays full). `/points` and the proof of
+/// concept's `png=false` answer both come here.
+pub(super) async fn answer<T, F>(
+    state: &AppState,
+    request: PointsRequest,
+    shape: F,
+) -> Result<HttpResponse, ApiError>
+where
+    T: serde::Serialize,
+    F: FnOnce(PointsAnswer) -> T + Send + 'static,
+{
     let _room = state.points_budget.reserve().await?;
-    let json = points_json(request).await?;
+    let json = points_json(request, shape).await?;
     Ok(HttpResponse::Ok()
         .insert_header(ContentType::json())
         .body(json))

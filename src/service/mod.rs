@@ -157,14 +157,24 @@ impl<'a> TileService<'a> {
     /// for the write: `seed` fills the disk ahead of requests this way. The memory tier is
     /// neither read nor filled (a seed is a separate process from the server that will
     /// serve the tiles), and neither is the single-flight map. `None` when the disk already
-    /// held the tile.
-    pub async fn fill_disk(&self, request: &TileRequest) -> Result<Option<Answer>, ServiceError> {
+    /// held the tile. `pace` is awaited before rendering (and only then): `seed --max-rate`
+    /// limits renders, not the quick skips of tiles already on disk.
+    pub async fn fill_disk<P, Fut>(
+        &self,
+        request: &TileRequest,
+        pace: P,
+    ) -> Result<Option<Answer>, ServiceError>
+    where
+        P: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         if self.cache.disk.is_none() {
             return Err(CacheError::NoDiskTier.into());
         }
         if self.cache.on_disk(&request.key).await? {
             return Ok(None);
         }
+        pace().await;
         let png = self.render(request).await?;
         let tile = CachedTile::new(png);
         self.cache.store_on_disk(&request.key, &tile).await?;

@@ -38,11 +38,16 @@ pub struct PointsRequest {
     pub pixel_scale: f64,
 }
 
-/// [`points_or_bins`] written as JSON, both on the blocking pool. Selecting, binning and
-/// writing up to the limit's points take tens of milliseconds of CPU; on an I/O worker they
-/// would hold up every connection it serves, cached tiles included. The source's I/O runs in
-/// the same task, driven by the worker's runtime (`Handle::block_on`).
-pub async fn points_json(request: PointsRequest) -> Result<Vec<u8>, ServiceError> {
+/// [`points_or_bins`] reshaped by `shape` (the proof of concept's route gives its own form)
+/// and written as JSON, all on the blocking pool. Selecting, binning and writing up to the
+/// limit's points take tens of milliseconds of CPU; on an I/O worker they would hold up every
+/// connection it serves, cached tiles included. The source's I/O runs in the same task,
+/// driven by the worker's runtime (`Handle::block_on`).
+pub async fn points_json<T, F>(request: PointsRequest, shape: F) -> Result<Vec<u8>, ServiceError>
+where
+    T: serde::Serialize,
+    F: FnOnce(PointsAnswer) -> T + Send + 'static,
+{
     let runtime = tokio::runtime::Handle::current();
     web::block(move || {
         runtime.block_on(async {
@@ -53,7 +58,7 @@ pub async fn points_json(request: PointsRequest) -> Result<Vec<u8>, ServiceError
             };
             let answer =
                 points_or_bins(&request.layer, &query, request.limit, request.pixel_scale).await?;
-            serde_json::to_vec(&answer)
+            serde_json::to_vec(&shape(answer))
                 .map_err(|e| ServiceError::Render(format!("cannot write the points: {e}")))
         })
     })

@@ -10,7 +10,7 @@ use std::path::Path;
 /// Why a file found in the cache folder was dropped rather than read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
-    /// A symbolic link where a tile or a layer's name file belongs.
+    /// A symbolic link where a tile, a layer's name file, or a layer or shard folder belongs.
     Symlink,
     /// A FIFO, socket, device or folder where a file belongs.
     NotRegular,
@@ -84,6 +84,34 @@ pub(super) fn open_regular(path: &Path, max_len: u64) -> io::Result<Opened> {
         return Ok(Opened::Rejected(Rejection::TooLarge));
     }
     Ok(Opened::Regular(file, meta.len()))
+}
+
+/// Makes `path`, a folder below the cache folder (a layer's or a shard's), exist as a real
+/// folder: created when missing. A link in its place (to anywhere else) is refused, never
+/// followed: a tile written through it would land outside the cache folder. Anything else
+/// that is no folder fails the write, as an unwritable folder does. The folder's own parent
+/// must already be a real one.
+pub(super) fn real_folder(path: &Path) -> io::Result<Result<(), Rejection>> {
+    let found = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(path) {
+            Ok(()) => return Ok(Ok(())),
+            // Another writer made it (or something else) meanwhile: look again.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => std::fs::symlink_metadata(path),
+            Err(e) => return Err(e),
+        },
+        found => found,
+    }?;
+    let kind = found.file_type();
+    if kind.is_symlink() {
+        Ok(Err(Rejection::Symlink))
+    } else if kind.is_dir() {
+        Ok(Ok(()))
+    } else {
+        Err(io::Error::other(format!(
+            "{} is not a folder",
+            path.display()
+        )))
+    }
 }
 
 /// Reads an opened file to its end, never more than `max_len` bytes: a file that grew past
@@ -305,6 +333,70 @@ mod tests {
             "a link's target is kept"
         );
         assert_eq!(cache.stats().corrupt, 0);
+    }
+
+    /// A layer or shard folder replaced by a link to a folder elsewhere is never written
+    /// through: the link is dropped and counted, a real folder made in its place and the tile
+    /// written there, and the link's target stays empty. The start-up scan drops such links
+    /// without descending into them (nor deleting what they point to).
+    #[test]
+    fn folders_that_are_links_are_never_written_through() {
+        use super::super::tests::{key, path_of, png};
+        use super::super::{layer_dir_name, DiskCache};
+        use std::os::unix::fs::symlink;
+        let dir = TempDir::new("linked-folders");
+        let outside = TempDir::new("linked-outside");
+        let empty = |p: &Path| fs::read_dir(p).unwrap().count() == 0;
+        let links = Rejection::Symlink.slot();
+        {
+            let cache = DiskCache::open(&dir.0, 1 << 30).unwrap();
+            // The tile's shard folder, made a link once the tile is stored; the tile is then
+            // written again (as after its file vanished).
+            let k = key("l", 1, 0);
+            cache.put(&k, &png(1, 500));
+            let shard = path_of(&cache, &k).parent().unwrap().to_path_buf();
+            fs::remove_dir_all(&shard).unwrap();
+            symlink(&outside.0, &shard).unwrap();
+            cache.put(&k, &png(2, 500));
+            assert!(empty(&outside.0), "written through a shard link");
+            assert!(fs::symlink_metadata(&shard).unwrap().is_dir());
+            assert_eq!(cache.get(&k), Some(png(2, 500)));
+            assert_eq!(cache.stats().rejected[links], 1);
+
+            // A new layer whose folder is a link before its first tile.
+            let m = key("m", 1, 0);
+            symlink(&outside.0, dir.0.join(layer_dir_name("m"))).unwrap();
+            cache.put(&m, &png(3, 500));
+            assert!(empty(&outside.0), "written through a layer link");
+            assert_eq!(cache.get(&m), Some(png(3, 500)));
+            assert_eq!(cache.stats().rejected[links], 2);
+        }
+        // Links planted while no server runs: a shard folder of "l" and a layer folder, each
+        // to a folder holding a file named like a tile.
+        let bait = outside.0.join(format!("{}.tile", "ab".repeat(32)));
+        fs::write(&bait, b"not ours").unwrap();
+        let layer = dir.0.join(layer_dir_name("l"));
+        let free_shard = (0..=255u8)
+            .map(|b| layer.join(format!("{b:02x}")))
+            .find(|p| !p.exists())
+            .unwrap();
+        symlink(&outside.0, &free_shard).unwrap();
+        let layer_link = dir.0.join(layer_dir_name("n"));
+        symlink(&outside.0, &layer_link).unwrap();
+        let cache = DiskCache::open(&dir.0, 1 << 30).unwrap();
+        assert_eq!(
+            cache.stats().rejected[links],
+            2,
+            "both links dropped at open"
+        );
+        assert_eq!(cache.stats().files, 2, "only the two real tiles");
+        assert!(fs::symlink_metadata(&free_shard).is_err());
+        assert!(fs::symlink_metadata(&layer_link).is_err());
+        assert_eq!(
+            fs::read(&bait).unwrap(),
+            b"not ours",
+            "a link's target is kept"
+        );
     }
 
     /// The start-up scan neither blocks on nor follows what it finds, and drops it.

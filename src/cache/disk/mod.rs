@@ -29,7 +29,7 @@ pub use lock::FolderInUse;
 use super::nowait::{self, Cached};
 use super::{content_digest, ContentDigest};
 use crate::cache::key::{hex, text_hash, TileKey};
-use files::{block_size, footprint, open_regular, read_bounded, round_up, Opened};
+use files::{block_size, footprint, open_regular, read_bounded, real_folder, round_up, Opened};
 use format::{decode, encode, read_key, MAX_FILE_LEN, UNKNOWN_FORMAT};
 use index::{Entry, Index};
 use lock::{lock_folder, FolderLock};
@@ -487,8 +487,14 @@ impl DiskCache {
         final_path: &Path,
         file: &[u8],
     ) -> io::Result<(PathBuf, u64)> {
-        let shard_dir = final_path.parent().unwrap_or(&self.dir);
-        fs::create_dir_all(shard_dir)?;
+        // The cache folder itself may be a link (the operator's choice); what is below it is
+        // the server's own and never followed.
+        fs::create_dir_all(&self.dir)?;
+        let layer_path = self.dir.join(layer_dir);
+        self.folder_to_write_in(&layer_path)?;
+        if let Some(shard_dir) = final_path.parent().filter(|d| *d != layer_path) {
+            self.folder_to_write_in(shard_dir)?;
+        }
         if let Some(name) = layer_name {
             let name_path = self.dir.join(layer_dir).join(LAYER_NAME_FILE);
             let tmp = self.tmp_path(&name_path);
@@ -498,6 +504,27 @@ impl DiskCache {
         let tmp = self.tmp_path(final_path);
         let size = write_new(&tmp, file, self.block)?;
         Ok((tmp, size))
+    }
+
+    /// Makes `path` (a layer or shard folder) a real folder to write in. A link in its place
+    /// is dropped as one in a tile's place is (unlinked, its target left alone, counted as
+    /// `symlink`) and a real folder made instead: nothing is ever written through a link out
+    /// of the cache folder.
+    fn folder_to_write_in(&self, path: &Path) -> io::Result<()> {
+        let Err(why) = real_folder(path)? else {
+            return Ok(());
+        };
+        tracing::warn!(path = %path.display(), reason = why.label(), "disk tile cache: found a link where a cache folder belongs; removed");
+        remove_file_logged(path);
+        self.lock().rejected[why.slot()] += 1;
+        match real_folder(path)? {
+            Ok(()) => Ok(()),
+            Err(why) => Err(io::Error::other(format!(
+                "{} is a {} again where a folder of the cache belongs",
+                path.display(),
+                why.label()
+            ))),
+        }
     }
 
     /// Records what the folder or small file at `path` takes on disk now (folders grow as
@@ -618,6 +645,10 @@ fn remove_file_logged(path: &Path) -> bool {
     }
 }
 
+/// The scratch folder of the cache's tests, for the tile cache's own tests too.
+#[cfg(test)]
+pub(crate) use tests::TempDir;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,10 +657,10 @@ mod tests {
     use std::time::SystemTime;
 
     /// A unique folder under the system temp dir, removed on drop.
-    pub(super) struct TempDir(pub(super) PathBuf);
+    pub(crate) struct TempDir(pub(crate) PathBuf);
 
     impl TempDir {
-        pub(super) fn new(tag: &str) -> TempDir {
+        pub(crate) fn new(tag: &str) -> TempDir {
             static SEQ: AtomicU64 = AtomicU64::new(0);
             let nanos = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)

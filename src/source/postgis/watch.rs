@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How often the watcher looks at the database. Tiles are never served from data older
-/// than one period past a write (the data-version policy).
+/// How often the watcher reads the data versions, on a fixed tick (see [`spawn`]). Tiles are
+/// never served from data older than one period past a write, plus that read's own few
+/// queries (the data-version policy).
 pub const POLL: Duration = Duration::from_secs(1);
 
 /// Where the watcher puts the layers it serves: the server's layer registry, which
@@ -55,6 +56,8 @@ pub struct Database {
     declared_triggers: Mutex<HashMap<String, Option<bool>>>,
     /// The last error of each layer whose statistics refresh fails, logged once per change.
     refresh_errors: Mutex<HashMap<String, String>>,
+    /// True while a statistics refresh runs beside the looks: at most one at a time.
+    refreshing: AtomicBool,
 }
 
 impl Database {
@@ -69,6 +72,7 @@ impl Database {
             metrics,
             declared_triggers: Mutex::new(HashMap::new()),
             refresh_errors: Mutex::new(HashMap::new()),
+            refreshing: AtomicBool::new(false),
         }
     }
 
@@ -248,28 +252,31 @@ impl Database {
         }
     }
 
-    /// One look at the database (new imported layers, triggers, versions), then the
-    /// layers' statistics.
-    async fn poll(&self, catalog: &dyn LayerCatalog) {
+    /// One look at the database (new imported layers, triggers, versions), its outcome
+    /// recorded in the shared status. Whether it succeeded.
+    async fn poll(&self, catalog: &dyn LayerCatalog) -> bool {
         let result = self.look(catalog).await;
-        // Recorded before the statistics: their queries report their own failures, which a
+        // Recorded before any statistics: their queries report their own failures, which a
         // success recorded after them would hide until the next poll.
         self.record(&result);
-        if result.is_ok() {
-            let layers: Vec<Arc<PostgisLayer>> = self.lock_layers().values().cloned().collect();
-            for layer in layers {
-                // A declared table is checked at every look (a few catalog reads), so that
-                // one dropped or altered under the server is named in /health at once; a
-                // misconfigured layer has no statistics to refresh.
-                if !matches!(layer.check().await, Ok(None)) {
-                    continue;
-                }
-                let result = layer.refresh().await.map_err(|e| e.to_string());
-                self.record_refresh(&layer, result);
+        result.is_ok()
+    }
+
+    /// Checks every declared table and refreshes every layer's statistics (count, bounds,
+    /// aggregation grid) for its current data version: a full scan of each layer whose data
+    /// changed, which may take seconds on a large table.
+    async fn refresh_statistics(&self) {
+        let layers: Vec<Arc<PostgisLayer>> = self.lock_layers().values().cloned().collect();
+        for layer in layers {
+            // A declared table is checked at every look (a few catalog reads), so that one
+            // dropped or altered under the server is named in /health at once; a
+            // misconfigured layer has no statistics to refresh.
+            if !matches!(layer.check().await, Ok(None)) {
+                continue;
             }
+            let result = layer.refresh().await.map_err(|e| e.to_string());
+            self.record_refresh(&layer, result);
         }
-        // Only the watcher sets this, so the first set is the only one.
-        let _ = self.looked.set(());
     }
 
     /// New imported layers and every layer's data version: the watcher's own queries, reads
@@ -340,12 +347,48 @@ impl Database {
 }
 
 /// Runs the watcher until the process ends.
+///
+/// The data versions are read on a fixed tick of [`POLL`], whatever else the watcher does:
+/// the statistics refresh that follows a change runs in a task of its own (one at a time),
+/// since a scan of a large table takes seconds and would otherwise hold back the next read
+/// of every layer's version, and so the freshness promise.
 pub fn spawn(db: Arc<Database>, catalog: impl LayerCatalog + 'static) {
     // On the current thread, as the server runs its tasks (the watcher need not be `Send`).
     tokio::task::spawn_local(async move {
+        // The first tick is at once; the next ones are counted from it, not from the end of
+        // each look. A look slower than the tick (a slow database) is followed by the next
+        // at once, then the tick resumes from there, rather than a burst to catch up.
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first look includes the statistics, as one step: requests at start-up wait
+        // for it ([`Database::first_look`]) and then find counts and bounds, and `/health`
+        // says the database was checked once it has ended. Only at start-up can a refresh
+        // delay a look; the next look comes at once if it did.
+        tick.tick().await;
+        if db.poll(&catalog).await {
+            db.refresh_statistics().await;
+        }
+        // Only the watcher sets this, so the first set is the only one.
+        let _ = db.looked.set(());
         loop {
-            db.poll(&catalog).await;
-            tokio::time::sleep(POLL).await;
+            tick.tick().await;
+            if db.poll(&catalog).await && !db.refreshing.swap(true, Ordering::AcqRel) {
+                let db = db.clone();
+                tokio::task::spawn_local(async move {
+                    // Cleared even if the refresh panics, or no refresh would run again.
+                    let _done = ClearOnDrop(&db.refreshing);
+                    db.refresh_statistics().await;
+                });
+            }
         }
     });
+}
+
+/// Clears its flag when dropped.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
