@@ -42,8 +42,8 @@ pub struct Metrics {
     pub disk_writes_skipped: IntCounter,
     pub not_modified: IntCounter,
     pub db_queries: IntCounter,
-    /// Queries answered from a layer's bin pyramid (also counted in `db_queries`).
-    pub pyramid_queries: IntCounter,
+    /// Queries answered from a layer's bin pyramid (also counted in `db_queries`), by layer.
+    pub pyramid_queries: IntCounterVec,
     /// Queries that look for a density reference in the points (also counted in
     /// `db_queries`): none where a pyramid or the count grid gives it.
     pub reference_queries: IntCounter,
@@ -226,10 +226,16 @@ impl Metrics {
                 "twine_db_queries_total",
                 "Point queries sent to PostGIS.",
             ),
-            pyramid_queries: counter(
+            pyramid_queries: register(
                 &r,
-                "twine_db_pyramid_queries_total",
-                "PostGIS queries answered from a layer's precomputed bin pyramid.",
+                IntCounterVec::new(
+                    Opts::new(
+                        "twine_db_pyramid_queries_total",
+                        "PostGIS queries answered from a layer's precomputed bin pyramid, by layer.",
+                    ),
+                    &["layer"],
+                )
+                .expect(FIXED),
             ),
             reference_queries: counter(
                 &r,

@@ -20,7 +20,7 @@ const FAMILIES: [(&str, &str, &[&str]); 14] = [
     ("twine_cache_bytes", "gauge", &["tier"]),
     ("twine_cache_evictions_total", "counter", &["tier"]),
     ("twine_db_queries_total", "counter", &[]),
-    ("twine_db_pyramid_queries_total", "counter", &[]),
+    ("twine_db_pyramid_queries_total", "counter", &["layer"]),
     ("twine_db_reference_queries_total", "counter", &[]),
     ("twine_db_query_seconds", "histogram", &[]),
     ("twine_db_pool_size", "gauge", &[]),
@@ -155,6 +155,12 @@ fn metrics_keep_every_family_with_its_type_in_valid_text() {
             kind: kind.to_owned(),
             labels: labels.iter().map(|l| l.to_string()).collect(),
         };
+        // A family labelled by layer has no series, so no text, before a layer's first
+        // count; this server has no PostGIS layer (tests/postgis_sources.rs reads it).
+        if labels == ["layer"] && !families.contains_key(name) {
+            assert!(!text.contains(name), "{name} in:\n{text}");
+            continue;
+        }
         assert_eq!(families.get(name), Some(&expected), "{name} in:\n{text}");
     }
     assert!(text.contains("twine_request_seconds_count{route=\"health\"} 1\n"));

@@ -60,16 +60,6 @@ fn densest_tiles(points: &[(f64, f64)], z: u8) -> Vec<(u8, u32, u32)> {
     vec![(z, x, y), (z, (x + 1).min(n as u32 - 1), y)]
 }
 
-/// `twine_db_pyramid_queries_total` from the server's `/metrics`.
-fn pyramid_queries(server: &TestServer) -> u64 {
-    let metrics = String::from_utf8_lossy(&server.get("/metrics").body).into_owned();
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("twine_db_pyramid_queries_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("twine_db_pyramid_queries_total in /metrics")
-}
-
 #[test]
 fn memory_and_postgis_give_identical_tiles_and_points() {
     let dir = Scratch::new("sources-identical");
@@ -128,7 +118,7 @@ fn memory_and_postgis_give_identical_tiles_and_points() {
         "?style=density&scale=sqrt&radius=12&max=40",
     ];
     for (pg_layer, pyramid) in [(&with_pyramid.name, true), (&without_pyramid.name, false)] {
-        let before = pyramid_queries(&server);
+        let before = common::pyramid_queries(&server, pg_layer);
         let (mut aggregated, mut single, mut drawn) = (0, 0, 0);
         for &(z, x, y) in &tiles {
             for style in styles {
@@ -190,7 +180,7 @@ fn memory_and_postgis_give_identical_tiles_and_points() {
             }
         }
         // The pyramid answered the aggregated tiles of one layer, and nothing of the other.
-        let used = pyramid_queries(&server) - before;
+        let used = common::pyramid_queries(&server, pg_layer) - before;
         if pyramid {
             assert!(used > 0, "{pg_layer}: no query went to the bin pyramid");
         } else {
@@ -244,11 +234,11 @@ fn a_direct_write_is_served_at_once_and_a_rebuilt_pyramid_takes_over() {
     );
     let (z, x, y) = densest_tiles(&points, 2)[0];
     let tile = format!("/tiles/{}/{z}/{x}/{y}.png", layer.name);
-    let before = pyramid_queries(&server);
+    let before = common::pyramid_queries(&server, &layer.name);
     let original = server.get(&tile);
     assert_eq!(original.status, 200);
     assert!(
-        pyramid_queries(&server) > before,
+        common::pyramid_queries(&server, &layer.name) > before,
         "the tile did not come from the pyramid"
     );
 
@@ -265,14 +255,18 @@ fn a_direct_write_is_served_at_once_and_a_rebuilt_pyramid_takes_over() {
         layer.table()
     ));
     wait_for_count(points.len() as u64 + 2000);
-    let before = pyramid_queries(&server);
+    let before = common::pyramid_queries(&server, &layer.name);
     let written = server.get(&tile);
     assert_eq!(written.status, 200);
     assert!(
         written.body != original.body,
         "the new points are not in the tile"
     );
-    assert_eq!(pyramid_queries(&server), before, "a stale pyramid answered");
+    assert_eq!(
+        common::pyramid_queries(&server, &layer.name),
+        before,
+        "a stale pyramid answered"
+    );
 
     // The rebuilt pyramid answers again, with the same tile.
     let (ok, stderr) = pyramid_command(&[
@@ -287,10 +281,10 @@ fn a_direct_write_is_served_at_once_and_a_rebuilt_pyramid_takes_over() {
     assert!(stderr.contains("bin pyramid: zooms 0-"), "{stderr}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let before = pyramid_queries(&server);
+        let before = common::pyramid_queries(&server, &layer.name);
         let rebuilt = server.get(&tile);
         assert_eq!(rebuilt.status, 200);
-        if pyramid_queries(&server) > before {
+        if common::pyramid_queries(&server, &layer.name) > before {
             assert!(
                 rebuilt.body == written.body,
                 "the pyramid's tile differs from the points'"

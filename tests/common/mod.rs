@@ -223,6 +223,16 @@ pub fn wait_until(what: &str, secs: u64, check: impl FnMut() -> bool) {
     assert!(eventually(secs, check), "timed out waiting for {what}");
 }
 
+/// `twine_db_pyramid_queries_total` of `layer` from the server's `/metrics`: 0 before the
+/// layer's first pyramid query (a labelled series appears with its first count).
+pub fn pyramid_queries(server: &TestServer, layer: &str) -> u64 {
+    let text = String::from_utf8(server.get("/metrics").body).expect("utf8");
+    let series = format!("twine_db_pyramid_queries_total{{layer=\"{layer}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map_or(0, |v| v.trim().parse().expect("a count"))
+}
+
 /// A metric's value from `/metrics` (the sample with no labels or with the labels in `name`).
 pub fn metric(server: &TestServer, name: &str) -> f64 {
     let text = String::from_utf8(server.get("/metrics").body).expect("utf8");

@@ -371,7 +371,10 @@ impl PostgisLayer {
                 &[&zoom, &by0, &by1, &bx0, &bx1],
             )
             .await?;
-        self.metrics.pyramid_queries.inc();
+        self.metrics
+            .pyramid_queries
+            .with_label_values(&[self.name.as_str()])
+            .inc();
         let mut bins = Vec::new();
         for row in &rows {
             pyramid::decode_block(
