@@ -217,6 +217,10 @@ fn on_shift_grid(x: f64) -> f64 {
 /// antimeridian too. Within a row the west copy lies left of the world, and the world left
 /// of the east copy; a merge, not a sort, since a tile holds up to ~110,000 bins.
 fn merge_bin_rows(mut parts: Vec<(f64, Vec<WorldPoint>)>) -> Vec<WorldPoint> {
+    if parts.len() == 1 {
+        // A tile within the world's edges: one piece, already in order.
+        return parts.pop().map(|(_, bins)| bins).unwrap_or_default();
+    }
     parts.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut out = Vec::with_capacity(parts.iter().map(|(_, p)| p.len()).sum());
     let mut heads = vec![0usize; parts.len()];
