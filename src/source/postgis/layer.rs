@@ -420,6 +420,31 @@ impl PostgisLayer {
         .await
     }
 
+    /// [`Self::timed_query`] with each row decoded as it arrives, for answers of many rows: a
+    /// tile's can be 100,000 rows, and holding them all as rows (column offsets and buffers,
+    /// about 300 bytes each) before decoding takes several times the memory of the decoded
+    /// values, for every query in flight. The connection hands over one batch at a time.
+    async fn timed_rows<T>(
+        &self,
+        client: &deadpool_postgres::Object,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        mut decode: impl FnMut(&tokio_postgres::Row) -> T,
+    ) -> Result<Vec<T>, SourceError> {
+        use futures_util::TryStreamExt;
+        self.timed(async {
+            let statement = client.prepare_cached(sql).await?;
+            let rows = client.query_raw(&statement, params.iter().copied()).await?;
+            let mut rows = std::pin::pin!(rows);
+            let mut decoded = Vec::new();
+            while let Some(row) = rows.try_next().await? {
+                decoded.push(decode(&row));
+            }
+            Ok(decoded)
+        })
+        .await
+    }
+
     /// Refreshes the statistics if stale (the watcher calls it, so `/layers` is current).
     pub async fn refresh(&self) -> Result<(), SourceError> {
         self.stats().await.map(|_| ())
@@ -568,18 +593,13 @@ impl PointSource for PostgisLayer {
             sql.push_str(&format!(" LIMIT ${}", params.len()));
         }
         let client = self.client().await?;
-        let rows = self
-            .timed_query(&client, &sql, &params_ref(&params))
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| WorldPoint {
-                x: r.get(0),
-                y: r.get(1),
-                w: r.get(2),
-                seq: r.get::<_, i64>(3).clamp(0, i64::from(u32::MAX)) as u32,
-            })
-            .collect())
+        self.timed_rows(&client, &sql, &params_ref(&params), |r| WorldPoint {
+            x: r.get(0),
+            y: r.get(1),
+            w: r.get(2),
+            seq: r.get::<_, i64>(3).clamp(0, i64::from(u32::MAX)) as u32,
+        })
+        .await
     }
 
     async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
@@ -616,12 +636,8 @@ impl PointSource for PostgisLayer {
             n + 4,
         );
         let client = self.client().await?;
-        let rows = self
-            .timed_query(&client, &sql, &params_ref(&params))
-            .await?;
-        let mut bins: Vec<Bin> = rows
-            .iter()
-            .map(|r| Bin {
+        let mut bins = self
+            .timed_rows(&client, &sql, &params_ref(&params), |r| Bin {
                 bx: r.get(0),
                 by: r.get(1),
                 count: r.get::<_, i64>(2).max(0) as u64,
@@ -629,7 +645,7 @@ impl PointSource for PostgisLayer {
                 wx: r.get(4),
                 wy: r.get(5),
             })
-            .collect();
+            .await?;
         sort_bins(&mut bins);
         Ok(bins)
     }
