@@ -53,5 +53,5 @@ pub fn parse_filters(defs: &[FilterDef], query: &Query) -> Result<FilterValues, 
             FilterValue::parse(ty, text).map_err(|detail| StyleError::bad(&def.param, detail))?;
         values.push((i, value));
     }
-    Ok(FilterValues(values))
+    Ok(FilterValues(values, None))
 }
