@@ -238,6 +238,10 @@ pub fn build_core(args: &ServeArgs, config: &Config) -> Result<Core, StartError>
                 &AttributeSchema {
                     time: layer.time.clone(),
                     categories: layer.categories.clone(),
+                    time_bucket: layer
+                        .time_bucket
+                        .as_deref()
+                        .and_then(crate::source::attributes::TimeBucket::parse),
                 },
             )?,
             (None, Some(table)) => {

@@ -76,6 +76,9 @@ pub struct LayerConfig {
     /// ask for some of their values (`category=`, `category.COLUMN=`).
     #[serde(default)]
     pub categories: Vec<String>,
+    /// The time step TileJSON announces: `hour`, `day`, `week` or `month` (default: chosen
+    /// from the layer's time extent).
+    pub time_bucket: Option<String>,
 }
 
 /// A query parameter bound to a column: `?{param}=value` keeps rows where `column op value`.
@@ -293,6 +296,14 @@ const MAX_ATTRIBUTE_NAME: usize = 64;
 /// `time` and `categories`: file layers only (for now), names 1 to 64 characters, each
 /// column once.
 fn check_attributes(layer: &LayerConfig) -> Result<(), String> {
+    if let Some(bucket) = &layer.time_bucket {
+        if layer.time.is_none() || crate::source::attributes::TimeBucket::parse(bucket).is_none() {
+            return Err(format!(
+                "layer {:?}: time_bucket {bucket:?} needs `time` and is one of hour, day, week, month",
+                layer.name
+            ));
+        }
+    }
     if layer.time.is_none() && layer.categories.is_empty() {
         return Ok(());
     }
@@ -341,6 +352,8 @@ mod tests {
             "time = \"\"",
             "categories = [\"a\", \"a\"]",
             "time = \"a\"\ncategories = [\"a\"]",
+            "time = \"t\"\ntime_bucket = \"year\"",
+            "categories = [\"a\"]\ntime_bucket = \"day\"",
         ] {
             let e = Config::parse(&layer(bad)).expect_err(bad).to_string();
             assert!(e.contains("layer \"q\""), "{e}");

@@ -99,7 +99,7 @@ fn rows() -> Vec<Row> {
                 lon,
                 lat,
                 w: 1,
-                time: Some(START + ((k * 5 + j) as i64) * 40 * DAY),
+                time: Some(START + ((k * 5 + j) as i64) * 16 * DAY),
                 kind: kinds[j % 4],
                 size: "s",
             });
@@ -444,4 +444,84 @@ fn a_single_category_column_takes_the_short_form_and_startup_errors_name_the_col
             "{message}"
         );
     }
+}
+
+#[test]
+fn tilejson_describes_time_and_categories() {
+    let dir = Scratch::new("time-filters-tilejson");
+    let (server, rows) = server(&dir);
+    let doc = server.get("/tiles/all.json").json();
+    let time = &doc["heatmap"]["time"];
+    let times: Vec<i64> = rows.iter().filter_map(|r| r.time).collect();
+    let iso = |t: i64| {
+        DateTime::<Utc>::from_timestamp_millis(t)
+            .expect("time")
+            .to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    };
+    assert_eq!(time["column"], "time");
+    assert_eq!(time["min"], iso(*times.iter().min().expect("times")));
+    assert_eq!(time["max"], iso(*times.iter().max().expect("times")));
+    // Two years: 730 days, more than 1000 hours.
+    assert_eq!(time["bucket"], "day");
+    let categories = doc["heatmap"]["categories"].as_array().expect("categories");
+    assert_eq!(categories.len(), 2);
+    assert_eq!(categories[0]["column"], "kind");
+    let values = categories[0]["values"].as_array().expect("values");
+    let listed: Vec<(String, u64)> = values
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().expect("value").to_owned(),
+                v["count"].as_u64().expect("count"),
+            )
+        })
+        .collect();
+    let mut expected: Vec<(String, u64)> = ["a", "b", "c", ""]
+        .iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                rows.iter().filter(|r| r.kind == *k).count() as u64,
+            )
+        })
+        .collect();
+    expected.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    assert_eq!(listed, expected);
+    assert_eq!(categories[0]["capped"], false);
+    assert_eq!(categories[1]["column"], "size");
+    // Layers without them say nothing of either.
+    let plain = server.get("/tiles/case0.json").json();
+    assert!(plain["heatmap"].get("time").is_none() && plain["heatmap"].get("categories").is_none());
+}
+
+#[test]
+fn tilejson_caps_values_and_takes_the_configured_bucket() {
+    let dir = Scratch::new("time-filters-cap");
+    let mut text = String::from("lon,lat,t,id\n");
+    for i in 0..250 {
+        text.push_str(&format!("1,2,2024-01-01T00:{:02}:00Z,v{i:03}\n", i % 60));
+    }
+    text.push_str("1,2,,v007\n");
+    let file = dir.file("many.csv", &text);
+    let config = format!(
+        "[[layers]]\nname = \"many\"\nfile = {:?}\ntime = \"t\"\ntime_bucket = \"month\"\ncategories = [\"id\"]\n",
+        file.display().to_string()
+    );
+    let server = TestServer::from_args(&ServeArgs {
+        config: Some(dir.file("config.toml", &config)),
+        ..ServeArgs::default()
+    });
+    let heatmap = server.get("/tiles/many.json").json()["heatmap"].clone();
+    assert_eq!(heatmap["time"]["bucket"], "month");
+    assert_eq!(heatmap["time"]["min"], "2024-01-01T00:00:00Z");
+    assert_eq!(heatmap["time"]["max"], "2024-01-01T00:59:00Z");
+    let column = &heatmap["categories"][0];
+    assert_eq!(column["values"].as_array().map(Vec::len), Some(200));
+    assert_eq!(column["values"][0]["value"], "v007");
+    assert_eq!(column["values"][0]["count"], 2);
+    assert_eq!(column["values"][1]["value"], "v000");
+    assert_eq!(
+        (column["distinct"].clone(), column["capped"].clone()),
+        (250.into(), true.into())
+    );
 }

@@ -9,6 +9,103 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 pub struct AttributeSchema {
     pub time: Option<String>,
     pub categories: Vec<String>,
+    /// The time buckets TileJSON announces when the config sets them (`time_bucket`);
+    /// otherwise chosen from the extent ([`TimeBucket::for_extent`]).
+    pub time_bucket: Option<TimeBucket>,
+}
+
+/// The granularity of time steps a client offers (TileJSON `heatmap.time.bucket`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBucket {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl TimeBucket {
+    pub const ALL: [TimeBucket; 4] = [
+        TimeBucket::Hour,
+        TimeBucket::Day,
+        TimeBucket::Week,
+        TimeBucket::Month,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeBucket::Hour => "hour",
+            TimeBucket::Day => "day",
+            TimeBucket::Week => "week",
+            TimeBucket::Month => "month",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TimeBucket> {
+        TimeBucket::ALL.into_iter().find(|b| b.name() == text)
+    }
+
+    /// The finest bucket that cuts `[min, max]` into at most [`MAX_BUCKETS`] buckets
+    /// (months when even those are more).
+    pub fn for_extent(min: i64, max: i64) -> TimeBucket {
+        const HOUR: i64 = 3_600_000;
+        let span = max.saturating_sub(min).max(0);
+        let count = |len: i64| span / len + 1;
+        if count(HOUR) <= MAX_BUCKETS {
+            TimeBucket::Hour
+        } else if count(24 * HOUR) <= MAX_BUCKETS {
+            TimeBucket::Day
+        } else if count(7 * 24 * HOUR) <= MAX_BUCKETS {
+            TimeBucket::Week
+        } else {
+            TimeBucket::Month
+        }
+    }
+}
+
+/// At most this many buckets over a layer's time extent when the bucket is chosen from it.
+pub const MAX_BUCKETS: i64 = 1000;
+
+/// Values listed per category column in TileJSON; a column with more says it is capped.
+pub const MAX_LISTED_VALUES: usize = 200;
+
+/// What a layer tells clients about its time and categories (TileJSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeSummary {
+    pub time: Option<TimeSummary>,
+    pub categories: Vec<CategorySummary>,
+}
+
+/// The time column, with the earliest and latest time, and the bucket clients should offer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeSummary {
+    pub column: String,
+    /// None when no point has a time.
+    pub extent: Option<(i64, i64)>,
+    pub bucket: TimeBucket,
+}
+
+/// One category column's values with their point counts, most points first (then by
+/// value), at most [`MAX_LISTED_VALUES`] of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CategorySummary {
+    pub column: String,
+    pub values: Vec<(String, u64)>,
+    /// How many distinct values the column has (more than listed when capped).
+    pub distinct: usize,
+}
+
+impl CategorySummary {
+    /// The summary of a column's `(value, count)` pairs.
+    pub fn new(column: &str, mut values: Vec<(String, u64)>) -> CategorySummary {
+        values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let distinct = values.len();
+        values.truncate(MAX_LISTED_VALUES);
+        CategorySummary {
+            column: column.to_owned(),
+            values,
+            distinct,
+        }
+    }
 }
 
 impl AttributeSchema {
@@ -153,6 +250,27 @@ mod tests {
         }
         assert_eq!(format_instant(noon), "2024-03-01T12:00:00Z");
         assert_eq!(parse_instant(&format_instant(noon + 5)), Some(noon + 5));
+    }
+
+    #[test]
+    fn buckets_are_the_finest_giving_at_most_a_thousand() {
+        let day = 86_400_000;
+        assert_eq!(TimeBucket::for_extent(0, 0), TimeBucket::Hour);
+        assert_eq!(TimeBucket::for_extent(0, 41 * day), TimeBucket::Hour);
+        assert_eq!(TimeBucket::for_extent(0, 42 * day), TimeBucket::Day);
+        assert_eq!(TimeBucket::for_extent(0, 2 * 365 * day), TimeBucket::Day);
+        assert_eq!(TimeBucket::for_extent(0, 3 * 365 * day), TimeBucket::Week);
+        assert_eq!(TimeBucket::for_extent(0, 45 * 365 * day), TimeBucket::Month);
+        assert_eq!(TimeBucket::parse("week"), Some(TimeBucket::Week));
+        assert_eq!(TimeBucket::parse("year"), None);
+        let many: Vec<(String, u64)> = (0..250).map(|i| (format!("v{i:03}"), i % 7)).collect();
+        let s = CategorySummary::new("c", many);
+        assert_eq!((s.values.len(), s.distinct), (MAX_LISTED_VALUES, 250));
+        assert_eq!(s.values[0], ("v006".to_owned(), 6));
+        assert!(s
+            .values
+            .windows(2)
+            .all(|w| w[0].1 > w[1].1 || (w[0].1 == w[1].1 && w[0].0 < w[1].0)));
     }
 
     #[test]

@@ -130,6 +130,11 @@ pub trait PointSource: Send + Sync {
         None
     }
 
+    /// The time extent and category values of a layer that declares them, for TileJSON.
+    fn attribute_summary(&self) -> Option<attributes::AttributeSummary> {
+        None
+    }
+
     /// The filters this layer declares (query parameters bound to columns). Shared, not
     /// copied: every tile request reads them up to three times.
     fn filters(&self) -> std::sync::Arc<[FilterDef]> {

@@ -90,6 +90,7 @@ mod tests {
         AttributeSchema {
             time: Some("t".into()),
             categories: vec!["kind".into()],
+            time_bucket: None,
         }
     }
 
@@ -133,6 +134,7 @@ mod tests {
         let two = AttributeSchema {
             time: None,
             categories: vec!["a".into(), "b".into()],
+            time_bucket: None,
         };
         let (param, detail) = bad("category=x", &two);
         assert_eq!(param, "category");

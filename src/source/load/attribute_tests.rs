@@ -9,6 +9,7 @@ fn schema(time: Option<&str>, categories: &[&str]) -> AttributeSchema {
     AttributeSchema {
         time: time.map(str::to_owned),
         categories: categories.iter().map(|s| s.to_string()).collect(),
+        time_bucket: None,
     }
 }
 

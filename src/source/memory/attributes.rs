@@ -2,7 +2,9 @@
 //! the point's place in the store (structure of arrays: the points drawn stay as small as
 //! they are, so unfiltered renders read no more memory than before).
 
-use crate::source::attributes::{AttributeFilter, AttributeSchema};
+use crate::source::attributes::{
+    AttributeFilter, AttributeSchema, AttributeSummary, CategorySummary, TimeBucket, TimeSummary,
+};
 use std::collections::HashMap;
 
 /// Stored for a point without a time.
@@ -51,6 +53,30 @@ impl Attributes {
         let mut times = self.times.iter().copied().filter(|&t| t != NO_TIME);
         let first = times.next()?;
         Some(times.fold((first, first), |(lo, hi), t| (lo.min(t), hi.max(t))))
+    }
+
+    /// What TileJSON says of them.
+    pub fn summary(&self) -> AttributeSummary {
+        let time = self.schema.time.as_ref().map(|column| {
+            let extent = self.time_extent();
+            let bucket = self.schema.time_bucket.unwrap_or_else(|| {
+                extent.map_or(TimeBucket::Day, |(lo, hi)| TimeBucket::for_extent(lo, hi))
+            });
+            TimeSummary {
+                column: column.clone(),
+                extent,
+                bucket,
+            }
+        });
+        let categories = self
+            .categories
+            .iter()
+            .map(|c| {
+                let counts = c.counts().into_iter().map(|(v, n)| (v.to_owned(), n));
+                CategorySummary::new(&c.name, counts.collect())
+            })
+            .collect();
+        AttributeSummary { time, categories }
     }
 
     /// The attributes in a new order: entry `i` is the old entry `order[i]`.
@@ -202,6 +228,7 @@ mod tests {
         let schema = AttributeSchema {
             time: Some("t".into()),
             categories: vec!["kind".into(), "size".into()],
+            time_bucket: None,
         };
         let mut b = AttributesBuilder::new(&schema);
         for (t, kind, size) in [

@@ -7,7 +7,7 @@ pub mod pyramid;
 use super::aggregate::{bins_in, Bin, CellRange};
 use super::{CountGrid, FilterValues, LayerInfo, PointQuery, PointSource, SourceError};
 use crate::render::WorldPoint;
-use crate::source::attributes::{AttributeFilter, AttributeSchema};
+use crate::source::attributes::{AttributeFilter, AttributeSchema, AttributeSummary};
 use crate::tile::{metres_to_world, world_to_metres, WorldBox};
 use async_trait::async_trait;
 use attributes::Attributes;
@@ -29,6 +29,8 @@ pub struct MemoryStore {
     pyramid: Pyramid,
     /// Time and category values, by index into `points`, for layers that declare them.
     attributes: Option<Attributes>,
+    /// Their summary for TileJSON, made once.
+    summary: Option<AttributeSummary>,
     /// Count grids of filtered requests, by filter: bounded because filters take any value.
     filtered_grids: Mutex<LruCache<AttributeFilter, Arc<CountGrid>>>,
 }
@@ -112,6 +114,7 @@ impl MemoryStore {
             info,
             grid,
             pyramid: Pyramid::default(),
+            summary: attributes.as_ref().map(Attributes::summary),
             attributes,
             filtered_grids: Mutex::new(LruCache::new(
                 NonZeroUsize::new(FILTERED_GRIDS).unwrap_or(NonZeroUsize::MIN),
@@ -307,6 +310,10 @@ impl PointSource for MemoryStore {
 
     fn attribute_schema(&self) -> Option<&AttributeSchema> {
         self.attributes.as_ref().map(Attributes::schema)
+    }
+
+    fn attribute_summary(&self) -> Option<AttributeSummary> {
+        self.summary.clone()
     }
 
     async fn max_cell_weight(&self, cell: f64, filters: &FilterValues) -> Result<f64, SourceError> {
