@@ -11,7 +11,10 @@ use crate::layer::{Registry, DEFAULT_AGGREGATE_ABOVE};
 use crate::metrics::Metrics;
 use crate::source::attributes::AttributeSchema;
 use crate::source::filter::{FilterDef, Op};
-use crate::source::load::{demo_points, load_points_file_with, WeightMode, DEMO_ATTRIBUTION};
+use crate::source::load::{
+    demo_points, load_points_file_with, storms_points, WeightMode, DEMO_ATTRIBUTION,
+    STORMS_ATTRIBUTION,
+};
 use crate::source::memory::MemoryStore;
 use crate::source::postgis::layer::TableLayout;
 use crate::source::postgis::watch::Database;
@@ -275,6 +278,11 @@ pub fn build_core(args: &ServeArgs, config: &Config) -> Result<Core, StartError>
     if (layers.is_empty() && database.is_none()) || config.demo == Some(true) {
         let store = MemoryStore::new(demo_points()?, Some(DEMO_ATTRIBUTION.to_string()));
         insert_memory_layer(&layers, "demo", store, aggregate_above)?;
+        // The time demo: storm tracks with their times and categories.
+        let (points, attributes) = storms_points()?;
+        let store =
+            MemoryStore::with_attributes(points, attributes, Some(STORMS_ATTRIBUTION.to_string()));
+        insert_memory_layer(&layers, "storms", store, aggregate_above)?;
     }
     Ok(Core {
         layers,

@@ -219,11 +219,16 @@ fn server(dir: &Scratch) -> (TestServer, Vec<Row>) {
             file.display().to_string()
         ));
     }
-    let server = TestServer::from_args(&ServeArgs {
-        config: Some(dir.file("config.toml", &config)),
-        ..ServeArgs::default()
-    });
+    let server = serve_config(dir, &config);
     (server, rows)
+}
+
+/// `serve --config` with `config` (kept in `dir`).
+fn serve_config(dir: &Scratch, config: &str) -> TestServer {
+    TestServer::from_args(&ServeArgs {
+        config: Some(dir.file("config.toml", config)),
+        ..ServeArgs::default()
+    })
 }
 
 /// Tiles to compare at `z`: those of a sample of points, plus the edge columns and rows.
@@ -404,10 +409,7 @@ fn a_single_category_column_takes_the_short_form_and_startup_errors_name_the_col
         "[[layers]]\nname = \"k\"\nfile = {:?}\ncategories = [\"kind\"]\n",
         file.display().to_string()
     );
-    let server = TestServer::from_args(&ServeArgs {
-        config: Some(dir.file("config.toml", &config)),
-        ..ServeArgs::default()
-    });
+    let server = serve_config(&dir, &config);
     let count = |q: &str| server.get(&format!("/points/k/0/0/0.json?{q}")).json()["count"].clone();
     assert_eq!(count("category=a"), 1);
     assert_eq!(count("category.kind=a,b"), 2);
@@ -507,10 +509,7 @@ fn tilejson_caps_values_and_takes_the_configured_bucket() {
         "[[layers]]\nname = \"many\"\nfile = {:?}\ntime = \"t\"\ntime_bucket = \"month\"\ncategories = [\"id\"]\n",
         file.display().to_string()
     );
-    let server = TestServer::from_args(&ServeArgs {
-        config: Some(dir.file("config.toml", &config)),
-        ..ServeArgs::default()
-    });
+    let server = serve_config(&dir, &config);
     let heatmap = server.get("/tiles/many.json").json()["heatmap"].clone();
     assert_eq!(heatmap["time"]["bucket"], "month");
     assert_eq!(heatmap["time"]["min"], "2024-01-01T00:00:00Z");
@@ -523,5 +522,45 @@ fn tilejson_caps_values_and_takes_the_configured_bucket() {
     assert_eq!(
         (column["distinct"].clone(), column["capped"].clone()),
         (250.into(), true.into())
+    );
+}
+
+#[test]
+fn serve_without_config_serves_the_storms_layer_with_time_and_categories() {
+    let server = TestServer::from_args(&ServeArgs::default());
+    assert!(server.layer("demo").is_some());
+    assert_eq!(server.layer_count("storms"), Some(11_859));
+    let doc = server.get("/tiles/storms.json").json();
+    assert!(doc["attribution"]
+        .as_str()
+        .is_some_and(|a| a.contains("HURDAT2")));
+    let time = &doc["heatmap"]["time"];
+    assert_eq!(time["min"], "1975-06-27T00:00:00Z");
+    assert_eq!(time["max"], "2020-11-18T12:00:00Z");
+    assert_eq!(time["bucket"], "month");
+    let categories = doc["heatmap"]["categories"].as_array().expect("categories");
+    let columns: Vec<&str> = categories
+        .iter()
+        .filter_map(|c| c["column"].as_str())
+        .collect();
+    assert_eq!(columns, ["status", "saffir_simpson"]);
+    assert_eq!(
+        categories[0]["values"][0],
+        serde_json::json!({"value": "tropical storm", "count": 5348})
+    );
+    // Katrina, August 2005, over the Gulf of Mexico (z3 tile 2/3).
+    let count = |q: &str| {
+        server
+            .get(&format!("/points/storms/3/2/3.json?limit=100000&{q}"))
+            .json()["count"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let all = count("");
+    let august_2005 = count("from=2005-08-01&to=2005-09-01");
+    let its_hurricanes = count("from=2005-08-01&to=2005-09-01&category.status=hurricane");
+    assert!(
+        all > august_2005 && august_2005 > its_hurricanes && its_hurricanes > 0,
+        "{all} {august_2005} {its_hurricanes}"
     );
 }

@@ -221,6 +221,27 @@ pub fn demo_points() -> Result<Vec<WorldPoint>, LoadError> {
     parse_points("cities1000.csv.gz", DEMO, WeightMode::Unweighted)
 }
 
+/// Attribution of the bundled storms layer (HTML, as TileJSON's `attribution`).
+pub const STORMS_ATTRIBUTION: &str = "Storm tracks 1975\u{2013}2020: <a href=\"https://www.nhc.noaa.gov/data/#hurdat\">NOAA National Hurricane Center, HURDAT2</a> (public domain), via the R package dplyr 1.0.10 (MIT)";
+
+/// The time demo layer shipped in the binary: 11,859 six-hourly positions of 512 Atlantic
+/// storms, 1975-2020 (NOAA HURDAT2, public domain, via dplyr), each counting once, with
+/// their time and the categories `status` and `saffir_simpson`.
+pub fn storms_points() -> Result<(Vec<WorldPoint>, Option<Attributes>), LoadError> {
+    const STORMS: &[u8] = include_bytes!("../../../data/storms-1975-2020.csv.gz");
+    let schema = AttributeSchema {
+        time: Some("time".to_owned()),
+        categories: vec!["status".to_owned(), "saffir_simpson".to_owned()],
+        time_bucket: None,
+    };
+    parse_points_with(
+        "storms-1975-2020.csv.gz",
+        STORMS,
+        WeightMode::Unweighted,
+        &schema,
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Format and decoding
 
