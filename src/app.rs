@@ -278,11 +278,14 @@ pub fn build_core(args: &ServeArgs, config: &Config) -> Result<Core, StartError>
     if (layers.is_empty() && database.is_none()) || config.demo == Some(true) {
         let store = MemoryStore::new(demo_points()?, Some(DEMO_ATTRIBUTION.to_string()));
         insert_memory_layer(&layers, "demo", store, aggregate_above)?;
-        // The time demo: storm tracks with their times and categories.
-        let (points, attributes) = storms_points()?;
-        let store =
-            MemoryStore::with_attributes(points, attributes, Some(STORMS_ATTRIBUTION.to_string()));
-        insert_memory_layer(&layers, "storms", store, aggregate_above)?;
+        // The time demo: storm tracks with their times and categories. A configured layer
+        // of that name (from before the demo had it) keeps it.
+        if !layers.contains("storms") {
+            let (points, attributes) = storms_points()?;
+            let attribution = Some(STORMS_ATTRIBUTION.to_string());
+            let store = MemoryStore::with_attributes(points, attributes, attribution);
+            insert_memory_layer(&layers, "storms", store, aggregate_above)?;
+        }
     }
     Ok(Core {
         layers,

@@ -564,3 +564,16 @@ fn serve_without_config_serves_the_storms_layer_with_time_and_categories() {
         "{all} {august_2005} {its_hurricanes}"
     );
 }
+
+#[test]
+fn a_configured_layer_named_storms_keeps_its_name_beside_the_demo() {
+    let dir = Scratch::new("time-filters-storms-name");
+    let file = dir.file("mine.csv", "lon,lat\n1,2\n3,4\n");
+    let config = format!(
+        "demo = true\n[[layers]]\nname = \"storms\"\nfile = {:?}\n",
+        file.display().to_string()
+    );
+    let server = serve_config(&dir, &config);
+    assert!(server.layer("demo").is_some());
+    assert_eq!(server.layer_count("storms"), Some(2));
+}
