@@ -9,8 +9,12 @@ use crate::http::{AppState, CacheControlBand};
 use crate::layer::{valid_layer_name, Layer};
 use crate::layer::{Registry, DEFAULT_AGGREGATE_ABOVE};
 use crate::metrics::Metrics;
+use crate::source::attributes::AttributeSchema;
 use crate::source::filter::{FilterDef, Op};
-use crate::source::load::{demo_points, load_points_file, WeightMode, DEMO_ATTRIBUTION};
+use crate::source::load::{
+    demo_points, load_points_file_with, storms_points, WeightMode, DEMO_ATTRIBUTION,
+    STORMS_ATTRIBUTION,
+};
 use crate::source::memory::MemoryStore;
 use crate::source::postgis::layer::TableLayout;
 use crate::source::postgis::watch::Database;
@@ -234,6 +238,14 @@ pub fn build_core(args: &ServeArgs, config: &Config) -> Result<Core, StartError>
                 layer.weighted.unwrap_or(true),
                 layer.attribution.clone(),
                 aggregate_above,
+                &AttributeSchema {
+                    time: layer.time.clone(),
+                    categories: layer.categories.clone(),
+                    time_bucket: layer
+                        .time_bucket
+                        .as_deref()
+                        .and_then(crate::source::attributes::TimeBucket::parse),
+                },
             )?,
             (None, Some(table)) => {
                 let db = database.as_ref().ok_or_else(|| StartError::Invalid(format!(
@@ -259,12 +271,21 @@ pub fn build_core(args: &ServeArgs, config: &Config) -> Result<Core, StartError>
             true,
             None,
             aggregate_above,
+            &AttributeSchema::default(),
         )?;
     }
     // The demo layer when nothing else is served (a database may add layers later).
     if (layers.is_empty() && database.is_none()) || config.demo == Some(true) {
         let store = MemoryStore::new(demo_points()?, Some(DEMO_ATTRIBUTION.to_string()));
         insert_memory_layer(&layers, "demo", store, aggregate_above)?;
+        // The time demo: storm tracks with their times and categories. A configured layer
+        // of that name (from before the demo had it) keeps it.
+        if !layers.contains("storms") {
+            let (points, attributes) = storms_points()?;
+            let attribution = Some(STORMS_ATTRIBUTION.to_string());
+            let store = MemoryStore::with_attributes(points, attributes, attribution);
+            insert_memory_layer(&layers, "storms", store, aggregate_above)?;
+        }
     }
     Ok(Core {
         layers,
@@ -393,6 +414,7 @@ fn add_file_layer(
     weighted: bool,
     attribution: Option<String>,
     aggregate_above: u64,
+    schema: &AttributeSchema,
 ) -> Result<(), StartError> {
     let mode = if weighted {
         WeightMode::FromData
@@ -407,14 +429,21 @@ fn add_file_layer(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let points = load_points_file(file, mode);
+    let loaded = load_points_file_with(file, mode, schema);
     spinner.finish_and_clear();
-    let points = points?;
+    let (points, attributes) = match loaded {
+        Ok(loaded) => loaded,
+        // The message names the file, line and column; with declared columns, the layer too.
+        Err(e) if !schema.is_empty() => {
+            return Err(StartError::Invalid(format!("layer {name:?}: {e}")))
+        }
+        Err(e) => return Err(e.into()),
+    };
     tracing::info!(layer = %name, file = %file.display(), points = points.len(), "loaded");
     insert_memory_layer(
         layers,
         name,
-        MemoryStore::new(points, attribution),
+        MemoryStore::with_attributes(points, attributes, attribution),
         aggregate_above,
     )
 }

@@ -69,6 +69,16 @@ pub struct LayerConfig {
     pub weighted: Option<bool>,
     #[serde(default)]
     pub filters: Vec<FilterConfig>,
+    /// File layers: the CSV column or GeoJSON property holding each point's time (ISO 8601),
+    /// so requests can ask for a window (`from`, `to`).
+    pub time: Option<String>,
+    /// File layers: CSV columns or GeoJSON properties holding categories, so requests can
+    /// ask for some of their values (`category=`, `category.COLUMN=`).
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// The time step TileJSON announces: `hour`, `day`, `week` or `month` (default: chosen
+    /// from the layer's time extent).
+    pub time_bucket: Option<String>,
 }
 
 /// A query parameter bound to a column: `?{param}=value` keeps rows where `column op value`.
@@ -257,6 +267,7 @@ impl Config {
                     layer.name
                 ));
             }
+            check_attributes(layer)?;
             for f in &layer.filters {
                 if crate::source::filter::Op::parse(&f.op).is_none() {
                     return Err(format!(
@@ -279,6 +290,47 @@ impl Config {
     }
 }
 
+/// Longest name of a time or category column.
+const MAX_ATTRIBUTE_NAME: usize = 64;
+
+/// `time` and `categories`: file layers only (for now), names 1 to 64 characters, each
+/// column once.
+fn check_attributes(layer: &LayerConfig) -> Result<(), String> {
+    if let Some(bucket) = &layer.time_bucket {
+        if layer.time.is_none() || crate::source::attributes::TimeBucket::parse(bucket).is_none() {
+            return Err(format!(
+                "layer {:?}: time_bucket {bucket:?} needs `time` and is one of hour, day, week, month",
+                layer.name
+            ));
+        }
+    }
+    if layer.time.is_none() && layer.categories.is_empty() {
+        return Ok(());
+    }
+    if layer.file.is_none() {
+        return Err(format!(
+            "layer {:?}: `time` and `categories` apply to `file` layers only",
+            layer.name
+        ));
+    }
+    let names: Vec<&String> = layer.time.iter().chain(&layer.categories).collect();
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() || name.chars().count() > MAX_ATTRIBUTE_NAME {
+            return Err(format!(
+                "layer {:?}: column name {name:?} must be 1 to {MAX_ATTRIBUTE_NAME} characters",
+                layer.name
+            ));
+        }
+        if names[..i].contains(name) {
+            return Err(format!(
+                "layer {:?}: column {name:?} is declared twice in `time` and `categories`",
+                layer.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +340,27 @@ mod tests {
         let text = include_str!("../config/example.toml");
         let config = Config::parse(text).expect("example config");
         assert_eq!(config.handoff_zoom, Some(8));
+    }
+
+    #[test]
+    fn time_and_categories_are_checked() {
+        let layer = |extra: &str| format!("[[layers]]\nname = \"q\"\nfile = \"a.csv\"\n{extra}\n");
+        let ok = Config::parse(&layer("time = \"t\"\ncategories = [\"a\", \"b\"]")).expect("valid");
+        assert_eq!(ok.layers[0].time.as_deref(), Some("t"));
+        assert_eq!(ok.layers[0].categories, vec!["a", "b"]);
+        for bad in [
+            "time = \"\"",
+            "categories = [\"a\", \"a\"]",
+            "time = \"a\"\ncategories = [\"a\"]",
+            "time = \"t\"\ntime_bucket = \"year\"",
+            "categories = [\"a\"]\ntime_bucket = \"day\"",
+        ] {
+            let e = Config::parse(&layer(bad)).expect_err(bad).to_string();
+            assert!(e.contains("layer \"q\""), "{e}");
+        }
+        let table = "[[layers]]\nname = \"q\"\ntable = \"public.q\"\ntime = \"t\"\n";
+        let e = Config::parse(table).expect_err("table").to_string();
+        assert!(e.contains("file"), "{e}");
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl Layer {
             .count_grid()
             .await?
             .is_dense(zoom, self.aggregate_above);
-        if !dense || filters.0.is_empty() {
+        if !dense || filters.is_empty() {
             return Ok(dense);
         }
         Ok(self

@@ -401,10 +401,15 @@ fn parse_style(layer: &Layer, style: &str) -> Result<(StyleSpec, FilterValues), 
     let bad = |e: StyleError| fail(format!("--style: {e}"));
     // What the tile route does with a request's query string, step for step.
     let defs = layer.source.filters();
-    let query =
-        parse_with_filters(style.trim_start_matches('?'), &[STYLE_PARAMS], &defs).map_err(bad)?;
+    let query = parse_with_filters(
+        style.trim_start_matches('?'),
+        &[STYLE_PARAMS],
+        &defs,
+        layer.source.attribute_schema(),
+    )
+    .map_err(bad)?;
     let spec = StyleSpec::from_query(&query).map_err(bad)?;
-    let filters = parse_filters(&defs, &query).map_err(bad)?;
+    let filters = parse_filters(&defs, layer.source.attribute_schema(), &query).map_err(bad)?;
     Ok((spec, filters))
 }
 

@@ -5,6 +5,7 @@ use super::AppState;
 use crate::cache::disk::Rejection;
 use crate::layer::Layer;
 use crate::metrics::Gauges;
+use crate::source::attributes::{format_instant, AttributeSummary};
 use crate::style::{Query, StyleSpec, STYLE_PARAMS};
 use crate::tile::MAX_ZOOM;
 use actix_web::http::{header, Method};
@@ -54,7 +55,38 @@ pub async fn tilejson(
     let layer = state.layer(name).await?;
     let mut doc = tilejson_doc(state, &state.base_url(req)?, &layer, &spec);
     doc["heatmap"]["aggregatedZooms"] = json!(layer.aggregated_zooms().await?);
+    if let Some(summary) = layer.source.attribute_summary() {
+        attributes_json(&mut doc["heatmap"], &summary);
+    }
     Ok(HttpResponse::Ok().json(doc))
+}
+
+/// `"time": {"column", "min", "max", "bucket"}` (min and max ISO 8601 in UTC, null when no
+/// point has a time) and `"categories": [{"column", "values": [{"value", "count"}],
+/// "distinct", "capped"}]` for a layer that declares them.
+fn attributes_json(heatmap: &mut serde_json::Value, summary: &AttributeSummary) {
+    if let Some(time) = &summary.time {
+        heatmap["time"] = json!({
+            "column": time.column,
+            "min": time.extent.map(|(lo, _)| format_instant(lo)),
+            "max": time.extent.map(|(_, hi)| format_instant(hi)),
+            "bucket": time.bucket.name(),
+        });
+    }
+    if !summary.categories.is_empty() {
+        heatmap["categories"] = summary
+            .categories
+            .iter()
+            .map(|c| {
+                json!({
+                    "column": c.column,
+                    "values": c.values.iter().map(|(v, n)| json!({"value": v, "count": n})).collect::<Vec<_>>(),
+                    "distinct": c.distinct,
+                    "capped": c.distinct > c.values.len(),
+                })
+            })
+            .collect();
+    }
 }
 
 fn tilejson_doc(

@@ -27,12 +27,17 @@ pub async fn tile_points(
     let coord = parse_tile_coord(&z, &x, y)?;
     let layer = state.layer(&layer_name).await?;
     let defs = layer.source.filters();
-    let query = parse_with_filters(req.query_string(), &[TILE_POINT_PARAMS], &defs)?;
+    let query = parse_with_filters(
+        req.query_string(),
+        &[TILE_POINT_PARAMS],
+        &defs,
+        layer.source.attribute_schema(),
+    )?;
     let limit = limit(&state, &query)?;
     // Leaflet.heat draws points up to radius + blur pixels outside its canvas.
     let reach_px =
         (query.int("radius", 1..=MAX_RADIUS, 25)? + query.int("blur", 0..=MAX_BLUR, 15)?) as f64;
-    let filters = parse_filters(&defs, &query)?;
+    let filters = parse_filters(&defs, layer.source.attribute_schema(), &query)?;
     let vp = coord.viewport(1);
     let request = PointsRequest {
         layer,
@@ -54,7 +59,12 @@ pub async fn bbox_points(
 ) -> Result<HttpResponse, ApiError> {
     let layer = state.layer(&layer).await?;
     let defs = layer.source.filters();
-    let query = parse_with_filters(req.query_string(), &[BBOX_POINT_PARAMS], &defs)?;
+    let query = parse_with_filters(
+        req.query_string(),
+        &[BBOX_POINT_PARAMS],
+        &defs,
+        layer.source.attribute_schema(),
+    )?;
     let area = parse_bbox(&query)?;
     let limit = limit(&state, &query)?;
     let pixel_scale = match query.get("zoom") {
@@ -63,7 +73,7 @@ pub async fn bbox_points(
         }
         None => 1024.0 / (area.x1 - area.x0),
     };
-    let filters = parse_filters(&defs, &query)?;
+    let filters = parse_filters(&defs, layer.source.attribute_schema(), &query)?;
     let request = PointsRequest {
         layer,
         area,

@@ -83,9 +83,14 @@ fn tile_request(
     (coord, ratio): (TileCoord, u32),
 ) -> Result<TileRequest, StyleError> {
     let defs = layer.source.filters();
-    let query = parse_with_filters(req.query_string(), &[STYLE_PARAMS], &defs)?;
+    let query = parse_with_filters(
+        req.query_string(),
+        &[STYLE_PARAMS],
+        &defs,
+        layer.source.attribute_schema(),
+    )?;
     let style = StyleSpec::from_query(&query)?;
-    let filters = parse_filters(&defs, &query)?;
+    let filters = parse_filters(&defs, layer.source.attribute_schema(), &query)?;
     Ok(TileRequest::new(layer, coord, ratio, style, filters))
 }
 
@@ -216,12 +221,17 @@ pub async fn overlay(
         .ok_or_else(|| ApiError::bad("layer", "required: a layer name (see /layers)"))?;
     let layer = state.layer(&layer_name).await?;
     let defs = layer.source.filters();
-    let query = parse_with_filters(req.query_string(), &[OVERLAY_PARAMS, STYLE_PARAMS], &defs)?;
+    let query = parse_with_filters(
+        req.query_string(),
+        &[OVERLAY_PARAMS, STYLE_PARAMS],
+        &defs,
+        layer.source.attribute_schema(),
+    )?;
     let area = parse_bbox(&query)?;
     let width = query.int("width", 1..=MAX_OVERLAY_SIDE, 1024)?;
     let height = query.int("height", 1..=MAX_OVERLAY_SIDE, 1024)?;
     let style = StyleSpec::from_query(&query)?;
-    let filters = parse_filters(&defs, &query)?;
+    let filters = parse_filters(&defs, layer.source.attribute_schema(), &query)?;
     let overlay = OverlayRequest {
         layer,
         area,

@@ -250,22 +250,40 @@ fn parse_naive(t: &str) -> Option<NaiveDateTime> {
 }
 
 /// The filter values of one request, by index into the layer's [`FilterDef`]s.
+///
+/// The second field is the request's filter on the layer's time and category attributes
+/// (layers declaring `time` or `categories`), `None` when it asks for none.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct FilterValues(pub Vec<(usize, FilterValue)>);
+pub struct FilterValues(
+    pub Vec<(usize, FilterValue)>,
+    pub Option<crate::source::attributes::AttributeFilter>,
+);
 
 impl FilterValues {
-    pub const NONE: FilterValues = FilterValues(Vec::new());
+    pub const NONE: FilterValues = FilterValues(Vec::new(), None);
+
+    /// Whether the request filters nothing (then every source takes its unfiltered path).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty() && self.1.is_none()
+    }
 
     /// `param=value&...` in declaration order, for cache keys and logs.
+    /// The attribute filter follows, normalized (see [`AttributeFilter::canonical`]).
+    ///
+    /// [`AttributeFilter::canonical`]: crate::source::attributes::AttributeFilter::canonical
     pub fn canonical(&self, defs: &[FilterDef]) -> String {
-        self.0
+        let mut parts: Vec<String> = self
+            .0
             .iter()
             .filter_map(|(i, v)| {
                 defs.get(*i)
                     .map(|d| format!("{}={}", d.param, v.canonical()))
             })
-            .collect::<Vec<_>>()
-            .join("&")
+            .collect();
+        if let Some(attributes) = &self.1 {
+            parts.push(attributes.canonical());
+        }
+        parts.join("&")
     }
 }
 

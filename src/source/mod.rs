@@ -4,6 +4,7 @@
 //! and weight sums) within this world box".
 
 pub mod aggregate;
+pub mod attributes;
 pub mod filter;
 pub mod grid;
 pub mod load;
@@ -121,6 +122,17 @@ pub trait PointSource: Send + Sync {
     /// Changes whenever the layer's points change (import, or a write to a declared table).
     fn data_version(&self) -> u64 {
         0
+    }
+
+    /// The time and category columns this layer declares, if any: requests may then filter
+    /// on them (`from`, `to`, `category`).
+    fn attribute_schema(&self) -> Option<&attributes::AttributeSchema> {
+        None
+    }
+
+    /// The time extent and category values of a layer that declares them, for TileJSON.
+    fn attribute_summary(&self) -> Option<attributes::AttributeSummary> {
+        None
     }
 
     /// The filters this layer declares (query parameters bound to columns). Shared, not

@@ -3,6 +3,8 @@
 
 use super::error::StyleError;
 use super::query::Query;
+use super::time::{attribute_params, parse_attribute_filter};
+use crate::source::attributes::AttributeSchema;
 use crate::source::filter::FilterValue;
 use crate::source::{FilterDef, FilterValues};
 
@@ -26,22 +28,31 @@ pub fn is_reserved_param(param: &str) -> bool {
     .any(|set| set.contains(&param))
 }
 
-/// Parses a request's query string allowing the route's parameters (`allowed`) and the
-/// parameters of the layer's filters (`defs`).
+/// Parses a request's query string allowing the route's parameters (`allowed`), the
+/// parameters of the layer's filters (`defs`) and those of its time and category columns
+/// (`schema`).
 pub fn parse_with_filters(
     raw: &str,
     allowed: &[&[&str]],
     defs: &[FilterDef],
+    schema: Option<&AttributeSchema>,
 ) -> Result<Query, StyleError> {
     let filter_params: Vec<&str> = defs.iter().map(|d| d.param.as_str()).collect();
+    let attribute_params = attribute_params(schema);
+    let attribute_params: Vec<&str> = attribute_params.iter().map(String::as_str).collect();
     let mut sets = allowed.to_vec();
     sets.push(&filter_params);
+    sets.push(&attribute_params);
     Query::parse(raw, &sets)
 }
 
-/// The values of the declared filters (`defs`) that `query` gives; absent ones do not
-/// filter.
-pub fn parse_filters(defs: &[FilterDef], query: &Query) -> Result<FilterValues, StyleError> {
+/// The values of the declared filters (`defs`) and of the time and category columns
+/// (`schema`) that `query` gives; absent ones do not filter.
+pub fn parse_filters(
+    defs: &[FilterDef],
+    schema: Option<&AttributeSchema>,
+    query: &Query,
+) -> Result<FilterValues, StyleError> {
     let mut values = Vec::new();
     for (i, def) in defs.iter().enumerate() {
         let Some(text) = query.get(&def.param) else {
@@ -53,5 +64,5 @@ pub fn parse_filters(defs: &[FilterDef], query: &Query) -> Result<FilterValues, 
             FilterValue::parse(ty, text).map_err(|detail| StyleError::bad(&def.param, detail))?;
         values.push((i, value));
     }
-    Ok(FilterValues(values))
+    Ok(FilterValues(values, parse_attribute_filter(schema, query)?))
 }

@@ -5,6 +5,7 @@ pub mod error;
 pub mod filters;
 pub mod query;
 pub mod spec;
+pub mod time;
 
 pub use error::StyleError;
 pub use filters::{

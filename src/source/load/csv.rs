@@ -3,20 +3,23 @@
 use super::{
     excerpt, line_at, weight_value, Field, Layer, LineError, Problem, WeightMode, WEIGHT_NAMES,
 };
-use crate::render::WorldPoint;
+use crate::source::attributes::AttributeSchema;
 
 const LON_NAMES: [&str; 5] = ["longitude", "lon", "lng", "long", "x"];
 const LAT_NAMES: [&str; 3] = ["latitude", "lat", "y"];
 
 /// Where a row's values are (0-based); `weight` is None when every point weighs 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Columns {
     lon: usize,
     lat: usize,
     weight: Option<usize>,
+    /// The declared time column and category columns (in declaration order).
+    time: Option<usize>,
+    categories: Vec<usize>,
 }
 
-pub(super) fn parse_csv(text: &str, mode: WeightMode) -> Result<Vec<WorldPoint>, LineError> {
+pub(super) fn parse_csv(text: &str, mode: WeightMode, layer: &mut Layer) -> Result<(), LineError> {
     // Headers are handled here rather than by the crate so that the header row gets the same
     // line numbers and blank-row skipping as the data; `flexible` lets short rows through to
     // be reported by the column they lack.
@@ -27,7 +30,6 @@ pub(super) fn parse_csv(text: &str, mode: WeightMode) -> Result<Vec<WorldPoint>,
         .from_reader(text.as_bytes());
     let mut record = csv::StringRecord::new();
     let mut columns = None;
-    let mut layer = Layer::default();
     loop {
         let more = reader.read_record(&mut record).map_err(|e| LineError {
             line: csv_line(text, e.position()),
@@ -44,18 +46,19 @@ pub(super) fn parse_csv(text: &str, mode: WeightMode) -> Result<Vec<WorldPoint>,
             line: csv_line(text, record.position()),
             problem,
         };
-        match columns {
-            Some(cols) => csv_row(&record, cols, &mut layer).map_err(at)?,
+        match &columns {
+            Some(cols) => csv_row(&record, cols, layer).map_err(at)?,
             None => {
-                let (cols, header_is_data) = header_columns(&record, mode).map_err(at)?;
+                let (cols, header_is_data) =
+                    header_columns(&record, mode, &layer.schema).map_err(at)?;
                 if header_is_data {
-                    csv_row(&record, cols, &mut layer).map_err(at)?;
+                    csv_row(&record, &cols, layer).map_err(at)?;
                 }
                 columns = Some(cols);
             }
         }
     }
-    Ok(layer.points)
+    Ok(())
 }
 
 /// The line where the record at `position` starts.
@@ -82,6 +85,7 @@ fn csv_line(text: &str, position: Option<&csv::Position>) -> u64 {
 fn header_columns(
     header: &csv::StringRecord,
     mode: WeightMode,
+    schema: &AttributeSchema,
 ) -> Result<(Columns, bool), Problem> {
     let lon = find_column(header, &LON_NAMES);
     let lat = find_column(header, &LAT_NAMES);
@@ -96,12 +100,44 @@ fn header_columns(
         (Some(_), None) => return Err(half_named_header("longitude", "latitude", &LAT_NAMES)),
         (None, Some(_)) => return Err(half_named_header("latitude", "longitude", &LON_NAMES)),
     };
+    // Declared columns are found by their exact name, else by name in any case.
+    let declared = |name: &String| {
+        let found = header
+            .iter()
+            .position(|h| h == name)
+            .or_else(|| header.iter().position(|h| h.eq_ignore_ascii_case(name)));
+        match found {
+            Some(i) if !header_is_data => Ok(i),
+            _ => Err(Problem::Header(format!(
+                "the header has no column {name:?} (declared by the layer's `time` or `categories`); it has: {}",
+                header.iter().collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    };
+    let time = schema.time.as_ref().map(declared).transpose()?;
+    let categories = schema
+        .categories
+        .iter()
+        .map(declared)
+        .collect::<Result<Vec<_>, _>>()?;
+    // A declared time or category column is never the weight, named like one or not.
+    let attribute = |i: &usize| time == Some(*i) || categories.contains(i);
     let next = lon.max(lat) + 1;
     let weight = match mode {
         WeightMode::Unweighted => None,
-        WeightMode::FromData => named_weight.or((next < header.len()).then_some(next)),
+        WeightMode::FromData => named_weight
+            .filter(|i| !attribute(i))
+            .or((next < header.len()).then_some(next))
+            .filter(|i| !attribute(i)),
     };
-    Ok((Columns { lon, lat, weight }, header_is_data))
+    let columns = Columns {
+        lon,
+        lat,
+        weight,
+        time,
+        categories,
+    };
+    Ok((columns, header_is_data))
 }
 
 /// The first column whose name is one of `names`, trying the names in order of preference
@@ -129,7 +165,14 @@ fn half_named_header(found: &str, missing: &str, names: &[&str]) -> Problem {
     ))
 }
 
-fn csv_row(record: &csv::StringRecord, cols: Columns, layer: &mut Layer) -> Result<(), Problem> {
+fn csv_row(record: &csv::StringRecord, cols: &Columns, layer: &mut Layer) -> Result<(), Problem> {
+    if let Some(i) = cols.time {
+        layer.set_time_text(record.get(i).unwrap_or(""))?;
+    }
+    for (column, &i) in cols.categories.iter().enumerate() {
+        // A short row lacks the value: the empty value, as an empty field.
+        layer.set_category(column, record.get(i).unwrap_or(""));
+    }
     let lon = csv_number(record, cols.lon, Field::Longitude)?;
     let lat = csv_number(record, cols.lat, Field::Latitude)?;
     let w = match cols.weight {

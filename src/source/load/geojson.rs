@@ -26,6 +26,7 @@ pub(super) fn geojson(
         Some("FeatureCollection") => feature_collection(value, path, mode, layer),
         Some("Feature") => feature(value, path, None, mode, layer),
         Some(kind) if GEOMETRY_TYPES.contains(&kind) => {
+            feature_attributes(&Value::Null, path, layer)?;
             geometry(value, path, Subject::Geometry, 1.0, layer)
         }
         _ => Err(path.error(Problem::Structure(
@@ -117,11 +118,83 @@ fn feature(
         WeightMode::FromData => feature_weight(value, path)?,
         WeightMode::Unweighted => 1.0,
     };
+    feature_attributes(value, path, layer)?;
     let subject = Subject::Feature {
         index,
         id: value.get("id"),
     };
     geometry(geometry_value, &path.key("geometry"), subject, w, layer)
+}
+
+/// Sets the layer's declared time and category values from the feature's properties
+/// (for a bare geometry, `feature` is null): a missing or null property is no time and the
+/// empty category value.
+fn feature_attributes(
+    feature: &Value,
+    path: &JsonPath,
+    layer: &mut Layer,
+) -> Result<(), JsonError> {
+    if layer.attributes.is_none() {
+        return Ok(());
+    }
+    let properties = feature.get("properties").and_then(Value::as_object);
+    let properties_path = path.key("properties");
+    let schema = layer.schema.clone();
+    let mut seen = 0;
+    if let Some(name) = &schema.time {
+        let value = properties.and_then(|p| p.get(name));
+        let value_path = properties_path.key(name);
+        let text = match value {
+            None | Some(Value::Null) => "",
+            Some(Value::String(text)) => text,
+            Some(other) => {
+                return Err(value_path.error(wrong_type(
+                    &format!("time property {name:?}"),
+                    "an ISO 8601 date or timestamp string",
+                    other,
+                )))
+            }
+        };
+        layer.seen[seen] |= value.is_some();
+        seen += 1;
+        layer.set_time_text(text).map_err(|p| value_path.error(p))?;
+    }
+    for (column, name) in schema.categories.iter().enumerate() {
+        let value = properties.and_then(|p| p.get(name));
+        let text = match value {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(text)) => text.clone(),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+            Some(other) => {
+                return Err(properties_path.key(name).error(wrong_type(
+                    &format!("category property {name:?}"),
+                    "a string, number, boolean or null",
+                    other,
+                )))
+            }
+        };
+        layer.seen[seen] |= value.is_some();
+        seen += 1;
+        layer.set_category(column, &text);
+    }
+    Ok(())
+}
+
+/// A declared property that no feature has is a mistake in the config (a misspelt name), as
+/// a CSV column missing from the header is.
+pub(super) fn check_properties_seen(layer: &Layer) -> Result<(), Problem> {
+    if layer.points.is_empty() {
+        return Ok(());
+    }
+    let names = layer.schema.time.iter().chain(&layer.schema.categories);
+    for (name, seen) in names.zip(&layer.seen) {
+        if !seen {
+            return Err(Problem::Attribute(format!(
+                "no feature has the property {name:?} (declared by the layer's `time` or `categories`)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn feature_weight(feature: &Value, path: &JsonPath) -> Result<f32, JsonError> {

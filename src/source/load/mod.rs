@@ -22,6 +22,8 @@
 //! start UTF-8 text), so `.csv.gz` works and a gzipped file with a plain name does too.
 //! An empty file, or a header with no rows, is an empty layer, not an error.
 
+#[cfg(test)]
+mod attribute_tests;
 mod csv;
 mod geojson;
 mod json;
@@ -30,6 +32,8 @@ mod seed_json;
 
 use self::csv::parse_csv;
 use crate::render::WorldPoint;
+use crate::source::attributes::AttributeSchema;
+use crate::source::memory::attributes::{Attributes, AttributesBuilder};
 use crate::tile::{lat_to_world_y, lon_to_world_x};
 use geojson::geojson;
 use json::wrong_type;
@@ -109,6 +113,10 @@ pub enum Problem {
     Structure(String),
     #[error("more than {max} points", max = u32::MAX)]
     TooManyPoints,
+    #[error("time column {column:?}: {text:?} is not {formats}", formats = crate::source::attributes::INSTANT_FORMATS)]
+    BadTime { column: String, text: String },
+    #[error("{0}")]
+    Attribute(String),
 }
 
 /// The value of a point that a problem is about.
@@ -132,13 +140,24 @@ impl fmt::Display for Field {
 /// Loads points from `path`; format by extension and content: `.csv` (or `.csv.gz`, gzip),
 /// `.geojson`, `.json`.
 pub fn load_points_file(path: &Path, mode: WeightMode) -> Result<Vec<WorldPoint>, LoadError> {
+    load_points_file_with(path, mode, &AttributeSchema::default()).map(|(points, _)| points)
+}
+
+/// [`load_points_file`], also keeping the values of the columns (CSV) or properties
+/// (GeoJSON) that `schema` declares, one per point, in the points' order (`None` when it
+/// declares none).
+pub fn load_points_file_with(
+    path: &Path,
+    mode: WeightMode,
+    schema: &AttributeSchema,
+) -> Result<(Vec<WorldPoint>, Option<Attributes>), LoadError> {
     let file = path.display().to_string();
     // Check the name first so that a wrong kind of file is not read in full just to be refused.
     if format_of(&file).is_none() {
         return Err(LoadError::UnknownFormat { file });
     }
     match std::fs::read(path) {
-        Ok(bytes) => parse_points(&file, &bytes, mode),
+        Ok(bytes) => parse_points_with(&file, &bytes, mode, schema),
         Err(source) => Err(LoadError::Read { file, source }),
     }
 }
@@ -150,6 +169,16 @@ pub fn parse_points(
     bytes: &[u8],
     mode: WeightMode,
 ) -> Result<Vec<WorldPoint>, LoadError> {
+    parse_points_with(name, bytes, mode, &AttributeSchema::default()).map(|(points, _)| points)
+}
+
+/// [`parse_points`] keeping the attributes `schema` declares (see [`load_points_file_with`]).
+pub fn parse_points_with(
+    name: &str,
+    bytes: &[u8],
+    mode: WeightMode,
+    schema: &AttributeSchema,
+) -> Result<(Vec<WorldPoint>, Option<Attributes>), LoadError> {
     let format = format_of(name).ok_or_else(|| LoadError::UnknownFormat {
         file: name.to_owned(),
     })?;
@@ -169,11 +198,16 @@ pub fn parse_points(
         problem: e.problem,
     };
     let text = utf8_text(bytes).map_err(invalid)?;
+    let mut layer = Layer::new(schema);
     match format {
-        Format::Csv => parse_csv(text, mode),
-        Format::GeoJson | Format::Json => parse_json(text, format, mode),
+        Format::Csv => parse_csv(text, mode, &mut layer),
+        Format::GeoJson | Format::Json => parse_json(text, format, mode, &mut layer),
     }
-    .map_err(invalid)
+    .map_err(invalid)?;
+    Ok((
+        layer.points,
+        layer.attributes.map(AttributesBuilder::finish),
+    ))
 }
 
 /// Attribution of the bundled demo layer (HTML, as TileJSON's `attribution`).
@@ -185,6 +219,27 @@ pub const DEMO_ATTRIBUTION: &str =
 pub fn demo_points() -> Result<Vec<WorldPoint>, LoadError> {
     const DEMO: &[u8] = include_bytes!("../../../data/cities1000.csv.gz");
     parse_points("cities1000.csv.gz", DEMO, WeightMode::Unweighted)
+}
+
+/// Attribution of the bundled storms layer (HTML, as TileJSON's `attribution`).
+pub const STORMS_ATTRIBUTION: &str = "Storm tracks 1975\u{2013}2020: <a href=\"https://www.nhc.noaa.gov/data/#hurdat\">NOAA National Hurricane Center, HURDAT2</a> (public domain), via the R package dplyr 1.0.10 (MIT)";
+
+/// The time demo layer shipped in the binary: 11,859 six-hourly positions of 512 Atlantic
+/// storms, 1975-2020 (NOAA HURDAT2, public domain, via dplyr), each counting once, with
+/// their time and the categories `status` and `saffir_simpson`.
+pub fn storms_points() -> Result<(Vec<WorldPoint>, Option<Attributes>), LoadError> {
+    const STORMS: &[u8] = include_bytes!("../../../data/storms-1975-2020.csv.gz");
+    let schema = AttributeSchema {
+        time: Some("time".to_owned()),
+        categories: vec!["status".to_owned(), "saffir_simpson".to_owned()],
+        time_bucket: None,
+    };
+    parse_points_with(
+        "storms-1975-2020.csv.gz",
+        STORMS,
+        WeightMode::Unweighted,
+        &schema,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,19 +306,30 @@ struct LineError {
     problem: Problem,
 }
 
-fn parse_json(text: &str, format: Format, mode: WeightMode) -> Result<Vec<WorldPoint>, LineError> {
+fn parse_json(
+    text: &str,
+    format: Format,
+    mode: WeightMode,
+    layer: &mut Layer,
+) -> Result<(), LineError> {
     if text
         .bytes()
         .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
     {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let value: Value = serde_json::from_str(text).map_err(|e| json_syntax_error(&e))?;
-    let mut layer = Layer::default();
+    let layer = &mut *layer;
     let root = JsonPath::ROOT;
     let walked = match (&value, format) {
-        (Value::Array(items), Format::Json) => seed_list(items, &root, mode, &mut layer),
-        (Value::Object(_), _) => geojson(&value, &root, mode, &mut layer),
+        (Value::Array(_), Format::Json) if !layer.schema.is_empty() => {
+            Err(root.error(Problem::Attribute(
+                "a list of [lat, lon] has no columns: `time` and `categories` need CSV or GeoJSON"
+                    .to_owned(),
+            )))
+        }
+        (Value::Array(items), Format::Json) => seed_list(items, &root, mode, layer),
+        (Value::Object(_), _) => geojson(&value, &root, mode, layer),
         (_, Format::Json) => Err(root.error(wrong_type(
             "the file",
             "an array [[lat, lon(, weight)], ...] or a GeoJSON object",
@@ -276,7 +342,7 @@ fn parse_json(text: &str, format: Format, mode: WeightMode) -> Result<Vec<WorldP
         line: line_of_path(text.as_bytes(), &e.steps),
         problem: e.problem,
     })?;
-    Ok(layer.points)
+    geojson::check_properties_seen(layer).map_err(|problem| LineError { line: 1, problem })
 }
 
 fn json_syntax_error(e: &serde_json::Error) -> LineError {
@@ -296,13 +362,28 @@ fn json_syntax_error(e: &serde_json::Error) -> LineError {
 // ---------------------------------------------------------------------------------------------
 // Points, common to every format
 
-/// The points of a layer as they are read, in file order.
-#[derive(Default)]
+/// The points of a layer as they are read, in file order, with the attributes the layer
+/// declares (the current row's or feature's values, given to each of its points).
 struct Layer {
     points: Vec<WorldPoint>,
+    schema: AttributeSchema,
+    attributes: Option<AttributesBuilder>,
+    /// Per declared attribute (time first, if declared, then each category): whether any
+    /// feature had it, so that a GeoJSON property no feature has is refused as a CSV column
+    /// missing from the header is.
+    seen: Vec<bool>,
 }
 
 impl Layer {
+    fn new(schema: &AttributeSchema) -> Layer {
+        Layer {
+            points: Vec::new(),
+            schema: schema.clone(),
+            attributes: (!schema.is_empty()).then(|| AttributesBuilder::new(schema)),
+            seen: vec![false; usize::from(schema.time.is_some()) + schema.categories.len()],
+        }
+    }
+
     /// Adds a point after checking its position; `w` was checked by [`weight_value`].
     fn push(&mut self, lon: f64, lat: f64, w: f32) -> Result<(), Problem> {
         check_position(lon, lat)?;
@@ -313,7 +394,34 @@ impl Layer {
             w,
             seq,
         });
+        if let Some(attributes) = &mut self.attributes {
+            attributes.push_point();
+        }
         Ok(())
+    }
+
+    /// Sets the current row's time from its text: empty is no time.
+    fn set_time_text(&mut self, text: &str) -> Result<(), Problem> {
+        let Some(attributes) = &mut self.attributes else {
+            return Ok(());
+        };
+        let time = if text.trim().is_empty() {
+            None
+        } else {
+            let parsed = crate::source::attributes::parse_instant(text);
+            Some(parsed.ok_or_else(|| Problem::BadTime {
+                column: self.schema.time.clone().unwrap_or_default(),
+                text: excerpt(text),
+            })?)
+        };
+        attributes.set_time(time);
+        Ok(())
+    }
+
+    fn set_category(&mut self, column: usize, value: &str) {
+        if let Some(attributes) = &mut self.attributes {
+            attributes.set_category(column, value);
+        }
     }
 }
 

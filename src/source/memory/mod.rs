@@ -1,15 +1,20 @@
 //! The embedded in-memory point store: points sorted into a fixed grid of cells for fast
 //! box queries, with no database, and a bin pyramid for the zooms drawn from bins.
 
+pub mod attributes;
 pub mod pyramid;
 
 use super::aggregate::{bins_in, Bin, CellRange};
 use super::{CountGrid, FilterValues, LayerInfo, PointQuery, PointSource, SourceError};
 use crate::render::WorldPoint;
+use crate::source::attributes::{AttributeFilter, AttributeSchema, AttributeSummary};
 use crate::tile::{metres_to_world, world_to_metres, WorldBox};
 use async_trait::async_trait;
+use attributes::Attributes;
+use lru::LruCache;
 use pyramid::{Pyramid, PyramidSize};
-use std::sync::Arc;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 
 /// Points bucketed by a 2^level x 2^level grid over the world, row by row, so the points of
 /// a run of cells within one row are one contiguous slice.
@@ -22,7 +27,16 @@ pub struct MemoryStore {
     grid: Arc<CountGrid>,
     /// Bins of the zooms drawn from bins ([`MemoryStore::with_pyramid`]); empty until built.
     pyramid: Pyramid,
+    /// Time and category values, by index into `points`, for layers that declare them.
+    attributes: Option<Attributes>,
+    /// Their summary for TileJSON, made once.
+    summary: Option<AttributeSummary>,
+    /// Count grids of filtered requests, by filter: bounded because filters take any value.
+    filtered_grids: Mutex<LruCache<AttributeFilter, Arc<CountGrid>>>,
 }
+
+/// Filtered count grids remembered per layer (each takes a few kilobytes up to a megabyte).
+const FILTERED_GRIDS: usize = 64;
 
 impl MemoryStore {
     /// Builds the index. Points keep their input order within a cell (a stable sort), and
@@ -30,25 +44,44 @@ impl MemoryStore {
     ///
     /// Positions go once through Web Mercator metres and back, as they do when stored in
     /// PostGIS (which keeps metres), so both sources hold bit-identical points.
-    pub fn new(mut points: Vec<WorldPoint>, attribution: Option<String>) -> MemoryStore {
+    pub fn new(points: Vec<WorldPoint>, attribution: Option<String>) -> MemoryStore {
+        MemoryStore::with_attributes(points, None, attribution)
+    }
+
+    /// [`MemoryStore::new`] with the points' time and category values (`attributes`, in
+    /// the order of `points`), which then move with their points.
+    pub fn with_attributes(
+        mut points: Vec<WorldPoint>,
+        attributes: Option<Attributes>,
+        attribution: Option<String>,
+    ) -> MemoryStore {
         for p in &mut points {
             let (mx, my) = world_to_metres(p.x, p.y);
             (p.x, p.y) = metres_to_world(mx, my);
         }
-        points.retain(|p| {
+        let inside = |p: &WorldPoint| {
             p.x.is_finite()
                 && p.y.is_finite()
                 && (0.0..=1.0).contains(&p.x)
                 && (0.0..=1.0).contains(&p.y)
-        });
-        let level = grid_level(points.len());
+        };
+        let kept = points.iter().filter(|p| inside(p)).count();
+        let level = grid_level(kept);
         let n = 1usize << level;
+        // Points outside the world get no cell and are dropped.
+        const OUTSIDE: u32 = u32::MAX;
         let cells: Vec<u32> = points
             .iter()
-            .map(|p| (cell_index(p.y, n) * n + cell_index(p.x, n)) as u32)
+            .map(|p| {
+                if inside(p) {
+                    (cell_index(p.y, n) * n + cell_index(p.x, n)) as u32
+                } else {
+                    OUTSIDE
+                }
+            })
             .collect();
         let mut offsets = vec![0u32; n * n + 1];
-        for &cell in &cells {
+        for &cell in cells.iter().filter(|&&c| c != OUTSIDE) {
             offsets[cell as usize + 1] += 1;
         }
         for i in 1..offsets.len() {
@@ -57,13 +90,17 @@ impl MemoryStore {
         // A counting sort by cell: stable (points keep their input order within a cell) and
         // linear in the points; a comparison sort was the slowest step of loading large files.
         let mut next = offsets.clone();
-        let mut order = vec![0u32; points.len()];
+        let mut order = vec![0u32; kept];
         for (i, &cell) in cells.iter().enumerate() {
+            if cell == OUTSIDE {
+                continue;
+            }
             order[next[cell as usize] as usize] = i as u32;
             next[cell as usize] += 1;
         }
         drop((cells, next));
         let points: Vec<WorldPoint> = order.iter().map(|&i| points[i as usize]).collect();
+        let attributes = attributes.map(|a| a.permuted(&order));
         let info = LayerInfo {
             bounds: bounds_of(&points),
             count: points.len() as u64,
@@ -77,7 +114,49 @@ impl MemoryStore {
             info,
             grid,
             pyramid: Pyramid::default(),
+            summary: attributes.as_ref().map(Attributes::summary),
+            attributes,
+            filtered_grids: Mutex::new(LruCache::new(
+                NonZeroUsize::new(FILTERED_GRIDS).unwrap_or(NonZeroUsize::MIN),
+            )),
         }
+    }
+
+    /// The time and category values of the points, when the layer declares them.
+    pub fn attributes(&self) -> Option<&Attributes> {
+        self.attributes.as_ref()
+    }
+
+    /// Every point inside `area` that passes `filter`, in index order: with no filter (or
+    /// one on a store without attributes, which requests cannot make), every point.
+    fn query_filtered(&self, area: &WorldBox, filter: Option<&AttributeFilter>) -> Vec<WorldPoint> {
+        let mut out = Vec::new();
+        self.for_each_filtered(area, filter, |p| out.push(*p));
+        out
+    }
+
+    fn for_each_filtered(
+        &self,
+        area: &WorldBox,
+        filter: Option<&AttributeFilter>,
+        mut visit: impl FnMut(&WorldPoint),
+    ) {
+        match (filter, &self.attributes) {
+            (Some(filter), Some(attributes)) => {
+                let selection = attributes.select(filter);
+                self.for_each_indexed(area, |i, p| {
+                    if selection.keeps(i) {
+                        visit(p)
+                    }
+                });
+            }
+            _ => self.for_each_in(area, visit),
+        }
+    }
+
+    /// The whole layer's points that pass `filter`.
+    fn all_filtered(&self, filter: &AttributeFilter) -> Vec<WorldPoint> {
+        self.query_filtered(&WorldBox::WORLD, Some(filter))
     }
 
     /// Builds the bin pyramid for the zooms whose densest tile holds more than
@@ -134,6 +213,11 @@ impl MemoryStore {
     }
 
     fn for_each_in(&self, area: &WorldBox, mut visit: impl FnMut(&WorldPoint)) {
+        self.for_each_indexed(area, |_, p| visit(p));
+    }
+
+    /// Like `for_each_in`, with each point's index in the store.
+    fn for_each_indexed(&self, area: &WorldBox, mut visit: impl FnMut(usize, &WorldPoint)) {
         let clipped = WorldBox {
             x0: area.x0.max(0.0),
             y0: area.y0.max(0.0),
@@ -148,9 +232,9 @@ impl MemoryStore {
         for row in cell_index(clipped.y0, n)..=cell_index(clipped.y1, n) {
             let start = self.offsets[row * n + c0] as usize;
             let end = self.offsets[row * n + c1 + 1] as usize;
-            for p in &self.points[start..end] {
+            for (i, p) in self.points[start..end].iter().enumerate() {
                 if clipped.contains(p.x, p.y) {
-                    visit(p);
+                    visit(start + i, p);
                 }
             }
         }
@@ -174,7 +258,7 @@ impl PointSource for MemoryStore {
     ) -> Result<Vec<WorldPoint>, SourceError> {
         let mut out = Vec::new();
         let cap = limit.map_or(usize::MAX, |l| l.saturating_add(1));
-        self.for_each_in(&q.area, |p| {
+        self.for_each_filtered(&q.area, q.filters.1.as_ref(), |p| {
             if out.len() < cap {
                 out.push(*p);
             }
@@ -184,6 +268,12 @@ impl PointSource for MemoryStore {
 
     async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
         let cells = CellRange::of(&q.area, scale);
+        if let Some(filter) = &q.filters.1 {
+            // The pyramid holds every point: a filtered request bins its own points, in
+            // store order as the pyramid sums them.
+            let points = self.query_filtered(&cells.query_area(scale), Some(filter));
+            return Ok(bins_in(&points, scale, &cells));
+        }
         if let Some(z) = self.pyramid.level_of(scale) {
             return Ok(self.pyramid.bins(z, &cells));
         }
@@ -198,11 +288,42 @@ impl PointSource for MemoryStore {
         Ok(self.grid.clone())
     }
 
-    async fn max_cell_weight(
+    async fn filtered_count_grid(
         &self,
-        cell: f64,
-        _filters: &FilterValues,
-    ) -> Result<f64, SourceError> {
+        filters: &FilterValues,
+    ) -> Result<Arc<CountGrid>, SourceError> {
+        let Some(filter) = &filters.1 else {
+            return Ok(self.grid.clone());
+        };
+        let lock = || {
+            self.filtered_grids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        if let Some(grid) = lock().get(filter) {
+            return Ok(grid.clone());
+        }
+        let grid = Arc::new(count_grid(&self.all_filtered(filter)));
+        lock().put(filter.clone(), grid.clone());
+        Ok(grid)
+    }
+
+    fn attribute_schema(&self) -> Option<&AttributeSchema> {
+        self.attributes.as_ref().map(Attributes::schema)
+    }
+
+    fn attribute_summary(&self) -> Option<AttributeSummary> {
+        self.summary.clone()
+    }
+
+    async fn max_cell_weight(&self, cell: f64, filters: &FilterValues) -> Result<f64, SourceError> {
+        if let Some(filter) = &filters.1 {
+            return Ok(crate::render::density::reference_max(
+                &self.all_filtered(filter),
+                1.0 / cell,
+                1.0,
+            ));
+        }
         // Where the cells are whole blocks of a level's pixels, its bins give the same sums
         // as the points, at a cost bounded by the level's size.
         if let Some(max) = self
