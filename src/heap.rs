@@ -49,10 +49,12 @@ pub fn spawn_trimmer() {
 
 /// The arena cap to set: none when the environment chose one, else one per core (at least 2,
 /// glibc's main arena and one more, so a thread never waits for the main one).
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 fn arena_limit(environment_sets_it: bool, cores: usize) -> Option<i32> {
     (!environment_sets_it).then(|| i32::try_from(cores.max(2)).unwrap_or(i32::MAX))
 }
 
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
