@@ -14,8 +14,8 @@ use memory::MemoryCache;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
 
 /// Most disk writes behind responses in flight at once; a rendered tile beyond it is not
 /// written (and counted in `twine_cache_writes_skipped_total{tier="disk"}`). A healthy disk
@@ -105,30 +105,9 @@ pub struct TileCache {
     pub memory: Option<MemoryCache>,
     pub disk: Option<Arc<DiskCache>>,
     inflight: Mutex<HashMap<TileKey, Flight>>,
-    /// Disk writes behind responses in flight, at most [`MAX_WRITES_BEHIND`].
-    writes_behind: Arc<AtomicUsize>,
-}
-
-/// One of the [`MAX_WRITES_BEHIND`] slots of disk writes in flight, given back when dropped
-/// (the write ended, panicked, or was never run).
-struct WriteSlot(Arc<AtomicUsize>);
-
-impl WriteSlot {
-    /// A free slot, or None when all are taken.
-    fn take(in_flight: &Arc<AtomicUsize>) -> Option<WriteSlot> {
-        in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_WRITES_BEHIND).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| WriteSlot(in_flight.clone()))
-    }
-}
-
-impl Drop for WriteSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
+    /// Permits for disk writes behind responses, [`MAX_WRITES_BEHIND`] in all: a write holds
+    /// one until it ends (or panics), and a tile finding none is not written.
+    writes_behind: Arc<Semaphore>,
 }
 
 impl TileCache {
@@ -137,7 +116,7 @@ impl TileCache {
             memory,
             disk,
             inflight: Mutex::new(HashMap::new()),
-            writes_behind: Arc::new(AtomicUsize::new(0)),
+            writes_behind: Arc::new(Semaphore::new(MAX_WRITES_BEHIND)),
         }
     }
 
@@ -204,7 +183,7 @@ impl TileCache {
                 if let Some(disk) = &self.disk {
                     // Written behind the response: a slow or full disk never delays the
                     // client, and a stalled one holds at most MAX_WRITES_BEHIND writes.
-                    match WriteSlot::take(&self.writes_behind) {
+                    match self.writes_behind.clone().try_acquire_owned().ok() {
                         Some(slot) => {
                             let (disk, k, png, digest) =
                                 (disk.clone(), key.clone(), tile.png.clone(), tile.digest);
@@ -385,7 +364,7 @@ mod tests {
             release.send(()).expect("release the disk");
             stall.await.expect("stall");
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            while cache.writes_behind.load(Ordering::Acquire) > 0 {
+            while cache.writes_behind.available_permits() < MAX_WRITES_BEHIND {
                 assert!(std::time::Instant::now() < deadline, "writes never ended");
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }

@@ -192,15 +192,8 @@ pub fn parse_instant(text: &str) -> Option<i64> {
         }
     }
     let naive = t.strip_suffix(['Z', 'z']).unwrap_or(t);
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(v) = NaiveDateTime::parse_from_str(naive, format) {
-            return Some(v.and_utc().timestamp_millis());
-        }
+    if let Some(v) = parse_naive_datetime(naive) {
+        return Some(v.and_utc().timestamp_millis());
     }
     if t.len() == 10 {
         if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
@@ -210,6 +203,19 @@ pub fn parse_instant(text: &str) -> Option<i64> {
         }
     }
     None
+}
+
+/// A date and time without an offset (`T` or a space between them, seconds and their
+/// fraction optional); a bare date is not one.
+pub fn parse_naive_datetime(t: &str) -> Option<NaiveDateTime> {
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(t, format).ok())
 }
 
 /// An instant as ISO 8601 in UTC (`2024-03-01T12:00:00Z`, with milliseconds when it has

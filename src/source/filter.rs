@@ -1,6 +1,7 @@
 //! Declared filters: a layer's query parameters bound to columns (`?from=2024-01-01`), parsed
 //! to the column's type in Rust and bound as typed parameters, never spliced into SQL.
 
+use crate::source::attributes::parse_naive_datetime;
 use crate::source::postgis::Ident;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use tokio_postgres::types::ToSql;
@@ -233,20 +234,13 @@ impl FilterValue {
     }
 }
 
+/// A date and time without an offset, or a date (at midnight).
 fn parse_naive(t: &str) -> Option<NaiveDateTime> {
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(v) = NaiveDateTime::parse_from_str(t, format) {
-            return Some(v);
-        }
-    }
-    NaiveDate::parse_from_str(t, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
+    parse_naive_datetime(t).or_else(|| {
+        NaiveDate::parse_from_str(t, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
 }
 
 /// The filter values of one request, by index into the layer's [`FilterDef`]s.

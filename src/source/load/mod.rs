@@ -319,7 +319,6 @@ fn parse_json(
         return Ok(());
     }
     let value: Value = serde_json::from_str(text).map_err(|e| json_syntax_error(&e))?;
-    let layer = &mut *layer;
     let root = JsonPath::ROOT;
     let walked = match (&value, format) {
         (Value::Array(_), Format::Json) if !layer.schema.is_empty() => {
