@@ -12,18 +12,17 @@
  * gets a time window with playback and checkboxes (web/filters.js); their `from`, `to` and
  * `category` parameters go to tiles and points and into the address. Other query parameters
  * the page does not know are passed on too, so a layer's declared filters work
- * (`?layer=quakes&magnitude=5`). Leaflet.heat's points are fetched by web/points.js.
+ * (`?layer=quakes&from=2024-01-01`, where `from` is a declared filter, not a time column).
+ * Leaflet.heat's points are fetched by web/points.js.
  */
 (function () {
   'use strict';
 
-  /** simpleheat's default gradient, which is also the server's default for `smooth`. */
-  const LEAFLET_HEAT_GRADIENT = { 0.4: 'blue', 0.6: 'cyan', 0.7: 'lime', 0.8: 'yellow', 1: 'red' };
+  const { styleQuery, heatGradient, rampColors, styleText } = TwineStyles;
   const OSM = {
     url: 'https://tile.openstreetmap.org/{z}/{x}/{y}.png',
     attribution: '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
   };
-  const TILE = 256;
 
   /** Page settings with their defaults; every one can be given in the query string. */
   const DEFAULTS = {
@@ -85,56 +84,6 @@
 
   const num = (text) => Number(text);
 
-  /** The style parameters of tile and TileJSON requests, for the current settings. */
-  function styleQuery() {
-    const q = new URLSearchParams({ style: settings.style });
-    if (settings.style === 'smooth') {
-      for (const k of ['radius', 'blur', 'max', 'minOpacity', 'maxZoom']) q.set(k, settings[k]);
-    } else if (settings.style === 'dots') {
-      q.set('dotSize', settings.radius);
-    } else {
-      q.set('radius', settings.radius);
-      q.set('scale', settings.scale);
-    }
-    if (settings.gradient) q.set('gradient', settings.gradient);
-    else if (settings.scheme) q.set('scheme', settings.scheme);
-    return q;
-  }
-
-  /** The color ramp the tiles use, as a Leaflet.heat `gradient` option. */
-  function heatGradient() {
-    if (settings.gradient) return parseGradient(settings.gradient);
-    const scheme = settings.scheme || (settings.style === 'dots' ? 'classic' : '');
-    if (!scheme) return LEAFLET_HEAT_GRADIENT;
-    // One stop per palette entry, where the canvas gradient samples it: (i + 0.5) / 256.
-    const colors = schemes[scheme];
-    const stops = {};
-    colors.forEach((c, i) => { stops[(i + 0.5) / 256] = c; });
-    return stops;
-  }
-
-  /** `0.4:blue,0.65:lime,1:red` -> {0.4: 'blue', ...}; commas inside `rgb(...)` belong to it. */
-  function parseGradient(text) {
-    const stops = {};
-    let depth = 0;
-    let start = 0;
-    const items = [];
-    for (let i = 0; i <= text.length; i++) {
-      const c = text[i];
-      if (c === '(') depth++;
-      if (c === ')') depth--;
-      if (i === text.length || (c === ',' && depth === 0)) {
-        items.push(text.slice(start, i));
-        start = i + 1;
-      }
-    }
-    for (const item of items) {
-      const at = item.indexOf(':');
-      stops[Number(item.slice(0, at))] = item.slice(at + 1).trim();
-    }
-    return stops;
-  }
-
   /** Leaflet.heat's options, the same as the tiles' style parameters. */
   function heatOptions() {
     return {
@@ -143,7 +92,7 @@
       max: num(settings.max),
       minOpacity: num(settings.minOpacity),
       maxZoom: num(settings.maxZoom),
-      gradient: heatGradient(),
+      gradient: heatGradient(settings, schemes),
       attribution: state.tilejson.attribution,
     };
   }
@@ -227,7 +176,7 @@
     map, state, settings, getJson, showError,
     params: () => requestParams(),
     onChange: () => {
-      if (wantHeat()) showHeat();
+      if (wantHeat() && !filter.empty()) showHeat();
       player.poke();
       refreshStatus();
     },
@@ -379,119 +328,33 @@
 
   // ---------------------------------------------------------------- playback
 
-  /** The least time a frame stays on screen while playing. */
-  const FRAME_MS = 700;
-  /** Leaflet fades a loaded tile in over 200 ms; a prefetched layer is shown after that. */
-  const FADE_MS = 250;
-
-  /**
-   * Plays the time window: frame after frame, one play step apart, the same width, back to
-   * the start after the end. The next frame's tiles load in a hidden tile layer while the
-   * current frame shows; it is swapped in only once they have loaded and faded in (and the
-   * current frame has shown FRAME_MS), so playback never shows a blank or half-loaded frame.
-   * Above the handoff zoom the next frame starts once the current frame's points are drawn;
-   * Leaflet.heat keeps drawing the last frame until the next one's points are in.
-   */
-  const player = {
-    playing: false,
-    next: null, // {win, layer, loaded}: the frame being prepared
-    dwell: null, // the timer of the frame on screen
-    dwelt: false,
-    heat: false, // whether the next frame is prepared for Leaflet.heat
-    frames: 0, // frames shown since the page opened
-
-    toggle() {
-      if (this.playing) this.stop();
-      else this.start();
-    },
-
-    start() {
-      if (!filter.axis || filter.empty() || this.playing) return;
-      this.playing = true;
-      if (filter.wholeExtent()) {
-        // Stepping the whole extent would show the same frame: play one step's width.
-        filter.setWindow(filter.axis.firstFrame());
-        saveUrl();
-        applyFilter();
-      }
-      syncPlayButton();
-      this.prepare();
-    },
-
-    stop() {
-      if (!this.playing) return;
-      this.playing = false;
-      this.discard();
-      syncPlayButton();
-    },
-
-    discard() {
-      clearTimeout(this.dwell);
-      if (this.next?.layer && map.hasLayer(this.next.layer)) map.removeLayer(this.next.layer);
-      this.next = null;
-    },
-
-    /** Starts the frame on screen's dwell and fetches the next frame's tiles. */
-    prepare() {
-      this.discard();
-      if (!this.playing || !state.tilejson) return;
-      const next = (this.next = { win: filter.axis.next(filter.window), layer: null, loaded: false });
-      this.dwelt = false;
-      this.dwell = setTimeout(() => {
-        this.dwelt = true;
-        this.poke();
-      }, FRAME_MS);
-      this.heat = wantHeat();
-      if (this.heat) return;
-      next.layer = makeTileLayer(requestParams(next.win));
-      next.layer.setOpacity(0);
-      next.layer.once('load', () => setTimeout(() => {
-        next.loaded = true;
-        this.poke();
-      }, FADE_MS));
-      next.layer.addTo(map);
-    },
-
-    /** Shows the next frame if it is ready (called whenever something arrives). */
-    poke() {
-      const next = this.next;
-      if (!this.playing || !next || !this.dwelt) return;
-      if (next.layer ? !next.loaded : !(state.mode === 'heat' && state.heatFilter === points.filter)) return;
-      this.next = null;
-      filter.setWindow(next.win);
-      this.frames++;
-      if (next.layer) {
-        const old = tileLayer;
-        tileLayer = next.layer;
-        tileErrorShown = false;
-        state.tilesLoading = false;
-        tileLayer.setOpacity(num(settings.opacity));
-        if (old && map.hasLayer(old)) map.removeLayer(old);
-        points.setFilter();
-        updateMode();
-        refreshLegend();
-      } else {
-        applyFilter();
-      }
+  /** Plays the time window, the next frame's tiles fetched ahead (web/player.js). */
+  const player = TwinePlayer.create({
+    map,
+    filter,
+    button: $('time-play'),
+    wantHeat,
+    heatDrawn: () => state.mode === 'heat' && state.heatFilter === points.filter,
+    makeLayer: (win) => makeTileLayer(requestParams(win)),
+    showLayer(layer) {
+      tileLayer = layer;
+      tileErrorShown = false;
+      state.tilesLoading = false;
+      tileLayer.setOpacity(num(settings.opacity));
+      // The frame shown before, and any layer still waiting to give way to it.
+      map.eachLayer((other) => {
+        if (other instanceof L.TileLayer && other.options.pane === 'heatTiles' && other !== tileLayer) map.removeLayer(other);
+      });
       saveUrl();
-      this.prepare();
+      points.setFilter();
+      updateMode();
+      refreshLegend();
     },
-
-    /** The style changed: prepare the next frame again, in the new style. */
-    restart() {
-      if (this.playing) this.prepare();
+    showWindow() {
+      saveUrl();
+      applyFilter();
     },
-
-    /** The view moved: between tiles and Leaflet.heat, the next frame is prepared anew. */
-    viewChanged() {
-      if (this.playing && this.heat !== wantHeat()) this.prepare();
-    },
-  };
-
-  function syncPlayButton() {
-    $('time-play').textContent = player.playing ? '❚❚ Pause' : '▶ Play';
-    $('time-play').setAttribute('aria-pressed', String(player.playing));
-  }
+  });
 
   function setOpacity() {
     $('map').style.setProperty('--heat-opacity', settings.opacity);
@@ -525,7 +388,7 @@
     let tj;
     try {
       tj = await getJson(
-        `/tiles/${encodeURIComponent(settings.layer)}.json?${styleQuery()}`,
+        `/tiles/${encodeURIComponent(settings.layer)}.json?${styleQuery(settings)}`,
         `layer ${settings.layer} with these settings`,
         controller.signal,
       );
@@ -611,29 +474,11 @@
     $('status').hidden = !mode && parts.length === 0;
   }
 
-  function rampColors() {
-    // 256 CSS colors, coldest first, as the palette the tiles use.
-    if (!settings.gradient && (settings.scheme || settings.style === 'dots')) {
-      return schemes[settings.scheme || 'classic'];
-    }
-    const c = document.createElement('canvas');
-    c.width = 1;
-    c.height = 256;
-    const ctx = c.getContext('2d', { willReadFrequently: true });
-    const g = ctx.createLinearGradient(0, 0, 0, 256);
-    const stops = settings.gradient ? parseGradient(settings.gradient) : LEAFLET_HEAT_GRADIENT;
-    for (const [t, color] of Object.entries(stops)) g.addColorStop(Number(t), color);
-    ctx.fillStyle = g;
-    ctx.fillRect(0, 0, 1, 256);
-    const d = ctx.getImageData(0, 0, 1, 256).data;
-    return Array.from({ length: 256 }, (_, i) => `rgb(${d[4 * i]},${d[4 * i + 1]},${d[4 * i + 2]})`);
-  }
-
   function refreshLegend() {
     if (!schemes || !state.tilejson) return;
     const ctx = $('legend-ramp').getContext('2d');
     ctx.clearRect(0, 0, 256, 12);
-    const colors = rampColors();
+    const colors = rampColors(settings, schemes);
     const floor = settings.style === 'dots' ? 1 : num(settings.minOpacity);
     for (let i = 0; i < 256; i++) {
       // smooth and density: palette entry i has opacity i / 255 (never below minOpacity where
@@ -643,23 +488,7 @@
       ctx.fillRect(i, 0, 1, 12);
     }
     ctx.globalAlpha = 1;
-    const z = Math.round(map.getZoom());
-    const r = num(settings.radius);
-    const b = num(settings.blur);
-    const k = Math.max(0, Math.min(num(settings.maxZoom) - z, 12));
-    const saturate = num(settings.max) * 2 ** k;
-    let text;
-    if (settings.style === 'smooth') {
-      text = `Leaflet.heat's look: each point is a disc of ${r} px blurred by ${b} px; points are merged in ` +
-        `${(r + b) / 2} px cells. At zoom ${z} a point weighs 1/2^${k}, so a cell of ` +
-        `${saturate.toLocaleString('en')} or more points (weight ≥ max ${settings.max}) shows the hottest color.`;
-    } else if (settings.style === 'dots') {
-      text = `heatmap 2.2.1's look (the earlier server): each point is a ${r} px dot; ` +
-        'the color shows how many dots overlap, hottest where most pile up.';
-    } else {
-      text = `Kernel density: the sum of weights within ${r} px, on a ${settings.scale} scale, ` +
-        'relative to one reference for the whole zoom level (never per tile): hottest at or above it.';
-    }
+    let text = styleText(settings, Math.round(map.getZoom()));
     if (settings.mode === 'auto') {
       text += ` From zoom ${state.handoff} on, Leaflet.heat draws the raw points in the browser` +
         (settings.style === 'smooth' ? ' with the same options.' : ' in the smooth look.');
@@ -678,7 +507,6 @@
       L.DomEvent.disableScrollPropagation($(id));
     }
     $('error-close').addEventListener('click', clearError);
-    $('time-play').addEventListener('click', () => player.toggle());
     let timer = null;
     const later = () => {
       clearTimeout(timer);

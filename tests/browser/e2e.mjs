@@ -391,8 +391,9 @@ async function timeAndCategories(page, { base, origin, handoff, responses, since
   await waitUntil(() => held.length > 0, 'the next frame\'s tile requests');
   const nextFrom = held[0].from;
   check(nextFrom === '2005-07-01', `playing asks for the next frame's tiles first (from=${nextFrom})`);
-  // The frame on screen has stayed its time; the next one cannot show without its tiles.
-  await page.waitForFunction(() => window.twine.player.dwelt);
+  // The frame on screen has stayed its time (or, wrongly, the next frame was shown): the
+  // next frame cannot show without its tiles.
+  await page.waitForFunction((n) => window.twine.player.dwelt || window.twine.player.frames > n, framesBefore);
   check((await shownWindow(page)).text === before.text && (await shownTileFrom(page)) === before.from,
     `while the next frame's ${held.length} tiles are held, the window shown stays ${before.text}`);
   holding = false;
