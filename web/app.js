@@ -335,6 +335,8 @@
     button: $('time-play'),
     wantHeat,
     heatDrawn: () => state.mode === 'heat' && state.heatFilter === points.filter,
+    points,
+    params: requestParams,
     makeLayer: (win) => makeTileLayer(requestParams(win)),
     showLayer(layer) {
       tileLayer = layer;

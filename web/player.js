@@ -17,17 +17,19 @@
    * tile layer (opacity 0, over the view) while the current frame shows; it is swapped in
    * only once its tiles have loaded and faded in, and the current frame has shown FRAME_MS,
    * so playback never shows a blank or half-loaded frame. With Leaflet.heat on screen (above
-   * the handoff zoom) the next frame starts once the current frame's points are drawn, and
-   * Leaflet.heat keeps drawing the last frame until the next one's points are in.
+   * the handoff zoom) the visible tiles' points of the next frame are fetched ahead the same
+   * way, and the frame changes once they are in and the current frame is drawn.
    *
    *   map, filter, button: the Leaflet map, the page's filter, the play/pause button
    *   wantHeat(): whether the view shows Leaflet.heat rather than tiles
    *   heatDrawn(): whether Leaflet.heat draws the points of the shown filter
+   *   points: the page's points store (web/points.js), to fetch the next frame's points
+   *   params(win): the request parameters for the window `win`
    *   makeLayer(win): a tile layer (not on the map) for the window `win`
    *   showLayer(layer): makes the prefetched layer the shown one (the window is already set)
    *   showWindow(): asks for the shown window's tiles or points the usual way
    */
-  function create({ map, filter, button, wantHeat, heatDrawn, makeLayer, showLayer, showWindow }) {
+  function create({ map, filter, button, wantHeat, heatDrawn, points, params, makeLayer, showLayer, showWindow }) {
     const player = {
       playing: false,
       next: null, // {win, layer, loaded}: the frame being prepared
@@ -67,6 +69,7 @@
 
       discard() {
         clearTimeout(this.dwell);
+        points.cancelAhead();
         if (this.next?.layer && map.hasLayer(this.next.layer)) map.removeLayer(this.next.layer);
         this.next = null;
       },
@@ -82,7 +85,10 @@
           this.poke();
         }, FRAME_MS);
         this.heat = wantHeat();
-        if (this.heat) return;
+        if (this.heat) {
+          points.prefetch(params(next.win));
+          return;
+        }
         next.layer = makeLayer(next.win);
         next.layer.setOpacity(0);
         // Loaded means loaded for the view now shown: a move starts another round of loading.
@@ -106,7 +112,7 @@
       poke() {
         const next = this.next;
         if (!this.playing || !next || !this.dwelt) return;
-        if (next.layer ? !next.loaded : !heatDrawn()) return;
+        if (next.layer ? !next.loaded : !heatDrawn() || points.aheadPending()) return;
         this.next = null;
         filter.setWindow(next.win);
         this.frames++;

@@ -31,14 +31,16 @@
       failed: new Set(),
       needed: [], // [{key, z, x, y, shift, visible, rank}]
       capped: new Set(), // needed tiles left out because of the cap
+      ahead: new Map(), // key -> AbortController: the next frame's points, fetched ahead
+      aheadFilter: null, // the filter of those
       filter: params().toString(),
 
-      key(z, x, y) {
-        return `${this.filter}|${z}/${x}/${y}`;
+      key(z, x, y, filter = this.filter) {
+        return `${filter}|${z}/${x}/${y}`;
       },
 
       /** The tiles of the view and its margin at the current zoom, nearest first. */
-      computeNeeded() {
+      computeNeeded(filter = this.filter) {
         const z = Math.min(Math.round(map.getZoom()), state.tilejson.maxzoom ?? 24);
         const n = 2 ** z;
         const b = map.getPixelBounds();
@@ -53,7 +55,7 @@
           for (let x = x0 - m; x <= x1 + m; x++) {
             const xw = ((x % n) + n) % n; // copies of the world east or west of it
             list.push({
-              key: this.key(z, xw, y),
+              key: this.key(z, xw, y, filter),
               z, x: xw, y,
               shift: 360 * Math.floor(x / n),
               visible: x >= x0 && x <= x1 && y >= y0 && y <= y1,
@@ -98,19 +100,43 @@
         this.capped.clear();
       },
 
+      /**
+       * Fetches the visible tiles' points for the filter `q` (the next frame while playing),
+       * beside the shown filter's. They are held like any tile's, so the next frame is drawn
+       * at once when it becomes the shown filter.
+       */
+      prefetch(q) {
+        this.cancelAhead();
+        this.aheadFilter = q.toString();
+        for (const t of this.computeNeeded(this.aheadFilter)) {
+          if (t.visible && !this.store.has(t.key)) this.fetch(t, q, this.ahead);
+        }
+      },
+
+      /** Whether points fetched ahead are still on their way. */
+      aheadPending() {
+        return this.ahead.size > 0;
+      },
+
+      cancelAhead() {
+        for (const controller of this.ahead.values()) controller.abort();
+        this.ahead.clear();
+      },
+
       /** Drops the points of other filters than the shown one (once it is drawn). */
       dropStale() {
         for (const [key, held] of this.store) {
-          if (held.filter !== this.filter) {
+          if (held.filter !== this.filter && held.filter !== this.aheadFilter) {
             this.store.delete(key);
             state.pointsHeld -= held.data.length;
           }
         }
       },
 
-      fetch(t) {
+      /** Asks for tile `t`'s points with the parameters `q`, tracked in `inflight`. */
+      fetch(t, q = params(), inflight = this.inflight) {
         const controller = new AbortController();
-        this.inflight.set(t.key, controller);
+        inflight.set(t.key, controller);
         const url = new URL(
           state.tilejson.heatmap.points.replace('{z}', t.z).replace('{x}', t.x).replace('{y}', t.y),
           location.href,
@@ -119,18 +145,18 @@
         url.searchParams.set('radius', settings.radius);
         url.searchParams.set('blur', settings.blur);
         if (settings.limit) url.searchParams.set('limit', settings.limit);
-        for (const [k, v] of params()) url.searchParams.append(k, v);
-        const filter = this.filter;
+        for (const [k, v] of q) url.searchParams.append(k, v);
+        const filter = q.toString();
         getJson(url, `points of tile ${t.z}/${t.x}/${t.y}`, controller.signal)
           .then((body) => {
-            if (this.inflight.get(t.key) !== controller) return;
-            this.inflight.delete(t.key);
+            if (inflight.get(t.key) !== controller) return;
+            inflight.delete(t.key);
             this.accept(t, filter, body);
           })
           .catch((err) => {
             if (err.name === 'AbortError') return;
-            if (this.inflight.get(t.key) === controller) this.inflight.delete(t.key);
-            this.failed.add(t.key);
+            if (inflight.get(t.key) === controller) inflight.delete(t.key);
+            if (inflight === this.inflight) this.failed.add(t.key);
             showError(err.message);
           })
           .finally(() => this.changed());
@@ -202,6 +228,7 @@
 
       clear() {
         this.cancelAll();
+        this.cancelAhead();
         this.store.clear();
         this.failed.clear();
         this.capped.clear();

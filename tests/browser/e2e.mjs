@@ -456,6 +456,35 @@ async function timeAndCategories(page, { base, origin, handoff, responses, since
   check(retyped.length > 0 && retyped.every((r) => r.status === 200 && r.url.includes('category.saffir_simpson=') && r.url.includes(category)),
     `unchecking TS: ${retyped.length} new /points requests carry category.saffir_simpson`);
   await page.click('#categories input[data-column="saffir_simpson"][value="TS"]');
+  await settle(page);
+
+  // Playback above the handoff zoom: the next frame's points are fetched ahead too, and the
+  // frame is drawn the moment its window shows.
+  const heldPoints = [];
+  let holdPoints = true;
+  const heatFrom = (await shownWindow(page)).from;
+  await page.route(`${origin}/points/storms/**`, (route) => {
+    const from = new URL(route.request().url()).searchParams.get('from');
+    if (holdPoints && from !== heatFrom) heldPoints.push({ route, from });
+    else route.continue();
+  });
+  const heatFrames = await page.evaluate(() => window.twine.player.frames);
+  await page.click('#time-play');
+  await waitUntil(() => heldPoints.length > 0, 'the next frame\'s /points requests');
+  await page.waitForFunction((n) => window.twine.player.dwelt || window.twine.player.frames > n, heatFrames);
+  check((await shownWindow(page)).from === heatFrom && await page.evaluate((f) => window.twine.state.heatFilter.includes(`from=${f}`), heatFrom),
+    `while the next frame's ${heldPoints.length} /points requests (from=${heldPoints[0].from}) are held, Leaflet.heat and the window stay at ${heatFrom}`);
+  const nextHeatFrom = heldPoints[0].from;
+  holdPoints = false;
+  for (const h of heldPoints.splice(0)) await h.route.continue();
+  await page.waitForFunction((n) => window.twine.player.frames > n, heatFrames);
+  const heatShown = await page.evaluate(() => ({ mode: window.twine.state.mode, filter: window.twine.state.heatFilter, text: document.getElementById('time-window').textContent }));
+  await page.click('#time-play');
+  check(heatShown.mode === 'heat' && heatShown.text.startsWith(nextHeatFrom) && heatShown.filter.includes(`from=${nextHeatFrom}`),
+    `the next frame (${heatShown.text}) is drawn by Leaflet.heat as its window shows`);
+  await page.unroute(`${origin}/points/storms/**`);
+  await settle(page);
+
   await setView(page, 25, -85, handoff - 2);
   await settle(page);
 
