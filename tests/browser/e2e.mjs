@@ -4,11 +4,14 @@
 //
 //   node tests/browser/e2e.mjs [path/to/twine-heatmap]     (or TWINE_BIN=...)
 //
-// Starts `twine-heatmap serve` on the demo layer and a small layer across the antimeridian
-// (port picked by the OS, from a temporary working directory), opens the page with every request to another host aborted, and checks:
+// Starts `twine-heatmap serve` on the demo layers (`demo`, and `storms` with time and
+// categories), a small layer across the antimeridian and one of 90 days with one category
+// column (port picked by the OS, from a temporary working directory), opens the page with
+// every request to another host aborted, and checks:
 // tiles load and are drawn; style and scheme changes load new tiles; past the handoff zoom
 // /points requests happen and Leaflet.heat's canvas is colored; requests no longer needed are
-// aborted and the cap on points held is kept; zooming back shows tiles; a page on another
+// aborted and the cap on points held is kept; zooming back shows tiles; the time window,
+// playback and category checkboxes (see `timeAndCategories`); a page on another
 // origin can fetch TileJSON, tiles and errors (CORS); server errors show in the page; the
 // proof of concept's page (tests/browser/poc.html) shows /twine.heatmap's PNG with L.imageOverlay. It fails on any console error, page error, failed request or status >= 400 from
 // the server (outside the one step that asks for an error on purpose).
@@ -61,7 +64,9 @@ function startServer() {
   // antimeridian; settings meant for other tests (scripts/test.sh exports DATABASE_URL)
   // must not reach this server.
   writeFileSync(join(cwd, 'wrap.csv'), antimeridianPoints());
-  writeFileSync(join(cwd, 'config.toml'), 'demo = true\n[[layers]]\nname = "wrap"\nfile = "wrap.csv"\n');
+  writeFileSync(join(cwd, 'days.csv'), dailyPoints());
+  writeFileSync(join(cwd, 'config.toml'), 'demo = true\n[[layers]]\nname = "wrap"\nfile = "wrap.csv"\n' +
+    '[[layers]]\nname = "series"\nfile = "days.csv"\ntime = "time"\ncategories = ["kind"]\n');
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' };
   for (const key of Object.keys(env)) if (key === 'DATABASE_URL' || key.startsWith('TWINE_')) delete env[key];
   const child = spawn(BIN, ['serve', '--bind', '127.0.0.1:0', '--config', 'config.toml'], {
@@ -116,6 +121,20 @@ function antimeridianPoints() {
     const lon = random() < 0.5 ? 180 - offset : -180 + offset;
     const lat = (random() - 0.5) * 3;
     rows.push(`${lon.toFixed(5)},${lat.toFixed(5)},1`);
+  }
+  return `${rows.join('\n')}\n`;
+}
+
+/**
+ * CSV of 3,000 points over 90 days from 2024-01-01 (TileJSON bucket `day`, play step `week`)
+ * with one category column, `kind`: `a`, `b` or empty, in turn.
+ */
+function dailyPoints() {
+  const rows = ['lon,lat,time,kind'];
+  const start = Date.UTC(2024, 0, 1);
+  for (let i = 0; i < 3000; i++) {
+    const time = new Date(start + Math.floor((i * 89.5 * 86400e3) / 3000)).toISOString();
+    rows.push(`${(20 + (i % 97) / 24).toFixed(4)},${(1 + (i % 89) / 30).toFixed(4)},${time},${['a', 'b', ''][i % 3]}`);
   }
   return `${rows.join('\n')}\n`;
 }
@@ -344,6 +363,7 @@ async function timeAndCategories(page, { base, origin, handoff, responses, since
   check(imgs.drawn > 0 && imgs.drawn === imgs.total && imgs.srcs.every((s) => s.includes(needle)), `all ${imgs.drawn} tiles shown carry ${needle}`);
   check(imgs.colored > 0, `the window's tiles show heat (${imgs.colored} pixels)`);
   check(page.url().includes(needle), `the address keeps the window (${page.url()})`);
+  await shot(page, '12-time-storms-2005.png');
 
   // The tiles shown are the server's tiles for that window, asked for directly.
   const style = new URL(tilejson.tiles[0].replace(/[{}]/g, '')).search.slice(1);
@@ -501,7 +521,33 @@ async function timeAndCategories(page, { base, origin, handoff, responses, since
   await settle(page);
   imgs = await tileImages(page);
   check(imgs.drawn > 0 && imgs.srcs.every((s) => s.includes('category.status=hurricane')), `checking hurricane alone: ${imgs.drawn} tiles of hurricanes`);
+  await shot(page, '13-time-storms-hurricanes.png');
   page.off('response', keepBody);
+
+  // The series layer, 90 days: day buckets, weekly frames; one category column, so `category=`.
+  await page.goto(`${base}/?layer=series&basemap=off`);
+  await settle(page);
+  check(await page.textContent('#time-step') === 'bucket day, play step week', `series: ${await page.textContent('#time-step')}`);
+  check((await shownWindow(page)).text === '2024-01-01 – 2024-03-30', `series: the window is the whole extent (${(await shownWindow(page)).text})`);
+  mark = responses.length;
+  await page.click('#categories input[value="b"]');
+  const single = new URLSearchParams({ category: ',a' }).toString(); // the empty value and `a`
+  await page.waitForFunction((c) => window.twine.tiles._url.includes(c), single);
+  await settle(page);
+  imgs = await tileImages(page);
+  check(imgs.drawn > 0 && imgs.srcs.every((s) => s.includes(single)) && since(mark).some((r) => r.url.includes(single) && r.status === 200),
+    `series: unchecking b asks for the empty value and a (${single}) in all ${imgs.drawn} tiles`);
+  const dayFrames = await page.evaluate(() => window.twine.player.frames);
+  await page.click('#time-play');
+  const firstFrame = await shownWindow(page);
+  check(firstFrame.from === '2024-01-01' && firstFrame.to === '2024-01-08', `series: playing the whole extent starts with one week (${firstFrame.text})`);
+  await page.waitForFunction((n) => window.twine.player.frames > n, dayFrames);
+  await page.click('#time-play');
+  win = await shownWindow(page);
+  check(win.from === '2024-01-08' && win.to === '2024-01-15', `series: the next frame is a week on (${win.text})`);
+  await settle(page);
+  imgs = await tileImages(page);
+  check(imgs.drawn > 0 && imgs.srcs.every((s) => s.includes(`from=${win.from}&to=${win.to}&${single}`)), `series: the ${imgs.drawn} tiles shown carry from=${win.from}&to=${win.to}&${single}`);
 }
 
 // ------------------------------------------------------------------------------ the test
