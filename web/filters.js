@@ -129,6 +129,12 @@
 
   // ---------------------------------------------------------------- the filter and its controls
 
+  /** Whether a column's boxes select less than everything (then it needs a parameter). */
+  const filtering = (col) => col.checked.size !== col.values.length || col.values.some((v) => !col.checked.has(v.value));
+
+  /** The checked values a request can name: a value holding a comma cannot be asked for. */
+  const askable = (col) => [...col.checked].filter((v) => !v.includes(',')).sort();
+
   const element = (tag, props = {}, children = []) => {
     const el = Object.assign(document.createElement(tag), props);
     for (const child of children) el.append(child);
@@ -252,7 +258,7 @@
 
       /** True when a column has no value checked: nothing can match, nothing is asked. */
       empty() {
-        return this.columns.some((c) => c.checked.size === 0);
+        return this.columns.some((c) => filtering(c) && askable(c).length === 0);
       },
 
       /**
@@ -266,8 +272,7 @@
           if (win.to < this.axis.end) q.set('to', this.axis.param(win.to));
         }
         for (const col of this.columns) {
-          if (col.values.every((v) => col.checked.has(v.value)) && col.checked.size === col.values.length) continue;
-          q.set(col.key, [...col.checked].sort().join(','));
+          if (filtering(col)) q.set(col.key, askable(col).join(','));
         }
         return q;
       },
@@ -277,8 +282,8 @@
         const parts = [];
         if (this.axis && !this.wholeExtent()) parts.push(`time ${this.axis.describe(this.window)} (UTC)`);
         for (const col of this.columns) {
-          if (col.checked.size === col.values.length && col.values.every((v) => col.checked.has(v.value))) continue;
-          const shown = [...col.checked].map((v) => (v === '' ? '(empty)' : v));
+          if (!filtering(col)) continue;
+          const shown = askable(col).map((v) => (v === '' ? '(empty)' : v));
           parts.push(`${col.column}: ${shown.length ? shown.join(', ') : 'none'}`);
         }
         return parts.length ? `Only points with ${parts.join('; ')}.` : '';
