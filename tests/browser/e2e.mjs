@@ -66,7 +66,8 @@ function startServer() {
   writeFileSync(join(cwd, 'wrap.csv'), antimeridianPoints());
   writeFileSync(join(cwd, 'days.csv'), dailyPoints());
   writeFileSync(join(cwd, 'config.toml'), 'demo = true\n[[layers]]\nname = "wrap"\nfile = "wrap.csv"\n' +
-    '[[layers]]\nname = "series"\nfile = "days.csv"\ntime = "time"\ncategories = ["kind"]\n');
+    '[[layers]]\nname = "series"\nfile = "days.csv"\ntime = "time"\ncategories = ["kind"]\n' +
+    '[[layers]]\nname = "series-hourly"\nfile = "days.csv"\ntime = "time"\ntime_bucket = "hour"\n');
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' };
   for (const key of Object.keys(env)) if (key === 'DATABASE_URL' || key.startsWith('TWINE_')) delete env[key];
   const child = spawn(BIN, ['serve', '--bind', '127.0.0.1:0', '--config', 'config.toml'], {
@@ -548,6 +549,21 @@ async function timeAndCategories(page, { base, origin, handoff, responses, since
   await settle(page);
   imgs = await tileImages(page);
   check(imgs.drawn > 0 && imgs.srcs.every((s) => s.includes(`from=${win.from}&to=${win.to}&${single}`)), `series: the ${imgs.drawn} tiles shown carry from=${win.from}&to=${win.to}&${single}`);
+
+  // The same points in hour buckets (config time_bucket): the window's ends are timestamps.
+  await page.goto(`${base}/?layer=series-hourly&basemap=off`);
+  await settle(page);
+  check(await page.isHidden('#categories') && await page.textContent('#time-step') === 'bucket hour, play step week',
+    `series-hourly: no categories; ${await page.textContent('#time-step')}`);
+  mark = responses.length;
+  await page.$eval('#time-from', (el) => { el.value = '29'; el.dispatchEvent(new Event('input', { bubbles: true })); });
+  const hourly = new URLSearchParams({ from: '2024-01-02T05:00:00Z' }).toString();
+  await page.waitForFunction((q) => window.twine.tiles._url.includes(q), hourly);
+  await settle(page);
+  const hourText = await page.textContent('#time-window');
+  imgs = await tileImages(page);
+  check(hourText.startsWith('2024-01-02 05:00 – ') && imgs.drawn > 0 && imgs.srcs.every((s) => s.includes(hourly) && !s.includes('to=')) &&
+    since(mark).some((r) => r.url.includes(hourly) && r.status === 200), `series-hourly: "${hourText}" asks for ${hourly} (the end is the extent's: no to)`);
 }
 
 // ------------------------------------------------------------------------------ the test
