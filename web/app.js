@@ -8,19 +8,21 @@
  * and Leaflet.heat look alike at the switch. No heatmap is drawn here by hand.
  *
  * Settings live in the query string (shareable links), the view in the hash (#zoom/lat/lng).
- * Query parameters the page does not know are passed on to tile and point requests, so a
- * layer's declared filters work (`?layer=quakes&from=2024-01-01`).
+ * A layer with a time column or categories (TileJSON `heatmap.time`, `heatmap.categories`)
+ * gets a time window with playback and checkboxes (web/filters.js); their `from`, `to` and
+ * `category` parameters go to tiles and points and into the address. Other query parameters
+ * the page does not know are passed on too, so a layer's declared filters work
+ * (`?layer=quakes&from=2024-01-01`, where `from` is a declared filter, not a time column).
+ * Leaflet.heat's points are fetched by web/points.js.
  */
 (function () {
   'use strict';
 
-  /** simpleheat's default gradient, which is also the server's default for `smooth`. */
-  const LEAFLET_HEAT_GRADIENT = { 0.4: 'blue', 0.6: 'cyan', 0.7: 'lime', 0.8: 'yellow', 1: 'red' };
+  const { styleQuery, heatGradient, rampColors, styleText } = TwineStyles;
   const OSM = {
     url: 'https://tile.openstreetmap.org/{z}/{x}/{y}.png',
     attribution: '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
   };
-  const TILE = 256;
 
   /** Page settings with their defaults; every one can be given in the query string. */
   const DEFAULTS = {
@@ -61,6 +63,7 @@
     pointsShown: 0,
     droppedTiles: 0,
     abortedPoints: 0, // point requests cancelled because their tiles were no longer needed
+    heatFilter: null, // the filter (query string) of the points Leaflet.heat draws
     errors: [],
   };
 
@@ -81,56 +84,6 @@
 
   const num = (text) => Number(text);
 
-  /** The style parameters of tile and TileJSON requests, for the current settings. */
-  function styleQuery() {
-    const q = new URLSearchParams({ style: settings.style });
-    if (settings.style === 'smooth') {
-      for (const k of ['radius', 'blur', 'max', 'minOpacity', 'maxZoom']) q.set(k, settings[k]);
-    } else if (settings.style === 'dots') {
-      q.set('dotSize', settings.radius);
-    } else {
-      q.set('radius', settings.radius);
-      q.set('scale', settings.scale);
-    }
-    if (settings.gradient) q.set('gradient', settings.gradient);
-    else if (settings.scheme) q.set('scheme', settings.scheme);
-    return q;
-  }
-
-  /** The color ramp the tiles use, as a Leaflet.heat `gradient` option. */
-  function heatGradient() {
-    if (settings.gradient) return parseGradient(settings.gradient);
-    const scheme = settings.scheme || (settings.style === 'dots' ? 'classic' : '');
-    if (!scheme) return LEAFLET_HEAT_GRADIENT;
-    // One stop per palette entry, where the canvas gradient samples it: (i + 0.5) / 256.
-    const colors = schemes[scheme];
-    const stops = {};
-    colors.forEach((c, i) => { stops[(i + 0.5) / 256] = c; });
-    return stops;
-  }
-
-  /** `0.4:blue,0.65:lime,1:red` -> {0.4: 'blue', ...}; commas inside `rgb(...)` belong to it. */
-  function parseGradient(text) {
-    const stops = {};
-    let depth = 0;
-    let start = 0;
-    const items = [];
-    for (let i = 0; i <= text.length; i++) {
-      const c = text[i];
-      if (c === '(') depth++;
-      if (c === ')') depth--;
-      if (i === text.length || (c === ',' && depth === 0)) {
-        items.push(text.slice(start, i));
-        start = i + 1;
-      }
-    }
-    for (const item of items) {
-      const at = item.indexOf(':');
-      stops[Number(item.slice(0, at))] = item.slice(at + 1).trim();
-    }
-    return stops;
-  }
-
   /** Leaflet.heat's options, the same as the tiles' style parameters. */
   function heatOptions() {
     return {
@@ -139,7 +92,7 @@
       max: num(settings.max),
       minOpacity: num(settings.minOpacity),
       maxZoom: num(settings.maxZoom),
-      gradient: heatGradient(),
+      gradient: heatGradient(settings, schemes),
       attribution: state.tilejson.attribution,
     };
   }
@@ -184,7 +137,7 @@
   function saveUrl() {
     const q = new URLSearchParams();
     for (const [key, value] of Object.entries(settings)) if (value !== DEFAULTS[key]) q.set(key, value);
-    for (const [key, value] of filters) q.append(key, value);
+    for (const [key, value] of requestParams()) q.append(key, value);
     let hash = location.hash;
     if (viewSet) {
       const c = map.getCenter();
@@ -194,182 +147,40 @@
     history.replaceState(null, '', `${location.pathname}${text ? `?${text}` : ''}${hash}`);
   }
 
-  // ---------------------------------------------------------------- points for Leaflet.heat
+  // ---------------------------------------------------------------- filters and points
 
-  /**
-   * Points per tile for Leaflet.heat. Keeps each tile's points (only those inside the tile:
-   * the server pads its answer by the kernel's reach, and neighbouring tiles would count them
-   * twice), fetches the tiles of the view plus a margin nearest first, aborts requests for
-   * tiles no longer needed, and never holds more than `maxPoints` points.
-   */
-  const points = {
-    store: new Map(), // key -> {z, x, y, data, aggregated, used}
-    inflight: new Map(), // key -> AbortController
-    failed: new Set(),
-    needed: [], // [{key, z, x, y, shift, visible, rank}]
-    capped: new Set(), // needed tiles left out because of the cap
-
-    key(z, x, y) {
-      return `${z}/${x}/${y}`;
+  /** The time window and category controls of the shown layer (web/filters.js). */
+  const filter = TwineFilters.createFilter({
+    timebar: $('timebar'),
+    categories: $('categories'),
+    onChange: (now) => {
+      player.stop();
+      clearTimeout(filterTimer);
+      if (now) applyFilter();
+      else filterTimer = setTimeout(applyFilter, 250); // a slider in motion: wait for rest
+      saveUrl();
+      refreshLegend();
     },
+  });
+  let filterTimer = null;
 
-    /** The tiles of the view and its margin at the current zoom, nearest first. */
-    computeNeeded() {
-      const z = Math.min(Math.round(map.getZoom()), state.tilejson.maxzoom ?? 24);
-      const n = 2 ** z;
-      const b = map.getPixelBounds();
-      const scale = map.getZoomScale(z, map.getZoom());
-      const [x0, x1] = [Math.floor((b.min.x * scale) / TILE), Math.floor((b.max.x * scale - 1) / TILE)];
-      const [y0, y1] = [Math.floor((b.min.y * scale) / TILE), Math.floor((b.max.y * scale - 1) / TILE)];
-      const m = Math.max(0, Math.floor(num(settings.margin)) || 0);
-      const cx = (x0 + x1 + 1) / 2;
-      const cy = (y0 + y1 + 1) / 2;
-      const list = [];
-      for (let y = Math.max(0, y0 - m); y <= Math.min(n - 1, y1 + m); y++) {
-        for (let x = x0 - m; x <= x1 + m; x++) {
-          const xw = ((x % n) + n) % n; // copies of the world east or west of it
-          list.push({
-            key: this.key(z, xw, y),
-            z, x: xw, y,
-            shift: 360 * Math.floor(x / n),
-            visible: x >= x0 && x <= x1 && y >= y0 && y <= y1,
-            rank: Math.hypot(x + 0.5 - cx, y + 0.5 - cy),
-          });
-        }
-      }
-      list.sort((a, b) => a.rank - b.rank);
-      return list;
-    },
+  /** Parameters of tile and point requests: the filter's, then the page's other ones. */
+  function requestParams(win) {
+    const q = filter.params(win);
+    for (const [key, value] of filters) q.append(key, value);
+    return q;
+  }
 
-    update() {
-      this.needed = this.computeNeeded();
-      const wanted = new Set(this.needed.map((t) => t.key));
-      for (const [key, controller] of this.inflight) {
-        if (!wanted.has(key)) {
-          controller.abort();
-          this.inflight.delete(key);
-          state.abortedPoints++;
-        }
-      }
-      // Failed tiles are tried again at the next move. Tiles left out by the cap are tried
-      // again only when tiles no longer needed can make room for them.
-      this.failed.clear();
-      for (const key of this.capped) if (!wanted.has(key)) this.capped.delete(key);
-      if ([...this.store.keys()].some((key) => !wanted.has(key))) this.capped.clear();
-      for (const t of this.needed) {
-        const held = this.store.get(t.key);
-        if (held) held.used = performance.now();
-        else if (!this.inflight.has(t.key) && !this.capped.has(t.key)) this.fetch(t);
-      }
-      this.changed();
-    },
-
-    fetch(t) {
-      const controller = new AbortController();
-      this.inflight.set(t.key, controller);
-      const url = new URL(
-        state.tilejson.heatmap.points.replace('{z}', t.z).replace('{x}', t.x).replace('{y}', t.y),
-        location.href,
-      );
-      // The kernel's reach decides the server's padding; filters select the layer's points.
-      url.searchParams.set('radius', settings.radius);
-      url.searchParams.set('blur', settings.blur);
-      if (settings.limit) url.searchParams.set('limit', settings.limit);
-      for (const [k, v] of filters) url.searchParams.append(k, v);
-      getJson(url, `points of tile ${t.key}`, controller.signal)
-        .then((body) => {
-          if (this.inflight.get(t.key) !== controller) return;
-          this.inflight.delete(t.key);
-          this.accept(t, body);
-        })
-        .catch((err) => {
-          if (err.name === 'AbortError') return;
-          if (this.inflight.get(t.key) === controller) this.inflight.delete(t.key);
-          this.failed.add(t.key);
-          showError(err.message);
-        })
-        .finally(() => this.changed());
-    },
-
-    /** Stores a tile's own points, making room under the cap (farthest tiles go first). */
-    accept(t, body) {
-      const own = body.data.filter(([lat, lng]) => {
-        const p = map.project([lat, lng], t.z);
-        return Math.floor(p.x / TILE) === t.x && Math.floor(p.y / TILE) === t.y;
-      });
-      const rank = new Map(this.needed.map((n) => [n.key, n.rank]));
-      if (!this.makeRoom(own.length, rank.get(t.key) ?? Infinity)) {
-        this.capped.add(t.key);
-        return;
-      }
-      this.store.set(t.key, { ...t, data: own, aggregated: body.aggregated, used: performance.now() });
-      state.pointsHeld += own.length;
-    },
-
-    /**
-     * Drops tiles until `extra` more points fit under the cap: tiles no longer needed first
-     * (least recently used first), then needed tiles ranked farther than `rank` from the centre
-     * (farthest first). False when even that is not enough.
-     */
-    makeRoom(extra, rank) {
-      const cap = Math.max(0, num(settings.maxPoints) || 0);
-      const ranks = new Map(this.needed.map((n) => [n.key, n.rank]));
-      const held = [...this.store.entries()];
-      const victims = [
-        ...held.filter(([key]) => !ranks.has(key)).sort(([, a], [, b]) => a.used - b.used),
-        ...held.filter(([key]) => ranks.get(key) > rank).sort(([ka], [kb]) => ranks.get(kb) - ranks.get(ka)),
-      ];
-      while (state.pointsHeld + extra > cap && victims.length) {
-        const [key, victim] = victims.shift();
-        this.store.delete(key);
-        state.pointsHeld -= victim.data.length;
-        if (ranks.has(key)) this.capped.add(key);
-      }
-      return state.pointsHeld + extra <= cap;
-    },
-
-    /** True when every visible tile has its points (or failed, or was left out by the cap). */
-    visibleReady() {
-      return this.needed.every((t) => !t.visible || this.store.has(t.key) || this.failed.has(t.key) || this.capped.has(t.key));
-    },
-
-    /** The points of the needed tiles, shifted onto the world copy they are shown on. */
-    latlngs() {
-      const out = [];
-      for (const t of this.needed) {
-        const held = this.store.get(t.key);
-        if (!held) continue;
-        if (t.shift === 0) {
-          for (const p of held.data) out.push(p);
-        } else {
-          for (const [lat, lng, w] of held.data) out.push([lat, lng + t.shift, w]);
-        }
-      }
-      return out;
-    },
-
-    cancelAll() {
-      for (const controller of this.inflight.values()) controller.abort();
-      state.abortedPoints += this.inflight.size;
-      this.inflight.clear();
-      this.changed();
-    },
-
-    clear() {
-      this.cancelAll();
-      this.store.clear();
-      this.failed.clear();
-      this.capped.clear();
-      state.pointsHeld = 0;
-    },
-
-    changed() {
-      state.pendingPoints = this.inflight.size;
-      state.droppedTiles = this.capped.size;
-      if (wantHeat()) showHeat();
+  /** Leaflet.heat's points per tile (web/points.js). */
+  const points = TwinePoints.create({
+    map, state, settings, getJson, showError,
+    params: () => requestParams(),
+    onChange: () => {
+      if (wantHeat() && !filter.empty()) showHeat();
+      player.poke();
       refreshStatus();
     },
-  };
+  });
 
   // ---------------------------------------------------------------- the two layers
 
@@ -380,14 +191,22 @@
     return map.getZoom() >= state.handoff;
   }
 
-  /** Moves to Leaflet.heat once the visible tiles' points are in, so there is no blank frame. */
+  /**
+   * Moves to Leaflet.heat once the visible tiles' points are in, so there is no blank frame.
+   * After a filter change it keeps drawing the old filter's points until the new ones are in.
+   */
   function showHeat() {
     if (!heatLayer) return;
     const onMap = map.hasLayer(heatLayer);
-    if (!onMap && !(points.visibleReady() || settings.mode === 'heat')) return;
+    const ready = points.visibleReady() || settings.mode === 'heat';
+    if (!ready && (!onMap || state.heatFilter !== points.filter)) return;
     const data = points.latlngs();
     state.pointsShown = data.length;
     heatLayer.setLatLngs(data);
+    if (state.heatFilter !== points.filter) {
+      state.heatFilter = points.filter;
+      points.dropStale();
+    }
     if (!onMap) heatLayer.addTo(map); // draws at once, before the tiles go
     if (tileLayer && map.hasLayer(tileLayer)) map.removeLayer(tileLayer);
     state.mode = 'heat';
@@ -396,12 +215,20 @@
   /** Moves to the tiles; Leaflet.heat stays until they have loaded. */
   function showTiles() {
     points.cancelAll();
+    if (filter.empty()) return showNothing();
     if (!tileLayer) return;
     if (!map.hasLayer(tileLayer)) tileLayer.addTo(map);
     if (!state.tilesLoading || settings.mode === 'tiles') {
       if (heatLayer && map.hasLayer(heatLayer)) map.removeLayer(heatLayer);
       state.mode = 'tiles';
     }
+  }
+
+  /** A category column has no value checked: no layer, no request (none could be valid). */
+  function showNothing() {
+    points.cancelAll();
+    for (const layer of [tileLayer, heatLayer]) if (layer && map.hasLayer(layer)) map.removeLayer(layer);
+    state.mode = 'empty';
   }
 
   /** The view as a string, to tell whether the layers were updated for the current view. */
@@ -413,14 +240,17 @@
   function updateMode() {
     if (!state.tilejson) return;
     state.view = viewKey();
-    if (wantHeat()) points.update();
+    if (filter.empty()) showNothing();
+    else if (wantHeat()) points.update();
     else showTiles();
+    player.viewChanged();
     refreshStatus();
   }
 
-  function makeTileLayer() {
+  /** A tile layer for the current style and the given request parameters. */
+  function makeTileLayer(params) {
     let url = state.tilejson.tiles[0];
-    if (filters.toString()) url += `${url.includes('?') ? '&' : '?'}${filters}`;
+    if (params.toString()) url += `${url.includes('?') ? '&' : '?'}${params}`;
     const layer = L.tileLayer(url, {
       pane: 'heatTiles',
       opacity: num(settings.opacity),
@@ -451,20 +281,16 @@
     return layer;
   }
 
-  /** Replaces both layers after a settings change; the old tiles stay until the new ones load. */
-  function rebuildLayers() {
+  /** A new tile layer for the current style and filter; the old tiles stay until it loads. */
+  function rebuildTiles() {
     const oldTiles = tileLayer;
-    const oldHeat = heatLayer;
     tileErrorShown = false;
-    tileLayer = makeTileLayer();
-    heatLayer = L.heatLayer([], heatOptions());
-    if (oldHeat && map.hasLayer(oldHeat)) {
-      // Draw the new heat layer at once, then drop the old one.
-      heatLayer.setLatLngs(points.latlngs());
-      heatLayer.addTo(map);
-      map.removeLayer(oldHeat);
-    }
+    tileLayer = makeTileLayer(requestParams());
     if (oldTiles && map.hasLayer(oldTiles)) {
+      if (filter.empty()) {
+        map.removeLayer(oldTiles);
+        return;
+      }
       tileLayer.addTo(map);
       state.tilesLoading = true;
       const drop = () => {
@@ -473,9 +299,64 @@
       tileLayer.once('load', drop);
       setTimeout(drop, 5000);
     }
+  }
+
+  /** Replaces both layers after a settings change. */
+  function rebuildLayers() {
+    const oldHeat = heatLayer;
+    rebuildTiles();
+    heatLayer = L.heatLayer([], heatOptions());
+    if (oldHeat && map.hasLayer(oldHeat)) {
+      // Draw the new heat layer at once, then drop the old one.
+      heatLayer.setLatLngs(points.latlngs());
+      heatLayer.addTo(map);
+      map.removeLayer(oldHeat);
+    }
     setOpacity();
+    player.restart(); // the next frame in the new style
     updateMode();
   }
+
+  /** Shows the filter's points: new tiles and points (the old stay until they are in). */
+  function applyFilter() {
+    if (!state.tilejson) return;
+    points.setFilter();
+    rebuildTiles();
+    updateMode();
+    refreshLegend();
+  }
+
+  // ---------------------------------------------------------------- playback
+
+  /** Plays the time window, the next frame's tiles fetched ahead (web/player.js). */
+  const player = TwinePlayer.create({
+    map,
+    filter,
+    button: $('time-play'),
+    wantHeat,
+    heatDrawn: () => state.mode === 'heat' && state.heatFilter === points.filter,
+    points,
+    params: requestParams,
+    makeLayer: (win) => makeTileLayer(requestParams(win)),
+    showLayer(layer) {
+      tileLayer = layer;
+      tileErrorShown = false;
+      state.tilesLoading = false;
+      tileLayer.setOpacity(num(settings.opacity));
+      // The frame shown before, and any layer still waiting to give way to it.
+      map.eachLayer((other) => {
+        if (other instanceof L.TileLayer && other.options.pane === 'heatTiles' && other !== tileLayer) map.removeLayer(other);
+      });
+      saveUrl();
+      points.setFilter();
+      updateMode();
+      refreshLegend();
+    },
+    showWindow() {
+      saveUrl();
+      applyFilter();
+    },
+  });
 
   function setOpacity() {
     $('map').style.setProperty('--heat-opacity', settings.opacity);
@@ -509,7 +390,7 @@
     let tj;
     try {
       tj = await getJson(
-        `/tiles/${encodeURIComponent(settings.layer)}.json?${styleQuery()}`,
+        `/tiles/${encodeURIComponent(settings.layer)}.json?${styleQuery(settings)}`,
         `layer ${settings.layer} with these settings`,
         controller.signal,
       );
@@ -527,7 +408,14 @@
     const layerChanged = !state.tilejson || state.tilejson.name !== tj.name;
     state.tilejson = tj;
     state.handoff = tj.heatmap?.handoffZoom ?? 8;
-    if (layerChanged) points.clear();
+    if (layerChanged) {
+      // The controls of this layer's time and categories; the address's values set them.
+      player.stop();
+      filter.setLayer(tj, filters);
+      points.setFilter();
+      points.clear();
+      saveUrl();
+    }
     if (!viewSet) setInitialView(tj);
     rebuildLayers();
     refreshLegend();
@@ -579,6 +467,8 @@
       if (state.droppedTiles) mode += ` · ${state.droppedTiles} tiles left out (limit ${num(settings.maxPoints).toLocaleString('en')} points)`;
     } else if (state.mode === 'tiles') {
       mode = `server tiles · zoom ${z} · Leaflet.heat from zoom ${state.handoff}`;
+    } else if (state.mode === 'empty') {
+      mode = 'nothing to show: no value of a category is checked';
     } else {
       mode = '';
     }
@@ -586,29 +476,11 @@
     $('status').hidden = !mode && parts.length === 0;
   }
 
-  function rampColors() {
-    // 256 CSS colors, coldest first, as the palette the tiles use.
-    if (!settings.gradient && (settings.scheme || settings.style === 'dots')) {
-      return schemes[settings.scheme || 'classic'];
-    }
-    const c = document.createElement('canvas');
-    c.width = 1;
-    c.height = 256;
-    const ctx = c.getContext('2d', { willReadFrequently: true });
-    const g = ctx.createLinearGradient(0, 0, 0, 256);
-    const stops = settings.gradient ? parseGradient(settings.gradient) : LEAFLET_HEAT_GRADIENT;
-    for (const [t, color] of Object.entries(stops)) g.addColorStop(Number(t), color);
-    ctx.fillStyle = g;
-    ctx.fillRect(0, 0, 1, 256);
-    const d = ctx.getImageData(0, 0, 1, 256).data;
-    return Array.from({ length: 256 }, (_, i) => `rgb(${d[4 * i]},${d[4 * i + 1]},${d[4 * i + 2]})`);
-  }
-
   function refreshLegend() {
     if (!schemes || !state.tilejson) return;
     const ctx = $('legend-ramp').getContext('2d');
     ctx.clearRect(0, 0, 256, 12);
-    const colors = rampColors();
+    const colors = rampColors(settings, schemes);
     const floor = settings.style === 'dots' ? 1 : num(settings.minOpacity);
     for (let i = 0; i < 256; i++) {
       // smooth and density: palette entry i has opacity i / 255 (never below minOpacity where
@@ -618,35 +490,21 @@
       ctx.fillRect(i, 0, 1, 12);
     }
     ctx.globalAlpha = 1;
-    const z = Math.round(map.getZoom());
-    const r = num(settings.radius);
-    const b = num(settings.blur);
-    const k = Math.max(0, Math.min(num(settings.maxZoom) - z, 12));
-    const saturate = num(settings.max) * 2 ** k;
-    let text;
-    if (settings.style === 'smooth') {
-      text = `Leaflet.heat's look: each point is a disc of ${r} px blurred by ${b} px; points are merged in ` +
-        `${(r + b) / 2} px cells. At zoom ${z} a point weighs 1/2^${k}, so a cell of ` +
-        `${saturate.toLocaleString('en')} or more points (weight ≥ max ${settings.max}) shows the hottest color.`;
-    } else if (settings.style === 'dots') {
-      text = `heatmap 2.2.1's look (the earlier server): each point is a ${r} px dot; ` +
-        'the color shows how many dots overlap, hottest where most pile up.';
-    } else {
-      text = `Kernel density: the sum of weights within ${r} px, on a ${settings.scale} scale, ` +
-        'relative to one reference for the whole zoom level (never per tile): hottest at or above it.';
-    }
+    let text = styleText(settings, Math.round(map.getZoom()));
     if (settings.mode === 'auto') {
       text += ` From zoom ${state.handoff} on, Leaflet.heat draws the raw points in the browser` +
         (settings.style === 'smooth' ? ' with the same options.' : ' in the smooth look.');
     }
     $('legend-text').textContent = text;
+    $('legend-filter').textContent = filter.describe();
+    $('legend-filter').hidden = !$('legend-filter').textContent;
   }
 
   function bindControls() {
     const panel = $('controls');
     L.DomEvent.disableClickPropagation(panel);
     L.DomEvent.disableScrollPropagation(panel);
-    for (const id of ['legend', 'error', 'status']) {
+    for (const id of ['legend', 'error', 'status', 'timebar']) {
       L.DomEvent.disableClickPropagation($(id));
       L.DomEvent.disableScrollPropagation($(id));
     }
@@ -656,7 +514,12 @@
       clearTimeout(timer);
       timer = setTimeout(applySettings, 250);
     };
-    $('layer').addEventListener('change', (e) => { settings.layer = e.target.value; applySettings(); });
+    $('layer').addEventListener('change', (e) => {
+      settings.layer = e.target.value;
+      // The address's time and category values were the old layer's.
+      for (const key of [...filters.keys()]) if (/^(from|to|category(\..*)?)$/.test(key)) filters.delete(key);
+      applySettings();
+    });
     $('style').addEventListener('change', (e) => { settings.style = e.target.value; applySettings(); });
     $('scheme').addEventListener('change', (e) => {
       if (e.target.value === 'custom') return;
@@ -727,6 +590,8 @@
     state,
     settings,
     points,
+    filter,
+    player,
     get tiles() { return tileLayer; },
     get heat() { return heatLayer; },
     /** `auto`, or `tiles` / `heat` to show one layer whatever the zoom. */
@@ -747,7 +612,7 @@
     bare(on) { document.body.classList.toggle('bare', on); },
     /** True when nothing is loading and the layer on screen is the one the zoom asks for. */
     idle() {
-      const want = wantHeat() ? 'heat' : 'tiles';
+      const want = filter.empty() ? 'empty' : wantHeat() ? 'heat' : 'tiles';
       return Boolean(state.tilejson) && !state.tilejsonLoading && !state.pendingPoints &&
         !map._animatingZoom && state.view === viewKey() &&
         !(want === 'tiles' && state.tilesLoading) && state.mode === want;

@@ -38,6 +38,10 @@ macro_rules! asset {
 const ASSETS: &[Asset] = &[
     asset!("index.html", HTML),
     asset!("app.js", JS),
+    asset!("filters.js", JS),
+    asset!("player.js", JS),
+    asset!("points.js", JS),
+    asset!("styles.js", JS),
     asset!("style.css", CSS),
     asset!("vendor/VERSIONS", TEXT),
     asset!("vendor/leaflet/leaflet.js", JS),

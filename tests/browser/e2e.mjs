@@ -4,11 +4,14 @@
 //
 //   node tests/browser/e2e.mjs [path/to/twine-heatmap]     (or TWINE_BIN=...)
 //
-// Starts `twine-heatmap serve` on the demo layer and a small layer across the antimeridian
-// (port picked by the OS, from a temporary working directory), opens the page with every request to another host aborted, and checks:
+// Starts `twine-heatmap serve` on the demo layers (`demo`, and `storms` with time and
+// categories), a small layer across the antimeridian and one of 90 days with one category
+// column (port picked by the OS, from a temporary working directory), opens the page with
+// every request to another host aborted, and checks:
 // tiles load and are drawn; style and scheme changes load new tiles; past the handoff zoom
 // /points requests happen and Leaflet.heat's canvas is colored; requests no longer needed are
-// aborted and the cap on points held is kept; zooming back shows tiles; a page on another
+// aborted and the cap on points held is kept; zooming back shows tiles; the time window,
+// playback and category checkboxes (see `timeAndCategories`); a page on another
 // origin can fetch TileJSON, tiles and errors (CORS); server errors show in the page; the
 // proof of concept's page (tests/browser/poc.html) shows /twine.heatmap's PNG with L.imageOverlay. It fails on any console error, page error, failed request or status >= 400 from
 // the server (outside the one step that asks for an error on purpose).
@@ -36,7 +39,7 @@ const ARTIFACTS = process.env.TWINE_ARTIFACTS || join(ROOT, 'artifacts', 'browse
 const MAD_LIMIT_PERCENT = 3;
 const VIEWPORT = { width: 1280, height: 800 };
 const STEP_TIMEOUT_MS = 30_000;
-const TOTAL_TIMEOUT_MS = 180_000;
+const TOTAL_TIMEOUT_MS = 240_000;
 
 const problems = []; // anything that fails the test
 let activeServer = null; // killed if the test is cut short
@@ -61,7 +64,10 @@ function startServer() {
   // antimeridian; settings meant for other tests (scripts/test.sh exports DATABASE_URL)
   // must not reach this server.
   writeFileSync(join(cwd, 'wrap.csv'), antimeridianPoints());
-  writeFileSync(join(cwd, 'config.toml'), 'demo = true\n[[layers]]\nname = "wrap"\nfile = "wrap.csv"\n');
+  writeFileSync(join(cwd, 'days.csv'), dailyPoints());
+  writeFileSync(join(cwd, 'config.toml'), 'demo = true\n[[layers]]\nname = "wrap"\nfile = "wrap.csv"\n' +
+    '[[layers]]\nname = "series"\nfile = "days.csv"\ntime = "time"\ncategories = ["kind"]\n' +
+    '[[layers]]\nname = "series-hourly"\nfile = "days.csv"\ntime = "time"\ntime_bucket = "hour"\n');
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' };
   for (const key of Object.keys(env)) if (key === 'DATABASE_URL' || key.startsWith('TWINE_')) delete env[key];
   const child = spawn(BIN, ['serve', '--bind', '127.0.0.1:0', '--config', 'config.toml'], {
@@ -116,6 +122,20 @@ function antimeridianPoints() {
     const lon = random() < 0.5 ? 180 - offset : -180 + offset;
     const lat = (random() - 0.5) * 3;
     rows.push(`${lon.toFixed(5)},${lat.toFixed(5)},1`);
+  }
+  return `${rows.join('\n')}\n`;
+}
+
+/**
+ * CSV of 3,000 points over 90 days from 2024-01-01 (TileJSON bucket `day`, play step `week`)
+ * with one category column, `kind`: `a`, `b` or empty, in turn.
+ */
+function dailyPoints() {
+  const rows = ['lon,lat,time,kind'];
+  const start = Date.UTC(2024, 0, 1);
+  for (let i = 0; i < 3000; i++) {
+    const time = new Date(start + Math.floor((i * 89.5 * 86400e3) / 3000)).toISOString();
+    rows.push(`${(20 + (i % 97) / 24).toFixed(4)},${(1 + (i % 89) / 30).toFixed(4)},${time},${['a', 'b', ''][i % 3]}`);
   }
   return `${rows.join('\n')}\n`;
 }
@@ -269,6 +289,283 @@ function compareShots(page, a, b) {
   }, [a.toString('base64'), b.toString('base64')]);
 }
 
+/** Resolves when `fn()` (node side) is true; fails after STEP_TIMEOUT_MS. */
+async function waitUntil(fn, what) {
+  const deadline = Date.now() + STEP_TIMEOUT_MS;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`${phase}: timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** `2005-08-31` -> `2005-09-01`: the exclusive end of a window whose last day is shown. */
+function dayAfter(date) {
+  return new Date(Date.parse(date) + 86400e3).toISOString().slice(0, 10);
+}
+
+/** The window the page shows as text (`2005-06-01 – 2005-12-31`), as request values. */
+async function shownWindow(page) {
+  const text = await page.textContent('#time-window');
+  const m = /^(\d{4}-\d{2}-\d{2})(?: – (\d{4}-\d{2}-\d{2}))?$/.exec(text);
+  if (!m) throw new Error(`${phase}: the window text "${text}" is not "YYYY-MM-DD – YYYY-MM-DD"`);
+  return { text, from: m[1], to: dayAfter(m[2] || m[1]) };
+}
+
+/** The `from` parameter of the tile layer on screen. */
+function shownTileFrom(page) {
+  return page.evaluate(() => new URLSearchParams(window.twine.tiles._url.split('?')[1]).get('from'));
+}
+
+/**
+ * The time window and categories, built from the storms layer's TileJSON (time from 1975 to
+ * 2020 in month buckets; categories `status` and `saffir_simpson`): the slider's window
+ * reaches tile URLs, the tiles shown are the ones the server returns for that window, playback
+ * asks for the next frame before showing it and never shows a tile layer with tiles missing,
+ * checkboxes reach tile and /points URLs, the address keeps the filter across a reload.
+ */
+async function timeAndCategories(page, { base, origin, handoff, responses, since, failIfProblems }) {
+  const tilejson = await (await fetch(`${base}/tiles/storms.json`)).json();
+  const time = tilejson.heatmap.time;
+  const columns = tilejson.heatmap.categories;
+  check(time && time.bucket === 'month' && columns.length === 2, `storms TileJSON: time ${time.min} .. ${time.max} by ${time.bucket}, categories ${columns.map((c) => c.column)}`);
+  // Every storms tile body the browser receives, by URL.
+  const bodies = new Map();
+  const keepBody = (res) => {
+    if (new URL(res.url()).pathname.startsWith('/tiles/storms/') && res.status() === 200) bodies.set(res.url(), res.body());
+  };
+  page.on('response', keepBody);
+
+  let mark = responses.length;
+  await page.goto(`${base}/?layer=storms&basemap=off`);
+  await settle(page);
+  check(await page.isVisible('#timebar') && await page.isVisible('#time-play'), 'storms: the time window and the play button are shown');
+  const boxes = await page.$$eval('#categories input[type=checkbox]', (els) => els.map((e) => ({ column: e.dataset.column, value: e.value, checked: e.checked })));
+  const listed = columns.flatMap((c) => c.values.map((v) => `${c.column}=${v.value}`));
+  check(boxes.length === listed.length && boxes.every((b) => b.checked && listed.includes(`${b.column}=${b.value}`)),
+    `one checked box per category value (${boxes.length})`);
+  let win = await shownWindow(page);
+  check(win.from === time.min.slice(0, 8) + '01', `the window starts with the extent's first month (${win.text})`);
+  check(since(mark).filter((r) => r.path.startsWith('/tiles/storms/')).every((r) => !/[?&](from|to|category)/.test(r.url)),
+    'the whole extent with every value checked: tile URLs carry no filter');
+
+  // The slider: June 2005 to the end of 2005 (months counted from the extent's first).
+  const first = new Date(time.min);
+  const months = (y, m) => (y - first.getUTCFullYear()) * 12 + (m - 1 - first.getUTCMonth());
+  mark = responses.length;
+  for (const [id, value] of [['#time-from', months(2005, 6)], ['#time-to', months(2006, 1)]]) {
+    await page.$eval(id, (el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', { bubbles: true })); }, value);
+  }
+  win = await shownWindow(page);
+  check(win.from === '2005-06-01' && win.to === '2006-01-01', `the sliders set the window ${win.text}`);
+  await page.waitForFunction((from) => window.twine.tiles._url.includes(`from=${from}`), win.from);
+  await settle(page);
+  let imgs = await tileImages(page);
+  const needle = `from=${win.from}&to=${win.to}`;
+  check(imgs.drawn > 0 && imgs.drawn === imgs.total && imgs.srcs.every((s) => s.includes(needle)), `all ${imgs.drawn} tiles shown carry ${needle}`);
+  check(imgs.colored > 0, `the window's tiles show heat (${imgs.colored} pixels)`);
+  check(page.url().includes(needle), `the address keeps the window (${page.url()})`);
+  await shot(page, '12-time-storms-2005.png');
+
+  // The tiles shown are the server's tiles for that window, asked for directly.
+  const style = new URL(tilejson.tiles[0].replace(/[{}]/g, '')).search.slice(1);
+  let differ = 0;
+  for (const src of new Set(imgs.srcs)) { // world copies show the same tiles again
+    const [, z, x, y] = /\/tiles\/storms\/(\d+)\/(\d+)\/(\d+)\.png/.exec(src);
+    const direct = await fetch(`${base}/tiles/storms/${z}/${x}/${y}.png?${style}&from=${win.from}&to=${win.to}`);
+    const expected = Buffer.from(await direct.arrayBuffer());
+    const got = bodies.get(src) && Buffer.from(await bodies.get(src));
+    check(got && got.equals(expected), `tile ${z}/${x}/${y}: the ${got?.length} bytes shown equal the server's answer for the window`);
+    const whole = Buffer.from(await (await fetch(`${base}/tiles/storms/${z}/${x}/${y}.png?${style}`)).arrayBuffer());
+    if (!whole.equals(expected)) differ++;
+  }
+  check(differ > 0, `${differ} of ${new Set(imgs.srcs).size} tiles differ from the unfiltered ones (the window matters)`);
+  failIfProblems();
+
+  // Playback: the next frame's tiles are asked for while the current frame shows, and it is
+  // shown only once they are in. Tile requests for any other window are held until released.
+  const held = [];
+  let holding = true;
+  await page.route(`${origin}/tiles/storms/**`, (route) => {
+    const from = new URL(route.request().url()).searchParams.get('from');
+    if (holding && from !== win.from) held.push({ route, from });
+    else route.continue();
+  });
+  // A sampler on every animation frame while playing: the tile layer shown must be on the
+  // map, opaque, with all its tiles drawn.
+  await page.evaluate(() => {
+    window.playSamples = { frames: 0, incomplete: 0 };
+    const tick = () => {
+      const t = window.twine;
+      if (t.player.playing) {
+        window.playSamples.frames++;
+        const imgs = [...t.tiles.getContainer().querySelectorAll('img.leaflet-tile')];
+        const drawn = (img) => img.complete && img.naturalWidth > 0 && Number(img.style.opacity || 1) === 1;
+        if (!t.map.hasLayer(t.tiles) || t.tiles.options.opacity === 0 || !imgs.length || !imgs.every(drawn)) window.playSamples.incomplete++;
+      }
+      if (window.playSamples) requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+  });
+  const before = win;
+  const framesBefore = await page.evaluate(() => window.twine.player.frames);
+  await page.click('#time-play');
+  await waitUntil(() => held.length > 0, 'the next frame\'s tile requests');
+  const nextFrom = held[0].from;
+  check(nextFrom === '2005-07-01', `playing asks for the next frame's tiles first (from=${nextFrom})`);
+  // The frame on screen has stayed its time (or, wrongly, the next frame was shown): the
+  // next frame cannot show without its tiles.
+  await page.waitForFunction((n) => window.twine.player.dwelt || window.twine.player.frames > n, framesBefore);
+  check((await shownWindow(page)).text === before.text && (await shownTileFrom(page)) === before.from,
+    `while the next frame's ${held.length} tiles are held, the window shown stays ${before.text}`);
+  holding = false;
+  for (const h of held.splice(0)) await h.route.continue();
+  await page.waitForFunction((text) => document.getElementById('time-window').textContent !== text, before.text);
+  win = await shownWindow(page);
+  check(win.from === nextFrom && win.to === '2006-02-01', `then the window moves one month, keeping its width: ${win.text}`);
+  check((await shownTileFrom(page)) === nextFrom, 'the tile layer shown is the next frame\'s');
+  const played = await page.evaluate(() => window.twine.player.frames);
+  await page.waitForFunction((n) => window.twine.player.frames >= n + 2, played);
+  await page.click('#time-play');
+  await settle(page);
+  const samples = await page.evaluate(() => window.playSamples);
+  await page.evaluate(() => { window.playSamples = null; });
+  check(samples.frames > 0 && samples.incomplete === 0, `no animation frame showed a tile layer with tiles missing (${samples.incomplete} of ${samples.frames})`);
+  win = await shownWindow(page);
+  const steps = (await page.evaluate(() => window.twine.player.frames)) - framesBefore;
+  const expectedFrom = new Date(Date.UTC(2005, 5 + steps, 1)).toISOString().slice(0, 10);
+  check(steps >= 3 && win.from === expectedFrom, `after pausing the window is ${steps} monthly frames on: ${win.text}`);
+  await page.unroute(`${origin}/tiles/storms/**`);
+  imgs = await tileImages(page);
+  check(imgs.drawn === imgs.total && imgs.srcs.every((s) => s.includes(`from=${win.from}&to=${win.to}`)), `the paused frame's ${imgs.drawn} tiles carry its window`);
+
+  // Categories: unchecking a value asks for the others (two columns: category.COLUMN).
+  mark = responses.length;
+  await page.click('#categories input[data-column="status"][value="hurricane"]');
+  const kept = columns.find((c) => c.column === 'status').values.map((v) => v.value).filter((v) => v !== 'hurricane').sort();
+  const category = new URLSearchParams({ 'category.status': kept.join(',') }).toString();
+  await page.waitForFunction((c) => window.twine.tiles._url.includes(c), category);
+  await settle(page);
+  imgs = await tileImages(page);
+  check(imgs.drawn > 0 && imgs.srcs.every((s) => s.includes(category) && s.includes(`from=${win.from}`)), `unchecking hurricane: all ${imgs.drawn} tiles carry ${category} and the window`);
+  check(since(mark).some((r) => r.url.includes(category) && r.status === 200), 'the new tiles were answered');
+  check(/status: tropical/.test(await page.textContent('#legend-filter')), `the legend says what is shown: ${await page.textContent('#legend-filter')}`);
+
+  // The address keeps the filter: a reload shows the same window and values.
+  const address = page.url();
+  check(address.includes(needle.replace('2005-06-01', win.from).replace('2006-01-01', win.to)) && address.includes(category), `the address keeps the filter (${address})`);
+  await page.reload();
+  await settle(page);
+  check((await shownWindow(page)).text === win.text, `after a reload the window is still ${win.text}`);
+  check(!(await page.isChecked('#categories input[data-column="status"][value="hurricane"]')), 'after a reload hurricane is still unchecked');
+  imgs = await tileImages(page);
+  check(imgs.drawn > 0 && imgs.srcs.every((s) => s.includes(category) && s.includes(`from=${win.from}&to=${win.to}`)), 'after a reload the tiles carry the same filter');
+
+  // Past the handoff zoom, /points carries the same filter.
+  await setView(page, 25, -85, handoff - 1);
+  await settle(page);
+  mark = responses.length;
+  await page.click('.leaflet-control-zoom-in');
+  await page.waitForFunction((h) => window.twine.map.getZoom() === h, handoff);
+  await settle(page);
+  const pointsAsked = since(mark).filter((r) => r.path.startsWith(`/points/storms/${handoff}/`));
+  check(pointsAsked.length > 0 && pointsAsked.every((r) => r.status === 200 && r.url.includes(category) && r.url.includes(`from=${win.from}&to=${win.to}`)),
+    `${pointsAsked.length} /points requests after the handoff zoom carry the window and ${category}`);
+  mark = responses.length;
+  await page.click('#categories input[data-column="saffir_simpson"][value="TS"]');
+  await settle(page);
+  const retyped = since(mark).filter((r) => r.path.startsWith('/points/storms/'));
+  check(retyped.length > 0 && retyped.every((r) => r.status === 200 && r.url.includes('category.saffir_simpson=') && r.url.includes(category)),
+    `unchecking TS: ${retyped.length} new /points requests carry category.saffir_simpson`);
+  await page.click('#categories input[data-column="saffir_simpson"][value="TS"]');
+  await settle(page);
+
+  // Playback above the handoff zoom: the next frame's points are fetched ahead too, and the
+  // frame is drawn the moment its window shows.
+  const heldPoints = [];
+  let holdPoints = true;
+  const heatFrom = (await shownWindow(page)).from;
+  await page.route(`${origin}/points/storms/**`, (route) => {
+    const from = new URL(route.request().url()).searchParams.get('from');
+    if (holdPoints && from !== heatFrom) heldPoints.push({ route, from });
+    else route.continue();
+  });
+  const heatFrames = await page.evaluate(() => window.twine.player.frames);
+  await page.click('#time-play');
+  await waitUntil(() => heldPoints.length > 0, 'the next frame\'s /points requests');
+  await page.waitForFunction((n) => window.twine.player.dwelt || window.twine.player.frames > n, heatFrames);
+  check((await shownWindow(page)).from === heatFrom && await page.evaluate((f) => window.twine.state.heatFilter.includes(`from=${f}`), heatFrom),
+    `while the next frame's ${heldPoints.length} /points requests (from=${heldPoints[0].from}) are held, Leaflet.heat and the window stay at ${heatFrom}`);
+  const nextHeatFrom = heldPoints[0].from;
+  holdPoints = false;
+  for (const h of heldPoints.splice(0)) await h.route.continue();
+  await page.waitForFunction((n) => window.twine.player.frames > n, heatFrames);
+  const heatShown = await page.evaluate(() => ({ mode: window.twine.state.mode, filter: window.twine.state.heatFilter, text: document.getElementById('time-window').textContent }));
+  await page.click('#time-play');
+  check(heatShown.mode === 'heat' && heatShown.text.startsWith(nextHeatFrom) && heatShown.filter.includes(`from=${nextHeatFrom}`),
+    `the next frame (${heatShown.text}) is drawn by Leaflet.heat as its window shows`);
+  await page.unroute(`${origin}/points/storms/**`);
+  await settle(page);
+
+  await setView(page, 25, -85, handoff - 2);
+  await settle(page);
+
+  // No value of a column checked: nothing shown and nothing asked (no request could mean it).
+  mark = responses.length;
+  for (const value of kept) await page.click(`#categories input[data-column="status"][value="${value}"]`);
+  await settle(page);
+  check(await page.evaluate(() => window.twine.state.mode === 'empty' && !window.twine.map.hasLayer(window.twine.tiles) && !window.twine.map.hasLayer(window.twine.heat)),
+    'no status checked: no tile layer and no Leaflet.heat on the map');
+  check(/nothing to show/.test(await page.textContent('#mode')), `the status line says why: "${await page.textContent('#mode')}"`);
+  const asked = since(mark).filter((r) => r.path.startsWith('/tiles/storms/') || r.path.startsWith('/points/storms/'));
+  check(asked.every((r) => !/category\.status=(&|$)/.test(r.url)), `no request asks for an empty status list (${asked.length} storms requests)`);
+  await page.click('#categories input[data-column="status"][value="hurricane"]');
+  await settle(page);
+  imgs = await tileImages(page);
+  check(imgs.drawn > 0 && imgs.srcs.every((s) => s.includes('category.status=hurricane')), `checking hurricane alone: ${imgs.drawn} tiles of hurricanes`);
+  await shot(page, '13-time-storms-hurricanes.png');
+  page.off('response', keepBody);
+
+  // The series layer, 90 days: day buckets, weekly frames; one category column, so `category=`.
+  await page.goto(`${base}/?layer=series&basemap=off`);
+  await settle(page);
+  check(await page.textContent('#time-step') === 'bucket day, play step week', `series: ${await page.textContent('#time-step')}`);
+  check((await shownWindow(page)).text === '2024-01-01 – 2024-03-30', `series: the window is the whole extent (${(await shownWindow(page)).text})`);
+  mark = responses.length;
+  await page.click('#categories input[value="b"]');
+  const single = new URLSearchParams({ category: ',a' }).toString(); // the empty value and `a`
+  await page.waitForFunction((c) => window.twine.tiles._url.includes(c), single);
+  await settle(page);
+  imgs = await tileImages(page);
+  check(imgs.drawn > 0 && imgs.srcs.every((s) => s.includes(single)) && since(mark).some((r) => r.url.includes(single) && r.status === 200),
+    `series: unchecking b asks for the empty value and a (${single}) in all ${imgs.drawn} tiles`);
+  const dayFrames = await page.evaluate(() => window.twine.player.frames);
+  await page.click('#time-play');
+  const firstFrame = await shownWindow(page);
+  check(firstFrame.from === '2024-01-01' && firstFrame.to === '2024-01-08', `series: playing the whole extent starts with one week (${firstFrame.text})`);
+  await page.waitForFunction((n) => window.twine.player.frames > n, dayFrames);
+  await page.click('#time-play');
+  win = await shownWindow(page);
+  check(win.from === '2024-01-08' && win.to === '2024-01-15', `series: the next frame is a week on (${win.text})`);
+  await settle(page);
+  imgs = await tileImages(page);
+  check(imgs.drawn > 0 && imgs.srcs.every((s) => s.includes(`from=${win.from}&to=${win.to}&${single}`)), `series: the ${imgs.drawn} tiles shown carry from=${win.from}&to=${win.to}&${single}`);
+
+  // The same points in hour buckets (config time_bucket): the window's ends are timestamps.
+  await page.goto(`${base}/?layer=series-hourly&basemap=off`);
+  await settle(page);
+  check(await page.isHidden('#categories') && await page.textContent('#time-step') === 'bucket hour, play step week',
+    `series-hourly: no categories; ${await page.textContent('#time-step')}`);
+  mark = responses.length;
+  await page.$eval('#time-from', (el) => { el.value = '29'; el.dispatchEvent(new Event('input', { bubbles: true })); });
+  const hourly = new URLSearchParams({ from: '2024-01-02T05:00:00Z' }).toString();
+  await page.waitForFunction((q) => window.twine.tiles._url.includes(q), hourly);
+  await settle(page);
+  const hourText = await page.textContent('#time-window');
+  imgs = await tileImages(page);
+  check(hourText.startsWith('2024-01-02 05:00 – ') && imgs.drawn > 0 && imgs.srcs.every((s) => s.includes(hourly) && !s.includes('to=')) &&
+    since(mark).some((r) => r.url.includes(hourly) && r.status === 200), `series-hourly: "${hourText}" asks for ${hourly} (the end is the extent's: no to)`);
+}
+
 // ------------------------------------------------------------------------------ the test
 
 async function run() {
@@ -359,6 +656,7 @@ async function run() {
     check(/GeoNames/.test(attribution) && /OpenStreetMap/.test(attribution), `attribution: ${attribution.trim()}`);
     check((await page.textContent('#legend-text')).length > 20, 'the legend explains the colors');
     check(await page.isHidden('#loading'), 'the loading indicator is hidden once everything loaded');
+    check(await page.isHidden('#timebar') && await page.isHidden('#categories'), 'demo has no time or categories: no time window, no checkboxes');
     check(external.size > 0, `the basemap was requested and blocked (${[...external].join(', ')}) and the page still works`);
     await shot(page, '01-tiles-zoom2.png');
     failIfProblems();
@@ -484,6 +782,11 @@ async function run() {
     check(imgs.drawn > 0 && imgs.drawn === imgs.total && imgs.colored > 0, `${imgs.drawn} tile images drawn again`);
     check(await page.evaluate(() => window.twine.state.mode === 'tiles' && !window.twine.map.hasLayer(window.twine.heat)), 'tiles shown, Leaflet.heat gone');
     await shot(page, `06-tiles-again-zoom${handoff - 1}.png`);
+    failIfProblems();
+
+    // 4b. The storms layer's time window, playback and categories.
+    phase = 'time';
+    await timeAndCategories(page, { base, origin, handoff, responses, since, failIfProblems });
     failIfProblems();
 
     // 5. Visual continuity at the handoff zoom: the defaults (faint at this zoom, as
