@@ -17,7 +17,7 @@
 //! bins at their centres) are those of their zoom-7 pixel's centre.
 
 use crate::render::WorldPoint;
-use crate::source::aggregate::{Bin, CellRange};
+use crate::source::aggregate::{grid_bins, Bin, CellRange, DENSE_CELLS};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -410,18 +410,7 @@ impl TimeCube {
                 }
             }
         }
-        let mut bins = Vec::new();
-        for (i, b) in grid.iter().enumerate() {
-            if b.count > 0 {
-                let i = i as i64;
-                bins.push(Bin {
-                    bx: cells.x0 + i % width,
-                    by: cells.y0 + i / width,
-                    ..*b
-                });
-            }
-        }
-        Some(bins)
+        Some(grid_bins(&grid, cells))
     }
 
     fn unit_start_ms(&self, u: i64) -> i64 {
@@ -551,9 +540,6 @@ fn for_each_in_ranges(sorted: &[u32], ranges: &[(u32, u32)], mut visit: impl FnM
     }
 }
 
-/// Cells summed on a dense grid at most (as [`crate::source::aggregate::bins_in`] does).
-const DENSE_CELLS: i64 = 1 << 20;
-
 /// Adds a span's entries within `cells` to `grid` (a dense grid over `cells`).
 fn add_entries(grid: &mut [Bin], entries: &[Entry], cells: &CellRange, scale: f64) {
     let width = cells.x1 - cells.x0;
@@ -665,6 +651,27 @@ mod tests {
                 assert_eq!(visited, kept.len());
                 assert!(cube.points_within(from, to) >= kept.len());
             }
+        }
+    }
+
+    #[test]
+    fn range_lookups_visit_exactly_the_indices_in_ranges() {
+        let sorted: Vec<u32> = (0..400).map(|i| i * 3).collect();
+        for ranges in [
+            vec![(0, 1200)],
+            vec![(5, 9), (30, 31), (33, 34), (600, 700)],
+            (0..100).map(|k| (k * 12, k * 12 + 5)).collect::<Vec<_>>(),
+            vec![],
+        ] {
+            let want: Vec<(usize, usize)> = sorted
+                .iter()
+                .enumerate()
+                .filter(|(_, &i)| ranges.iter().any(|&(s, e)| (s..e).contains(&i)))
+                .map(|(at, &i)| (at, i as usize))
+                .collect();
+            let mut got = Vec::new();
+            for_each_in_ranges(&sorted, &ranges, |at, i| got.push((at, i)));
+            assert_eq!(got, want, "{ranges:?}");
         }
     }
 
