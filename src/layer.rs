@@ -142,11 +142,9 @@ impl Layer {
         if !dense || filters.is_empty() {
             return Ok(dense);
         }
-        Ok(self
-            .source
-            .filtered_count_grid(filters)
-            .await?
-            .is_dense(zoom, self.aggregate_above))
+        self.source
+            .filtered_is_dense(zoom, self.aggregate_above, filters)
+            .await
     }
 
     /// The density style's reference for a kernel of `kernel_cell` world units: the largest

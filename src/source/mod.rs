@@ -99,6 +99,20 @@ pub trait PointSource: Send + Sync {
         self.count_grid().await
     }
 
+    /// Whether the densest tile at `zoom` holds more than `aggregate_above` of the points
+    /// that pass `filters`: by default read from [`PointSource::filtered_count_grid`].
+    async fn filtered_is_dense(
+        &self,
+        zoom: f64,
+        aggregate_above: u64,
+        filters: &FilterValues,
+    ) -> Result<bool, SourceError> {
+        Ok(self
+            .filtered_count_grid(filters)
+            .await?
+            .is_dense(zoom, aggregate_above))
+    }
+
     /// The largest total weight (of positive weights) in any `cell` x `cell` square (world
     /// units; a power of two: the layer's reference cell for the zoom) of the grid aligned to
     /// the world's origin, over the points that pass `filters`: the density style's

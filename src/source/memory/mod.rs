@@ -3,6 +3,7 @@
 
 pub mod attributes;
 pub mod pyramid;
+pub mod timecube;
 
 use super::aggregate::{bins_in, Bin, CellRange};
 use super::{CountGrid, FilterValues, LayerInfo, PointQuery, PointSource, SourceError};
@@ -15,6 +16,7 @@ use lru::LruCache;
 use pyramid::{Pyramid, PyramidSize};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
+use timecube::{TimeCube, TimeCubeSize};
 
 /// Points bucketed by a 2^level x 2^level grid over the world, row by row, so the points of
 /// a run of cells within one row are one contiguous slice.
@@ -29,11 +31,24 @@ pub struct MemoryStore {
     pyramid: Pyramid,
     /// Time and category values, by index into `points`, for layers that declare them.
     attributes: Option<Attributes>,
+    /// Bins by zoom and time span, and the points by time, for layers with a time column
+    /// (built with the pyramid).
+    time_cube: Option<TimeCube>,
     /// Their summary for TileJSON, made once.
     summary: Option<AttributeSummary>,
     /// Count grids of filtered requests, by filter: bounded because filters take any value.
     filtered_grids: Mutex<LruCache<AttributeFilter, Arc<CountGrid>>>,
+    /// The densest tile's points at zooms 0..=8 of time windows, by filter.
+    window_counts: Mutex<LruCache<AttributeFilter, Arc<[u64; 9]>>>,
+    /// Zoom 0's bins of the last few time windows, by filter.
+    world_bins: Mutex<LruCache<AttributeFilter, Arc<Vec<Bin>>>>,
 }
+
+/// Time windows whose zoom 0 bins are remembered (up to 3 MB each).
+const WORLD_BINS: usize = 8;
+
+/// Time windows' densest-tile counts remembered per layer (72 bytes each).
+const WINDOW_COUNTS: usize = 1024;
 
 /// Filtered count grids remembered per layer (each takes a few kilobytes up to a megabyte).
 const FILTERED_GRIDS: usize = 64;
@@ -114,10 +129,17 @@ impl MemoryStore {
             info,
             grid,
             pyramid: Pyramid::default(),
+            time_cube: None,
             summary: attributes.as_ref().map(Attributes::summary),
             attributes,
             filtered_grids: Mutex::new(LruCache::new(
                 NonZeroUsize::new(FILTERED_GRIDS).unwrap_or(NonZeroUsize::MIN),
+            )),
+            world_bins: Mutex::new(LruCache::new(
+                NonZeroUsize::new(WORLD_BINS).unwrap_or(NonZeroUsize::MIN),
+            )),
+            window_counts: Mutex::new(LruCache::new(
+                NonZeroUsize::new(WINDOW_COUNTS).unwrap_or(NonZeroUsize::MIN),
             )),
         }
     }
@@ -144,6 +166,12 @@ impl MemoryStore {
         match (filter, &self.attributes) {
             (Some(filter), Some(attributes)) => {
                 let selection = attributes.select(filter);
+                if let Some(indices) = self.window_indices(area, filter, |i| selection.keeps(i)) {
+                    indices
+                        .iter()
+                        .for_each(|&i| visit(&self.points[i as usize]));
+                    return;
+                }
                 self.for_each_indexed(area, |i, p| {
                     if selection.keeps(i) {
                         visit(p)
@@ -152,6 +180,73 @@ impl MemoryStore {
             }
             _ => self.for_each_in(area, visit),
         }
+    }
+
+    /// The store indices of the points inside `area` that `keeps`, in store order, read
+    /// through the time index when the filter's window holds fewer points than the area
+    /// (`None`: the area is the smaller read).
+    fn window_indices(
+        &self,
+        area: &WorldBox,
+        filter: &AttributeFilter,
+        keeps: impl Fn(usize) -> bool,
+    ) -> Option<Vec<u32>> {
+        let (cube, attributes) = (self.time_cube.as_ref()?, self.attributes.as_ref()?);
+        if filter.from.is_none() && filter.to.is_none() {
+            return None;
+        }
+        let (from, to) = (
+            filter.from.unwrap_or(i64::MIN),
+            filter.to.unwrap_or(i64::MAX),
+        );
+        if cube.points_within(from, to) >= self.points_in_cells_of(area) {
+            return None;
+        }
+        let clipped = clip(area)?;
+        let mut indices = Vec::new();
+        cube.for_each_within(
+            from,
+            to,
+            &self.index_ranges(area),
+            |i| attributes.time(i),
+            |i| {
+                let p = &self.points[i];
+                if clipped.contains(p.x, p.y) && keeps(i) {
+                    indices.push(i as u32);
+                }
+            },
+        );
+        // Store order, as every other read gives them (bins sum in that order).
+        indices.sort_unstable();
+        Some(indices)
+    }
+
+    /// How many points the store's cells under `area` hold (what reading it costs).
+    fn points_in_cells_of(&self, area: &WorldBox) -> usize {
+        self.index_ranges(area)
+            .iter()
+            .map(|&(start, end)| (end - start) as usize)
+            .sum()
+    }
+
+    /// The store indices of the points in the cells under `area`: one range per grid row
+    /// (rows of whole width joined), ascending.
+    fn index_ranges(&self, area: &WorldBox) -> Vec<(u32, u32)> {
+        let Some(clipped) = clip(area) else {
+            return Vec::new();
+        };
+        let n = 1usize << self.level;
+        let (c0, c1) = (cell_index(clipped.x0, n), cell_index(clipped.x1, n));
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        for row in cell_index(clipped.y0, n)..=cell_index(clipped.y1, n) {
+            let (start, end) = (self.offsets[row * n + c0], self.offsets[row * n + c1 + 1]);
+            match ranges.last_mut() {
+                Some(last) if last.1 == start => last.1 = end,
+                _ if start < end => ranges.push((start, end)),
+                _ => {}
+            }
+        }
+        ranges
     }
 
     /// The whole layer's points that pass `filter`.
@@ -183,6 +278,7 @@ impl MemoryStore {
             progress.inc(1)
         });
         progress.finish_and_clear();
+        self.build_time_cube(threads);
         let PyramidSize {
             levels,
             bins,
@@ -197,6 +293,135 @@ impl MemoryStore {
             "bin pyramid built"
         );
         self
+    }
+
+    /// The bins of a time window (with no category filter) from the time cube, when it
+    /// holds the zoom of `scale`.
+    fn time_cube_bins(
+        &self,
+        filter: &AttributeFilter,
+        scale: f64,
+        cells: &CellRange,
+    ) -> Option<Vec<Bin>> {
+        let (cube, attributes) = (self.time_cube.as_ref()?, self.attributes.as_ref()?);
+        if !filter.categories.is_empty() || (filter.from.is_none() && filter.to.is_none()) {
+            return None;
+        }
+        let z = (0..=timecube::MAX_LEVEL).find(|&z| 256.0 * f64::from(z).exp2() == scale)?;
+        if z == 0 {
+            // Zoom 0's one tile (with its reach, past the world's edges, where no point
+            // lies) takes the world's bins, which the dense-zoom check has just summed.
+            let world = self.world_bins(filter)?;
+            return Some(
+                world
+                    .iter()
+                    .filter(|b| cells.contains(b.bx, b.by))
+                    .copied()
+                    .collect(),
+            );
+        }
+        cube.bins(
+            |i| attributes.time(i),
+            z,
+            cells,
+            &self.index_ranges(&cells.query_area(scale)),
+            filter.from.unwrap_or(i64::MIN),
+            filter.to.unwrap_or(i64::MAX),
+        )
+    }
+
+    /// Zoom 0's bins over the whole world of a time window, remembered for the next few
+    /// windows: every request of a window asks for them to choose bins or points.
+    fn world_bins(&self, filter: &AttributeFilter) -> Option<Arc<Vec<Bin>>> {
+        let lock = || self.world_bins.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bins) = lock().get(filter) {
+            return Some(bins.clone());
+        }
+        let (cube, attributes) = (self.time_cube.as_ref()?, self.attributes.as_ref()?);
+        // The far edge's points (x or y = 1) are in column or row 256.
+        let world = CellRange {
+            x0: 0,
+            x1: 257,
+            y0: 0,
+            y1: 257,
+        };
+        let bins = Arc::new(cube.bins(
+            |i| attributes.time(i),
+            0,
+            &world,
+            &self.index_ranges(&WorldBox::WORLD),
+            filter.from.unwrap_or(i64::MIN),
+            filter.to.unwrap_or(i64::MAX),
+        )?);
+        lock().put(filter.clone(), bins.clone());
+        Some(bins)
+    }
+
+    /// The points of the densest tile at zooms 0..=8 under a time window (with no category
+    /// filter), summed from the time cube's zoom 0 pixels (each one a zoom 8 tile).
+    fn window_tile_counts(&self, filter: &AttributeFilter) -> Option<Arc<[u64; 9]>> {
+        let lock = || self.window_counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(counts) = lock().get(filter) {
+            return Some(counts.clone());
+        }
+        let bins = self.time_cube_bins(filter, 256.0, &CellRange::EVERYTHING)?;
+        let mut pixels = vec![0u64; 256 * 256];
+        for b in &bins {
+            // As the count grid does, the far edge counts in the last tile.
+            let (x, y) = (b.bx.min(255), b.by.min(255));
+            pixels[(y * 256 + x) as usize] += b.count;
+        }
+        let mut counts = [0u64; 9];
+        let mut side = 256usize;
+        for z in (0..=8).rev() {
+            counts[z] = pixels.iter().copied().max().unwrap_or(0);
+            if z > 0 {
+                let half = side / 2;
+                pixels = (0..half * half)
+                    .map(|i| {
+                        let (x, y) = (2 * (i % half), 2 * (i / half));
+                        pixels[y * side + x]
+                            + pixels[y * side + x + 1]
+                            + pixels[(y + 1) * side + x]
+                            + pixels[(y + 1) * side + x + 1]
+                    })
+                    .collect();
+                side = half;
+            }
+        }
+        let counts = Arc::new(counts);
+        lock().put(filter.clone(), counts.clone());
+        Some(counts)
+    }
+
+    /// Indexes the points by time and sums their time spans (layers with a time column).
+    fn build_time_cube(&mut self, threads: usize) {
+        let Some(attributes) = self.attributes.as_ref().filter(|a| a.has_time()) else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let hourly = self
+            .summary
+            .as_ref()
+            .and_then(|s| s.time.as_ref())
+            .is_some_and(|t| t.bucket == crate::source::attributes::TimeBucket::Hour);
+        self.time_cube = TimeCube::build(&self.points, |i| attributes.time(i), hourly, threads);
+        if let Some(cube) = &self.time_cube {
+            let TimeCubeSize {
+                levels,
+                tiers,
+                entries,
+                bytes,
+            } = cube.size();
+            tracing::info!(
+                levels,
+                tiers,
+                entries,
+                bytes,
+                ms = started.elapsed().as_millis() as u64,
+                "time cube built"
+            );
+        }
     }
 
     /// Where each row of the store's grid starts in [`MemoryStore::all`], plus the end.
@@ -218,13 +443,10 @@ impl MemoryStore {
 
     /// Like `for_each_in`, with each point's index in the store.
     fn for_each_indexed(&self, area: &WorldBox, mut visit: impl FnMut(usize, &WorldPoint)) {
-        let clipped = WorldBox {
-            x0: area.x0.max(0.0),
-            y0: area.y0.max(0.0),
-            x1: area.x1.min(1.0),
-            y1: area.y1.min(1.0),
+        let Some(clipped) = clip(area) else {
+            return;
         };
-        if self.points.is_empty() || !(clipped.x0 <= clipped.x1 && clipped.y0 <= clipped.y1) {
+        if self.points.is_empty() {
             return;
         }
         let n = 1usize << self.level;
@@ -269,6 +491,9 @@ impl PointSource for MemoryStore {
     async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
         let cells = CellRange::of(&q.area, scale);
         if let Some(filter) = &q.filters.1 {
+            if let Some(bins) = self.time_cube_bins(filter, scale, &cells) {
+                return Ok(bins);
+            }
             // The pyramid holds every point: a filtered request bins its own points, in
             // store order as the pyramid sums them.
             let points = self.query_filtered(&cells.query_area(scale), Some(filter));
@@ -306,6 +531,26 @@ impl PointSource for MemoryStore {
         let grid = Arc::new(count_grid(&self.all_filtered(filter)));
         lock().put(filter.clone(), grid.clone());
         Ok(grid)
+    }
+
+    async fn filtered_is_dense(
+        &self,
+        zoom: f64,
+        aggregate_above: u64,
+        filters: &FilterValues,
+    ) -> Result<bool, SourceError> {
+        let coarse = filters.1.as_ref().and_then(|f| self.window_tile_counts(f));
+        if let Some(counts) = coarse {
+            // A tile deeper than zoom 8 holds no more than its zoom 8 ancestor.
+            let z = (zoom.max(0.0) as usize).min(counts.len() - 1);
+            if zoom < counts.len() as f64 || counts[z] <= aggregate_above {
+                return Ok(counts[z] > aggregate_above);
+            }
+        }
+        Ok(self
+            .filtered_count_grid(filters)
+            .await?
+            .is_dense(zoom, aggregate_above))
     }
 
     fn attribute_schema(&self) -> Option<&AttributeSchema> {
@@ -370,6 +615,17 @@ fn grid_level(count: usize) -> u32 {
         level += 1;
     }
     level
+}
+
+/// `area` within the world square, if they meet.
+fn clip(area: &WorldBox) -> Option<WorldBox> {
+    let clipped = WorldBox {
+        x0: area.x0.max(0.0),
+        y0: area.y0.max(0.0),
+        x1: area.x1.min(1.0),
+        y1: area.y1.min(1.0),
+    };
+    (clipped.x0 <= clipped.x1 && clipped.y0 <= clipped.y1).then_some(clipped)
 }
 
 fn cell_index(v: f64, n: usize) -> usize {
