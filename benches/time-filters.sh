@@ -29,9 +29,9 @@
 # zoom and overall: p50 / p95 / max (nearest rank), PASS/FAIL for day windows.
 #
 # Also per source: load time (process start until /layers lists every point), RSS after
-# load and after the requests, VmHWM, the log's "bin pyramid built" lines (file) or the
-# import's time and the layer's tables' sizes (PostGIS); and, unless --no-plain, the same
-# points loaded without time and category columns, for the difference.
+# load and after the requests, VmHWM, the log's "bin pyramid built" line (file; medians of
+# --loads loads) or the import's time and the layer's tables' sizes (PostGIS); and, unless
+# --no-plain, the same points loaded without time and category columns, for the difference.
 #
 # Output: markdown on stdout, copied with the CSVs (summary and one row per request) to
 # target/time-bench/results/<date>-<commit>-<N>/.
@@ -57,6 +57,8 @@ Options:
   --zooms A-B         zooms (default 0-8)
   --cases LIST        none,day,unaligned,cat1,cat2,day+cat1 (default: all)
   --budget SECS       seconds of requests per source at most (default 300)
+  --loads K           file layer: load it K times with time and categories and K times
+                      without, alternating; medians reported (default 3, 1..20)
   --no-plain          skip the loads without time and categories
   --database-url URL  default: $DATABASE_URL or postgres://twine:twine@127.0.0.1:5432/twine
   --reuse-table       PostGIS: keep an imported table from an earlier run of the same file
@@ -78,17 +80,18 @@ ZOOMS=0-8
 CASES=none,day,unaligned,cat1,cat2,day+cat1
 BUDGET=300
 PLAIN=1
+LOADS=3
 REUSE_TABLE=0
 KEEP_TABLE=0
 DATABASE_URL="${DATABASE_URL:-postgres://twine:twine@127.0.0.1:5432/twine}"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --points|--seed|--source|--requests|--zooms|--cases|--budget|--database-url)
+    --points|--seed|--source|--requests|--zooms|--cases|--budget|--loads|--database-url)
       [ $# -ge 2 ] || { printf 'time-filters: %s needs a value\n' "$1" >&2; exit 1; }
       case "$1" in
         --points) POINTS="$2" ;; --seed) SEED="$2" ;; --source) SOURCES="$2" ;;
         --requests) REQUESTS="$2" ;; --zooms) ZOOMS="$2" ;; --cases) CASES="$2" ;;
-        --budget) BUDGET="$2" ;; --database-url) DATABASE_URL="$2" ;;
+        --budget) BUDGET="$2" ;; --loads) LOADS="$2" ;; --database-url) DATABASE_URL="$2" ;;
       esac
       shift 2 ;;
     --no-plain) PLAIN=0; shift ;;
@@ -108,6 +111,7 @@ is_uint "$POINTS" && [ "$POINTS" -ge 1000 ] || die "--points must be an integer 
 is_uint "$SEED" || die "--seed must be a non-negative integer (got $SEED)"
 is_uint "$REQUESTS" && [ "$REQUESTS" -ge 1 ] && [ "$REQUESTS" -le 10000 ] || die "--requests must be 1..10000 (got $REQUESTS)"
 is_uint "$BUDGET" && [ "$BUDGET" -ge 1 ] || die "--budget must be a positive integer (got $BUDGET)"
+is_uint "$LOADS" && [ "$LOADS" -ge 1 ] && [ "$LOADS" -le 20 ] || die "--loads must be 1..20 (got $LOADS)"
 [[ "$ZOOMS" =~ ^([0-9]|1[0-9]|2[0-2])(-([0-9]|1[0-9]|2[0-2]))?$ ]] || die "--zooms must be A-B within 0-22 (got $ZOOMS)"
 [[ "$CASES" =~ ^(none|day|unaligned|cat1|cat2|day\+cat1)(,(none|day|unaligned|cat1|cat2|day\+cat1))*$ ]] \
   || die "--cases: a comma list of none, day, unaligned, cat1, cat2, day+cat1 (got $CASES)"
@@ -124,6 +128,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 DATA_DIR="$TARGET_DIR/time-bench"
 CLIENT="$ROOT/benches/time-filters/client.py"
+LOADS_SUMMARY="$ROOT/benches/time-filters/loads.py"
 mkdir -p "$DATA_DIR"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/time-filters.XXXXXX")"
@@ -242,6 +247,12 @@ pyramid_lines() {
   sed 's/\x1b\[[0-9;]*m//g' "$1" | grep 'bin pyramid built' \
     | sed -E 's/.*bin pyramid built[^ ]*//' | grep -oE '(points|levels|bins|bytes|ms)=[0-9]+' | paste -sd' ' - || true
 }
+# `load_once NAME LAYER CONFIG`: a server on CONFIG, its load figures appended to
+# $WORK/NAME.loads as `load_s rss_mib hwm_mib key=value...` (the pyramid line); left running.
+load_once() {
+  start_server "$1" "$2" --config "$3"
+  printf '%s %s %s %s\n' "$LOAD_S" "$RSS_MIB" "$(hwm_mib "$SERVER_PID")" "$(pyramid_lines "$WORK/$1.log")" >>"$WORK/$1.loads"
+}
 # `measure SOURCE LAYER TARGET_MS`: the client's rounds against the running server.
 measure() {
   local source="$1" layer="$2" target="$3"
@@ -273,26 +284,30 @@ weighted = false
 time = "t"
 categories = ["kind"]
 EOF
-  say "file layer: starting the server ..."
-  start_server file "$layer" --config "$WORK/file.toml"
+  printf '[[layers]]\nname = "%s"\nfile = "%s"\nweighted = false\n' "$layer" "$CSV" >"$WORK/plain.toml"
+  # Loads alternate between the two configs, so the machine's drift hits both alike; the
+  # last server, with time and categories, stays up for the requests.
+  local i
+  for i in $(seq 1 "$LOADS"); do
+    if [ "$PLAIN" = 1 ]; then
+      say "file layer without time and categories: load $i of $LOADS ..."
+      load_once plain "$layer" "$WORK/plain.toml"
+      stop_server
+    fi
+    say "file layer with time and categories: load $i of $LOADS ..."
+    load_once with-time "$layer" "$WORK/file.toml"
+    [ "$i" = "$LOADS" ] || stop_server
+  done
   out ""
-  out "## file layer (\`time = \"t\"\`, \`categories = [\"kind\"]\`)"
+  out "## file layer (\`time = \"t\"\`, \`categories = [\"kind\"]\`, \`weighted = false\`)"
   out ""
-  out "load: $LOAD_S s to /layers listing all points; RSS after load $RSS_MIB MiB; VmHWM $(hwm_mib "$SERVER_PID") MiB"
-  out "bin pyramid built: $(pyramid_lines "$WORK/file.log")"
-  local with_load="$LOAD_S" with_rss="$RSS_MIB"
+  out "Loads (process start until /layers lists every point; \`plain\` is the same file without \`time\` and \`categories\`):"
+  out ""
+  local loads=("$WORK/with-time.loads")
+  [ "$PLAIN" = 0 ] || loads+=("$WORK/plain.loads")
+  python3 "$LOADS_SUMMARY" "${loads[@]}" | tee -a "$REPORT"
   measure file "$layer" 10
-  finish_server file
-  if [ "$PLAIN" = 1 ]; then
-    printf '[[layers]]\nname = "%s"\nfile = "%s"\nweighted = false\n' "$layer" "$CSV" >"$WORK/plain.toml"
-    say "file layer without time and categories: starting the server ..."
-    start_server plain "$layer" --config "$WORK/plain.toml"
-    out ""
-    out "Without time and categories (same file, \`weighted = false\` only): load $LOAD_S s, RSS after load $RSS_MIB MiB, VmHWM $(hwm_mib "$SERVER_PID") MiB"
-    out "bin pyramid built: $(pyramid_lines "$WORK/plain.log")"
-    out "The time and category columns cost: load $(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):+.2f}')" "$with_load" "$LOAD_S") s, RSS $((with_rss - RSS_MIB)) MiB"
-    stop_server
-  fi
+  finish_server with-time
 }
 
 # ---------------------------------------------------------------------------------------------
