@@ -14,11 +14,13 @@ ensure_wrk() {
 }
 
 # Sets TWINE_BIN to the release binary, built with `cargo build --release` unless TWINE_BIN
-# is already set.
+# is already set (in $CARGO_TARGET_DIR when that is set, as cargo does).
 ensure_release_bin() {
   if [ -z "${TWINE_BIN:-}" ]; then
     (cd "$ROOT" && cargo build --release --locked --quiet --bin twine-heatmap)
-    TWINE_BIN="$ROOT/target/release/twine-heatmap"
+    local target="${CARGO_TARGET_DIR:-$ROOT/target}"
+    case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
+    TWINE_BIN="$target/release/twine-heatmap"
   fi
   [ -x "$TWINE_BIN" ] || die "TWINE_BIN=$TWINE_BIN is not an executable"
 }

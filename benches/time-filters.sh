@@ -42,8 +42,9 @@
 #   benches/time-filters.sh --points 1000000 --requests 50
 #   benches/time-filters.sh --source file,postgis,declared   # needs `import --time`
 #   TWINE_BIN=/path/to/twine-heatmap benches/time-filters.sh # skip `cargo build --release`
-# On 2 CPUs: 10M points are generated in about 30 s (720 MB of CSV) and load in about 6 s;
-# the requests stop after --budget seconds (default 300) per source.
+# On 2 CPUs shared with other work, generating 10M points takes about a minute and 700 MB
+# of disk (once), and a whole file-layer run at the defaults 6 to 7 minutes: 3 + 3 loads of
+# 10 to 20 s each, then at most --budget seconds (300) of requests.
 set -euo pipefail
 
 usage() {
@@ -343,6 +344,11 @@ layer_sizes() {
        || ' (total ' || pg_size_pretty(coalesce(sum(pg_total_relation_size(oid)), 0)) || ')'
        FROM pg_class WHERE relnamespace = 'twine'::regnamespace AND relkind = 'r' AND relname LIKE '%$1%'"
 }
+# The pyramid lines and the summary an import printed, into the report.
+import_lines() {
+  sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -iE 'pyramid|total' | tail -n 6 | cut -c1-300 \
+    | sed 's/^/    import: /' | tee -a "$REPORT"
+}
 PG_READY=0
 prepare_postgis() {
   [ "$PG_READY" = 1 ] && return 0
@@ -370,7 +376,7 @@ prepare_postgis() {
   out "## PostGIS import"
   out ""
   out "\`import --time t --category kind\`: $IMPORT_NOTE; tables: $(layer_sizes "$PG_LAYER")"
-  [ ! -s "$WORK/import.log" ] || out "import's last line: $(tail -n 1 "$WORK/import.log" | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-300)"
+  [ ! -s "$WORK/import.log" ] || import_lines "$WORK/import.log"
   if [ "$PLAIN" = 1 ] && [ "$IMPORT_NOTE" != reused ]; then
     local xy
     xy="$DATA_DIR/$(basename "$CSV" .csv)_xy.csv"
@@ -384,6 +390,7 @@ prepare_postgis() {
     timeout --foreground 3600 "$BIN" import --database-url "$DATABASE_URL" --layer "${PG_LAYER}_plain" "$xy" \
       >"$WORK/import-plain.log" 2>&1 || { tail -n 20 "$WORK/import-plain.log" >&2; die "the plain import failed"; }
     out "Without time and categories (lon,lat only): $(since "$t0") s; tables: $(layer_sizes "${PG_LAYER}_plain")"
+    import_lines "$WORK/import-plain.log"
     drop_layer "${PG_LAYER}_plain"
   fi
   PG_READY=1
