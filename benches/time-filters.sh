@@ -15,7 +15,10 @@
 # - file: `serve --config` with the file as a layer (`time = "t"`, `categories = ["kind"]`);
 # - postgis: `import --time t --category kind` into a fresh table, then `serve --database-url`;
 # - declared: the same imported table declared in a config (`table`, `time = "t"`,
-#   `categories = ["kind"]`), as a layer over an existing table is.
+#   `categories = ["kind"]`), as a layer over an existing table is;
+# - filters: what main offers today: the points loaded by psql into a plain table
+#   (public."timebench_filters_..."), declared with `[[layers.filters]]` from (t >=), to
+#   (t <) and category (kind =), no pyramid; cases without cat2 (`=` takes one value).
 # Every server runs with both tile cache tiers off (--cache-memory 0 --cache-disk 0), so each
 # request renders; each request also has its own random filter and tile. What a server keeps
 # besides tiles still counts: the file layers' per-filter count grids (an LRU keyed by the
@@ -53,7 +56,7 @@ usage() {
 Options:
   --points N          points (default 10000000, at least 1000)
   --seed S            random seed of the data and of the requests (default 42)
-  --source LIST       file, postgis, declared, comma-separated (default file)
+  --source LIST       file, postgis, declared, filters, comma-separated (default file)
   --requests R        requests per zoom and case (default 30, 1..10000)
   --zooms A-B         zooms (default 0-8)
   --cases LIST        none,day,unaligned,cat1,cat2,day+cat1 (default: all)
@@ -116,12 +119,12 @@ is_uint "$LOADS" && [ "$LOADS" -ge 1 ] && [ "$LOADS" -le 20 ] || die "--loads mu
 [[ "$ZOOMS" =~ ^([0-9]|1[0-9]|2[0-2])(-([0-9]|1[0-9]|2[0-2]))?$ ]] || die "--zooms must be A-B within 0-22 (got $ZOOMS)"
 [[ "$CASES" =~ ^(none|day|unaligned|cat1|cat2|day\+cat1)(,(none|day|unaligned|cat1|cat2|day\+cat1))*$ ]] \
   || die "--cases: a comma list of none, day, unaligned, cat1, cat2, day+cat1 (got $CASES)"
-[[ "$SOURCES" =~ ^(file|postgis|declared)(,(file|postgis|declared))*$ ]] \
-  || die "--source: a comma list of file, postgis, declared (got $SOURCES)"
+[[ "$SOURCES" =~ ^(file|postgis|declared|filters)(,(file|postgis|declared|filters))*$ ]] \
+  || die "--source: a comma list of file, postgis, declared, filters (got $SOURCES)"
 for tool in curl python3 timeout; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is required but not installed"
 done
-case ",$SOURCES," in *,postgis,*|*,declared,*)
+case ",$SOURCES," in *,postgis,*|*,declared,*|*,filters,*)
   command -v psql >/dev/null 2>&1 || die "psql is required for --source postgis/declared" ;;
 esac
 
@@ -135,11 +138,17 @@ mkdir -p "$DATA_DIR"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/time-filters.XXXXXX")"
 SERVER_PID=""
 DROP_AT_EXIT=()
+DROP_TABLES_AT_EXIT=()
+CASES_OVERRIDE=""
+EXTRA_CLIENT_ARGS=()
 stop_server() { stop_pid "$SERVER_PID"; SERVER_PID=""; }
 cleanup() {
   local rc=$?
   stop_server
   for layer in "${DROP_AT_EXIT[@]}"; do drop_layer "$layer" || true; done
+  for table in "${DROP_TABLES_AT_EXIT[@]}"; do
+    "${PSQL[@]}" -c "SET client_min_messages = warning; DROP TABLE IF EXISTS $table" >/dev/null || true
+  done
   show_logs_or_remove "$rc" "$WORK"
   exit "$rc"
 }
@@ -258,8 +267,8 @@ load_once() {
 measure() {
   local source="$1" layer="$2" target="$3"
   timeout --foreground $((BUDGET + 300)) python3 "$CLIENT" --base "$BASE" --layer "$layer" \
-    --points-file "$CSV" --source "$source" --points "$POINTS" --zooms "$ZOOMS" --cases "$CASES" \
-    --requests "$REQUESTS" --budget "$BUDGET" --seed "$SEED" --target-ms "$target" \
+    --points-file "$CSV" --source "$source" --points "$POINTS" --zooms "$ZOOMS" --cases "${CASES_OVERRIDE:-$CASES}" \
+    --requests "$REQUESTS" --budget "$BUDGET" --seed "$SEED" --target-ms "$target" "${EXTRA_CLIENT_ARGS[@]}" \
     --csv "$RESULTS/summary.csv" --raw "$RESULTS/requests.csv" | tee -a "$REPORT" \
     || die "the client failed against the $source server"
 }
@@ -428,12 +437,87 @@ EOF
   finish_server declared
 }
 
+# ---------------------------------------------------------------------------------------------
+# 5. main's PostGIS filters: the points in a plain table (lon/lat as geom in 3857, t
+#    timestamptz, kind text, GiST index), declared with `[[layers.filters]]` from (t >=),
+#    to (t <) and category (kind =). No pyramid: every tile sums its rows in SQL. One value
+#    per `=`, so no cat2.
+FILTERS_TABLE="timebench_filters_$(label "$POINTS")_s${SEED}_$GEN_HASH"
+run_filters() {
+  sql "SELECT 1" >/dev/null 2>&1 || die "the database at $DATABASE_URL does not answer (psql failed)"
+  local table="public.\"$FILTERS_TABLE\"" comment
+  comment="time-filters bench: $(basename "$CSV")"
+  if [ "$REUSE_TABLE" = 1 ] \
+    && [ "$(sql "SELECT obj_description(to_regclass('$table'), 'pg_class')" 2>/dev/null || true)" = "$comment" ] \
+    && [ "$(sql "SELECT count(*) FROM $table" 2>/dev/null || true)" = "$POINTS" ]; then
+    out ""
+    out "main's PostGIS filters: $table reused (--reuse-table)"
+  else
+    say "loading $CSV into $table with psql (\\copy, GiST index) ..."
+    local t0; t0="$(now)"
+    "${PSQL[@]}" >/dev/null <<EOF || die "loading $table failed (see the psql error above)"
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS $table;
+CREATE TEMP TABLE staging (lon float8, lat float8, t timestamptz, kind text);
+\\copy staging FROM '$CSV' WITH (FORMAT csv, HEADER true)
+CREATE TABLE $table AS
+  SELECT row_number() OVER () AS seq,
+         ST_SetSRID(ST_MakePoint(lon * 20037508.342789244 / 180,
+                                 ln(tan(radians(90 + lat) / 2)) * 6378137), 3857) AS geom,
+         t, kind
+  FROM staging;
+CREATE INDEX ON $table USING gist (geom);
+ANALYZE $table;
+COMMENT ON TABLE $table IS '$comment';
+EOF
+    out ""
+    out "main's PostGIS filters: $table loaded in $(since "$t0") s ($(sql "SELECT pg_size_pretty(pg_total_relation_size('$table'))"))"
+  fi
+  [ "$KEEP_TABLE" = 1 ] || DROP_TABLES_AT_EXIT+=("$table")
+  local layer="${FILTERS_TABLE}_f" cases
+  cat >"$WORK/filters.toml" <<EOF
+[[layers]]
+name = "$layer"
+table = "public.$FILTERS_TABLE"
+geometry = "geom"
+seq = "seq"
+[[layers.filters]]
+param = "from"
+column = "t"
+op = ">="
+[[layers.filters]]
+param = "to"
+column = "t"
+op = "<"
+[[layers.filters]]
+param = "category"
+column = "kind"
+op = "="
+EOF
+  cases="$(tr ',' '\n' <<<"$CASES" | grep -vx cat2 | paste -sd, -)"
+  [ -n "$cases" ] || { out "main's PostGIS filters: no case left (cat2 needs two values, \`=\` takes one)"; return 0; }
+  say "main's PostGIS filters: starting the server ..."
+  start_server filters "$layer" --config "$WORK/filters.toml" --database-url "$DATABASE_URL"
+  out ""
+  out "## PostGIS, main's declared filters (\`[[layers.filters]]\` from/to/category, no pyramid)"
+  out ""
+  out "ready: $LOAD_S s to /layers listing all points; RSS $RSS_MIB MiB; cases $cases (cat2 needs \`IN\`)"
+  CASES_OVERRIDE="$cases"
+  EXTRA_CLIENT_ARGS=(--time-extent "2023-01-01T00:00:00+00:00,2024-12-31T23:59:59+00:00"
+    --values "alpha,bravo,charlie,delta,echo,foxtrot")
+  measure filters "$layer" 50
+  CASES_OVERRIDE=""
+  EXTRA_CLIENT_ARGS=()
+  finish_server filters
+}
+
 IFS=, read -r -a SOURCE_LIST <<<"$SOURCES"
 for source in "${SOURCE_LIST[@]}"; do
   case "$source" in
     file) run_file ;;
     postgis) run_postgis ;;
     declared) run_declared ;;
+    filters) run_filters ;;
   esac
 done
 out ""

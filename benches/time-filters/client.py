@@ -141,6 +141,8 @@ def main():
     ap.add_argument("--csv", required=True, help="summary rows are appended here")
     ap.add_argument("--raw", required=True, help="one row per request is appended here")
     ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--time-extent", help="FROM,TO (ISO 8601) when TileJSON has no heatmap.time")
+    ap.add_argument("--values", help="V,W,... category values when TileJSON has none")
     a = ap.parse_args()
 
     lo, _, hi = a.zooms.partition("-")
@@ -170,6 +172,13 @@ def main():
     heatmap = json.loads(body).get("heatmap", {})
     time_info = heatmap.get("time") or {}
     categories = heatmap.get("categories") or []
+    # A layer whose filters are declared `[[layers.filters]]` (main's PostGIS filters) has
+    # no time or categories in its TileJSON: the script says what the data holds.
+    if not time_info and a.time_extent:
+        lo_t, _, hi_t = a.time_extent.partition(",")
+        time_info = {"min": lo_t, "max": hi_t}
+    if not categories and a.values:
+        categories = [{"values": [{"value": v} for v in a.values.split(",")]}]
     wanted_time = {"day", "unaligned", "day+cat1"} & set(cases)
     wanted_cat = {"cat1", "cat2", "day+cat1"} & set(cases)
     if wanted_time and not time_info.get("min"):
