@@ -44,6 +44,7 @@
 #   benches/time-filters.sh                                  # file layer, 10M points
 #   benches/time-filters.sh --points 1000000 --requests 50
 #   benches/time-filters.sh --source file,postgis,declared   # needs `import --time`
+#   benches/time-filters.sh --points 1000000 --source filters  # main's PostGIS filters
 #   TWINE_BIN=/path/to/twine-heatmap benches/time-filters.sh # skip `cargo build --release`
 # On 2 CPUs shared with other work, generating 10M points takes about a minute and 700 MB
 # of disk (once), and a whole file-layer run at the defaults 6 to 7 minutes: 3 + 3 loads of
