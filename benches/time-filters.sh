@@ -126,7 +126,7 @@ for tool in curl python3 timeout; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is required but not installed"
 done
 case ",$SOURCES," in *,postgis,*|*,declared,*|*,filters,*)
-  command -v psql >/dev/null 2>&1 || die "psql is required for --source postgis/declared" ;;
+  command -v psql >/dev/null 2>&1 || die "psql is required for --source postgis, declared and filters" ;;
 esac
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
