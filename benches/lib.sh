@@ -14,11 +14,13 @@ ensure_wrk() {
 }
 
 # Sets TWINE_BIN to the release binary, built with `cargo build --release` unless TWINE_BIN
-# is already set.
+# is already set (in $CARGO_TARGET_DIR when that is set, as cargo does).
 ensure_release_bin() {
   if [ -z "${TWINE_BIN:-}" ]; then
     (cd "$ROOT" && cargo build --release --locked --quiet --bin twine-heatmap)
-    TWINE_BIN="$ROOT/target/release/twine-heatmap"
+    local target="${CARGO_TARGET_DIR:-$ROOT/target}"
+    case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
+    TWINE_BIN="$target/release/twine-heatmap"
   fi
   [ -x "$TWINE_BIN" ] || die "TWINE_BIN=$TWINE_BIN is not an executable"
 }
@@ -42,3 +44,25 @@ wait_for_health() {
 
 # VmRSS of process PID in KiB.
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# Stops process PID that the script started: SIGTERM, then SIGKILL after SECS (default 5)
+# seconds; reaps it when it is the script's child. No PID, or one gone already, is fine.
+stop_pid() {
+  local pid="$1" secs="${2:-5}"
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 $((secs * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# For an EXIT trap: after a failure (RC not 0) shows the end of each log in DIR and keeps DIR;
+# after a success removes DIR.
+show_logs_or_remove() {
+  local rc="$1" dir="$2" log
+  if [ "$rc" -eq 0 ]; then rm -rf "$dir"; return 0; fi
+  for log in "$dir"/*.log; do
+    [ -s "$log" ] || continue
+    printf '== last lines of %s (kept):\n' "$log" >&2; tail -n 20 "$log" >&2
+  done
+}

@@ -170,14 +170,7 @@ drop_layers() {
 }
 
 # Stops a process this script started, by PID: TERM, then KILL after 15 s.
-stop() {
-  local pid="$1"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
+stop() { stop_pid "$1" 15; }
 
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
