@@ -254,9 +254,16 @@ print(next((l.get("count", 0) for l in layers if l.get("name") == sys.argv[1]), 
 }
 hwm_mib() { echo $(( $(awk '/^VmHWM/ {print $2}' "/proc/$1/status") / 1024 )); }
 # The "bin pyramid built" lines of a log, as `bins=... bytes=... ms=...`.
+# The "time cube built" line's fields follow, prefixed `cube_`.
 pyramid_lines() {
-  sed 's/\x1b\[[0-9;]*m//g' "$1" | grep 'bin pyramid built' \
-    | sed -E 's/.*bin pyramid built[^ ]*//' | grep -oE '(points|levels|bins|bytes|ms)=[0-9]+' | paste -sd' ' - || true
+  local clean
+  clean="$(sed 's/\x1b\[[0-9;]*m//g' "$1")"
+  {
+    grep 'bin pyramid built' <<<"$clean" | sed -E 's/.*bin pyramid built[^ ]*//' \
+      | grep -oE '(points|levels|bins|bytes|ms)=[0-9]+'
+    grep 'time cube built' <<<"$clean" | sed -E 's/.*time cube built[^ ]*//' \
+      | grep -oE '(levels|entries|bytes|ms)=[0-9]+' | sed 's/^/cube_/'
+  } | paste -sd' ' - || true
 }
 # `load_once NAME LAYER CONFIG`: a server on CONFIG, its load figures appended to
 # $WORK/NAME.loads as `load_s rss_mib hwm_mib key=value...` (the pyramid line); left running.

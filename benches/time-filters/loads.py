@@ -2,7 +2,7 @@
 
 Each argument is a file NAME.loads with one line per load: `load_s rss_mib hwm_mib` and the
 "bin pyramid built" fields as `key=value` (points, levels, bins, bytes, ms; none when no
-pyramid was built). Prints one markdown list item per file, then, for two files, the first's
+pyramid was built), then the "time cube built" fields prefixed `cube_`. Prints one markdown list item per file, then, for two files, the first's
 medians minus the second's: what the first configuration costs over the second.
 """
 
@@ -35,6 +35,10 @@ def main():
             each = ", ".join(str(r.get("ms", "-")) for r in rows)
             pyramid = (f"bin pyramid {median(rows, 'levels'):.0f} levels, {median(rows, 'bins'):,.0f} bins, "
                        f"{median(rows, 'bytes') / 1048576:.1f} MiB, built in {median(rows, 'ms'):.0f} ms ({each})")
+        if median(rows, "cube_entries") is not None:
+            pyramid += (f"; time cube {median(rows, 'cube_levels'):.0f} levels, "
+                        f"{median(rows, 'cube_entries'):,.0f} entries, "
+                        f"{median(rows, 'cube_bytes') / 1048576:.1f} MiB, built in {median(rows, 'cube_ms'):.0f} ms")
         print(f"- {name}: load {median(rows, 'load'):.2f} s (median of {len(rows)}: {loads}); RSS after load "
               f"{median(rows, 'rss'):.0f} MiB, VmHWM {median(rows, 'hwm'):.0f} MiB; {pyramid}")
     if len(runs) == 2:

@@ -278,7 +278,6 @@ impl MemoryStore {
             progress.inc(1)
         });
         progress.finish_and_clear();
-        self.build_time_cube(threads);
         let PyramidSize {
             levels,
             bins,
@@ -292,6 +291,7 @@ impl MemoryStore {
             ms = started.elapsed().as_millis() as u64,
             "bin pyramid built"
         );
+        self.build_time_cube(threads);
         self
     }
 
