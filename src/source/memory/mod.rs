@@ -40,12 +40,7 @@ pub struct MemoryStore {
     filtered_grids: Mutex<LruCache<AttributeFilter, Arc<CountGrid>>>,
     /// The densest tile's points at zooms 0..=8 of time windows, by filter.
     window_counts: Mutex<LruCache<AttributeFilter, Arc<[u64; 9]>>>,
-    /// Zoom 0's bins of the last few time windows, by filter.
-    world_bins: Mutex<LruCache<AttributeFilter, Arc<Vec<Bin>>>>,
 }
-
-/// Time windows whose zoom 0 bins are remembered (up to 3 MB each).
-const WORLD_BINS: usize = 8;
 
 /// Time windows' densest-tile counts remembered per layer (72 bytes each).
 const WINDOW_COUNTS: usize = 1024;
@@ -134,9 +129,6 @@ impl MemoryStore {
             attributes,
             filtered_grids: Mutex::new(LruCache::new(
                 NonZeroUsize::new(FILTERED_GRIDS).unwrap_or(NonZeroUsize::MIN),
-            )),
-            world_bins: Mutex::new(LruCache::new(
-                NonZeroUsize::new(WORLD_BINS).unwrap_or(NonZeroUsize::MIN),
             )),
             window_counts: Mutex::new(LruCache::new(
                 NonZeroUsize::new(WINDOW_COUNTS).unwrap_or(NonZeroUsize::MIN),
@@ -315,18 +307,6 @@ impl MemoryStore {
             return None;
         }
         let z = (0..=timecube::MAX_LEVEL).find(|&z| 256.0 * f64::from(z).exp2() == scale)?;
-        if z == 0 {
-            // Zoom 0's one tile (with its reach, past the world's edges, where no point
-            // lies) takes the world's bins, which the dense-zoom check has just summed.
-            let world = self.world_bins(filter)?;
-            return Some(
-                world
-                    .iter()
-                    .filter(|b| cells.contains(b.bx, b.by))
-                    .copied()
-                    .collect(),
-            );
-        }
         cube.bins(
             |i| attributes.time(i),
             z,
@@ -337,47 +317,22 @@ impl MemoryStore {
         )
     }
 
-    /// Zoom 0's bins over the whole world of a time window, remembered for the next few
-    /// windows: every request of a window asks for them to choose bins or points.
-    fn world_bins(&self, filter: &AttributeFilter) -> Option<Arc<Vec<Bin>>> {
-        let lock = || self.world_bins.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(bins) = lock().get(filter) {
-            return Some(bins.clone());
-        }
-        let (cube, attributes) = (self.time_cube.as_ref()?, self.attributes.as_ref()?);
-        // The far edge's points (x or y = 1) are in column or row 256.
-        let world = CellRange {
-            x0: 0,
-            x1: 257,
-            y0: 0,
-            y1: 257,
-        };
-        let bins = Arc::new(cube.bins(
-            |i| attributes.time(i),
-            0,
-            &world,
-            &self.index_ranges(&WorldBox::WORLD),
-            filter.from.unwrap_or(i64::MIN),
-            filter.to.unwrap_or(i64::MAX),
-        )?);
-        lock().put(filter.clone(), bins.clone());
-        Some(bins)
-    }
-
     /// The points of the densest tile at zooms 0..=8 under a time window (with no category
-    /// filter), summed from the time cube's zoom 0 pixels (each one a zoom 8 tile).
+    /// filter), from the time cube's counts of zoom 0 pixels (each one a zoom 8 tile).
     fn window_tile_counts(&self, filter: &AttributeFilter) -> Option<Arc<[u64; 9]>> {
         let lock = || self.window_counts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(counts) = lock().get(filter) {
             return Some(counts.clone());
         }
-        let bins = self.time_cube_bins(filter, 256.0, &CellRange::EVERYTHING)?;
-        let mut pixels = vec![0u64; 256 * 256];
-        for b in &bins {
-            // As the count grid does, the far edge counts in the last tile.
-            let (x, y) = (b.bx.min(255), b.by.min(255));
-            pixels[(y * 256 + x) as usize] += b.count;
+        let (cube, attributes) = (self.time_cube.as_ref()?, self.attributes.as_ref()?);
+        if !filter.categories.is_empty() || (filter.from.is_none() && filter.to.is_none()) {
+            return None;
         }
+        let mut pixels = cube.zoom0_counts(
+            |i| attributes.time(i),
+            filter.from.unwrap_or(i64::MIN),
+            filter.to.unwrap_or(i64::MAX),
+        );
         let mut counts = [0u64; 9];
         let mut side = 256usize;
         for z in (0..=8).rev() {
