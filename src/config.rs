@@ -308,6 +308,19 @@ fn check_attributes(layer: &LayerConfig) -> Result<(), String> {
     if layer.time.is_none() && layer.categories.is_empty() {
         return Ok(());
     }
+    // A declared filter reading a parameter of the time or category columns would filter
+    // the same request twice, by two rules.
+    for f in &layer.filters {
+        let time_param = layer.time.is_some() && (f.param == "from" || f.param == "to");
+        let category_param = !layer.categories.is_empty()
+            && (f.param == "category" || f.param.starts_with("category."));
+        if time_param || category_param {
+            return Err(format!(
+                "layer {:?}: filter parameter {:?} is taken by the layer's `time` or `categories` (from, to, category, category.COLUMN)",
+                layer.name, f.param
+            ));
+        }
+    }
     let names: Vec<&String> = layer.time.iter().chain(&layer.categories).collect();
     for (i, name) in names.iter().enumerate() {
         if name.is_empty() || name.chars().count() > MAX_ATTRIBUTE_NAME {
@@ -373,6 +386,27 @@ mod tests {
             assert!(err.contains("taken by the API"), "{taken}: {err}");
         }
         Config::parse(&layer("from")).expect("a free name");
+        // Not free on a layer with time or categories: those take them.
+        for (attributes, param) in [
+            ("time = \"t\"\n", "to"),
+            ("categories = [\"k\"]\n", "category"),
+            ("categories = [\"k\"]\n", "category.k"),
+        ] {
+            let text = layer(param).replace(
+                "[[layers.filters]]",
+                &format!("{attributes}[[layers.filters]]"),
+            );
+            let err = Config::parse(&text).expect_err(param);
+            assert!(
+                err.contains("taken by the layer's `time`"),
+                "{param}: {err}"
+            );
+        }
+        let text = layer("from").replace(
+            "[[layers.filters]]",
+            "categories = [\"k\"]\n[[layers.filters]]",
+        );
+        Config::parse(&text).expect("from is free without a time column");
     }
 
     #[test]
