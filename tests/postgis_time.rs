@@ -9,12 +9,10 @@
 mod common;
 
 use common::pg;
-use common::process::{free_port, run_within, twine};
 use common::scratch::Scratch;
 use common::time_rows::{cases, csv, rows, tiles, Row};
 use common::{equal_share, wait_until, TestServer};
 use std::fmt::Write;
-use std::time::Duration;
 use twine_heatmap::app::ServeArgs;
 
 /// How the PostGIS layer under test holds the points.
@@ -203,6 +201,14 @@ fn filtered_layer_equals_the_prefiltered_file(kind: Kind) {
     let mut drawn = 0;
     let mut failures = Vec::new();
     for (i, case) in cases().iter().enumerate() {
+        // The timestamp table differs from the timestamptz one only in how windows are
+        // bound: its category cases would repeat the other's.
+        if kind == Kind::DeclaredNaive
+            && !case.query.contains("from")
+            && !case.query.contains("to=")
+        {
+            continue;
+        }
         for style in ["style=smooth", "style=dots", "style=density"] {
             for z in 0..=8u8 {
                 for (x, y) in tiles(z, &rows) {
@@ -378,26 +384,6 @@ fn bad_values_on_a_postgis_layer_are_refused_by_name() {
     assert_eq!(reply.json()["count"], 0);
 }
 
-/// Runs `serve --config CONFIG` against the test database, expecting it to refuse to start:
-/// its stderr. A server that starts instead is stopped after 30 s and fails the test.
-fn serve_refused(config: &std::path::Path) -> String {
-    let bind = format!("127.0.0.1:{}", free_port());
-    let config = config.to_string_lossy();
-    run_within(
-        &mut twine(&[
-            "serve",
-            "--config",
-            &config,
-            "--database-url",
-            &pg::database_url(),
-            "--bind",
-            &bind,
-        ]),
-        Duration::from_secs(30),
-    )
-    .expect_failure()
-}
-
 #[test]
 fn declared_time_and_category_columns_that_cannot_serve_stop_start_up() {
     let db = pg::Db::connect();
@@ -429,7 +415,7 @@ fn declared_time_and_category_columns_that_cannot_serve_stop_start_up() {
         ]
         .concat(),
     );
-    let stderr = serve_refused(&config);
+    let stderr = pg::serve_refused(&config);
     let table = format!("public.{name}");
     for expected in [
         format!("layer missingtime: time column t of {table}: no such column"),
@@ -442,7 +428,7 @@ fn declared_time_and_category_columns_that_cannot_serve_stop_start_up() {
     assert!(!stderr.contains("layer gooddate"), "{stderr}");
     // A name that cannot be an SQL identifier is refused before the database is asked.
     let config = dir.file("ident.toml", &layer("q", "time = \"t; drop\""));
-    let stderr = serve_refused(&config);
+    let stderr = pg::serve_refused(&config);
     assert!(
         stderr.contains("layer \"q\"") && stderr.contains("not a valid SQL identifier"),
         "{stderr}"

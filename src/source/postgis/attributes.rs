@@ -2,8 +2,7 @@
 //! categories add to every point query (bound parameters, never SQL text), their values, the
 //! time column's type from the catalog, and the layer's summary for TileJSON.
 
-use super::table_sql::TableLayout;
-use super::{DbError, Ident};
+use super::{DbError, Ident, TableName};
 use crate::source::attributes::{
     AttributeFilter, AttributeSchema, AttributeSummary, CategorySummary, TimeBucket, TimeSummary,
     MAX_LISTED_VALUES,
@@ -144,16 +143,17 @@ pub(super) fn attribute_params(
 /// A missing column, or one of another type, is the declaration's fault ([`DbError::Other`]).
 pub(super) async fn resolve_time_type(
     client: &impl GenericClient,
-    layout: &TableLayout,
+    table: &TableName,
+    columns: &AttributeColumns,
 ) -> Result<Option<ColumnType>, DbError> {
-    let Some(time) = &layout.attributes.time else {
+    let Some(time) = &columns.time else {
         return Ok(None);
     };
     let written: Option<String> = client
         .query_opt(
             "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
              WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped",
-            &[&layout.table.quoted(), &time.as_str()],
+            &[&table.quoted(), &time.as_str()],
         )
         .await?
         .map(|r| r.get(0));
@@ -161,7 +161,7 @@ pub(super) async fn resolve_time_type(
         DbError::Other(format!(
             "time column {} of {}: no such column",
             time.as_str(),
-            layout.table.key()
+            table.key()
         ))
     })?;
     match ColumnType::from_pg(&written) {
@@ -171,7 +171,7 @@ pub(super) async fn resolve_time_type(
         _ => Err(DbError::Other(format!(
             "time column {} of {}: {}",
             time.as_str(),
-            layout.table.key(),
+            table.key(),
             not_a_time(&written)
         ))),
     }
@@ -186,11 +186,11 @@ pub(super) fn not_a_time(written: &str) -> String {
 /// drawn), as TileJSON gives them: the same summary a file of the same points gets.
 pub(super) async fn summarize(
     client: &impl GenericClient,
-    layout: &TableLayout,
+    table: &TableName,
+    columns: &AttributeColumns,
     where_all: &str,
 ) -> Result<AttributeSummary, tokio_postgres::Error> {
-    let table = layout.table.quoted();
-    let columns = &layout.attributes;
+    let table = table.quoted();
     let time = match &columns.time {
         Some(column) => {
             // Milliseconds since the epoch, cut as a file's times are; a date or timestamp

@@ -388,7 +388,8 @@ pub(super) async fn resolve(
         });
     }
     let filters: Arc<[FilterDef]> = filters.into();
-    let time_type = super::attributes::resolve_time_type(client, layout).await?;
+    let time_type =
+        super::attributes::resolve_time_type(client, &layout.table, &layout.attributes).await?;
     // The WHERE of the filters is appended after the inner query's envelope test.
     let tile = "ST_TileEnvelope($1::int4, $2::int4, $3::int4, margin => $4::float8)";
     let bbox = match frame {

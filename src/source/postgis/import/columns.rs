@@ -6,6 +6,7 @@ use super::copy::{encode_text, encode_time};
 use super::ImportError;
 use crate::source::attributes::AttributeSchema;
 use crate::source::memory::attributes::Attributes;
+use crate::source::postgis::attributes::AttributeColumns;
 use crate::source::postgis::{DbError, Ident, TableName};
 use tokio_postgres::Transaction;
 
@@ -15,10 +16,7 @@ const OWN_COLUMNS: [&str; 3] = ["seq", "weight", "geom"];
 /// The columns of the files an import keeps, by the names they have in the files (CSV
 /// header, GeoJSON property) and then in the table.
 #[derive(Debug, Clone, Default)]
-pub(super) struct KeptColumns {
-    pub(super) time: Option<Ident>,
-    pub(super) categories: Vec<Ident>,
-}
+pub(super) struct KeptColumns(pub(super) AttributeColumns);
 
 impl KeptColumns {
     /// Checks the names: SQL identifiers, none of the table's own columns, each once.
@@ -48,32 +46,29 @@ impl KeptColumns {
             .iter()
             .map(|c| check("--category", c))
             .collect::<Result<_, _>>()?;
-        Ok(KeptColumns { time, categories })
+        Ok(KeptColumns(AttributeColumns {
+            time,
+            categories,
+            time_bucket: None,
+        }))
     }
 
     /// What the loader is to keep of each file.
     pub(super) fn schema(&self) -> AttributeSchema {
-        AttributeSchema {
-            time: self.time.as_ref().map(|t| t.as_str().to_owned()),
-            categories: self
-                .categories
-                .iter()
-                .map(|c| c.as_str().to_owned())
-                .collect(),
-            time_bucket: None,
-        }
+        self.0.schema().unwrap_or_default()
     }
 
     /// How many fields each row has beyond seq, weight and geom.
     pub(super) fn len(&self) -> usize {
-        usize::from(self.time.is_some()) + self.categories.len()
+        usize::from(self.0.time.is_some()) + self.0.categories.len()
     }
 
     /// `, "time", "kind"`: the kept columns in COPY's column list.
     pub(super) fn copy_list(&self) -> String {
-        self.time
+        self.0
+            .time
             .iter()
-            .chain(&self.categories)
+            .chain(&self.0.categories)
             .map(|c| format!(", {}", c.quoted()))
             .collect()
     }
@@ -81,10 +76,10 @@ impl KeptColumns {
     /// Appends the kept fields of the point at index `i` of its file (in `attributes`, which
     /// the loader kept for [`Self::schema`]) to a COPY row.
     pub(super) fn encode(&self, buf: &mut Vec<u8>, attributes: Option<&Attributes>, i: usize) {
-        if self.time.is_some() {
+        if self.0.time.is_some() {
             encode_time(buf, attributes.and_then(|a| a.time_at(i)));
         }
-        for column in 0..self.categories.len() {
+        for column in 0..self.0.categories.len() {
             encode_text(buf, attributes.map_or("", |a| a.category_at(column, i)));
         }
     }
@@ -116,7 +111,7 @@ pub(super) async fn prepare_columns(
             "layer {layer}: {what}; import with the same columns, or into another layer"
         ))
     };
-    if let (Some(recorded), Some(time)) = (&recorded_time, &kept.time) {
+    if let (Some(recorded), Some(time)) = (&recorded_time, &kept.0.time) {
         if recorded != time.as_str() {
             return Err(conflict(format!(
                 "its times are in column {recorded}, not {}",
@@ -124,7 +119,7 @@ pub(super) async fn prepare_columns(
             )));
         }
     }
-    for column in &kept.categories {
+    for column in &kept.0.categories {
         if recorded_time.as_deref() == Some(column.as_str()) {
             return Err(conflict(format!(
                 "{} is its time column, not a category",
@@ -132,7 +127,7 @@ pub(super) async fn prepare_columns(
             )));
         }
     }
-    if let Some(time) = &kept.time {
+    if let Some(time) = &kept.0.time {
         if categories.iter().any(|c| c == time.as_str()) {
             return Err(conflict(format!(
                 "{} is one of its category columns, not its time",
@@ -141,13 +136,13 @@ pub(super) async fn prepare_columns(
         }
     }
     let mut additions = Vec::new();
-    if let Some(time) = &kept.time {
+    if let Some(time) = &kept.0.time {
         additions.push(format!(
             "ADD COLUMN IF NOT EXISTS {} timestamptz",
             time.quoted()
         ));
     }
-    for column in &kept.categories {
+    for column in &kept.0.categories {
         additions.push(format!("ADD COLUMN IF NOT EXISTS {} text", column.quoted()));
         if !categories.iter().any(|c| c == column.as_str()) {
             categories.push(column.as_str().to_owned());
@@ -160,10 +155,11 @@ pub(super) async fn prepare_columns(
     ))
     .await?;
     let wanted = kept
+        .0
         .time
         .iter()
         .map(|t| (t, "timestamp with time zone"))
-        .chain(kept.categories.iter().map(|c| (c, "text")));
+        .chain(kept.0.categories.iter().map(|c| (c, "text")));
     for (column, ty) in wanted {
         let found: String = tx
             .query_one(
@@ -181,7 +177,7 @@ pub(super) async fn prepare_columns(
             )));
         }
     }
-    let time = recorded_time.or_else(|| kept.time.as_ref().map(|t| t.as_str().to_owned()));
+    let time = recorded_time.or_else(|| kept.0.time.as_ref().map(|t| t.as_str().to_owned()));
     tx.execute(
         "UPDATE twine.layers SET time_column = $2, category_columns = $3 WHERE name = $1",
         &[&layer, &time, &categories],

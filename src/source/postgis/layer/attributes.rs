@@ -34,7 +34,12 @@ impl PostgisLayer {
         }
         let resolved = self.resolved().await?;
         let summary = self
-            .timed(summarize(&***client, &self.layout, &resolved.where_all))
+            .timed(summarize(
+                &***client,
+                &self.layout.table,
+                &self.layout.attributes,
+                &resolved.where_all,
+            ))
             .await?;
         *lock(&self.summary) = Some(summary);
         Ok(())
