@@ -10,7 +10,7 @@ mod common;
 
 use common::pg;
 use common::scratch::Scratch;
-use common::time_rows::{cases, csv, rows, tiles, Row};
+use common::time_rows::{cases, csv, points_answer, rows, tiles, Row, POINTS_PATHS};
 use common::{equal_share, wait_until, TestServer};
 use std::fmt::Write;
 use twine_heatmap::app::ServeArgs;
@@ -230,22 +230,8 @@ fn filtered_layer_equals_the_prefiltered_file(kind: Kind) {
                 }
             }
         }
-        for path in [
-            "/points/{}/0/0/0.json?limit=100000",
-            "/points/{}/3/4/2.json?limit=50",
-            "/points/{}?bbox=-180,-85,180,85&zoom=2&limit=200",
-        ] {
-            let ask = |name: &str, extra: &str| {
-                let url = path.replace("{}", name) + extra;
-                let reply = server.get(&url);
-                assert_eq!(
-                    reply.status,
-                    200,
-                    "{url}: {}",
-                    String::from_utf8_lossy(&reply.body)
-                );
-                reply.json()
-            };
+        for path in POINTS_PATHS {
+            let ask = |name: &str, extra: &str| points_answer(server, path, name, extra);
             let (pg_answer, file_answer) = (
                 ask(layer, &format!("&{}", case.query)),
                 ask(&format!("case{i}"), ""),

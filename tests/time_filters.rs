@@ -7,7 +7,7 @@ mod common;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use common::scratch::Scratch;
-use common::time_rows::{cases, csv, rows, tiles, Row};
+use common::time_rows::{cases, csv, points_answer, rows, tiles, Row, POINTS_PATHS};
 use common::TestServer;
 use twine_heatmap::app::ServeArgs;
 
@@ -73,22 +73,8 @@ fn filtered_tiles_and_points_equal_those_of_the_prefiltered_points() {
                 }
             }
         }
-        for path in [
-            "/points/{}/0/0/0.json?limit=100000",
-            "/points/{}/3/4/2.json?limit=50",
-            "/points/{}?bbox=-180,-85,180,85&zoom=2&limit=200",
-        ] {
-            let ask = |layer: &str, extra: &str| {
-                let url = path.replace("{}", layer) + extra;
-                let reply = server.get(&url);
-                assert_eq!(
-                    reply.status,
-                    200,
-                    "{url}: {}",
-                    String::from_utf8_lossy(&reply.body)
-                );
-                reply.json()
-            };
+        for path in POINTS_PATHS {
+            let ask = |layer: &str, extra: &str| points_answer(&server, path, layer, extra);
             assert_eq!(
                 ask("all", &format!("&{}", case.query)),
                 ask(&format!("case{i}"), ""),

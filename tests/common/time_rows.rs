@@ -214,3 +214,30 @@ pub fn tiles(z: u8, rows: &[Row]) -> Vec<(u32, u32)> {
     out.dedup();
     out
 }
+
+/// The `/points` requests the time tests compare (`{}`: the layer), both forms, points and
+/// bins.
+pub const POINTS_PATHS: [&str; 3] = [
+    "/points/{}/0/0/0.json?limit=100000",
+    "/points/{}/3/4/2.json?limit=50",
+    "/points/{}?bbox=-180,-85,180,85&zoom=2&limit=200",
+];
+
+/// The answer to `path` (one of [`POINTS_PATHS`]) for `layer` with `extra` added, checked
+/// to be a 200.
+pub fn points_answer(
+    server: &super::TestServer,
+    path: &str,
+    layer: &str,
+    extra: &str,
+) -> serde_json::Value {
+    let url = path.replace("{}", layer) + extra;
+    let reply = server.get(&url);
+    assert_eq!(
+        reply.status,
+        200,
+        "{url}: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    reply.json()
+}
