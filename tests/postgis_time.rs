@@ -461,3 +461,139 @@ fn a_date_column_is_midnight_utc_and_windows_cut_at_days() {
     assert_eq!(time["max"], "2024-01-10T00:00:00Z");
     assert_eq!(time["bucket"], "hour");
 }
+
+#[test]
+fn import_refuses_bad_times_and_names_and_keeps_columns_across_files() {
+    let db = pg::Db::connect();
+    let layer = pg::TestLayer::new(&db, "timeimp");
+    let dir = Scratch::new("postgis-time-import");
+    let url = pg::database_url();
+    let bad = dir.file(
+        "bad.csv",
+        "lon,lat,when,kind\n1,2,2024-01-01,a\n3,4,soon,b\n",
+    );
+    let stderr = pg::import_into(&url, &layer.name, &["--time", "when"], &[&bad]).expect_failure();
+    assert!(
+        stderr.contains("bad.csv:3: time column \"when\": \"soon\" is not"),
+        "{stderr}"
+    );
+    assert!(
+        !layer.exists(),
+        "a bad file must leave the database untouched"
+    );
+    for (flags, needle) in [
+        (&["--time", "geom"][..], "--time \"geom\""),
+        (
+            &["--category", "a b"][..],
+            "--category \"a b\": \"a b\" is not a valid SQL identifier",
+        ),
+        (&["--time", "when", "--category", "when"][..], "named twice"),
+        (&["--time", "missing"][..], "no column \"missing\""),
+    ] {
+        let good = dir.file("good.csv", "lon,lat,when,kind\n1,2,2024-01-01,a\n");
+        let stderr = pg::import_into(&url, &layer.name, flags, &[&good]).expect_failure();
+        assert!(
+            stderr.contains(needle),
+            "{flags:?}: {needle:?} not in {stderr}"
+        );
+        assert!(!layer.exists(), "{flags:?}");
+    }
+    // A first file with the time and one category, a second adding another category.
+    let first = dir.file(
+        "first.csv",
+        "lon,lat,when,kind\n1,2,2024-01-01T12:00:00+02:00,a\n3,4,,b\n",
+    );
+    let second = dir.file("second.csv", "lon,lat,when,size\n5,6,2024-02-01,l\n");
+    pg::import(
+        &layer.name,
+        &first,
+        &["--time", "when", "--category", "kind"],
+    );
+    pg::import(
+        &layer.name,
+        &second,
+        &["--time", "when", "--category", "size"],
+    );
+    let rows = db.query(
+        &format!(
+            "SELECT seq, extract(epoch FROM \"when\")::float8, kind, size FROM {} ORDER BY seq",
+            layer.table()
+        ),
+        &[],
+    );
+    type Stored = (i64, Option<f64>, Option<String>, Option<String>);
+    let got: Vec<Stored> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, Some(1_704_103_200.0), Some("a".into()), None),
+            (1, None, Some("b".into()), None),
+            (2, Some(1_706_745_600.0), None, Some("l".into())),
+        ]
+    );
+    let registered = db.query(
+        "SELECT time_column, category_columns FROM twine.layers WHERE name = $1",
+        &[&layer.name],
+    );
+    let (time, categories): (Option<String>, Vec<String>) =
+        (registered[0].get(0), registered[0].get(1));
+    assert_eq!(
+        (time.as_deref(), categories),
+        (Some("when"), vec!["kind".to_owned(), "size".to_owned()])
+    );
+    // Another time column for the same layer is refused, and the layer keeps its rows.
+    let other = dir.file("other.csv", "lon,lat,t2\n1,2,2024-01-01\n");
+    let stderr = pg::import_into(&url, &layer.name, &["--time", "t2"], &[&other]).expect_failure();
+    assert!(
+        stderr.contains("its times are in column when, not t2"),
+        "{stderr}"
+    );
+    let stderr =
+        pg::import_into(&url, &layer.name, &["--category", "when"], &[&first]).expect_failure();
+    assert!(
+        stderr.contains("when is its time column, not a category"),
+        "{stderr}"
+    );
+    // A column of the wrong type (added by hand) is named.
+    db.batch(&format!(
+        "ALTER TABLE {} ADD COLUMN colour integer",
+        layer.table()
+    ));
+    let colours = dir.file("colours.csv", "lon,lat,colour\n1,2,red\n");
+    let stderr =
+        pg::import_into(&url, &layer.name, &["--category", "colour"], &[&colours]).expect_failure();
+    assert!(
+        stderr.contains("column colour of twine.points_"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is integer, not text"), "{stderr}");
+    assert_eq!(layer.count(), 3);
+    // Served with both categories, and the rows without a value as the empty one.
+    let server = TestServer::from_args(&ServeArgs {
+        database_url: Some(url),
+        ..ServeArgs::default()
+    });
+    wait_until("the imported layer", 60, || {
+        server.layer_count(&layer.name) == Some(3)
+    });
+    let count = |q: &str| {
+        let reply = server.get(&format!("/points/{}/0/0/0.json?{q}", layer.name));
+        assert_eq!(
+            reply.status,
+            200,
+            "{q}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        reply.json()["count"].as_u64().unwrap_or(u64::MAX)
+    };
+    assert_eq!(count("category.kind="), 1);
+    assert_eq!(count("category.size=&category.kind=a,b"), 2);
+    assert_eq!(
+        count("from=2024-01-01T10:00:00Z&to=2024-01-01T10:00:00.001Z"),
+        1
+    );
+    assert_eq!(count("from=2024-01-01"), 2);
+}

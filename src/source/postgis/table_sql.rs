@@ -60,8 +60,9 @@ pub(super) struct Resolved {
     /// Queries yielding x, y (world units), w, seq within a tile envelope ($1..$4: z, x, y,
     /// margin; Web Mercator tables only) or a box ($1..$4: metres for Web Mercator and
     /// projected tables, degrees for geographic ones), then one parameter per declared filter
-    /// ($5...), then, for tables not in Web Mercator, the area in world units (x0, y0, x1,
-    /// y1) that every point is checked against.
+    /// ($5...), then those of the time window and categories
+    /// ([`super::attributes::attribute_conditions`]), then, for tables not in Web Mercator,
+    /// the area in world units (x0, y0, x1, y1) that every point is checked against.
     pub(super) inner_tile: String,
     pub(super) inner_box: String,
     /// The whole table, no parameters (statistics).
@@ -129,7 +130,8 @@ pub(super) fn option_array(values: Option<[f64; 4]>) -> [Option<f64>; 4] {
 
 /// The query of a table with geometry SRID `srid` yielding world units: points within
 /// `envelope` (none: the whole table, for statistics) that pass the declared filters
-/// (`$5...`) and, outside Web Mercator, lie in the area given after the filters.
+/// (`$5...`) and the time and category conditions, and, outside Web Mercator, lie in the
+/// area given after them.
 pub(super) fn inner_sql(
     layout: &TableLayout,
     srid: i32,
