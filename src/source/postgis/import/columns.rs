@@ -135,47 +135,49 @@ pub(super) async fn prepare_columns(
             )));
         }
     }
-    let mut additions = Vec::new();
-    if let Some(time) = &kept.0.time {
-        additions.push(format!(
-            "ADD COLUMN IF NOT EXISTS {} timestamptz",
-            time.quoted()
-        ));
-    }
     for column in &kept.0.categories {
-        additions.push(format!("ADD COLUMN IF NOT EXISTS {} text", column.quoted()));
         if !categories.iter().any(|c| c == column.as_str()) {
             categories.push(column.as_str().to_owned());
         }
     }
-    tx.batch_execute(&format!(
-        "ALTER TABLE {} {}",
-        table.quoted(),
-        additions.join(", ")
-    ))
-    .await?;
+    // Columns already there are checked; only missing ones are added: ALTER TABLE locks out
+    // readers (running servers) until the import commits, so it runs only when needed.
     let wanted = kept
         .0
         .time
         .iter()
-        .map(|t| (t, "timestamp with time zone"))
-        .chain(kept.0.categories.iter().map(|c| (c, "text")));
-    for (column, ty) in wanted {
-        let found: String = tx
-            .query_one(
+        .map(|t| (t, "timestamptz", "timestamp with time zone"))
+        .chain(kept.0.categories.iter().map(|c| (c, "text", "text")));
+    let mut additions = Vec::new();
+    for (column, sql_type, written) in wanted {
+        let found: Option<String> = tx
+            .query_opt(
                 "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
                  WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
                 &[&table.quoted(), &column.as_str()],
             )
             .await?
-            .try_get(0)?;
-        if found != ty {
-            return Err(conflict(format!(
-                "column {} of {} is {found}, not {ty}",
-                column.as_str(),
-                table.key()
-            )));
+            .map(|row| row.try_get(0))
+            .transpose()?;
+        match found {
+            None => additions.push(format!("ADD COLUMN {} {sql_type}", column.quoted())),
+            Some(found) if found != written => {
+                return Err(conflict(format!(
+                    "column {} of {} is {found}, not {written}",
+                    column.as_str(),
+                    table.key()
+                )))
+            }
+            Some(_) => {}
         }
+    }
+    if !additions.is_empty() {
+        tx.batch_execute(&format!(
+            "ALTER TABLE {} {}",
+            table.quoted(),
+            additions.join(", ")
+        ))
+        .await?;
     }
     let time = recorded_time.or_else(|| kept.0.time.as_ref().map(|t| t.as_str().to_owned()));
     tx.execute(

@@ -3,7 +3,8 @@
 //! `import --database-url URL --layer NAME [--attribution TEXT] FILE...` writes every FILE into
 //! `twine."points_<NAME>"` (`seq bigint` identity, `weight real` default 1,
 //! `geom geometry(Point, 3857)`, GiST index on `geom`, the data-version trigger) and registers
-//! the layer in `twine.layers`, so that `serve --database-url` serves it.
+//! the layer in `twine.layers`, so that `serve --database-url` serves it. `--time COLUMN` and
+//! `--category COLUMN` keep those columns of the files too (see [`columns`]).
 //!
 //! Each file goes in fully or not at all. It is parsed completely first, so a malformed row
 //! stops the import with the loader's `file:line: ...` message before the database is touched;
