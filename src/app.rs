@@ -16,6 +16,7 @@ use crate::source::load::{
     STORMS_ATTRIBUTION,
 };
 use crate::source::memory::MemoryStore;
+use crate::source::postgis::attributes::AttributeColumns;
 use crate::source::postgis::layer::TableLayout;
 use crate::source::postgis::watch::Database;
 use crate::source::postgis::{DbError, Ident, PoolSettings, TableName};
@@ -404,6 +405,15 @@ pub fn table_layout(layer: &LayerConfig, table: &str) -> Result<TableLayout, Sta
         seq: layer.seq.as_deref().map(ident).transpose()?,
         filters: filters.into(),
         attribution: layer.attribution.clone(),
+        attributes: AttributeColumns::new(
+            layer.time.as_deref(),
+            &layer.categories,
+            layer
+                .time_bucket
+                .as_deref()
+                .and_then(crate::source::attributes::TimeBucket::parse),
+        )
+        .map_err(invalid)?,
     })
 }
 

@@ -69,10 +69,11 @@ pub struct LayerConfig {
     pub weighted: Option<bool>,
     #[serde(default)]
     pub filters: Vec<FilterConfig>,
-    /// File layers: the CSV column or GeoJSON property holding each point's time (ISO 8601),
+    /// The CSV column or GeoJSON property (file layers) or the column (table layers: a
+    /// timestamptz, timestamp or date) holding each point's time (ISO 8601 in files),
     /// so requests can ask for a window (`from`, `to`).
     pub time: Option<String>,
-    /// File layers: CSV columns or GeoJSON properties holding categories, so requests can
+    /// CSV columns, GeoJSON properties or table columns holding categories, so requests can
     /// ask for some of their values (`category=`, `category.COLUMN=`).
     #[serde(default)]
     pub categories: Vec<String>,
@@ -293,8 +294,8 @@ impl Config {
 /// Longest name of a time or category column.
 const MAX_ATTRIBUTE_NAME: usize = 64;
 
-/// `time` and `categories`: file layers only (for now), names 1 to 64 characters, each
-/// column once.
+/// `time` and `categories`: names 1 to 64 characters (a table's are also checked as SQL
+/// identifiers when its layout is built), each column once.
 fn check_attributes(layer: &LayerConfig) -> Result<(), String> {
     if let Some(bucket) = &layer.time_bucket {
         if layer.time.is_none() || crate::source::attributes::TimeBucket::parse(bucket).is_none() {
@@ -307,11 +308,18 @@ fn check_attributes(layer: &LayerConfig) -> Result<(), String> {
     if layer.time.is_none() && layer.categories.is_empty() {
         return Ok(());
     }
-    if layer.file.is_none() {
-        return Err(format!(
-            "layer {:?}: `time` and `categories` apply to `file` layers only",
-            layer.name
-        ));
+    // A declared filter reading a parameter of the time or category columns would filter
+    // the same request twice, by two rules.
+    for f in &layer.filters {
+        let time_param = layer.time.is_some() && (f.param == "from" || f.param == "to");
+        let category_param = !layer.categories.is_empty()
+            && (f.param == "category" || f.param.starts_with("category."));
+        if time_param || category_param {
+            return Err(format!(
+                "layer {:?}: filter parameter {:?} is taken by the layer's `time` or `categories` (from, to, category, category.COLUMN)",
+                layer.name, f.param
+            ));
+        }
     }
     let names: Vec<&String> = layer.time.iter().chain(&layer.categories).collect();
     for (i, name) in names.iter().enumerate() {
@@ -358,9 +366,11 @@ mod tests {
             let e = Config::parse(&layer(bad)).expect_err(bad).to_string();
             assert!(e.contains("layer \"q\""), "{e}");
         }
-        let table = "[[layers]]\nname = \"q\"\ntable = \"public.q\"\ntime = \"t\"\n";
-        let e = Config::parse(table).expect_err("table").to_string();
-        assert!(e.contains("file"), "{e}");
+        // Tables take them too: the column by name.
+        let table =
+            "[[layers]]\nname = \"q\"\ntable = \"public.q\"\ntime = \"t\"\ncategories = [\"k\"]\n";
+        let ok = Config::parse(table).expect("a table with time");
+        assert_eq!(ok.layers[0].time.as_deref(), Some("t"));
     }
 
     #[test]
@@ -376,6 +386,27 @@ mod tests {
             assert!(err.contains("taken by the API"), "{taken}: {err}");
         }
         Config::parse(&layer("from")).expect("a free name");
+        // Not free on a layer with time or categories: those take them.
+        for (attributes, param) in [
+            ("time = \"t\"\n", "to"),
+            ("categories = [\"k\"]\n", "category"),
+            ("categories = [\"k\"]\n", "category.k"),
+        ] {
+            let text = layer(param).replace(
+                "[[layers.filters]]",
+                &format!("{attributes}[[layers.filters]]"),
+            );
+            let err = Config::parse(&text).expect_err(param);
+            assert!(
+                err.contains("taken by the layer's `time`"),
+                "{param}: {err}"
+            );
+        }
+        let text = layer("from").replace(
+            "[[layers.filters]]",
+            "categories = [\"k\"]\n[[layers.filters]]",
+        );
+        Config::parse(&text).expect("from is free without a time column");
     }
 
     #[test]

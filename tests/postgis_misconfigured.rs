@@ -5,30 +5,9 @@
 
 mod common;
 
-use common::process::{free_port, run_within, twine};
 use common::scratch::Scratch;
 use common::{pg, wait_until, TestServer};
 use std::time::Duration;
-
-/// Runs `serve --config CONFIG` against the test database, expecting it to refuse to start
-/// at once: its stderr. A server that starts instead is stopped after 30 s and fails the test.
-fn serve_refused(config: &std::path::Path) -> String {
-    let bind = format!("127.0.0.1:{}", free_port());
-    let config = config.to_string_lossy();
-    run_within(
-        &mut twine(&[
-            "serve",
-            "--config",
-            &config,
-            "--database-url",
-            &pg::database_url(),
-            "--bind",
-            &bind,
-        ]),
-        Duration::from_secs(30),
-    )
-    .expect_failure()
-}
 
 fn layer_toml(name: &str, table: &str, extra: &str) -> String {
     format!(
@@ -107,7 +86,7 @@ fn every_kind_of_misconfigured_table_stops_start_up_with_what_is_wrong() {
         ]
         .concat(),
     );
-    let stderr = serve_refused(&config);
+    let stderr = pg::serve_refused(&config);
     let table = |what: &str| format!("public.{}", name(what));
     for expected in [
         format!(

@@ -564,6 +564,7 @@ fn a_geographic_tables_count_grid_and_cell_weights_equal_the_files() {
             seq: Some(Ident::new("id").expect("ident")),
             filters: Arc::from([]),
             attribution: None,
+            attributes: Default::default(),
         };
         runtime.block_on(async {
             let pool = pool(&pg::database_url(), PoolSettings::default()).expect("pool");

@@ -23,6 +23,15 @@ pub struct ImportArgs {
     /// server's for PostGIS layers).
     #[arg(long, value_name = "POINTS", default_value_t = DEFAULT_AGGREGATE_ABOVE)]
     pub aggregate_above: u64,
+    /// Keep this CSV column or GeoJSON property as each point's time (ISO 8601 date or
+    /// timestamp, UTC when it has no offset; an empty value is no time), so that requests
+    /// can ask for a window (`from`, `to`).
+    #[arg(long, value_name = "COLUMN")]
+    pub time: Option<String>,
+    /// Keep this CSV column or GeoJSON property as a category (text), so that requests can
+    /// ask for some of its values (`category=`, `category.COLUMN=`). Repeatable.
+    #[arg(long = "category", value_name = "COLUMN")]
+    pub categories: Vec<String>,
     /// Points files: CSV, GeoJSON, or JSON [[lat, lon(, w)]].
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -34,6 +43,7 @@ pub fn run(args: ImportArgs) -> Result<(), ImportError> {
         &args.database_url,
         &args.layer,
         args.attribution.as_deref(),
+        (args.time.as_deref(), &args.categories),
         args.aggregate_above,
         &args.files,
     ))

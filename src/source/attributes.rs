@@ -84,6 +84,21 @@ pub struct TimeSummary {
     pub bucket: TimeBucket,
 }
 
+impl TimeSummary {
+    /// The summary of a time column with `extent`: the configured bucket, else one chosen
+    /// from the extent (days when no point has a time).
+    pub fn new(column: &str, extent: Option<(i64, i64)>, configured: Option<TimeBucket>) -> Self {
+        let bucket = configured.unwrap_or_else(|| {
+            extent.map_or(TimeBucket::Day, |(lo, hi)| TimeBucket::for_extent(lo, hi))
+        });
+        TimeSummary {
+            column: column.to_owned(),
+            extent,
+            bucket,
+        }
+    }
+}
+
 /// One category column's values with their point counts, most points first (then by
 /// value), at most [`MAX_LISTED_VALUES`] of them.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,6 +10,7 @@
 pub mod pg;
 pub mod process;
 pub mod scratch;
+pub mod time_rows;
 pub mod wire;
 
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! The database is `DATABASE_URL`, else the local development one. Tests that need it fail
 //! when it is unreachable rather than skip, so a missing database cannot pass for success.
 
-use super::process::{run, twine, Outcome};
+use super::process::{free_port, run, run_within, twine, Outcome};
 use std::path::Path;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
@@ -52,6 +52,26 @@ pub fn db_init(url: &str, config: &Path) {
         &config,
     ]))
     .expect_success();
+}
+
+/// Runs `serve --config CONFIG` against the test database, expecting it to refuse to start
+/// at once: its stderr. A server that starts instead is stopped after 30 s and fails the test.
+pub fn serve_refused(config: &Path) -> String {
+    let bind = format!("127.0.0.1:{}", free_port());
+    let config = config.to_string_lossy();
+    run_within(
+        &mut twine(&[
+            "serve",
+            "--config",
+            &config,
+            "--database-url",
+            &database_url(),
+            "--bind",
+            &bind,
+        ]),
+        std::time::Duration::from_secs(30),
+    )
+    .expect_failure()
 }
 
 /// `DATABASE_URL`, or the local development database.

@@ -3,7 +3,7 @@
 //! they are, so unfiltered renders read no more memory than before).
 
 use crate::source::attributes::{
-    AttributeFilter, AttributeSchema, AttributeSummary, CategorySummary, TimeBucket, TimeSummary,
+    AttributeFilter, AttributeSchema, AttributeSummary, CategorySummary, TimeSummary,
 };
 use std::collections::HashMap;
 
@@ -65,19 +65,26 @@ impl Attributes {
         Some(times.fold((first, first), |(lo, hi), t| (lo.min(t), hi.max(t))))
     }
 
+    /// The time of the point at index `i` (None: it has none, or no time is declared).
+    pub fn time_at(&self, i: usize) -> Option<i64> {
+        self.times.get(i).copied().filter(|&t| t != NO_TIME)
+    }
+
+    /// The value of category column `column` (in declaration order) of the point at index
+    /// `i`; the empty value when it has none.
+    pub fn category_at(&self, column: usize, i: usize) -> &str {
+        self.categories
+            .get(column)
+            .and_then(|c| c.codes.get(i).and_then(|&code| c.values.get(code as usize)))
+            .map_or("", String::as_str)
+    }
+
     /// What TileJSON says of them.
     pub fn summary(&self) -> AttributeSummary {
-        let time = self.schema.time.as_ref().map(|column| {
-            let extent = self.time_extent();
-            let bucket = self.schema.time_bucket.unwrap_or_else(|| {
-                extent.map_or(TimeBucket::Day, |(lo, hi)| TimeBucket::for_extent(lo, hi))
+        let time =
+            self.schema.time.as_ref().map(|column| {
+                TimeSummary::new(column, self.time_extent(), self.schema.time_bucket)
             });
-            TimeSummary {
-                column: column.clone(),
-                extent,
-                bucket,
-            }
-        });
         let categories = self
             .categories
             .iter()

@@ -32,8 +32,9 @@ fn column_problem(layout: &TableLayout, role: &str, column: &str, what: &str) ->
 /// Looks at `layout`'s table in the catalog: None when it can be drawn. Checks the table
 /// (exists, readable by this role), the geometry column (a PostGIS geometry of points: a
 /// POINT column, or a plain `geometry` column whose sampled rows are points; MULTIPOINT and
-/// every other type are refused), the weight (a number), `seq` (an integer), and each filter
-/// column (a type filters support).
+/// every other type are refused), the weight (a number), `seq` (an integer), each filter
+/// column (a type filters support), the time column (timestamptz, timestamp or date) and the
+/// category columns (not geometries).
 pub async fn check_layout(
     client: &impl GenericClient,
     layout: &TableLayout,
@@ -123,6 +124,35 @@ pub async fn check_layout(
                     layout,
                     &role,
                     filter.column.as_str(),
+                    &what,
+                )));
+            }
+            Ok(_) => {}
+        }
+    }
+    if let Some(time) = &layout.attributes.time {
+        match type_of("time", time.as_str()) {
+            Err(p) => return Ok(Some(p)),
+            Ok((written, base))
+                if !matches!(base.as_str(), "timestamptz" | "timestamp" | "date") =>
+            {
+                let what = super::attributes::not_a_time(written);
+                return Ok(Some(column_problem(layout, "time", time.as_str(), &what)));
+            }
+            Ok(_) => {}
+        }
+    }
+    for category in &layout.attributes.categories {
+        match type_of("category", category.as_str()) {
+            Err(p) => return Ok(Some(p)),
+            // Any value a category can be compared by as text; geometries would be their
+            // hexadecimal bytes.
+            Ok((written, base)) if matches!(base.as_str(), "geometry" | "geography") => {
+                let what = format!("is {written}; categories are text (or cast to text)");
+                return Ok(Some(column_problem(
+                    layout,
+                    "category",
+                    category.as_str(),
                     &what,
                 )));
             }

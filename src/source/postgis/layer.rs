@@ -2,6 +2,7 @@
 //! an envelope in the table's SRID, see [`super::table_sql`]), bound parameters only,
 //! aggregation in SQL, and the layer's statistics.
 
+mod attributes;
 mod calls;
 
 use super::check::{check_layout, Problem, ProblemState};
@@ -17,6 +18,7 @@ use super::{lock, DbError, TableName};
 use crate::metrics::Metrics;
 use crate::render::WorldPoint;
 use crate::source::aggregate::{sort_bins, Bin, CellRange};
+use crate::source::attributes::{AttributeSchema, AttributeSummary};
 use crate::source::filter::{FilterDef, FilterValue};
 use crate::source::{CountGrid, FilterValues, LayerInfo, PointQuery, PointSource, SourceError};
 use crate::tile::WorldBox;
@@ -62,6 +64,10 @@ pub struct PostgisLayer {
     /// Count grids and cell weights of filtered points by (data version, canonical filter
     /// values): one scan of the matching rows per distinct filter, then reused.
     filtered_grids: Mutex<lru::LruCache<(u64, String), Counted>>,
+    /// The time and category columns requests may filter on, if any.
+    schema: Option<AttributeSchema>,
+    /// Their extent and values, for TileJSON: computed with the statistics.
+    summary: Mutex<Option<AttributeSummary>>,
 }
 
 /// A count grid with its cells' weights, as one statistics scan gives them.
@@ -87,6 +93,8 @@ impl PostgisLayer {
             attribution: layout.attribution.clone(),
         };
         PostgisLayer {
+            schema: layout.attributes.schema(),
+            summary: Mutex::new(None),
             pool,
             status,
             metrics,
@@ -234,6 +242,7 @@ impl PostgisLayer {
                 (None, None) => Box::new(Option::<String>::None),
             });
         }
+        params.extend(self.attribute_params(&resolved, q.filters));
         if resolved.frame != Frame::WebMercator {
             // The exact test, in world units, as the memory store makes it.
             let area = world.unwrap_or(q.area);
@@ -277,6 +286,7 @@ impl PostgisLayer {
                 (scanned.grid, scanned.cells, scanned.bounds)
             }
         };
+        self.refresh_summary(&client).await?;
         if let Some(p) = &pyramid {
             tracing::debug!(table = %self.layout.table.key(), max_zoom = p.max_zoom, "using the bin pyramid");
         }
@@ -377,7 +387,7 @@ impl PostgisLayer {
         q: &PointQuery<'_>,
         scale: f64,
     ) -> Result<Option<(Arc<Pyramid>, u8)>, SourceError> {
-        if !q.filters.0.is_empty() {
+        if !q.filters.is_empty() {
             return Ok(None);
         }
         let pyramid = self.stats().await?.pyramid.clone();
@@ -388,7 +398,7 @@ impl PostgisLayer {
     /// statistics without filters, else one scan of the matching rows per distinct filter
     /// values and data version, then remembered.
     async fn counted(&self, filters: &FilterValues) -> Result<Counted, SourceError> {
-        if filters.0.is_empty() {
+        if filters.is_empty() {
             let stats = self.stats().await?;
             return Ok(Counted {
                 grid: stats.grid.clone(),
@@ -582,7 +592,7 @@ impl PointSource for PostgisLayer {
     }
 
     async fn max_cell_weight(&self, cell: f64, filters: &FilterValues) -> Result<f64, SourceError> {
-        if filters.0.is_empty() {
+        if filters.is_empty() {
             if let Some(max) = self.pyramid_max_cell_weight(cell).await? {
                 return Ok(max);
             }
@@ -624,6 +634,15 @@ impl PointSource for PostgisLayer {
         self.problem
             .get()
             .map(|p| format!("layer {}: {p}", self.name))
+    }
+
+    fn attribute_schema(&self) -> Option<&AttributeSchema> {
+        self.schema.as_ref()
+    }
+
+    fn attribute_summary(&self) -> Option<AttributeSummary> {
+        self.schema.as_ref()?;
+        lock(&self.summary).clone()
     }
 
     fn filters(&self) -> Arc<[FilterDef]> {

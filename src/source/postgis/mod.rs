@@ -2,6 +2,7 @@
 //! Point queries live in `layer`, the `import` command in `import`.
 
 pub mod admin;
+pub mod attributes;
 pub mod check;
 mod failure;
 pub mod import;

@@ -6,6 +6,7 @@
 //! crosses the antimeridian (see [`Frame`]), and every point is then checked in world units
 //! against the area, so an envelope only has to hold the area's points, never to be exact.
 
+use super::attributes::{attribute_conditions, AttributeColumns};
 use super::reference::{CellWeight, CellWeights};
 use super::{DbError, Ident, TableName};
 use crate::source::filter::{ColumnType, FilterDef};
@@ -26,6 +27,8 @@ pub struct TableLayout {
     /// Shared with every request until the database gives the columns' types.
     pub filters: Arc<[FilterDef]>,
     pub attribution: Option<String>,
+    /// The time and category columns requests may filter on (`from`, `to`, `category`).
+    pub attributes: AttributeColumns,
 }
 
 /// How a table's SRID relates to Web Mercator: it decides how a query's area (world units)
@@ -57,14 +60,20 @@ pub(super) struct Resolved {
     /// Queries yielding x, y (world units), w, seq within a tile envelope ($1..$4: z, x, y,
     /// margin; Web Mercator tables only) or a box ($1..$4: metres for Web Mercator and
     /// projected tables, degrees for geographic ones), then one parameter per declared filter
-    /// ($5...), then, for tables not in Web Mercator, the area in world units (x0, y0, x1,
-    /// y1) that every point is checked against.
+    /// ($5...), then those of the time window and categories
+    /// ([`super::attributes::attribute_conditions`]), then, for tables not in Web Mercator,
+    /// the area in world units (x0, y0, x1, y1) that every point is checked against.
     pub(super) inner_tile: String,
     pub(super) inner_box: String,
     /// The whole table, no parameters (statistics).
     pub(super) inner_all: String,
     /// The declared filters with their columns' types, shared by every request.
     pub(super) filters: Arc<[FilterDef]>,
+    /// The time column's type (date, timestamp or timestamptz), when the layer has one.
+    pub(super) time_type: Option<ColumnType>,
+    /// The conditions of [`Self::inner_all`] on the table's own rows (which rows are points
+    /// at all), for queries of their attributes.
+    pub(super) where_all: String,
 }
 
 /// `area` ∩ `within`, edges included; None when they do not meet.
@@ -121,13 +130,15 @@ pub(super) fn option_array(values: Option<[f64; 4]>) -> [Option<f64>; 4] {
 
 /// The query of a table with geometry SRID `srid` yielding world units: points within
 /// `envelope` (none: the whole table, for statistics) that pass the declared filters
-/// (`$5...`) and, outside Web Mercator, lie in the area given after the filters.
+/// (`$5...`) and the time and category conditions, and, outside Web Mercator, lie in the
+/// area given after them.
 pub(super) fn inner_sql(
     layout: &TableLayout,
     srid: i32,
     frame: Frame,
     envelope: Option<&str>,
     filters: &[FilterDef],
+    time_type: Option<ColumnType>,
 ) -> String {
     let geom = layout.geometry.quoted();
     let lat = MAX_LAT;
@@ -179,18 +190,13 @@ pub(super) fn inner_sql(
                     def.op.sql()
                 ));
             }
-        }
-        // The whole table: empty points have no coordinates to count (`&&` skips them).
-        (None, Frame::WebMercator | Frame::Projected) => {
-            conditions.push(format!("NOT ST_IsEmpty({geom})"));
-        }
-        // The whole world in degrees: longitudes past ±180° are not drawn (a file cannot
-        // hold them), and neither are NaN, infinite or empty points.
-        (None, Frame::Geographic) => {
-            conditions.push(format!(
-                "{geom} && ST_MakeEnvelope(-180, -90, 180, 90, {srid})"
+            conditions.extend(attribute_conditions(
+                &layout.attributes,
+                time_type,
+                5 + filters.len(),
             ));
         }
+        (None, _) => conditions = whole_table_conditions(layout, srid, frame),
     }
     let half = HALF_WORLD_M;
     let size = 2.0 * HALF_WORLD_M;
@@ -227,7 +233,7 @@ pub(super) fn inner_sql(
     // infinite coordinates (transforms of junk) are dropped.
     let area = match envelope {
         Some(_) => {
-            let n = 5 + filters.len();
+            let n = 5 + filters.len() + layout.attributes.param_count();
             [n, n + 1, n + 2, n + 3].map(|i| format!("${i}::float8"))
         }
         None => ["0", "0", "1", "1"].map(|v| format!("{v}::float8")),
@@ -240,10 +246,24 @@ pub(super) fn inner_sql(
     )
 }
 
+/// Which of a table's rows are points to draw, whatever the area.
+fn whole_table_conditions(layout: &TableLayout, srid: i32, frame: Frame) -> Vec<String> {
+    let geom = layout.geometry.quoted();
+    let drawable = match frame {
+        // The whole table: empty points have no coordinates to count (`&&` skips them).
+        Frame::WebMercator | Frame::Projected => format!("NOT ST_IsEmpty({geom})"),
+        // The whole world in degrees: longitudes past ±180° are not drawn (a file cannot
+        // hold them), and neither are NaN, infinite or empty points.
+        Frame::Geographic => format!("{geom} && ST_MakeEnvelope(-180, -90, 180, 90, {srid})"),
+    };
+    vec![format!("{geom} IS NOT NULL"), drawable]
+}
+
 /// The layout of a table `twine-heatmap import` created.
 pub fn imported_layout(
     table: TableName,
     attribution: Option<String>,
+    attributes: AttributeColumns,
 ) -> Result<TableLayout, DbError> {
     Ok(TableLayout {
         table,
@@ -252,17 +272,19 @@ pub fn imported_layout(
         seq: Some(Ident::new("seq")?),
         filters: Arc::from([]),
         attribution,
+        attributes,
     })
 }
 
 /// The query of all points of an imported table (geometry in EPSG:3857), for statistics.
 pub fn imported_inner_all(table: &TableName) -> Result<String, DbError> {
     Ok(inner_sql(
-        &imported_layout(table.clone(), None)?,
+        &imported_layout(table.clone(), None, AttributeColumns::default())?,
         3857,
         Frame::WebMercator,
         None,
         &[],
+        None,
     ))
 }
 
@@ -368,6 +390,8 @@ pub(super) async fn resolve(
         });
     }
     let filters: Arc<[FilterDef]> = filters.into();
+    let time_type =
+        super::attributes::resolve_time_type(client, &layout.table, &layout.attributes).await?;
     // The WHERE of the filters is appended after the inner query's envelope test.
     let tile = "ST_TileEnvelope($1::int4, $2::int4, $3::int4, margin => $4::float8)";
     let bbox = match frame {
@@ -380,10 +404,12 @@ pub(super) async fn resolve(
     };
     Ok(Resolved {
         frame,
-        inner_tile: inner_sql(layout, srid, frame, Some(tile), &filters),
-        inner_box: inner_sql(layout, srid, frame, Some(&bbox), &filters),
-        inner_all: inner_sql(layout, srid, frame, None, &filters),
+        inner_tile: inner_sql(layout, srid, frame, Some(tile), &filters, time_type),
+        inner_box: inner_sql(layout, srid, frame, Some(&bbox), &filters, time_type),
+        inner_all: inner_sql(layout, srid, frame, None, &filters, time_type),
+        where_all: whole_table_conditions(layout, srid, frame).join(" AND "),
         filters,
+        time_type,
     })
 }
 

@@ -2,6 +2,7 @@
 //! layer's data version current, and records whether the database is reachable, so the
 //! server starts and keeps running while the database is down and recovers by itself.
 
+use super::attributes::AttributeColumns;
 use super::layer::{imported_layout, PostgisLayer, TableLayout};
 use super::status::DbStatus;
 use super::{lock, DbError, TableName};
@@ -295,8 +296,13 @@ impl Database {
         let (has_layers, has_versions): (bool, bool) = (row.get(0), row.get(1));
         let imported = if has_layers {
             client
+                // Through to_jsonb: a database imported into before layers had time and
+                // category columns lacks them, and the server's role may not add them.
                 .query(
-                    "SELECT name, table_name, attribution FROM twine.layers",
+                    "SELECT name, table_name, attribution, to_jsonb(l) ->> 'time_column', \
+                     ARRAY(SELECT jsonb_array_elements_text(\
+                         coalesce(to_jsonb(l) -> 'category_columns', '[]'::jsonb))) \
+                     FROM twine.layers l",
                     &[],
                 )
                 .await?
@@ -309,7 +315,15 @@ impl Database {
             if catalog.contains(&name) || !valid_layer_name(&name) {
                 continue;
             }
-            let layout = imported_layout(TableName::parse(&table)?, attribution)?;
+            let (time, categories): (Option<String>, Vec<String>) = (row.get(3), row.get(4));
+            let attributes = match AttributeColumns::new(time.as_deref(), &categories, None) {
+                Ok(attributes) => attributes,
+                Err(e) => {
+                    tracing::warn!(layer = %name, error = %e, "imported layer not served");
+                    continue;
+                }
+            };
+            let layout = imported_layout(TableName::parse(&table)?, attribution, attributes)?;
             if let Err(e) = self.add_layer(catalog, &name, layout, false) {
                 tracing::warn!(layer = %name, error = %e, "imported layer not served");
             } else {

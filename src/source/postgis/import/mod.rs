@@ -3,7 +3,8 @@
 //! `import --database-url URL --layer NAME [--attribution TEXT] FILE...` writes every FILE into
 //! `twine."points_<NAME>"` (`seq bigint` identity, `weight real` default 1,
 //! `geom geometry(Point, 3857)`, GiST index on `geom`, the data-version trigger) and registers
-//! the layer in `twine.layers`, so that `serve --database-url` serves it.
+//! the layer in `twine.layers`, so that `serve --database-url` serves it. `--time COLUMN` and
+//! `--category COLUMN` keep those columns of the files too (see [`columns`]).
 //!
 //! Each file goes in fully or not at all. It is parsed completely first, so a malformed row
 //! stops the import with the loader's `file:line: ...` message before the database is touched;
@@ -17,26 +18,31 @@
 //! order of their position so that the rows of a tile sit together on disk: a dense tile then
 //! reads a few pages instead of one page per point.
 
+mod columns;
 mod copy;
 mod hilbert;
+mod rebuild;
 mod report;
+
+pub use rebuild::{rebuild_declared_pyramid, rebuild_pyramid};
 
 use super::layer::imported_inner_all;
 use super::pyramid::{self, Built};
 use super::table_sql::scan_stats;
-use super::table_sql::TableLayout;
 use super::{
     add_session_options, ensure_schema, ensure_version_trigger, pg_message, DbError, Ident,
     TableName, SCHEMA_LOCK_KEY,
 };
 use crate::render::WorldPoint;
-use crate::source::load::{load_points_file, LoadError, WeightMode};
+use crate::source::load::{load_points_file_with, LoadError, WeightMode};
+use crate::source::memory::attributes::Attributes;
 use crate::source::valid_layer_name;
+use columns::{prepare_columns, KeptColumns};
 use copy::{encode_row, COPY_HEADER, COPY_TRAILER, ROW_BYTES};
 use futures_util::SinkExt;
 use hilbert::spatial_order;
 use indicatif::ProgressBar;
-use report::{FileReport, PyramidReport, Total};
+use report::{FileReport, Total};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -67,6 +73,13 @@ pub enum ImportError {
         table: String,
         source: DbError,
     },
+    /// A `--time` or `--category` column that cannot be kept.
+    #[error("{flag} {name:?}: {reason}")]
+    Column {
+        flag: &'static str,
+        name: String,
+        reason: String,
+    },
     #[error("no imported layer {0:?} (see twine.layers, or import it first)")]
     UnknownLayer(String),
     #[error("no table {0} (see the config's [[layers]] table)")]
@@ -81,17 +94,19 @@ pub enum ImportError {
     },
 }
 
-/// Imports every file of `files` in turn into layer `layer` (see the module documentation).
-/// `aggregate_above` is the server's: the zooms whose densest tile holds more points get
-/// pyramid levels.
+/// Imports every file of `files` in turn into layer `layer` (see the module documentation),
+/// keeping the time column `time` and the `categories` columns of each. `aggregate_above`
+/// is the server's: the zooms whose densest tile holds more points get pyramid levels.
 pub async fn run(
     database_url: &str,
     layer: &str,
     attribution: Option<&str>,
+    (time, categories): (Option<&str>, &[String]),
     aggregate_above: u64,
     files: &[PathBuf],
 ) -> Result<(), ImportError> {
-    let target = Target::for_layer(layer)?;
+    let mut target = Target::for_layer(layer)?;
+    target.kept = KeptColumns::new(time, categories)?;
     // Connect before parsing so that a wrong URL is reported at once, not after a big file.
     let mut client = connect(database_url).await?;
     let started = Instant::now();
@@ -119,6 +134,8 @@ struct Target {
     layer: String,
     table: TableName,
     index: Ident,
+    /// The files' time and category columns the table keeps.
+    kept: KeptColumns,
 }
 
 impl Target {
@@ -139,6 +156,7 @@ impl Target {
             layer: layer.to_owned(),
             table: TableName::for_imported_layer(layer).map_err(too_long)?,
             index: Ident::new(&format!("points_{layer}_geom")).map_err(too_long)?,
+            kept: KeptColumns::default(),
         })
     }
 }
@@ -315,7 +333,8 @@ async fn import_file(
 ) -> Result<FileReport, ImportError> {
     let started = Instant::now();
     let file = path.display().to_string();
-    let mut points = load_points_file(path, WeightMode::FromData)?;
+    let (mut points, attributes) =
+        load_points_file_with(path, WeightMode::FromData, &target.kept.schema())?;
     spatial_order(&mut points);
     // Only now that a file parsed: a bad first file leaves the database untouched. Repeating
     // this for later files is cheap and keeps each file independent of the previous one.
@@ -330,7 +349,7 @@ async fn import_file(
         client,
         target,
         attribution,
-        &points,
+        (&points, attributes.as_ref()),
         &progress,
         aggregate_above,
         &file,
@@ -369,7 +388,7 @@ async fn write_file(
     client: &mut Client,
     target: &Target,
     attribution: Option<&str>,
-    points: &[WorldPoint],
+    (points, attributes): (&[WorldPoint], Option<&Attributes>),
     progress: &ProgressBar,
     aggregate_above: u64,
     file: &str,
@@ -381,19 +400,23 @@ async fn write_file(
     let table = target.table.quoted();
     // Dropping `tx` on any error below rolls the whole file back.
     let tx = client.transaction().await.map_err(copy_error)?;
+    let setup_error = |source| ImportError::Setup {
+        table: target.table.key(),
+        source,
+    };
     prepare_layer(&tx, target, attribution)
         .await
-        .map_err(|source| ImportError::Setup {
-            table: target.table.key(),
-            source,
-        })?;
+        .map_err(setup_error)?;
+    prepare_columns(&tx, &target.layer, &target.table, &target.kept)
+        .await
+        .map_err(setup_error)?;
     // Two imports into one layer at once would read the same max(seq); this lock (which lets
     // readers through) makes the second wait for the first to commit.
     tx.batch_execute(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
         .await
         .map_err(copy_error)?;
     if !points.is_empty() {
-        copy_rows(&tx, &table, points, progress)
+        copy_rows(&tx, &table, (points, &target.kept, attributes), progress)
             .await
             .map_err(copy_error)?;
     }
@@ -439,7 +462,7 @@ async fn build_pyramid(
 }
 
 /// [`build_pyramid`] of the points `points_sql` yields from `table`, for `layer`.
-async fn build_pyramid_of(
+pub(super) async fn build_pyramid_of(
     tx: &Transaction<'_>,
     layer: &str,
     table: &TableName,
@@ -468,153 +491,11 @@ async fn build_pyramid_of(
     built
 }
 
-/// `twine-heatmap pyramid` for a layer the config declares over an existing table (any
-/// SRID): builds its bin pyramid from the table's points as the server reads them, and
-/// installs the table's data-version trigger, so the server draws dense zooms from the
-/// pyramid while the table stays at the version it was built from.
-pub async fn rebuild_declared_pyramid(
-    database_url: &str,
-    layer: &str,
-    layout: &TableLayout,
-    aggregate_above: u64,
-) -> Result<(), ImportError> {
-    if !valid_layer_name(layer) {
-        return Err(ImportError::LayerName {
-            name: layer.chars().take(80).collect(),
-            reason: "use 1 to 64 ASCII letters, digits, '_' or '-'",
-        });
-    }
-    let table = &layout.table;
-    let mut client = connect(database_url).await?;
-    let started = Instant::now();
-    let rebuild_error = |source| ImportError::Rebuild {
-        table: table.key(),
-        source,
-    };
-    let exists = client
-        .query_opt(
-            "SELECT 1 WHERE to_regclass($1) IS NOT NULL",
-            &[&table.quoted()],
-        )
-        .await
-        .map_err(|e| rebuild_error(e.into()))?;
-    if exists.is_none() {
-        return Err(ImportError::UnknownTable(table.key()));
-    }
-    let built = rebuild_in_transaction(&mut client, layer, table, Some(layout), aggregate_above)
-        .await
-        .map_err(rebuild_error)?;
-    eprintln!(
-        "{}",
-        PyramidReport {
-            layer,
-            built,
-            elapsed: started.elapsed(),
-        }
-    );
-    Ok(())
-}
-
-/// Both `pyramid` commands' work, in one transaction: the schema (a database imported into
-/// by an older version lacks the pyramid's objects), the data-version trigger of a declared
-/// table (without it a later write would not be seen, and the pyramid would hide it), writers
-/// held off and the version bumped, then the pyramid of the table's points as the server
-/// reads them: `declared`'s for a table the config declares, else an imported table's.
-async fn rebuild_in_transaction(
-    client: &mut Client,
-    layer: &str,
-    table: &TableName,
-    declared: Option<&TableLayout>,
-    aggregate_above: u64,
-) -> Result<Option<Built>, DbError> {
-    let tx = client.transaction().await?;
-    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})"))
-        .await?;
-    ensure_schema(tx.client()).await?;
-    if declared.is_some() {
-        ensure_version_trigger(tx.client(), table).await?;
-    }
-    lock_and_bump(&tx, table).await?;
-    let points_sql = match declared {
-        Some(layout) => {
-            super::table_sql::resolve(tx.client(), layout)
-                .await?
-                .inner_all
-        }
-        None => imported_inner_all(table)?,
-    };
-    let built = build_pyramid_of(&tx, layer, table, &points_sql, aggregate_above).await?;
-    tx.commit().await?;
-    Ok(built)
-}
-
-/// Holds writers off `table` until the transaction ends, so the pyramid matches the version
-/// it records (readers, the server, go on), and bumps that version: running servers then
-/// drop their cached statistics and tiles and read the new pyramid.
-async fn lock_and_bump(tx: &Transaction<'_>, table: &TableName) -> Result<(), DbError> {
-    tx.batch_execute(&format!("LOCK TABLE {} IN SHARE MODE", table.quoted()))
-        .await?;
-    tx.execute(
-        "INSERT INTO twine.versions (table_name, version) VALUES ($1, 1) \
-         ON CONFLICT (table_name) DO UPDATE SET version = twine.versions.version + 1",
-        &[&table.key()],
-    )
-    .await?;
-    tx.execute("SELECT pg_notify('twine_data', $1)", &[&table.key()])
-        .await?;
-    Ok(())
-}
-
-/// `twine-heatmap pyramid`: rebuilds an imported layer's bin pyramid (after the table was
-/// written to directly, or to match another `aggregate_above`).
-pub async fn rebuild_pyramid(
-    database_url: &str,
-    layer: &str,
-    aggregate_above: u64,
-) -> Result<(), ImportError> {
-    let target = Target::for_layer(layer)?;
-    let mut client = connect(database_url).await?;
-    let started = Instant::now();
-    let rebuild_error = |source| ImportError::Rebuild {
-        table: target.table.key(),
-        source,
-    };
-    let registered = client
-        .query_opt(
-            "SELECT 1 FROM twine.layers WHERE name = $1 AND table_name = $2 AND to_regclass($3) IS NOT NULL",
-            &[&target.layer, &target.table.key(), &target.table.quoted()],
-        )
-        .await;
-    match registered {
-        Ok(Some(_)) => {}
-        // Without the schema (nothing imported yet) the query fails: no such layer either.
-        Ok(None) | Err(_) => return Err(ImportError::UnknownLayer(layer.to_string())),
-    }
-    let built = rebuild_in_transaction(
-        &mut client,
-        &target.layer,
-        &target.table,
-        None,
-        aggregate_above,
-    )
-    .await
-    .map_err(rebuild_error)?;
-    eprintln!(
-        "{}",
-        PyramidReport {
-            layer: &target.layer,
-            built,
-            elapsed: started.elapsed(),
-        }
-    );
-    Ok(())
-}
-
 /// `COPY`s `points` after the rows already in `table` (`seq` continues from their maximum).
 async fn copy_rows(
     tx: &Transaction<'_>,
     table: &str,
-    points: &[WorldPoint],
+    (points, kept, attributes): (&[WorldPoint], &KeptColumns, Option<&Attributes>),
     progress: &ProgressBar,
 ) -> Result<(), tokio_postgres::Error> {
     let first_seq: i64 = tx
@@ -626,7 +507,8 @@ async fn copy_rows(
         .try_get(0)?;
     let sink = tx
         .copy_in::<_, Cursor<Vec<u8>>>(&format!(
-            "COPY {table} (seq, weight, geom) FROM STDIN (FORMAT binary)"
+            "COPY {table} (seq, weight, geom{}) FROM STDIN (FORMAT binary)",
+            kept.copy_list()
         ))
         .await?;
     futures_util::pin_mut!(sink);
@@ -634,7 +516,9 @@ async fn copy_rows(
     buf.extend_from_slice(&COPY_HEADER);
     for chunk in points.chunks(CHUNK_ROWS) {
         for p in chunk {
-            encode_row(&mut buf, first_seq + i64::from(p.seq), p);
+            encode_row(&mut buf, first_seq + i64::from(p.seq), p, kept.len());
+            // The loader numbered the file's points (`seq`) as it kept their attributes.
+            kept.encode(&mut buf, attributes, p.seq as usize);
         }
         sink.send(Cursor::new(std::mem::take(&mut buf))).await?;
         progress.inc(chunk.len() as u64);

@@ -10,6 +10,18 @@ CREATE TABLE IF NOT EXISTS twine.layers (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- The time column and category columns `import --time/--category` kept in a layer's table
+-- (NULL and empty for layers without). Added where missing, as max_weights below.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'twine'
+                   AND table_name = 'layers' AND column_name = 'time_column') THEN
+        ALTER TABLE twine.layers ADD COLUMN time_column text,
+            ADD COLUMN category_columns text[] NOT NULL DEFAULT '{}';
+    END IF;
+END
+$$;
+
 -- Data version of every point table the server reads (imported or declared in config).
 -- A statement-level trigger bumps it on any write, so tile caches can key on it.
 CREATE TABLE IF NOT EXISTS twine.versions (
