@@ -550,32 +550,25 @@ impl TimeCube {
     }
 }
 
-/// Visits the indices of `sorted` (ascending) that fall in one of `ranges` (ascending,
-/// disjoint, half-open): by binary search per range when the ranges are few against the
-/// indices (a small area), else by one walk through both.
+/// Visits (position, index) for the indices of `sorted` (ascending) in `ranges` (ascending,
+/// disjoint, half-open), found by binary search per range, when the ranges are few against
+/// the indices (a small area); otherwise visits every index, since one pass is then cheaper
+/// than the searches: callers check each point's position anyway.
 fn for_each_in_ranges(sorted: &[u32], ranges: &[(u32, u32)], mut visit: impl FnMut(usize, usize)) {
-    if sorted.len() > 16 * ranges.len() {
-        let mut at = 0;
-        for &(start, end) in ranges {
-            at += sorted[at..].partition_point(|&i| i < start);
-            let count = sorted[at..].partition_point(|&i| i < end);
-            for (k, &i) in sorted[at..at + count].iter().enumerate() {
-                visit(at + k, i as usize);
-            }
-            at += count;
+    if sorted.len() <= 16 * ranges.len() {
+        for (at, &i) in sorted.iter().enumerate() {
+            visit(at, i as usize);
         }
         return;
     }
-    let mut k = 0;
-    for (at, &i) in sorted.iter().enumerate() {
-        while k < ranges.len() && i >= ranges[k].1 {
-            k += 1;
+    let mut at = 0;
+    for &(start, end) in ranges {
+        at += sorted[at..].partition_point(|&i| i < start);
+        let count = sorted[at..].partition_point(|&i| i < end);
+        for (k, &i) in sorted[at..at + count].iter().enumerate() {
+            visit(at + k, i as usize);
         }
-        match ranges.get(k) {
-            Some(&(start, _)) if i >= start => visit(at, i as usize),
-            Some(_) => {}
-            None => break,
-        }
+        at += count;
     }
 }
 
@@ -702,23 +695,27 @@ mod tests {
     }
 
     #[test]
-    fn range_lookups_visit_exactly_the_indices_in_ranges() {
+    fn range_lookups_visit_the_indices_in_ranges() {
         let sorted: Vec<u32> = (0..400).map(|i| i * 3).collect();
-        for ranges in [
-            vec![(0, 1200)],
-            vec![(5, 9), (30, 31), (33, 34), (600, 700)],
-            (0..100).map(|k| (k * 12, k * 12 + 5)).collect::<Vec<_>>(),
-            vec![],
+        for (ranges, exact) in [
+            (vec![(0, 1200)], true),
+            (vec![(5, 9), (30, 31), (33, 34), (600, 700)], true),
+            // Many ranges: every index is visited, for the caller to check.
+            (
+                (0..100).map(|k| (k * 12, k * 12 + 5)).collect::<Vec<_>>(),
+                false,
+            ),
+            (vec![], true),
         ] {
-            let want: Vec<(usize, usize)> = sorted
+            let inside: Vec<(usize, usize)> = sorted
                 .iter()
                 .enumerate()
-                .filter(|(_, &i)| ranges.iter().any(|&(s, e)| (s..e).contains(&i)))
+                .filter(|(_, &i)| !exact || ranges.iter().any(|&(s, e)| (s..e).contains(&i)))
                 .map(|(at, &i)| (at, i as usize))
                 .collect();
             let mut got = Vec::new();
             for_each_in_ranges(&sorted, &ranges, |at, i| got.push((at, i)));
-            assert_eq!(got, want, "{ranges:?}");
+            assert_eq!(got, inside, "{ranges:?}");
         }
     }
 
