@@ -142,9 +142,17 @@ impl Layer {
         if !dense || filters.is_empty() {
             return Ok(dense);
         }
-        self.source
-            .filtered_is_dense(zoom, self.aggregate_above, filters)
-            .await
+        if let Some(dense) =
+            self.source
+                .filtered_dense_from_counts(zoom, self.aggregate_above, filters)
+        {
+            return Ok(dense);
+        }
+        Ok(self
+            .source
+            .filtered_count_grid(filters)
+            .await?
+            .is_dense(zoom, self.aggregate_above))
     }
 
     /// The density style's reference for a kernel of `kernel_cell` world units: the largest

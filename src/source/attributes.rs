@@ -166,6 +166,13 @@ impl AttributeFilter {
         parts.join("&")
     }
 
+    /// The time window `[from, to)`, an open end taken as the end of time, when the filter
+    /// has one.
+    pub fn window(&self) -> Option<(i64, i64)> {
+        (self.from.is_some() || self.to.is_some())
+            .then(|| (self.from.unwrap_or(i64::MIN), self.to.unwrap_or(i64::MAX)))
+    }
+
     /// Whether an instant (`None`: the point has no time) is inside the window. A point
     /// without a time is outside every window, and inside "no window".
     pub fn keeps_time(&self, time: Option<i64>) -> bool {

@@ -25,26 +25,8 @@ impl CountGrid {
             tiles[y as usize * side + x as usize] += n;
         }
         let total = tiles.iter().sum();
-        let mut max_tile_count = vec![0; usize::from(LEVEL) + 1];
-        let mut width = side;
-        for z in (0..=LEVEL).rev() {
-            max_tile_count[usize::from(z)] = tiles.iter().copied().max().unwrap_or(0);
-            if z > 0 {
-                let half = width / 2;
-                let coarser: Vec<u64> = (0..half * half)
-                    .map(|i| {
-                        let (x, y) = (2 * (i % half), 2 * (i / half));
-                        tiles[y * width + x]
-                            + tiles[y * width + x + 1]
-                            + tiles[(y + 1) * width + x]
-                            + tiles[(y + 1) * width + x + 1]
-                    })
-                    .collect();
-                tiles = coarser;
-                width = half;
-            }
-        }
-        let densest_cell = max_tile_count[LEVEL as usize];
+        let mut max_tile_count = densest_per_zoom(tiles, LEVEL);
+        let densest_cell = max_tile_count[usize::from(LEVEL)];
         for z in LEVEL + 1..=crate::tile::MAX_ZOOM {
             max_tile_count.push(densest_cell >> (2 * u32::from(z - LEVEL)).min(63));
         }
@@ -80,6 +62,30 @@ impl CountGrid {
     pub fn total(&self) -> u64 {
         self.total
     }
+}
+
+/// The largest count of any tile at zooms `0..=level`, from `tiles`, the counts of the
+/// zoom `level` tiles (2^level x 2^level, row by row), merged 2 x 2 zoom by zoom.
+pub fn densest_per_zoom(mut tiles: Vec<u64>, level: u8) -> Vec<u64> {
+    let mut densest = vec![0; usize::from(level) + 1];
+    let mut width = 1usize << level;
+    for z in (0..=usize::from(level)).rev() {
+        densest[z] = tiles.iter().copied().max().unwrap_or(0);
+        if z > 0 {
+            let half = width / 2;
+            tiles = (0..half * half)
+                .map(|i| {
+                    let (x, y) = (2 * (i % half), 2 * (i / half));
+                    tiles[y * width + x]
+                        + tiles[y * width + x + 1]
+                        + tiles[(y + 1) * width + x]
+                        + tiles[(y + 1) * width + x + 1]
+                })
+                .collect();
+            width = half;
+        }
+    }
+    densest
 }
 
 #[cfg(test)]

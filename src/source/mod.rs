@@ -100,17 +100,16 @@ pub trait PointSource: Send + Sync {
     }
 
     /// Whether the densest tile at `zoom` holds more than `aggregate_above` of the points
-    /// that pass `filters`: by default read from [`PointSource::filtered_count_grid`].
-    async fn filtered_is_dense(
+    /// that pass `filters`, when the source knows it without
+    /// [`PointSource::filtered_count_grid`] (which is asked otherwise).
+    fn filtered_dense_from_counts(
         &self,
         zoom: f64,
         aggregate_above: u64,
         filters: &FilterValues,
-    ) -> Result<bool, SourceError> {
-        Ok(self
-            .filtered_count_grid(filters)
-            .await?
-            .is_dense(zoom, aggregate_above))
+    ) -> Option<bool> {
+        let _ = (zoom, aggregate_above, filters);
+        None
     }
 
     /// The largest total weight (of positive weights) in any `cell` x `cell` square (world

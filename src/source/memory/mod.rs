@@ -39,7 +39,7 @@ pub struct MemoryStore {
     /// Count grids of filtered requests, by filter: bounded because filters take any value.
     filtered_grids: Mutex<LruCache<AttributeFilter, Arc<CountGrid>>>,
     /// The densest tile's points at zooms 0..=8 of time windows, by filter.
-    window_counts: Mutex<LruCache<AttributeFilter, Arc<[u64; 9]>>>,
+    window_counts: Mutex<LruCache<AttributeFilter, Arc<[u64]>>>,
 }
 
 /// Time windows' densest-tile counts remembered per layer (72 bytes each).
@@ -184,20 +184,16 @@ impl MemoryStore {
         keeps: impl Fn(usize) -> bool,
     ) -> Option<Vec<u32>> {
         let (cube, attributes) = (self.time_cube.as_ref()?, self.attributes.as_ref()?);
-        if filter.from.is_none() && filter.to.is_none() {
-            return None;
-        }
-        let (from, to) = (
-            filter.from.unwrap_or(i64::MIN),
-            filter.to.unwrap_or(i64::MAX),
-        );
+        let (from, to) = filter.window()?;
+        let ranges = self.index_ranges(area);
+        let area_points: usize = ranges.iter().map(|&(s, e)| (e - s) as usize).sum();
         // The window's points are read in unit order, each a cache miss in the store's
         // points; the area's are read as a stream: worth it only for far fewer points.
         const RANDOM_READ_COST: usize = 16;
         if cube
             .points_within(from, to)
             .saturating_mul(RANDOM_READ_COST)
-            >= self.points_in_cells_of(area)
+            >= area_points
         {
             return None;
         }
@@ -206,7 +202,7 @@ impl MemoryStore {
         cube.for_each_within(
             from,
             to,
-            &self.index_ranges(area),
+            &ranges,
             |i| attributes.time(i),
             |i| {
                 let p = &self.points[i];
@@ -218,14 +214,6 @@ impl MemoryStore {
         // Store order, as every other read gives them (bins sum in that order).
         indices.sort_unstable();
         Some(indices)
-    }
-
-    /// How many points the store's cells under `area` hold (what reading it costs).
-    fn points_in_cells_of(&self, area: &WorldBox) -> usize {
-        self.index_ranges(area)
-            .iter()
-            .map(|&(start, end)| (end - start) as usize)
-            .sum()
     }
 
     /// The store indices of the points in the cells under `area`: one range per grid row
@@ -294,6 +282,19 @@ impl MemoryStore {
         self
     }
 
+    /// The time cube, the attributes and the window of a filter the cube answers: a time
+    /// window with no category filter.
+    fn cube_window(
+        &self,
+        filter: &AttributeFilter,
+    ) -> Option<(&TimeCube, &Attributes, (i64, i64))> {
+        let (cube, attributes) = (self.time_cube.as_ref()?, self.attributes.as_ref()?);
+        if !filter.categories.is_empty() {
+            return None;
+        }
+        Some((cube, attributes, filter.window()?))
+    }
+
     /// The bins of a time window (with no category filter) from the time cube, when it
     /// holds the zoom of `scale`.
     fn time_cube_bins(
@@ -302,56 +303,28 @@ impl MemoryStore {
         scale: f64,
         cells: &CellRange,
     ) -> Option<Vec<Bin>> {
-        let (cube, attributes) = (self.time_cube.as_ref()?, self.attributes.as_ref()?);
-        if !filter.categories.is_empty() || (filter.from.is_none() && filter.to.is_none()) {
-            return None;
-        }
+        let (cube, attributes, (from, to)) = self.cube_window(filter)?;
         let z = (0..=timecube::MAX_LEVEL).find(|&z| 256.0 * f64::from(z).exp2() == scale)?;
         cube.bins(
             |i| attributes.time(i),
             z,
             cells,
             &self.index_ranges(&cells.query_area(scale)),
-            filter.from.unwrap_or(i64::MIN),
-            filter.to.unwrap_or(i64::MAX),
+            from,
+            to,
         )
     }
 
     /// The points of the densest tile at zooms 0..=8 under a time window (with no category
     /// filter), from the time cube's counts of zoom 0 pixels (each one a zoom 8 tile).
-    fn window_tile_counts(&self, filter: &AttributeFilter) -> Option<Arc<[u64; 9]>> {
+    fn window_tile_counts(&self, filter: &AttributeFilter) -> Option<Arc<[u64]>> {
         let lock = || self.window_counts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(counts) = lock().get(filter) {
             return Some(counts.clone());
         }
-        let (cube, attributes) = (self.time_cube.as_ref()?, self.attributes.as_ref()?);
-        if !filter.categories.is_empty() || (filter.from.is_none() && filter.to.is_none()) {
-            return None;
-        }
-        let mut pixels = cube.zoom0_counts(
-            |i| attributes.time(i),
-            filter.from.unwrap_or(i64::MIN),
-            filter.to.unwrap_or(i64::MAX),
-        );
-        let mut counts = [0u64; 9];
-        let mut side = 256usize;
-        for z in (0..=8).rev() {
-            counts[z] = pixels.iter().copied().max().unwrap_or(0);
-            if z > 0 {
-                let half = side / 2;
-                pixels = (0..half * half)
-                    .map(|i| {
-                        let (x, y) = (2 * (i % half), 2 * (i / half));
-                        pixels[y * side + x]
-                            + pixels[y * side + x + 1]
-                            + pixels[(y + 1) * side + x]
-                            + pixels[(y + 1) * side + x + 1]
-                    })
-                    .collect();
-                side = half;
-            }
-        }
-        let counts = Arc::new(counts);
+        let (cube, attributes, (from, to)) = self.cube_window(filter)?;
+        let pixels = cube.zoom0_counts(|i| attributes.time(i), from, to);
+        let counts: Arc<[u64]> = crate::source::grid::densest_per_zoom(pixels, 8).into();
         lock().put(filter.clone(), counts.clone());
         Some(counts)
     }
@@ -495,24 +468,17 @@ impl PointSource for MemoryStore {
         Ok(grid)
     }
 
-    async fn filtered_is_dense(
+    fn filtered_dense_from_counts(
         &self,
         zoom: f64,
         aggregate_above: u64,
         filters: &FilterValues,
-    ) -> Result<bool, SourceError> {
-        let coarse = filters.1.as_ref().and_then(|f| self.window_tile_counts(f));
-        if let Some(counts) = coarse {
-            // A tile deeper than zoom 8 holds no more than its zoom 8 ancestor.
-            let z = (zoom.max(0.0) as usize).min(counts.len() - 1);
-            if zoom < counts.len() as f64 || counts[z] <= aggregate_above {
-                return Ok(counts[z] > aggregate_above);
-            }
-        }
-        Ok(self
-            .filtered_count_grid(filters)
-            .await?
-            .is_dense(zoom, aggregate_above))
+    ) -> Option<bool> {
+        let counts = self.window_tile_counts(filters.1.as_ref()?)?;
+        // A tile deeper than zoom 8 holds no more than its zoom 8 ancestor.
+        let z = (zoom.max(0.0) as usize).min(counts.len() - 1);
+        let dense = counts[z] > aggregate_above;
+        (zoom < counts.len() as f64 || !dense).then_some(dense)
     }
 
     fn attribute_schema(&self) -> Option<&AttributeSchema> {
