@@ -113,7 +113,11 @@ impl Layer {
                     Style::Dots(_) => BinMass::Count,
                     Style::Smooth(_) | Style::Density(_) => BinMass::Weight,
                 };
-                bins_as_points(&self.source.bins(&query, bin_scale).await?, bin_scale, mass)
+                bins_as_points(
+                    &self.source.drawn_bins(&query, bin_scale).await?,
+                    bin_scale,
+                    mass,
+                )
             } else {
                 self.source.points(&query, None).await?
             };

@@ -84,6 +84,13 @@ pub trait PointSource: Send + Sync {
     /// never cut by the area's edges, sorted by (row, column).
     async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError>;
 
+    /// [`PointSource::bins`] for drawing, which places each bin at its cell's centre: their
+    /// counts and weights are exact, but a source may put their position sums (`wx`, `wy`)
+    /// at the cells' centres when that saves work.
+    async fn drawn_bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
+        self.bins(q, scale).await
+    }
+
     /// Point counts over the whole layer on a fixed coarse grid, for choosing aggregation by
     /// estimate (the same estimate for every source holding the same points).
     async fn count_grid(&self) -> Result<Arc<CountGrid>, SourceError>;

@@ -2,7 +2,9 @@
 //! box queries, with no database, and a bin pyramid for the zooms drawn from bins.
 
 pub mod attributes;
+mod checkpoints;
 pub mod pyramid;
+mod running_sums;
 pub mod timecube;
 
 use super::aggregate::{bins_in, Bin, CellRange};
@@ -183,7 +185,7 @@ impl MemoryStore {
         filter: &AttributeFilter,
         keeps: impl Fn(usize) -> bool,
     ) -> Option<Vec<u32>> {
-        let (cube, attributes) = (self.time_cube.as_ref()?, self.attributes.as_ref()?);
+        let cube = self.time_cube.as_ref()?;
         let (from, to) = filter.window()?;
         let ranges = self.index_ranges(area);
         let area_points: usize = ranges.iter().map(|&(s, e)| (e - s) as usize).sum();
@@ -199,18 +201,12 @@ impl MemoryStore {
         }
         let clipped = clip(area)?;
         let mut indices = Vec::new();
-        cube.for_each_within(
-            from,
-            to,
-            &ranges,
-            |i| attributes.time(i),
-            |i| {
-                let p = &self.points[i];
-                if clipped.contains(p.x, p.y) && keeps(i) {
-                    indices.push(i as u32);
-                }
-            },
-        );
+        cube.for_each_within(from, to, &ranges, |i| {
+            let p = &self.points[i];
+            if clipped.contains(p.x, p.y) && keeps(i) {
+                indices.push(i as u32);
+            }
+        });
         // Store order, as every other read gives them (bins sum in that order).
         indices.sort_unstable();
         Some(indices)
@@ -282,17 +278,14 @@ impl MemoryStore {
         self
     }
 
-    /// The time cube, the attributes and the window of a filter the cube answers: a time
+    /// The time cube and the window of a filter the cube answers: a time
     /// window with no category filter.
-    fn cube_window(
-        &self,
-        filter: &AttributeFilter,
-    ) -> Option<(&TimeCube, &Attributes, (i64, i64))> {
-        let (cube, attributes) = (self.time_cube.as_ref()?, self.attributes.as_ref()?);
+    fn cube_window(&self, filter: &AttributeFilter) -> Option<(&TimeCube, (i64, i64))> {
+        let cube = self.time_cube.as_ref()?;
         if !filter.categories.is_empty() {
             return None;
         }
-        Some((cube, attributes, filter.window()?))
+        Some((cube, filter.window()?))
     }
 
     /// The bins of a time window (with no category filter) from the time cube, when it
@@ -303,10 +296,9 @@ impl MemoryStore {
         scale: f64,
         cells: &CellRange,
     ) -> Option<Vec<Bin>> {
-        let (cube, attributes, (from, to)) = self.cube_window(filter)?;
+        let (cube, (from, to)) = self.cube_window(filter)?;
         let z = (0..=timecube::MAX_LEVEL).find(|&z| 256.0 * f64::from(z).exp2() == scale)?;
         cube.bins(
-            |i| attributes.time(i),
             z,
             cells,
             &self.index_ranges(&cells.query_area(scale)),
@@ -322,14 +314,15 @@ impl MemoryStore {
         if let Some(counts) = lock().get(filter) {
             return Some(counts.clone());
         }
-        let (cube, attributes, (from, to)) = self.cube_window(filter)?;
-        let pixels = cube.zoom0_counts(|i| attributes.time(i), from, to);
+        let (cube, (from, to)) = self.cube_window(filter)?;
+        let pixels = cube.zoom0_counts(from, to)?;
         let counts: Arc<[u64]> = crate::source::grid::densest_per_zoom(pixels, 8).into();
         lock().put(filter.clone(), counts.clone());
         Some(counts)
     }
 
-    /// Indexes the points by time and sums their time spans (layers with a time column).
+    /// Indexes the points by time, with running sums through time per pixel (layers with a
+    /// time column).
     fn build_time_cube(&mut self, threads: usize) {
         let Some(attributes) = self.attributes.as_ref().filter(|a| a.has_time()) else {
             return;
@@ -344,13 +337,13 @@ impl MemoryStore {
         if let Some(cube) = &self.time_cube {
             let TimeCubeSize {
                 levels,
-                tiers,
+                checkpoints,
                 entries,
                 bytes,
             } = cube.size();
             tracing::info!(
                 levels,
-                tiers,
+                checkpoints,
                 entries,
                 bytes,
                 ms = started.elapsed().as_millis() as u64,
@@ -426,9 +419,6 @@ impl PointSource for MemoryStore {
     async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
         let cells = CellRange::of(&q.area, scale);
         if let Some(filter) = &q.filters.1 {
-            if let Some(bins) = self.time_cube_bins(filter, scale, &cells) {
-                return Ok(bins);
-            }
             // The pyramid holds every point: a filtered request bins its own points, in
             // store order as the pyramid sums them.
             let points = self.query_filtered(&cells.query_area(scale), Some(filter));
@@ -442,6 +432,16 @@ impl PointSource for MemoryStore {
             scale,
             &cells,
         ))
+    }
+
+    async fn drawn_bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
+        if let Some(filter) = &q.filters.1 {
+            let cells = CellRange::of(&q.area, scale);
+            if let Some(bins) = self.time_cube_bins(filter, scale, &cells) {
+                return Ok(bins);
+            }
+        }
+        self.bins(q, scale).await
     }
 
     async fn count_grid(&self) -> Result<Arc<CountGrid>, SourceError> {

@@ -1,90 +1,59 @@
-//! Bins by zoom and time span for memory layers with a time column, so that a tile filtered
-//! to a time window sums a few precomputed spans instead of every point in the window.
+//! A memory layer's points indexed by time, with running counts through time at the coarse
+//! zooms, so that a tile filtered to a time window costs its pixels, not its points.
 //!
 //! Time is cut into units (UTC days; hours for layers whose bucket is the hour) from the
-//! unit holding the layer's first time. Each tier holds the one-pixel bins of every span of
-//! 8, 64, 512, ... units, aligned to that first unit, at the coarse zooms where its spans
-//! hold far fewer entries than points (on data spread over the world and the years, fine
-//! spans hold nearly one entry per point: storing them would save no reading).
+//! unit holding the layer's first time. The coarsest zooms keep dense grids of their pixels'
+//! running counts at a few dozen units ([`Checkpoints`]): a window there is two grids
+//! subtracted, read as streams. The next zooms keep, for every pixel with points, the units
+//! it has points in and the running count and weight up to each ([`RunningSums`]): the
+//! whole units of any window, however long, are two binary searches per pixel. Both stop
+//! within a budget per point: on data spread over the world and the years nearly every
+//! point is alone in its (pixel, day), so a zoom of sums costs about one entry per point,
+//! and deep zooms are cheap to draw from their points.
 //!
-//! A window is cut into the largest aligned spans that fit inside it. The rest (whole units
-//! between spans, and the parts of units at unaligned ends) is read point by point from a
-//! compact copy of the points in unit order: each point's pixel at zoom [`MAX_LEVEL`] and
-//! its weight, read as a stream (the points themselves, in spatial order, would cost a cache
-//! miss each). So every window is exact in counts and weights: the spans and the points
-//! read hold exactly the points the window keeps. Only the weighted position sums of the
-//! points read this way (used by aggregated `/points` answers, never by tiles, which draw
-//! bins at their centres) are those of their zoom-7 pixel's centre.
+//! The parts of units at a window's unaligned ends are read point by point from a compact
+//! copy of the points in unit order (each point's pixel at zoom [`MAX_LEVEL`], its time
+//! within its unit and its weight, read as a stream: the points themselves, in spatial
+//! order, would cost a cache miss each), and their times checked. So every window is exact
+//! in counts and weights. Bins from here sit at their pixels' centres (or, for points read
+//! one by one, their zoom 7 pixel's): they serve drawing, which places bins at their centres
+//! anyway.
 
+use super::checkpoints::{self, Checkpoints, UnitPoints};
+use super::running_sums::{RunningSums, UnitOrdered};
 use crate::render::WorldPoint;
-use crate::source::aggregate::{grid_bins, Bin, CellRange, DENSE_CELLS};
+use crate::source::aggregate::{Bin, CellRange};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
-/// Each tier's span is this many spans of the tier below (the finest: this many units).
-const TIER_FACTOR: i64 = 8;
+/// Running sums are held from the first zoom without checkpoints down while they hold at
+/// most this many entries per timed point in all (a zoom holds nearly one per point on data
+/// spread over space and time).
+const MAX_ENTRIES_PER_POINT: usize = 2;
 
-/// Zooms are kept from 0 up while all tiers of all kept zooms hold at most this many
-/// entries per timed point: with pixels quadrupling per zoom, a zoom's spans soon hold
-/// nearly one entry per point per tier, and reading them saves little over the points.
-const MAX_ENTRIES_PER_POINT: usize = 1;
+/// Checkpoints are kept, from zoom 0 down, while they take at most this many bytes per timed
+/// point in all...
+const CHECKPOINT_BYTES_PER_POINT: usize = 16;
 
-/// A tier is kept at a zoom only while its spans there hold at most this many entries per
-/// timed point.
-const MAX_TIER_SHARE: f64 = 0.3;
+/// ...and while that leaves a zoom this many checkpoints at least: with fewer, the units
+/// between them and a window's ends would be too many to read.
+const MIN_CHECKPOINTS: usize = 16;
 
 /// The finest zoom held: pixel indices (256 * 2^z per axis) stay in u16.
 pub const MAX_LEVEL: u8 = 7;
 
-/// Bytes one entry takes.
-pub const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
-
-/// The sums of one pixel over one span: positions are kept as offsets within the pixel
-/// (`w * (x * scale - px)`), which f32 holds to far below a pixel.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Entry {
-    px: u16,
-    py: u16,
-    count: u32,
-    weight: f32,
-    ox: f32,
-    oy: f32,
-}
-
-/// One tier at one zoom: the entries of span `s` are `entries[starts[s]..starts[s + 1]]`,
-/// sorted by (row, column).
-#[derive(Debug, Default)]
-struct TierLevel {
-    starts: Vec<u32>,
-    entries: Vec<Entry>,
-}
-
-impl TierLevel {
-    fn span(&self, s: usize) -> &[Entry] {
-        let start = self.starts.get(s).copied().unwrap_or(0) as usize;
-        let end = self.starts.get(s + 1).copied().unwrap_or(0) as usize;
-        self.entries.get(start..end).unwrap_or(&[])
-    }
-}
-
-/// Spans of `units` units, at zooms `0..levels.len()`.
-#[derive(Debug)]
-struct Tier {
-    units: i64,
-    levels: Vec<TierLevel>,
-}
-
 /// What the time cube costs, for the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeCubeSize {
     pub levels: u8,
-    pub tiers: u8,
+    /// Checkpoint grids per zoom from 0, as `61+61+18`.
+    pub checkpoints: String,
     pub entries: u64,
     pub bytes: u64,
 }
 
-/// The time index and span bins of a memory store's points.
+/// The time index and running sums of a memory store's points.
 #[derive(Debug)]
 pub struct TimeCube {
     /// Start of unit 0 (ms since the epoch) and the length of a unit.
@@ -98,23 +67,32 @@ pub struct TimeCube {
     unit_pixels: Vec<u32>,
     /// Their weights, when any is not 1.
     unit_weights: Option<Vec<f32>>,
+    /// Their times, in ms after the start of their unit: the points at a window's unaligned
+    /// ends are checked against it as a stream (their times in the store, in spatial
+    /// order, would cost a cache miss each).
+    unit_offsets: Vec<u32>,
     /// Where each unit starts in `by_unit`, plus the end.
     unit_starts: Vec<u32>,
-    /// Finest first.
-    tiers: Vec<Tier>,
+    /// Running sums at zooms `0..levels.len()`.
+    levels: Vec<RunningSums>,
+    /// Dense running counts of zooms `0..checkpoints.len()`, on large layers, in place of
+    /// their running sums: a tile there covers much of the world, and the running sums
+    /// would look up each of its pixels at random, a cache miss or more each. Every window
+    /// needs zoom 0's counts (to choose the zooms drawn from bins).
+    checkpoints: Vec<Checkpoints>,
 }
 
-/// One piece of a window: whole spans (tier, span), or points of units `u0..u1`, to be
-/// checked against the window's ends when `partial`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Piece {
-    Span { tier: usize, span: usize },
-    Units { u0: i64, u1: i64, partial: bool },
+/// A window `[from, to)` in units: the whole units `whole`, and the units `ends` (before
+/// and after them) that it covers only in part, whose points' times must be checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UnitSplit {
+    whole: std::ops::Range<i64>,
+    ends: [std::ops::Range<i64>; 2],
 }
 
 impl TimeCube {
     /// Indexes `points` (store order) by their `times` (ms; `None` for none), and builds
-    /// the span bins of every tier for the zooms within budget, on `threads` threads.
+    /// the running sums of the zooms within budget, on `threads` threads.
     pub fn build(
         points: &[WorldPoint],
         time_of: impl Fn(usize) -> Option<i64>,
@@ -156,12 +134,13 @@ impl TimeCube {
         }
         let fine = 256.0 * f64::from(1u32 << MAX_LEVEL);
         let side = 256i64 << MAX_LEVEL;
-        // The points in unit order, read once here: every level built below reads them as a
-        // stream instead of one cache miss per point.
+        // The points in unit order, read once here; later reads are streams.
         let ordered: Vec<WorldPoint> = by_unit.iter().map(|&i| points[i as usize]).collect();
         let unit_pixels = ordered
             .iter()
             .map(|p| {
+                // No clamp at the far edge, as in `bins_in`: a point at x = 1 is in column
+                // `side` (the store holds only points within the world).
                 let fx = ((p.x * fine).floor() as i64).clamp(0, side) as u32;
                 let fy = ((p.y * fine).floor() as i64).clamp(0, side) as u32;
                 (fy << 16) | fx
@@ -171,155 +150,117 @@ impl TimeCube {
             .iter()
             .any(|p| p.w != 1.0)
             .then(|| ordered.iter().map(|p| p.w).collect());
+        drop(ordered);
+        let unit_offsets = by_unit
+            .iter()
+            .map(|&i| time_of(i as usize).map_or(0, |t| (t - origin).rem_euclid(unit) as u32))
+            .collect();
         let mut cube = TimeCube {
             origin,
             unit,
             units,
             unit_pixels,
             unit_weights,
+            unit_offsets,
             by_unit,
             unit_starts,
-            tiers: Vec::new(),
+            levels: Vec::new(),
+            checkpoints: Vec::new(),
         };
-        // Tiers up to the first whose span covers every unit.
-        let mut span = TIER_FACTOR;
-        loop {
-            cube.tiers.push(Tier {
-                units: span,
-                levels: Vec::new(),
-            });
-            if span >= units {
+        let weighted = cube.unit_weights.is_some();
+        let budget = cube
+            .by_unit
+            .len()
+            .saturating_mul(CHECKPOINT_BYTES_PER_POINT);
+        let mut left = budget;
+        for z in 0..=MAX_LEVEL {
+            let grid = Checkpoints::grid_bytes(z, weighted);
+            let most = (left / grid).min(checkpoints::MAX_CHECKPOINTS);
+            if most < MIN_CHECKPOINTS.min(units as usize + 1) {
                 break;
             }
-            span *= TIER_FACTOR;
+            let built = Checkpoints::build(z, units, most, &cube.unit_points_at(z));
+            left -= built.bytes();
+            cube.checkpoints.push(built);
         }
-        // Zoom by zoom, coarsest tier first: a tier stops at the first zoom where its spans
-        // would hold more than MAX_TIER_SHARE entries per point (reading them would save
-        // little over reading the points), and so does every finer tier, which holds more.
-        let timed = cube.by_unit.len();
-        let budget = timed.saturating_mul(MAX_ENTRIES_PER_POINT);
-        let tier_cap = (timed as f64 * MAX_TIER_SHARE) as usize;
-        let mut total = 0usize;
-        'zooms: for z in 0..=MAX_LEVEL {
-            for t in (0..cube.tiers.len()).rev() {
-                if cube.tiers[t].levels.len() != usize::from(z) {
-                    break;
-                }
-                let level = cube.build_level(&ordered, cube.tiers[t].units, z, threads);
-                if level.entries.len() > tier_cap || total + level.entries.len() > budget {
-                    if t + 1 == cube.tiers.len() {
-                        break 'zooms;
-                    }
-                    break;
-                }
-                total += level.entries.len();
-                cube.tiers[t].levels.push(level);
-            }
-        }
+        cube.levels = cube.build_levels(threads);
         Some(cube)
     }
 
-    /// The bins of every span of `span_units` units at zoom `z`.
-    /// `ordered` holds the points of `by_unit`, in its order.
-    fn build_level(
-        &self,
-        ordered: &[WorldPoint],
-        span_units: i64,
-        z: u8,
-        threads: usize,
-    ) -> TierLevel {
-        let spans = ((self.units + span_units - 1) / span_units) as usize;
-        let scale = 256.0 * f64::from(1u32 << z);
-        let side = 256i64 << z;
-        let span_entries = |s: usize| -> Vec<Entry> {
-            let u0 = (s as i64 * span_units) as usize;
-            let u1 = ((s as i64 + 1) * span_units).min(self.units) as usize;
-            let slice = &ordered[self.unit_starts[u0] as usize..self.unit_starts[u1] as usize];
-            let mut keyed: Vec<(u32, u32)> = slice
-                .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    // No clamp at the far edge, as in `bins_in`: a point at x = 1 is in
-                    // column `side` (the store holds only points within the world).
-                    let px = ((p.x * scale).floor() as i64).clamp(0, side) as u32;
-                    let py = ((p.y * scale).floor() as i64).clamp(0, side) as u32;
-                    ((py << 16) | px, i as u32)
-                })
-                .collect();
-            keyed.sort_unstable();
-            let mut out: Vec<Entry> = Vec::new();
-            let mut run = keyed.chunk_by(|a, b| a.0 == b.0);
-            for group in &mut run {
-                let key = group[0].0;
-                let (px, py) = (key & 0xffff, key >> 16);
-                let (mut weight, mut ox, mut oy) = (0f64, 0f64, 0f64);
-                for &(_, i) in group {
-                    let p = &slice[i as usize];
-                    let w = f64::from(p.w);
-                    weight += w;
-                    ox += w * (p.x * scale - f64::from(px));
-                    oy += w * (p.y * scale - f64::from(py));
-                }
-                out.push(Entry {
-                    px: px as u16,
-                    py: py as u16,
-                    count: group.len() as u32,
-                    weight: weight as f32,
-                    ox: ox as f32,
-                    oy: oy as f32,
-                });
-            }
-            out
-        };
-        let per_thread = spans.div_ceil(threads.max(1)).max(1);
-        let chunks: Vec<Vec<Vec<Entry>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..spans)
-                .step_by(per_thread)
-                .map(|first| {
-                    let span_entries = &span_entries;
-                    scope.spawn(move || {
-                        (first..(first + per_thread).min(spans))
-                            .map(span_entries)
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        let mut level = TierLevel::default();
-        for entries in chunks.into_iter().flatten() {
-            level.starts.push(level.entries.len() as u32);
-            level.entries.extend(entries);
+    /// The running sums of zooms 0, 1, ... while within budget, `threads` zooms at a time.
+    /// None when the units do not fit in the sums' u16 (hours over more than 7 years).
+    fn build_levels(&self, threads: usize) -> Vec<RunningSums> {
+        if self.units > i64::from(u16::MAX) {
+            return Vec::new();
         }
-        level.starts.push(level.entries.len() as u32);
-        level
+        let mut point_units = vec![0u16; self.by_unit.len()];
+        for u in 0..self.units as usize {
+            let (start, end) = (self.unit_starts[u], self.unit_starts[u + 1]);
+            point_units[start as usize..end as usize].fill(u as u16);
+        }
+        // Zooms with checkpoints need no sums.
+        let checkpointed = self.checkpoints.len();
+        let budget = self.by_unit.len().saturating_mul(MAX_ENTRIES_PER_POINT);
+        let mut levels: Vec<RunningSums> = (0..checkpointed).map(|_| Default::default()).collect();
+        let (mut entries, mut z) = (0usize, checkpointed as u8);
+        while z <= MAX_LEVEL {
+            let batch: Vec<u8> = (z..=MAX_LEVEL).take(threads.max(1)).collect();
+            let built: Vec<RunningSums> = std::thread::scope(|scope| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|&level| {
+                        let points = UnitOrdered {
+                            fine_pixels: &self.unit_pixels,
+                            units: &point_units,
+                            weights: self.unit_weights.as_deref(),
+                            fine_shift: MAX_LEVEL - level,
+                        };
+                        scope.spawn(move || RunningSums::build(level, &points))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+            for sums in built {
+                entries += sums.entries();
+                if entries > budget {
+                    return levels;
+                }
+                levels.push(sums);
+            }
+            z += batch.len() as u8;
+        }
+        levels
     }
 
     pub fn size(&self) -> TimeCubeSize {
-        let entries: usize = self
-            .tiers
-            .iter()
-            .flat_map(|t| &t.levels)
-            .map(|l| l.entries.len())
-            .sum();
-        let index = (self.by_unit.len() * 2 + self.unit_starts.len()) * 4
+        let entries: usize = self.levels.iter().map(RunningSums::entries).sum();
+        let index = (self.by_unit.len() * 3 + self.unit_starts.len()) * 4
             + self.unit_weights.as_ref().map_or(0, |w| w.len() * 4);
         TimeCubeSize {
-            levels: self.tiers.last().map_or(0, |t| t.levels.len() as u8),
-            tiers: self.tiers.len() as u8,
+            levels: self.levels.len() as u8,
+            checkpoints: self
+                .checkpoints
+                .iter()
+                .map(|c| c.grids().to_string())
+                .collect::<Vec<_>>()
+                .join("+"),
             entries: entries as u64,
-            bytes: (entries * ENTRY_BYTES + index) as u64,
+            bytes: (self.levels.iter().map(RunningSums::bytes).sum::<usize>()
+                + self
+                    .checkpoints
+                    .iter()
+                    .map(Checkpoints::bytes)
+                    .sum::<usize>()
+                + index) as u64,
         }
     }
 
-    /// Whether the spans hold zoom `z` (in their coarsest tier at least).
+    /// Whether the running sums hold zoom `z`.
     pub fn holds(&self, z: u8) -> bool {
-        self.tiers
-            .last()
-            .is_some_and(|t| usize::from(z) < t.levels.len())
+        usize::from(z) < self.levels.len()
     }
 
     /// How many timed points fall in the units the window `[from, to)` touches: an upper
@@ -330,126 +271,171 @@ impl TimeCube {
     }
 
     /// Visits, in each unit's store order, the store index of every point in `ranges`
-    /// (ascending, disjoint ranges of store indices) whose time is in `[from, to)`,
-    /// checking `time_of` only in the units at the window's ends.
+    /// (ascending, disjoint ranges of store indices) whose time is in `[from, to)`.
     pub fn for_each_within(
         &self,
         from: i64,
         to: i64,
         ranges: &[(u32, u32)],
-        time_of: impl Fn(usize) -> Option<i64>,
         mut visit: impl FnMut(usize),
     ) {
         let (u0, u1) = self.touched_units(from, to);
         for u in u0..u1 {
             let whole = self.unit_start_ms(u) >= from && self.unit_start_ms(u + 1) <= to;
-            for_each_in_ranges(self.unit_points(u, u + 1), ranges, |_, i| {
-                if whole || time_of(i).is_some_and(|t| t >= from && t < to) {
+            let base = self.unit_starts[u as usize] as usize;
+            for_each_in_ranges(self.unit_points(u, u + 1), ranges, |at, i| {
+                if whole || self.within(u, base + at, from, to) {
                     visit(i);
                 }
             });
         }
     }
 
+    /// Whether the point at `at` (in unit order), in unit `u`, has its time in `[from, to)`.
+    fn within(&self, u: i64, at: usize, from: i64, to: i64) -> bool {
+        let t = self.unit_start_ms(u) + i64::from(self.unit_offsets[at]);
+        t >= from && t < to
+    }
+
     /// The one-pixel bins at zoom `z` (which [`TimeCube::holds`]) within `cells` of the
-    /// points whose time is in `[from, to)`, sorted by (row, column); `None` when the cells
-    /// are too many to sum on a dense grid (the caller bins the points instead).
+    /// points whose time is in `[from, to)`, sorted by (row, column), each at its pixel's
+    /// centre.
     ///
     /// `ranges` are the store indices (ascending, disjoint) of the points under `cells`:
-    /// points read one by one are looked up there, not scanned unit by unit.
+    /// the points of the window's partial units are looked up there.
     pub fn bins(
         &self,
-        time_of: impl Fn(usize) -> Option<i64>,
         z: u8,
         cells: &CellRange,
         ranges: &[(u32, u32)],
         from: i64,
         to: i64,
     ) -> Option<Vec<Bin>> {
-        let (width, height) = (cells.x1 - cells.x0, cells.y1 - cells.y0);
-        if !self.holds(z) || width.saturating_mul(height) > DENSE_CELLS {
-            return None;
-        }
         let scale = 256.0 * f64::from(1u32 << z);
-        let mut grid = vec![Bin::default(); (width * height) as usize];
-        for piece in self.pieces(from, to, z) {
-            match piece {
-                Piece::Span { tier, span } => {
-                    let level = &self.tiers[tier].levels[usize::from(z)];
-                    add_entries(&mut grid, level.span(span), cells, scale);
-                }
-                Piece::Units { u0, u1, partial } => {
-                    // Read from the compact copy in unit order (a stream, where the points
-                    // themselves would cost a cache miss each); positions are the centres
-                    // of the finest pixels.
-                    let shift = MAX_LEVEL - z;
-                    let fine = 256.0 * f64::from(1u32 << MAX_LEVEL);
-                    for u in u0..u1 {
-                        let base = self.unit_starts[u as usize] as usize;
-                        for_each_in_ranges(self.unit_points(u, u + 1), ranges, |at, i| {
-                            if partial && !time_of(i).is_some_and(|t| t >= from && t < to) {
-                                return;
-                            }
-                            let packed = self.unit_pixels[base + at];
-                            let (fx, fy) = (packed & 0xffff, packed >> 16);
-                            let (bx, by) = (i64::from(fx >> shift), i64::from(fy >> shift));
-                            if cells.contains(bx, by) {
-                                let b =
-                                    &mut grid[((by - cells.y0) * width + (bx - cells.x0)) as usize];
-                                let w = self
-                                    .unit_weights
-                                    .as_ref()
-                                    .map_or(1.0, |ws| f64::from(ws[base + at]));
-                                b.count += 1;
-                                b.weight += w;
-                                b.wx += w * (f64::from(fx) + 0.5) / fine;
-                                b.wy += w * (f64::from(fy) + 0.5) / fine;
-                            }
-                        });
+        let split = self.split(from, to);
+        let mut whole = Vec::new();
+        let mut add = |bx: i64, by: i64, count: u32, weight: f64| {
+            whole.push(Bin {
+                bx,
+                by,
+                count: u64::from(count),
+                weight,
+                wx: weight * (bx as f64 + 0.5) / scale,
+                wy: weight * (by as f64 + 0.5) / scale,
+            })
+        };
+        match (
+            self.checkpoints.get(usize::from(z)),
+            self.levels.get(usize::from(z)),
+        ) {
+            (Some(checkpoints), _) => {
+                let grid = checkpoints.window(
+                    split.whole.start,
+                    split.whole.end,
+                    cells,
+                    &self.unit_points_at(z),
+                );
+                grid.for_each(|bx, by, count, weight| {
+                    if count > 0 {
+                        add(bx, by, count, weight)
                     }
-                }
+                });
             }
+            (None, Some(level)) => {
+                level.for_each_in(cells, split.whole.start as u32, split.whole.end as u32, add)
+            }
+            (None, None) => return None,
         }
-        Some(grid_bins(&grid, cells))
+        // The partial units' points, read from the compact copy in unit order.
+        let shift = MAX_LEVEL - z;
+        let fine = 256.0 * f64::from(1u32 << MAX_LEVEL);
+        let mut loose = Vec::new();
+        for u in split.ends.iter().flat_map(|r| r.clone()) {
+            let base = self.unit_starts[u as usize] as usize;
+            for_each_in_ranges(self.unit_points(u, u + 1), ranges, |at, _| {
+                if !self.within(u, base + at, from, to) {
+                    return;
+                }
+                let packed = self.unit_pixels[base + at];
+                let (fx, fy) = (packed & 0xffff, packed >> 16);
+                let (bx, by) = (i64::from(fx >> shift), i64::from(fy >> shift));
+                if cells.contains(bx, by) {
+                    let w = self
+                        .unit_weights
+                        .as_ref()
+                        .map_or(1.0, |ws| f64::from(ws[base + at]));
+                    loose.push(Bin {
+                        bx,
+                        by,
+                        count: 1,
+                        weight: w,
+                        wx: w * (f64::from(fx) + 0.5) / fine,
+                        wy: w * (f64::from(fy) + 0.5) / fine,
+                    });
+                }
+            });
+        }
+        if loose.is_empty() {
+            return Some(whole);
+        }
+        loose.sort_unstable_by_key(|b| (b.by, b.bx));
+        Some(merge_sorted(whole, loose))
     }
 
     /// How many points of the window `[from, to)` each pixel of zoom 0 holds (256 x 256, row
     /// by row; the far edge's points in the last row or column, as the count grid counts
-    /// them): counts only, so much cheaper than [`TimeCube::bins`] over the world.
-    pub fn zoom0_counts(
-        &self,
-        time_of: impl Fn(usize) -> Option<i64>,
-        from: i64,
-        to: i64,
-    ) -> Vec<u64> {
+    /// them): counts only, cheaper than [`TimeCube::bins`] over the world. `None` without
+    /// zoom 0's sums.
+    pub fn zoom0_counts(&self, from: i64, to: i64) -> Option<Vec<u64>> {
         let mut counts = vec![0u64; 256 * 256];
         let cell = |x: u32, y: u32| (y.min(255) * 256 + x.min(255)) as usize;
-        for piece in self.pieces(from, to, 0) {
-            match piece {
-                Piece::Span { tier, span } => {
-                    for e in self.tiers[tier].levels[0].span(span) {
-                        counts[cell(u32::from(e.px), u32::from(e.py))] += u64::from(e.count);
-                    }
-                }
-                Piece::Units { u0, u1, partial } => {
-                    let start = self.unit_starts[u0 as usize] as usize;
-                    let end = self.unit_starts[u1 as usize] as usize;
-                    for at in start..end {
-                        if partial {
-                            let i = self.by_unit[at] as usize;
-                            if !time_of(i).is_some_and(|t| t >= from && t < to) {
-                                continue;
-                            }
-                        }
-                        let packed = self.unit_pixels[at];
-                        counts
-                            [cell((packed & 0xffff) >> MAX_LEVEL, (packed >> 16) >> MAX_LEVEL)] +=
-                            1;
-                    }
+        let split = self.split(from, to);
+        if let Some(zoom0) = self.checkpoints.first() {
+            let grid = zoom0.window(
+                split.whole.start,
+                split.whole.end,
+                &CellRange::EVERYTHING,
+                &self.unit_points_at(0),
+            );
+            grid.for_each(|x, y, count, _| {
+                counts[cell(x as u32, y as u32)] += u64::from(count);
+            });
+        } else {
+            self.levels.first()?.for_each_in(
+                &CellRange {
+                    x0: 0,
+                    x1: 257,
+                    y0: 0,
+                    y1: 257,
+                },
+                split.whole.start as u32,
+                split.whole.end as u32,
+                |x, y, count, _| counts[cell(x as u32, y as u32)] += u64::from(count),
+            );
+        }
+        for u in split.ends.iter().flat_map(|r| r.clone()) {
+            let (start, end) = (
+                self.unit_starts[u as usize] as usize,
+                self.unit_starts[u as usize + 1] as usize,
+            );
+            for at in start..end {
+                if self.within(u, at, from, to) {
+                    let packed = self.unit_pixels[at];
+                    counts[cell((packed & 0xffff) >> MAX_LEVEL, (packed >> 16) >> MAX_LEVEL)] += 1;
                 }
             }
         }
-        counts
+        Some(counts)
+    }
+
+    /// The points in unit order, with their pixels at zoom `z`, for [`Checkpoints`].
+    fn unit_points_at(&self, z: u8) -> UnitPoints<'_> {
+        UnitPoints {
+            fine_pixels: &self.unit_pixels,
+            weights: self.unit_weights.as_deref(),
+            unit_starts: &self.unit_starts,
+            fine_shift: MAX_LEVEL - z,
+        }
     }
 
     fn unit_start_ms(&self, u: i64) -> i64 {
@@ -473,81 +459,56 @@ impl TimeCube {
         (u0, u1.max(u0))
     }
 
-    /// The window `[from, to)` cut into whole spans held at zoom `z` and runs of units.
-    fn pieces(&self, from: i64, to: i64, z: u8) -> Vec<Piece> {
+    /// The window `[from, to)` as whole units and the partial units at its ends.
+    fn split(&self, from: i64, to: i64) -> UnitSplit {
         let (t0, t1) = self.touched_units(from, to);
         // Whole units `a..b`: those starting at or after `from` and ending by `to`.
-        let mut a = t0;
-        while a < t1 && self.unit_start_ms(a) < from {
-            a += 1;
-        }
-        let mut b = t1;
-        while b > a && self.unit_start_ms(b) > to {
-            b -= 1;
-        }
-        let mut pieces = Vec::new();
+        let a = if t0 < t1 && self.unit_start_ms(t0) < from {
+            t0 + 1
+        } else {
+            t0
+        };
+        let b = if t1 > a && self.unit_start_ms(t1) > to {
+            t1 - 1
+        } else {
+            t1
+        };
         if a >= b {
-            if t0 < t1 {
-                pieces.push(Piece::Units {
-                    u0: t0,
-                    u1: t1,
-                    partial: true,
-                });
-            }
-            return pieces;
+            return UnitSplit {
+                whole: t1..t1,
+                ends: [t0..t1, t1..t1],
+            };
         }
-        if t0 < a {
-            pieces.push(Piece::Units {
-                u0: t0,
-                u1: a,
-                partial: true,
-            });
+        UnitSplit {
+            whole: a..b,
+            ends: [t0..a, b..t1],
         }
-        let mut p = a;
-        let mut loose = p;
-        while p < b {
-            // The coarsest tier with a span starting at `p` that ends within the window (a
-            // span reaching past the last unit ends at it).
-            let fit = self.tiers.iter().enumerate().rev().find(|(_, t)| {
-                p % t.units == 0
-                    && (p + t.units).min(self.units) <= b
-                    && usize::from(z) < t.levels.len()
-            });
-            match fit {
-                Some((tier, t)) => {
-                    if loose < p {
-                        pieces.push(Piece::Units {
-                            u0: loose,
-                            u1: p,
-                            partial: false,
-                        });
-                    }
-                    pieces.push(Piece::Span {
-                        tier,
-                        span: (p / t.units) as usize,
-                    });
-                    p = (p + t.units).min(self.units);
-                    loose = p;
-                }
-                None => p += 1,
-            }
-        }
-        if loose < b {
-            pieces.push(Piece::Units {
-                u0: loose,
-                u1: b,
-                partial: false,
-            });
-        }
-        if b < t1 {
-            pieces.push(Piece::Units {
-                u0: b,
-                u1: t1,
-                partial: true,
-            });
-        }
-        pieces
     }
+}
+
+/// Two lists of bins sorted by (row, column) as one, bins of the same cell summed.
+fn merge_sorted(a: Vec<Bin>, b: Vec<Bin>) -> Vec<Bin> {
+    let mut out: Vec<Bin> = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if (x.by, x.bx) <= (y.by, y.bx) => a.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, None) => break,
+        };
+        let Some(bin) = next else { break };
+        match out.last_mut() {
+            Some(last) if (last.by, last.bx) == (bin.by, bin.bx) => {
+                last.count += bin.count;
+                last.weight += bin.weight;
+                last.wx += bin.wx;
+                last.wy += bin.wy;
+            }
+            _ => out.push(bin),
+        }
+    }
+    out
 }
 
 /// Visits (position, index) for the indices of `sorted` (ascending) in `ranges` (ascending,
@@ -569,36 +530,6 @@ fn for_each_in_ranges(sorted: &[u32], ranges: &[(u32, u32)], mut visit: impl FnM
             visit(at + k, i as usize);
         }
         at += count;
-    }
-}
-
-/// Adds a span's entries within `cells` to `grid` (a dense grid over `cells`).
-fn add_entries(grid: &mut [Bin], entries: &[Entry], cells: &CellRange, scale: f64) {
-    let width = cells.x1 - cells.x0;
-    let clamp = |v: i64| v.clamp(0, i64::from(u16::MAX)) as u16;
-    let (x0, x1) = (clamp(cells.x0), clamp(cells.x1));
-    // Entries are sorted by (row, column): each row's run within the columns is found by
-    // binary search, so a tile narrower than the world reads only its own entries.
-    let mut rest = &entries[entries.partition_point(|e| e.py < clamp(cells.y0))..];
-    while let Some(first) = rest.first() {
-        let row = first.py;
-        if i64::from(row) >= cells.y1 {
-            break;
-        }
-        let row_len = rest.partition_point(|e| e.py == row);
-        let (row_entries, next) = rest.split_at(row_len);
-        let start = row_entries.partition_point(|e| e.px < x0);
-        let end = row_entries.partition_point(|e| e.px < x1);
-        let line = ((i64::from(row) - cells.y0) * width - cells.x0) as isize;
-        for e in &row_entries[start..end] {
-            let b = &mut grid[(line + e.px as isize) as usize];
-            let w = f64::from(e.weight);
-            b.count += u64::from(e.count);
-            b.weight += w;
-            b.wx += (f64::from(e.px) * w + f64::from(e.ox)) / scale;
-            b.wy += (f64::from(row) * w + f64::from(e.oy)) / scale;
-        }
-        rest = next;
     }
 }
 
@@ -635,7 +566,26 @@ mod tests {
     #[test]
     fn every_window_sums_what_its_points_sum() {
         let (points, times) = layer();
-        let cube = TimeCube::build(&points, |i| times[i], false, 2).expect("timed");
+        let built = TimeCube::build(&points, |i| times[i], false, 2).expect("timed");
+        // Too small for checkpoints: the same cube with them at zooms 0 and 1.
+        assert!(built.checkpoints.is_empty());
+        let mut with_checkpoints = TimeCube::build(&points, |i| times[i], false, 2).expect("timed");
+        with_checkpoints.checkpoints = (0..2)
+            .map(|z| {
+                Checkpoints::build(
+                    z,
+                    with_checkpoints.units,
+                    16,
+                    &with_checkpoints.unit_points_at(z),
+                )
+            })
+            .collect();
+        for cube in [built, with_checkpoints] {
+            check_windows(&cube, &points, &times);
+        }
+    }
+
+    fn check_windows(cube: &TimeCube, points: &[WorldPoint], times: &[Option<i64>]) {
         let held: Vec<u8> = (0..=MAX_LEVEL).filter(|&z| cube.holds(z)).collect();
         assert!(held.len() >= 2, "{held:?}");
         let day0 = 1_700_000_000_000i64.div_euclid(DAY_MS) * DAY_MS;
@@ -667,19 +617,18 @@ mod tests {
                     .collect();
                 let want = bins_in(&kept, scale, &cells);
                 let all = [(0, points.len() as u32)];
-                let got = cube
-                    .bins(|i| times[i], z, &cells, &all, from, to)
-                    .expect("held");
+                let got = cube.bins(z, &cells, &all, from, to).expect("held");
                 assert_eq!(got.len(), want.len(), "z{z} {from}..{to}");
                 for (g, w) in got.iter().zip(&want) {
                     assert_eq!((g.bx, g.by, g.count), (w.bx, w.by, w.count));
                     assert!((g.weight - w.weight).abs() <= 1e-4 * w.weight.abs().max(1.0));
-                    let half_fine = 0.5 / (256.0 * f64::from(1u32 << MAX_LEVEL));
-                    assert!((g.wx - w.wx).abs() <= half_fine * w.weight.abs().max(1.0));
-                    assert!((g.wy - w.wy).abs() <= half_fine * w.weight.abs().max(1.0));
+                    // At the pixel's centre, or the finest pixel's for points read one by one.
+                    let half_pixel = 0.5 / scale;
+                    assert!((g.wx - w.wx).abs() <= half_pixel * w.weight.abs().max(1.0));
+                    assert!((g.wy - w.wy).abs() <= half_pixel * w.weight.abs().max(1.0));
                 }
                 if z == 0 {
-                    let counts = cube.zoom0_counts(|i| times[i], from, to);
+                    let counts = cube.zoom0_counts(from, to).expect("zoom 0");
                     for w in &want {
                         let at = (w.by.min(255) * 256 + w.bx.min(255)) as usize;
                         assert!(counts[at] >= w.count);
@@ -687,7 +636,7 @@ mod tests {
                     assert_eq!(counts.iter().sum::<u64>(), kept.len() as u64);
                 }
                 let mut visited = 0;
-                cube.for_each_within(from, to, &all, |i| times[i], |_| visited += 1);
+                cube.for_each_within(from, to, &all, |_| visited += 1);
                 assert_eq!(visited, kept.len());
                 assert!(cube.points_within(from, to) >= kept.len());
             }
@@ -720,50 +669,51 @@ mod tests {
     }
 
     #[test]
-    fn windows_are_cut_into_the_largest_aligned_spans() {
+    fn windows_split_into_whole_units_and_checked_ends() {
         let (points, times) = layer();
         let cube = TimeCube::build(&points, |i| times[i], false, 1).expect("timed");
         let day = |d: i64| cube.origin + d * DAY_MS;
-        // The first time is late on a day, so 40 days touch 41 units: tiers of 8 and 64
-        // (the last covers all).
-        assert_eq!((cube.units, cube.tiers.len()), (41, 2));
-        let spans = |from, to| {
-            cube.pieces(from, to, 0)
-                .into_iter()
-                .filter(|p| matches!(p, Piece::Span { .. }))
-                .count()
-        };
+        // The first time is late on a day, so 40 days touch 41 units.
+        assert_eq!(cube.units, 41);
+        let split = |from, to| cube.split(from, to);
         assert_eq!(
-            cube.pieces(day(0), day(41), 0),
-            vec![Piece::Span { tier: 1, span: 0 }]
-        );
-        // Units 1..8 loose, then spans from 8, 16, 24, 32 and 40 (which ends at the last).
-        assert_eq!(spans(day(1), day(41)), 5);
-        assert_eq!(spans(day(1), day(40)), 4);
-        assert_eq!(
-            cube.pieces(day(3), day(17), 0),
-            vec![
-                Piece::Units {
-                    u0: 3,
-                    u1: 8,
-                    partial: false
-                },
-                Piece::Span { tier: 0, span: 1 },
-                Piece::Units {
-                    u0: 16,
-                    u1: 17,
-                    partial: false
-                },
-            ]
+            split(day(0), day(41)),
+            UnitSplit {
+                whole: 0..41,
+                ends: [0..0, 41..41]
+            }
         );
         assert_eq!(
-            cube.pieces(day(3) + 1, day(3) + 2, 0),
-            vec![Piece::Units {
-                u0: 3,
-                u1: 4,
-                partial: true
-            }]
+            split(day(3) + 1, day(17) + 5),
+            UnitSplit {
+                whole: 4..17,
+                ends: [3..4, 17..18]
+            }
         );
-        assert!(cube.pieces(day(50), day(60), 0).is_empty());
+        // Within one unit: all of it checked.
+        assert_eq!(
+            split(day(3) + 1, day(3) + 2),
+            UnitSplit {
+                whole: 4..4,
+                ends: [3..4, 4..4]
+            }
+        );
+        assert_eq!(
+            split(day(3), day(3) + 2),
+            UnitSplit {
+                whole: 4..4,
+                ends: [3..4, 4..4]
+            }
+        );
+        // Past the extent, and empty.
+        assert_eq!(
+            split(day(-5), day(90)),
+            UnitSplit {
+                whole: 0..41,
+                ends: [0..0, 41..41]
+            }
+        );
+        assert_eq!(split(day(50), day(60)).ends, [41..41, 41..41]);
+        assert!(split(day(50), day(60)).whole.is_empty());
     }
 }
