@@ -171,6 +171,14 @@ pub fn cases() -> Vec<Case> {
             query: "category.kind=",
             keeps: |r| r.kind.is_empty(),
         },
+        // Two values of one column (file layers sum a cube per value).
+        Case {
+            query: "to=2024-09-01&category.kind=c,",
+            keeps: |r| {
+                r.time.is_some_and(|t| t < ms("2024-09-01T00:00:00Z"))
+                    && (r.kind == "c" || r.kind.is_empty())
+            },
+        },
         Case {
             query: "from=2024-01-01&to=2024-07-01&category.kind=b,nosuchvalue",
             keeps: |r| {

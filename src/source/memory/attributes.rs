@@ -20,6 +20,16 @@ pub struct CategoryColumn {
 }
 
 impl CategoryColumn {
+    /// The distinct values, by code.
+    pub fn values(&self) -> &[String] {
+        &self.values
+    }
+
+    /// The code of the value of the point at store index `i`.
+    pub fn code(&self, i: usize) -> Option<u32> {
+        self.codes.get(i).copied()
+    }
+
     /// Each distinct value with its number of points.
     pub fn counts(&self) -> Vec<(&str, u64)> {
         let mut counts = vec![0u64; self.values.len()];

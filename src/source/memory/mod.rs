@@ -3,6 +3,7 @@
 
 pub mod attributes;
 mod checkpoints;
+pub mod cubes;
 pub mod pyramid;
 mod running_sums;
 pub mod timecube;
@@ -14,11 +15,11 @@ use crate::source::attributes::{AttributeFilter, AttributeSchema, AttributeSumma
 use crate::tile::{metres_to_world, world_to_metres, WorldBox};
 use async_trait::async_trait;
 use attributes::Attributes;
+use cubes::TimeCubes;
 use lru::LruCache;
 use pyramid::{Pyramid, PyramidSize};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
-use timecube::{TimeCube, TimeCubeSize};
 
 /// Points bucketed by a 2^level x 2^level grid over the world, row by row, so the points of
 /// a run of cells within one row are one contiguous slice.
@@ -33,9 +34,9 @@ pub struct MemoryStore {
     pyramid: Pyramid,
     /// Time and category values, by index into `points`, for layers that declare them.
     attributes: Option<Attributes>,
-    /// Bins by zoom and time span, and the points by time, for layers with a time column
-    /// (built with the pyramid).
-    time_cube: Option<TimeCube>,
+    /// The points by time, with counts through time per pixel, of all points and of each
+    /// category value, for layers with a time column (built with the pyramid).
+    time_cubes: TimeCubes,
     /// Their summary for TileJSON, made once.
     summary: Option<AttributeSummary>,
     /// Count grids of filtered requests, by filter: bounded because filters take any value.
@@ -126,7 +127,7 @@ impl MemoryStore {
             info,
             grid,
             pyramid: Pyramid::default(),
-            time_cube: None,
+            time_cubes: TimeCubes::default(),
             summary: attributes.as_ref().map(Attributes::summary),
             attributes,
             filtered_grids: Mutex::new(LruCache::new(
@@ -185,7 +186,7 @@ impl MemoryStore {
         filter: &AttributeFilter,
         keeps: impl Fn(usize) -> bool,
     ) -> Option<Vec<u32>> {
-        let cube = self.time_cube.as_ref()?;
+        let cube = self.time_cubes.all()?;
         let (from, to) = filter.window()?;
         let ranges = self.index_ranges(area);
         let area_points: usize = ranges.iter().map(|&(s, e)| (e - s) as usize).sum();
@@ -274,82 +275,55 @@ impl MemoryStore {
             ms = started.elapsed().as_millis() as u64,
             "bin pyramid built"
         );
-        self.build_time_cube(threads);
+        self.build_time_cubes(threads);
         self
     }
 
-    /// The time cube and the window of a filter the cube answers: a time
-    /// window with no category filter.
-    fn cube_window(&self, filter: &AttributeFilter) -> Option<(&TimeCube, (i64, i64))> {
-        let cube = self.time_cube.as_ref()?;
-        if !filter.categories.is_empty() {
-            return None;
-        }
-        Some((cube, filter.window()?))
-    }
-
-    /// The bins of a time window (with no category filter) from the time cube, when it
-    /// holds the zoom of `scale`.
+    /// The bins at the zoom of `scale` of the points `filter` keeps, from the time cubes,
+    /// when they answer it and hold that zoom.
     fn time_cube_bins(
         &self,
         filter: &AttributeFilter,
         scale: f64,
         cells: &CellRange,
     ) -> Option<Vec<Bin>> {
-        let (cube, (from, to)) = self.cube_window(filter)?;
         let z = (0..=timecube::MAX_LEVEL).find(|&z| 256.0 * f64::from(z).exp2() == scale)?;
-        cube.bins(
+        self.time_cubes.bins(
+            self.attributes.as_ref()?,
+            filter,
             z,
             cells,
             &self.index_ranges(&cells.query_area(scale)),
-            from,
-            to,
         )
     }
 
-    /// The points of the densest tile at zooms 0..=8 under a time window (with no category
-    /// filter), from the time cube's counts of zoom 0 pixels (each one a zoom 8 tile).
+    /// The points of the densest tile at zooms 0..=8 under `filter`, from the time cubes'
+    /// counts of zoom 0 pixels (each one a zoom 8 tile), when they answer it.
     fn window_tile_counts(&self, filter: &AttributeFilter) -> Option<Arc<[u64]>> {
         let lock = || self.window_counts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(counts) = lock().get(filter) {
             return Some(counts.clone());
         }
-        let (cube, (from, to)) = self.cube_window(filter)?;
-        let pixels = cube.zoom0_counts(from, to)?;
+        let pixels = self
+            .time_cubes
+            .zoom0_counts(self.attributes.as_ref()?, filter)?;
         let counts: Arc<[u64]> = crate::source::grid::densest_per_zoom(pixels, 8).into();
         lock().put(filter.clone(), counts.clone());
         Some(counts)
     }
 
-    /// Indexes the points by time, with running sums through time per pixel (layers with a
-    /// time column).
-    fn build_time_cube(&mut self, threads: usize) {
-        let Some(attributes) = self.attributes.as_ref().filter(|a| a.has_time()) else {
+    /// Indexes the points by time, with counts through time per pixel, for all points and
+    /// each category value (layers with a time column).
+    fn build_time_cubes(&mut self, threads: usize) {
+        let Some(attributes) = self.attributes.as_ref() else {
             return;
         };
-        let started = std::time::Instant::now();
         let hourly = self
             .summary
             .as_ref()
             .and_then(|s| s.time.as_ref())
             .is_some_and(|t| t.bucket == crate::source::attributes::TimeBucket::Hour);
-        self.time_cube = TimeCube::build(&self.points, |i| attributes.time(i), hourly, threads);
-        if let Some(cube) = &self.time_cube {
-            let TimeCubeSize {
-                levels,
-                checkpoints,
-                entries,
-                bytes,
-            } = cube.size();
-            tracing::info!(
-                levels,
-                checkpoints,
-                entries,
-                bytes,
-                ms = started.elapsed().as_millis() as u64,
-                "time cube built"
-            );
-        }
+        self.time_cubes = TimeCubes::build(&self.points, attributes, hourly, threads);
     }
 
     /// Where each row of the store's grid starts in [`MemoryStore::all`], plus the end.

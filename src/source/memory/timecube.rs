@@ -258,6 +258,11 @@ impl TimeCube {
         }
     }
 
+    /// How many points have a time.
+    pub fn timed_points(&self) -> usize {
+        self.by_unit.len()
+    }
+
     /// Whether the running sums hold zoom `z`.
     pub fn holds(&self, z: u8) -> bool {
         usize::from(z) < self.levels.len()
@@ -487,7 +492,7 @@ impl TimeCube {
 }
 
 /// Two lists of bins sorted by (row, column) as one, bins of the same cell summed.
-fn merge_sorted(a: Vec<Bin>, b: Vec<Bin>) -> Vec<Bin> {
+pub fn merge_sorted(a: Vec<Bin>, b: Vec<Bin>) -> Vec<Bin> {
     let mut out: Vec<Bin> = Vec::with_capacity(a.len() + b.len());
     let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
