@@ -8,8 +8,12 @@ use crate::source::aggregate::{Bin, CellRange};
 use crate::source::attributes::AttributeFilter;
 
 /// Category columns with at most this many values get a cube per value (each about the
-/// size of the whole layer's cube times the value's share of the points).
+/// size of the whole layer's cube times the value's share of the points)...
 pub const MAX_CUBED_VALUES: usize = 16;
+
+/// ...the first this many such columns, in declaration order: each costs about as much
+/// memory again as the whole layer's cube.
+pub const MAX_CUBED_COLUMNS: usize = 2;
 
 /// The cube of the points with one category value.
 #[derive(Debug)]
@@ -26,7 +30,7 @@ struct ValueCube {
 pub struct TimeCubes {
     all: Option<TimeCube>,
     /// Per category column (declaration order), per value code; empty for a column with
-    /// more than [`MAX_CUBED_VALUES`] values.
+    /// more than [`MAX_CUBED_VALUES`] values, and after [`MAX_CUBED_COLUMNS`] columns.
     by_value: Vec<Vec<ValueCube>>,
 }
 
@@ -61,14 +65,16 @@ impl TimeCubes {
             );
         }
         let started = std::time::Instant::now();
+        let mut cubed_columns = 0;
         let by_value: Vec<Vec<ValueCube>> = attributes
             .categories()
             .iter()
             .map(|column| {
                 let counts = column.counts();
-                if counts.len() > MAX_CUBED_VALUES {
+                if counts.len() > MAX_CUBED_VALUES || cubed_columns == MAX_CUBED_COLUMNS {
                     return Vec::new();
                 }
+                cubed_columns += 1;
                 counts
                     .iter()
                     .enumerate()
@@ -265,5 +271,42 @@ mod tests {
             let counts = cubes.zoom0_counts(&attributes, &query).expect("answered");
             assert_eq!(counts.iter().sum::<u64>(), kept.len() as u64);
         }
+    }
+
+    #[test]
+    fn only_the_first_columns_with_few_values_get_cubes() {
+        let schema = AttributeSchema {
+            time: Some("t".into()),
+            categories: vec!["many".into(), "x".into(), "y".into(), "z".into()],
+            time_bucket: None,
+        };
+        let mut builder = AttributesBuilder::new(&schema);
+        let mut points = Vec::new();
+        for i in 0..200u32 {
+            points.push(WorldPoint {
+                x: 0.5,
+                y: 0.5,
+                w: 1.0,
+                seq: i,
+            });
+            builder.set_time(Some(1_700_000_000_000 + i64::from(i)));
+            builder.set_category(0, &i.to_string());
+            for column in 1..4 {
+                builder.set_category(column, if i % 2 == 0 { "even" } else { "odd" });
+            }
+            builder.push_point();
+        }
+        let attributes = builder.finish();
+        let cubes = TimeCubes::build(&points, &attributes, false, 1);
+        let answered = |column: &str| {
+            cubes
+                .answering(&attributes, &filter(&[(column, &["even"])], None))
+                .is_some()
+        };
+        // `many` has 200 values; `x` and `y` are the first two with few.
+        assert_eq!(
+            ["many", "x", "y", "z"].map(answered),
+            [false, true, true, false]
+        );
     }
 }
