@@ -13,14 +13,20 @@ ensure_wrk() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 }
 
+# Cargo's target folder, as an absolute path: $CARGO_TARGET_DIR when set (relative to ROOT,
+# as cargo takes it), else ROOT/target.
+target_dir() {
+  local target="${CARGO_TARGET_DIR:-$ROOT/target}"
+  case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
+  echo "$target"
+}
+
 # Sets TWINE_BIN to the release binary, built with `cargo build --release` unless TWINE_BIN
-# is already set (in $CARGO_TARGET_DIR when that is set, as cargo does).
+# is already set.
 ensure_release_bin() {
   if [ -z "${TWINE_BIN:-}" ]; then
     (cd "$ROOT" && cargo build --release --locked --quiet --bin twine-heatmap)
-    local target="${CARGO_TARGET_DIR:-$ROOT/target}"
-    case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
-    TWINE_BIN="$target/release/twine-heatmap"
+    TWINE_BIN="$(target_dir)/release/twine-heatmap"
   fi
   [ -x "$TWINE_BIN" ] || die "TWINE_BIN=$TWINE_BIN is not an executable"
 }
@@ -44,6 +50,30 @@ wait_for_health() {
 
 # VmRSS of process PID in KiB.
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# VmHWM (peak RSS) of process PID in KiB.
+hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# The point count BASE/layers gives LAYER; nothing when it does not list it (yet) or does
+# not answer.
+layer_count() {
+  curl -s --max-time 5 "$1/layers" 2>/dev/null | python3 -c '
+import json, sys
+try:
+    layers = json.load(sys.stdin)
+except ValueError:
+    sys.exit(0)
+print(next((l.get("count", 0) for l in layers if l.get("name") == sys.argv[1]), ""))
+' "$2" 2>/dev/null || true
+}
+
+# 1000000 as 1m, 5000 as 5k, anything else as it is (for file names).
+label() {
+  local n="$1"
+  if [ $((n % 1000000)) -eq 0 ]; then echo "$((n / 1000000))m"
+  elif [ $((n % 1000)) -eq 0 ]; then echo "$((n / 1000))k"
+  else echo "$n"; fi
+}
 
 # Stops process PID that the script started: SIGTERM, then SIGKILL after SECS (default 5)
 # seconds; reaps it when it is the script's child. No PID, or one gone already, is fine.

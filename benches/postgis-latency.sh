@@ -89,13 +89,15 @@ for tool in psql curl python3; do
 done
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$REPO"
+BENCH_NAME=postgis-latency
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$ROOT/benches/lib.sh"
 SQL_FILE="$REPO/benches/postgis-latency.sql"
 [ -f "$SQL_FILE" ] || die "missing $SQL_FILE"
 
 # Layer name from N: bench10m, bench250k, bench123456.
-if [ $((POINTS % 1000000)) -eq 0 ]; then LAYER="bench$((POINTS / 1000000))m"
-elif [ $((POINTS % 1000)) -eq 0 ]; then LAYER="bench$((POINTS / 1000))k"
-else LAYER="bench$POINTS"; fi
+LAYER="bench$(label "$POINTS")"
 TABLE="points_$LAYER"
 TABLE_KEY="twine.$TABLE"
 INDEX="points_${LAYER}_geom"
@@ -259,16 +261,7 @@ t0="$(now)"
 deadline=$((SECONDS + LAYER_WAIT))
 while :; do
   kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited (see its log below)"
-  count="$(curl -s --max-time 5 "$BASE/layers" 2>/dev/null | python3 -c '
-import json, sys
-try:
-    layers = json.load(sys.stdin)
-except ValueError:
-    sys.exit(0)
-for l in layers:
-    if l.get("name") == sys.argv[1]:
-        print(l.get("count", 0))
-' "$LAYER" 2>/dev/null || true)"
+  count="$(layer_count "$BASE" "$LAYER")"
   [ "$count" = "$POINTS" ] && break
   [ $SECONDS -lt $deadline ] || die "after $LAYER_WAIT s /layers still lists $LAYER with count '${count:-absent}', not $POINTS (statistics scan failing? see the log)"
   sleep 0.5

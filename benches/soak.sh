@@ -315,7 +315,7 @@ while kill -0 "$WRK_PID" 2>/dev/null; do
   t=$(( $(date +%s) - START ))
   [ "$t" -le "$DURATION" ] || break
   kib=$(rss_kib "$PID")
-  peak=$(awk '/^VmHWM/ {print $2}' "/proc/$PID/status")
+  peak=$(hwm_kib "$PID")
   [ "$PEAKS" = 1 ] && interval_peaks
   echo "$t $kib $peak $(memory_tier)" >>"$WORK/rss"
   threads=$(awk '/^Threads/ {print $2}' "/proc/$PID/status")
@@ -377,7 +377,7 @@ stats() {
 }
 read -r N MEAN MIN MAX < <(stats 3)
 read -r _ SMEAN SMIN SMAX < <(stats 2)
-echo "RSS peak (VmHWM of the last interval): $(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$PID/status") MiB"
+echo "RSS peak (VmHWM of the last interval): $(hwm_kib "$PID" | awk '{printf "%.1f", $1 / 1024}') MiB"
 echo "RSS series (s MiB): $(awk '{printf "%s%d %.1f", (NR > 1 ? ", " : ""), $1, $2 / 1024}' "$WORK/rss")"
 echo "interval peaks (s MiB): $(awk '{printf "%s%d %.1f", (NR > 1 ? ", " : ""), $1, $3 / 1024}' "$WORK/rss")"
 echo "warm-up ended at ${WARM_END}s (memory tier at 90 %: ${FILLED:-never}); after it, RSS at the samples: mean $SMEAN MiB, min $SMIN, max $SMAX"

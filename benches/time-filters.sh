@@ -129,9 +129,7 @@ case ",$SOURCES," in *,postgis,*|*,declared,*|*,filters,*)
   command -v psql >/dev/null 2>&1 || die "psql is required for --source postgis, declared and filters" ;;
 esac
 
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
-DATA_DIR="$TARGET_DIR/time-bench"
+DATA_DIR="$(target_dir)/time-bench"
 CLIENT="$ROOT/benches/time-filters/client.py"
 LOADS_SUMMARY="$ROOT/benches/time-filters/loads.py"
 mkdir -p "$DATA_DIR"
@@ -160,12 +158,6 @@ trap 'exit 143' TERM
 # Wall-clock seconds with a fraction.
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$(now)"; }
-label() {
-  local n="$1"
-  if [ $((n % 1000000)) -eq 0 ]; then echo "$((n / 1000000))m"
-  elif [ $((n % 1000)) -eq 0 ]; then echo "$((n / 1000))k"
-  else echo "$n"; fi
-}
 
 # ---------------------------------------------------------------------------------------------
 # 1. The binary and the data.
@@ -235,14 +227,7 @@ start_server() {
   done
   while :; do
     kill -0 "$SERVER_PID" 2>/dev/null || { SERVER_PID=""; tail -n 20 "$log" >&2; die "the $name server exited (its log is above)${START_HINT:+; $START_HINT}"; }
-    count="$(curl -s --max-time 5 "$BASE/layers" 2>/dev/null | python3 -c '
-import json, sys
-try:
-    layers = json.load(sys.stdin)
-except ValueError:
-    sys.exit(0)
-print(next((l.get("count", 0) for l in layers if l.get("name") == sys.argv[1]), ""))
-' "$layer" 2>/dev/null || true)"
+    count="$(layer_count "$BASE" "$layer")"
     [ "$count" = "$POINTS" ] && break
     [ $SECONDS -lt $deadline ] || die "after 900 s /layers lists $layer with count '${count:-absent}', not $POINTS"
     sleep 0.2
@@ -252,7 +237,7 @@ print(next((l.get("count", 0) for l in layers if l.get("name") == sys.argv[1]), 
   sleep 1
   RSS_MIB=$(( $(rss_kib "$SERVER_PID") / 1024 ))
 }
-hwm_mib() { echo $(( $(awk '/^VmHWM/ {print $2}' "/proc/$1/status") / 1024 )); }
+hwm_mib() { echo $(( $(hwm_kib "$1") / 1024 )); }
 # The "bin pyramid built" lines of a log, as `bins=... bytes=... ms=...`.
 # The "time cube built" line's fields follow, prefixed `cube_`.
 pyramid_lines() {
@@ -284,9 +269,10 @@ measure() {
 finish_server() {
   out ""
   out "RSS after the requests: $(( $(rss_kib "$SERVER_PID") / 1024 )) MiB; VmHWM $(hwm_mib "$SERVER_PID") MiB"
-  local warnings
-  warnings="$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/$1.log" | grep -cE ' (WARN|ERROR) ' || true)"
-  [ "${warnings:-0}" -eq 0 ] || out "server log: $warnings WARN/ERROR lines, the first: $(sed 's/\x1b\[[0-9;]*m//g' "$WORK/$1.log" | grep -E ' (WARN|ERROR) ' | head -n 1 | cut -c1-300)"
+  local problems warnings
+  problems="$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/$1.log" | grep -E ' (WARN|ERROR) ' || true)"
+  warnings="$(grep -c . <<<"$problems" || true)"
+  [ -z "$problems" ] || out "server log: $warnings WARN/ERROR lines, the first: $(head -n 1 <<<"$problems" | cut -c1-300)"
   stop_server
 }
 

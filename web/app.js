@@ -156,9 +156,9 @@
     onChange: (now) => {
       player.stop();
       clearTimeout(filterTimer);
-      if (now) applyFilter();
-      else filterTimer = setTimeout(applyFilter, 250); // a slider in motion: wait for rest
       saveUrl();
+      if (now) return applyFilter(); // which redraws the legend too
+      filterTimer = setTimeout(applyFilter, 250); // a slider in motion: wait for rest
       refreshLegend();
     },
   });

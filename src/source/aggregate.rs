@@ -94,9 +94,14 @@ impl CellRange {
     }
 }
 
+/// The zoom whose pixels `scale` counts per world unit (`256 * 2^z`), if it is one.
+pub fn pixel_zoom(scale: f64) -> Option<u8> {
+    (0..=crate::tile::MAX_ZOOM).find(|&z| 256.0 * f64::from(z).exp2() == scale)
+}
+
 /// Ranges of up to this many cells are binned in a dense array (a tile's range holds about
 /// 110,000); larger ones, such as big overlays, in a hash map.
-pub const DENSE_CELLS: i64 = 1 << 20;
+const DENSE_CELLS: i64 = 1 << 20;
 
 /// The bins of the cells in `cells`, from points that include at least all of theirs.
 pub fn bins_in(points: &[WorldPoint], scale: f64, cells: &CellRange) -> Vec<Bin> {
@@ -116,13 +121,6 @@ pub fn bins_in(points: &[WorldPoint], scale: f64, cells: &CellRange) -> Vec<Bin>
         }
         grid[((by - cells.y0) * width + (bx - cells.x0)) as usize].add(p);
     }
-    grid_bins(&grid, cells)
-}
-
-/// The non-empty bins of `grid`, a dense grid over `cells` (row by row), with their cells
-/// set: sorted by (row, column).
-pub fn grid_bins(grid: &[Bin], cells: &CellRange) -> Vec<Bin> {
-    let width = cells.x1 - cells.x0;
     let mut bins = Vec::new();
     for (i, b) in grid.iter().enumerate() {
         if b.count > 0 {

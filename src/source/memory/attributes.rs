@@ -58,11 +58,6 @@ impl Attributes {
         &self.categories
     }
 
-    /// The time of the point at store index `i`, if it has one.
-    pub fn time(&self, i: usize) -> Option<i64> {
-        self.times.get(i).copied().filter(|&t| t != NO_TIME)
-    }
-
     /// Whether the layer declares a time column.
     pub fn has_time(&self) -> bool {
         self.schema.time.is_some()

@@ -2,39 +2,12 @@
 //! window's counts there are the difference of two grids read as streams, plus the few
 //! units between the checkpoints and the window's ends.
 
+use super::unit_points::UnitPoints;
 use crate::source::aggregate::CellRange;
 
 /// How many checkpoints at most: 64 grids of zoom 0 (66,049 counts) are 17 MB, of zoom 1
 /// (263,169) 67 MB.
 pub const MAX_CHECKPOINTS: usize = 64;
-
-/// Points in unit order: each one's pixel at a finer zoom (`row << 16 | column`), and its
-/// weight when not all are 1; unit `u`'s are `unit_starts[u]..unit_starts[u + 1]`.
-#[derive(Clone, Copy)]
-pub struct UnitPoints<'a> {
-    pub fine_pixels: &'a [u32],
-    pub weights: Option<&'a [f32]>,
-    pub unit_starts: &'a [u32],
-    /// How many zooms finer than the checkpoints' the pixels are.
-    pub fine_shift: u8,
-}
-
-impl UnitPoints<'_> {
-    /// Calls `add(column, row, weight)` for each point of units `units`.
-    fn add_units(&self, units: std::ops::Range<i64>, mut add: impl FnMut(usize, usize, f64)) {
-        if units.is_empty() {
-            return;
-        }
-        let start = self.unit_starts[units.start as usize] as usize;
-        let end = self.unit_starts[units.end as usize] as usize;
-        let shift = self.fine_shift;
-        for (at, &packed) in self.fine_pixels[start..end].iter().enumerate() {
-            let (x, y) = ((packed & 0xffff) >> shift, (packed >> 16) >> shift);
-            let w = self.weights.map_or(1.0, |ws| f64::from(ws[start + at]));
-            add(x as usize, y as usize, w);
-        }
-    }
-}
 
 /// A zoom's running counts (and weights) at units `0, every, 2 * every, ...`.
 #[derive(Debug)]

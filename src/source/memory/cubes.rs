@@ -47,7 +47,7 @@ impl TimeCubes {
             return TimeCubes::default();
         }
         let started = std::time::Instant::now();
-        let all = TimeCube::build(points, |i| attributes.time(i), hourly, threads);
+        let all = TimeCube::build(points, |i| attributes.time_at(i), hourly, threads);
         if let Some(cube) = &all {
             let TimeCubeSize {
                 levels,
@@ -82,7 +82,11 @@ impl TimeCubes {
                         let code = code as u32;
                         let cube = TimeCube::build(
                             points,
-                            |i| attributes.time(i).filter(|_| column.code(i) == Some(code)),
+                            |i| {
+                                attributes
+                                    .time_at(i)
+                                    .filter(|_| column.code(i) == Some(code))
+                            },
                             hourly,
                             threads,
                         );

@@ -7,6 +7,7 @@ pub mod cubes;
 pub mod pyramid;
 mod running_sums;
 pub mod timecube;
+mod unit_points;
 
 use super::aggregate::{bins_in, Bin, CellRange};
 use super::{CountGrid, FilterValues, LayerInfo, PointQuery, PointSource, SourceError};
@@ -41,11 +42,12 @@ pub struct MemoryStore {
     summary: Option<AttributeSummary>,
     /// Count grids of filtered requests, by filter: bounded because filters take any value.
     filtered_grids: Mutex<LruCache<AttributeFilter, Arc<CountGrid>>>,
-    /// The densest tile's points at zooms 0..=8 of time windows, by filter.
+    /// The densest tile's points at zooms 0..=8 of the filters the time cubes answer, by
+    /// filter.
     window_counts: Mutex<LruCache<AttributeFilter, Arc<[u64]>>>,
 }
 
-/// Time windows' densest-tile counts remembered per layer (72 bytes each).
+/// Filters' densest-tile counts remembered per layer (72 bytes each).
 const WINDOW_COUNTS: usize = 1024;
 
 /// Filtered count grids remembered per layer (each takes a few kilobytes up to a megabyte).
@@ -287,7 +289,7 @@ impl MemoryStore {
         scale: f64,
         cells: &CellRange,
     ) -> Option<Vec<Bin>> {
-        let z = (0..=timecube::MAX_LEVEL).find(|&z| 256.0 * f64::from(z).exp2() == scale)?;
+        let z = crate::source::aggregate::pixel_zoom(scale)?;
         self.time_cubes.bins(
             self.attributes.as_ref()?,
             filter,

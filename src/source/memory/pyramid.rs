@@ -174,7 +174,9 @@ impl Pyramid {
 
     /// The level whose pixels are `scale` cells per world unit, if the pyramid holds it.
     pub fn level_of(&self, scale: f64) -> Option<usize> {
-        (0..self.levels.len()).find(|&z| 256.0 * (z as f64).exp2() == scale)
+        crate::source::aggregate::pixel_zoom(scale)
+            .map(usize::from)
+            .filter(|&z| z < self.levels.len())
     }
 
     /// The bins of `cells` at level `z` ([`Pyramid::level_of`]), sorted by (row, column).

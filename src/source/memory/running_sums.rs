@@ -2,6 +2,7 @@
 //! holds points in, each with the count and weight of the pixel's points up to that unit, so
 //! that any run of whole units costs two searches per pixel, however long it is.
 
+use super::unit_points::UnitPoints;
 use crate::source::aggregate::CellRange;
 
 /// The running sums of one zoom's pixels.
@@ -45,19 +46,11 @@ impl Entry {
     }
 }
 
-/// The points a [`RunningSums`] is built from: in unit order, each as its pixel at a fine
-/// zoom (`row << 16 | column`), with its unit and (when not all 1) its weight.
-pub struct UnitOrdered<'a> {
-    pub fine_pixels: &'a [u32],
-    pub units: &'a [u16],
-    pub weights: Option<&'a [f32]>,
-    /// How many zooms finer than the sums' zoom `fine_pixels` are.
-    pub fine_shift: u8,
-}
-
 impl RunningSums {
-    /// The running sums of `points`' pixels at zoom `z` (their zoom less `fine_shift`).
-    pub fn build(z: u8, points: &UnitOrdered<'_>) -> RunningSums {
+    /// The running sums of `points`' pixels at zoom `z` (their zoom less `fine_shift`);
+    /// their units must fit in a u16.
+    pub fn build(z: u8, points: &UnitPoints<'_>) -> RunningSums {
+        let units = points.units();
         let shift = points.fine_shift;
         // (row, column, position in unit order): sorted, each pixel's points come together,
         // in unit order.
@@ -88,9 +81,9 @@ impl RunningSums {
             let (first_entry, mut count, mut weight) = (sums.entries.len(), 0u32, 0f64);
             for &key in pixel {
                 let at = (key & 0xffff_ffff) as usize;
-                let unit = points.units[at];
+                let unit = units[at];
                 count += 1;
-                weight += points.weights.map_or(1.0, |w| f64::from(w[at]));
+                weight += points.weight(at);
                 let same_unit = sums.entries.len() > first_entry
                     && sums.entries.last().is_some_and(|e| e.unit == unit);
                 match sums.entries.last_mut() {
@@ -217,14 +210,17 @@ mod tests {
             (4, 1, 3, 16.0),
         ];
         let fine_pixels: Vec<u32> = points.iter().map(|p| (p.1 << 16) | p.0).collect();
-        let units: Vec<u16> = points.iter().map(|p| p.2).collect();
+        // Where each unit's points start (units 0..4), and the end.
+        let unit_starts: Vec<u32> = (0..=4u16)
+            .map(|u| points.iter().filter(|p| p.2 < u).count() as u32)
+            .collect();
         let weights: Vec<f32> = points.iter().map(|p| p.3).collect();
         let sums = RunningSums::build(
             1,
-            &UnitOrdered {
+            &UnitPoints {
                 fine_pixels: &fine_pixels,
-                units: &units,
                 weights: Some(&weights),
+                unit_starts: &unit_starts,
                 fine_shift: 0,
             },
         );

@@ -19,8 +19,9 @@
 //! one by one, their zoom 7 pixel's): they serve drawing, which places bins at their centres
 //! anyway.
 
-use super::checkpoints::{self, Checkpoints, UnitPoints};
-use super::running_sums::{RunningSums, UnitOrdered};
+use super::checkpoints::{self, Checkpoints};
+use super::running_sums::RunningSums;
+use super::unit_points::UnitPoints;
 use crate::render::WorldPoint;
 use crate::source::aggregate::{Bin, CellRange};
 
@@ -134,27 +135,23 @@ impl TimeCube {
         }
         let fine = 256.0 * f64::from(1u32 << MAX_LEVEL);
         let side = 256i64 << MAX_LEVEL;
-        // The points in unit order, read once here; later reads are streams.
-        let ordered: Vec<WorldPoint> = by_unit.iter().map(|&i| points[i as usize]).collect();
-        let unit_pixels = ordered
-            .iter()
-            .map(|p| {
-                // No clamp at the far edge, as in `bins_in`: a point at x = 1 is in column
-                // `side` (the store holds only points within the world).
-                let fx = ((p.x * fine).floor() as i64).clamp(0, side) as u32;
-                let fy = ((p.y * fine).floor() as i64).clamp(0, side) as u32;
-                (fy << 16) | fx
-            })
-            .collect();
-        let unit_weights = ordered
-            .iter()
-            .any(|p| p.w != 1.0)
-            .then(|| ordered.iter().map(|p| p.w).collect());
-        drop(ordered);
-        let unit_offsets = by_unit
-            .iter()
-            .map(|&i| time_of(i as usize).map_or(0, |t| (t - origin).rem_euclid(unit) as u32))
-            .collect();
+        // The compact copy in unit order, in one pass over the points (each a cache miss):
+        // later reads are streams.
+        let mut unit_pixels = Vec::with_capacity(by_unit.len());
+        let mut unit_offsets = Vec::with_capacity(by_unit.len());
+        let mut weights = Vec::with_capacity(by_unit.len());
+        for &i in &by_unit {
+            let p = &points[i as usize];
+            // No clamp at the far edge, as in `bins_in`: a point at x = 1 is in column
+            // `side` (the store holds only points within the world).
+            let fx = ((p.x * fine).floor() as i64).clamp(0, side) as u32;
+            let fy = ((p.y * fine).floor() as i64).clamp(0, side) as u32;
+            unit_pixels.push((fy << 16) | fx);
+            weights.push(p.w);
+            let t = time_of(i as usize).unwrap_or(origin);
+            unit_offsets.push((t - origin).rem_euclid(unit) as u32);
+        }
+        let unit_weights = weights.iter().any(|&w| w != 1.0).then_some(weights);
         let mut cube = TimeCube {
             origin,
             unit,
@@ -193,11 +190,6 @@ impl TimeCube {
         if self.units > i64::from(u16::MAX) {
             return Vec::new();
         }
-        let mut point_units = vec![0u16; self.by_unit.len()];
-        for u in 0..self.units as usize {
-            let (start, end) = (self.unit_starts[u], self.unit_starts[u + 1]);
-            point_units[start as usize..end as usize].fill(u as u16);
-        }
         // Zooms with checkpoints need no sums.
         let checkpointed = self.checkpoints.len();
         let budget = self.by_unit.len().saturating_mul(MAX_ENTRIES_PER_POINT);
@@ -209,12 +201,7 @@ impl TimeCube {
                 let handles: Vec<_> = batch
                     .iter()
                     .map(|&level| {
-                        let points = UnitOrdered {
-                            fine_pixels: &self.unit_pixels,
-                            units: &point_units,
-                            weights: self.unit_weights.as_deref(),
-                            fine_shift: MAX_LEVEL - level,
-                        };
+                        let points = self.unit_points_at(level);
                         scope.spawn(move || RunningSums::build(level, &points))
                     })
                     .collect();
@@ -261,11 +248,6 @@ impl TimeCube {
     /// How many points have a time.
     pub fn timed_points(&self) -> usize {
         self.by_unit.len()
-    }
-
-    /// Whether the running sums hold zoom `z`.
-    pub fn holds(&self, z: u8) -> bool {
-        usize::from(z) < self.levels.len()
     }
 
     /// How many timed points fall in the units the window `[from, to)` touches: an upper
@@ -547,13 +529,8 @@ mod tests {
     fn layer() -> (Vec<WorldPoint>, Vec<Option<i64>>) {
         let mut points = Vec::new();
         let mut times = Vec::new();
-        let mut state = 12345u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = crate::synth::Rng::new(12345);
+        let mut next = || rng.unit();
         for i in 0..20_000u32 {
             let (x, y) = (0.3 + 0.01 * next(), 0.4 + 0.01 * next());
             points.push(WorldPoint {
@@ -591,7 +568,7 @@ mod tests {
     }
 
     fn check_windows(cube: &TimeCube, points: &[WorldPoint], times: &[Option<i64>]) {
-        let held: Vec<u8> = (0..=MAX_LEVEL).filter(|&z| cube.holds(z)).collect();
+        let held: Vec<u8> = (0..cube.levels.len() as u8).collect();
         assert!(held.len() >= 2, "{held:?}");
         let day0 = 1_700_000_000_000i64.div_euclid(DAY_MS) * DAY_MS;
         let windows = [
