@@ -105,34 +105,91 @@ const DENSE_CELLS: i64 = 1 << 20;
 
 /// The bins of the cells in `cells`, from points that include at least all of theirs.
 pub fn bins_in(points: &[WorldPoint], scale: f64, cells: &CellRange) -> Vec<Bin> {
-    let (width, height) = (cells.x1 - cells.x0, cells.y1 - cells.y0);
-    if width.saturating_mul(height) > DENSE_CELLS {
-        let mut bins = bin_points(points, scale);
-        bins.retain(|b| cells.contains(b.bx, b.by));
-        return bins;
-    }
-    // The same sums in the same (point) order as `bin_points`, without hashing; walking the
-    // array in order yields the bins already sorted by (row, column).
-    let mut grid = vec![Bin::default(); (width * height) as usize];
-    for p in points {
-        let (bx, by) = ((p.x * scale).floor() as i64, (p.y * scale).floor() as i64);
-        if !cells.contains(bx, by) {
-            continue;
+    let mut sums = CellSums::new(scale, cells);
+    points.iter().for_each(|p| sums.add(p));
+    sums.into_bins()
+}
+
+/// The bins of a range of cells, summed from points as they come, so that a source bins
+/// what it holds without first copying it out. The sums are [`bins_in`]'s: in the order the
+/// points come, sorted by (row, column) at the end.
+pub struct CellSums {
+    scale: f64,
+    cells: CellRange,
+    width: i64,
+    /// Dense ranges (up to [`DENSE_CELLS`]): per cell, 1 + its bin's index in `bins`, or 0.
+    /// Four bytes a cell rather than a whole bin's 48: an overlay's million cells cost 4 MB,
+    /// not 48, however few of them hold points.
+    slots: Vec<u32>,
+    /// Larger ranges, such as big overlays: each cell's index in `bins`, hashed.
+    sparse: HashMap<(i64, i64), u32>,
+    bins: Vec<Bin>,
+}
+
+impl CellSums {
+    pub fn new(scale: f64, cells: &CellRange) -> CellSums {
+        let (width, height) = (cells.x1 - cells.x0, cells.y1 - cells.y0);
+        let dense = width.saturating_mul(height) <= DENSE_CELLS;
+        CellSums {
+            scale,
+            cells: *cells,
+            width,
+            slots: if dense {
+                vec![0; (width * height) as usize]
+            } else {
+                Vec::new()
+            },
+            sparse: HashMap::new(),
+            bins: Vec::new(),
         }
-        grid[((by - cells.y0) * width + (bx - cells.x0)) as usize].add(p);
     }
-    let mut bins = Vec::new();
-    for (i, b) in grid.iter().enumerate() {
-        if b.count > 0 {
-            let i = i as i64;
-            bins.push(Bin {
-                bx: cells.x0 + i % width,
-                by: cells.y0 + i / width,
-                ..*b
+
+    /// Counts `p` in, if its cell is in the range.
+    pub fn add(&mut self, p: &WorldPoint) {
+        let (bx, by) = (
+            (p.x * self.scale).floor() as i64,
+            (p.y * self.scale).floor() as i64,
+        );
+        if !self.cells.contains(bx, by) {
+            return;
+        }
+        let next = self.bins.len() as u32;
+        let index = if self.slots.is_empty() {
+            *self.sparse.entry((bx, by)).or_insert(next)
+        } else {
+            let slot = &mut self.slots
+                [((by - self.cells.y0) * self.width + (bx - self.cells.x0)) as usize];
+            if *slot == 0 {
+                *slot = next + 1;
+            }
+            *slot - 1
+        };
+        if index == next {
+            self.bins.push(Bin {
+                bx,
+                by,
+                ..Bin::default()
             });
         }
+        self.bins[index as usize].add(p);
     }
-    bins
+
+    /// The bins with points, sorted by (row, column).
+    pub fn into_bins(mut self) -> Vec<Bin> {
+        if self.slots.is_empty() {
+            sort_bins(&mut self.bins);
+            return self.bins;
+        }
+        // Walking the cells in order yields the bins sorted without a sort.
+        let mut sorted = Vec::with_capacity(self.bins.len());
+        sorted.extend(
+            self.slots
+                .iter()
+                .filter(|&&slot| slot != 0)
+                .map(|&slot| self.bins[slot as usize - 1]),
+        );
+        sorted
+    }
 }
 
 /// Bins `points` on the grid of `scale` cells per world unit, sorted by (row, column), so

@@ -9,7 +9,7 @@ mod running_sums;
 pub mod timecube;
 mod unit_points;
 
-use super::aggregate::{bins_in, Bin, CellRange};
+use super::aggregate::{Bin, CellRange, CellSums};
 use super::{CountGrid, FilterValues, LayerInfo, PointQuery, PointSource, SourceError};
 use crate::render::WorldPoint;
 use crate::source::attributes::{AttributeFilter, AttributeSchema, AttributeSummary};
@@ -394,20 +394,19 @@ impl PointSource for MemoryStore {
 
     async fn bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
         let cells = CellRange::of(&q.area, scale);
-        if let Some(filter) = &q.filters.1 {
-            // The pyramid holds every point: a filtered request bins its own points, in
-            // store order as the pyramid sums them.
-            let points = self.query_filtered(&cells.query_area(scale), Some(filter));
-            return Ok(bins_in(&points, scale, &cells));
+        if q.filters.1.is_none() {
+            if let Some(z) = self.pyramid.level_of(scale) {
+                return Ok(self.pyramid.bins(z, &cells));
+            }
         }
-        if let Some(z) = self.pyramid.level_of(scale) {
-            return Ok(self.pyramid.bins(z, &cells));
-        }
-        Ok(bins_in(
-            &self.query(&cells.query_area(scale)),
-            scale,
-            &cells,
-        ))
+        // The pyramid holds every point: a filtered request, like a zoom the pyramid lacks,
+        // bins its own points, in store order as the pyramid sums them, as they are visited
+        // (a copy of a wide box's points would be tens of MB in flight per request).
+        let mut sums = CellSums::new(scale, &cells);
+        self.for_each_filtered(&cells.query_area(scale), q.filters.1.as_ref(), |p| {
+            sums.add(p)
+        });
+        Ok(sums.into_bins())
     }
 
     async fn drawn_bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
