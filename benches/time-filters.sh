@@ -334,6 +334,12 @@ BEGIN
     END LOOP;
     DELETE FROM twine.pyramids WHERE table_name = 'twine.points_$layer';
   END IF;
+  IF to_regclass('twine.time_pyramids') IS NOT NULL THEN
+    FOR r IN SELECT bins_table FROM twine.time_pyramids WHERE table_name = 'twine.points_$layer' LOOP
+      EXECUTE format('DROP TABLE IF EXISTS twine.%I', r.bins_table);
+    END LOOP;
+    DELETE FROM twine.time_pyramids WHERE table_name = 'twine.points_$layer';
+  END IF;
   IF to_regclass('twine.layers') IS NOT NULL THEN DELETE FROM twine.layers WHERE name = '$layer'; END IF;
   IF to_regclass('twine.versions') IS NOT NULL THEN DELETE FROM twine.versions WHERE table_name = 'twine.points_$layer'; END IF;
   EXECUTE format('DROP TABLE IF EXISTS twine.%I', 'points_$layer');

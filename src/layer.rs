@@ -146,9 +146,10 @@ impl Layer {
         if !dense || filters.is_empty() {
             return Ok(dense);
         }
-        if let Some(dense) =
-            self.source
-                .filtered_dense_from_counts(zoom, self.aggregate_above, filters)
+        if let Some(dense) = self
+            .source
+            .filtered_dense_from_counts(zoom, self.aggregate_above, filters)
+            .await?
         {
             return Ok(dense);
         }

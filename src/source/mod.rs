@@ -109,14 +109,14 @@ pub trait PointSource: Send + Sync {
     /// Whether the densest tile at `zoom` holds more than `aggregate_above` of the points
     /// that pass `filters`, when the source knows it without
     /// [`PointSource::filtered_count_grid`] (which is asked otherwise).
-    fn filtered_dense_from_counts(
+    async fn filtered_dense_from_counts(
         &self,
         zoom: f64,
         aggregate_above: u64,
         filters: &FilterValues,
-    ) -> Option<bool> {
+    ) -> Result<Option<bool>, SourceError> {
         let _ = (zoom, aggregate_above, filters);
-        None
+        Ok(None)
     }
 
     /// The largest total weight (of positive weights) in any `cell` x `cell` square (world

@@ -158,6 +158,13 @@ impl Db {
                      END LOOP;
                      DELETE FROM twine.pyramids WHERE table_name = 'public.{name}';
                  END IF;
+                 IF to_regclass('twine.time_pyramids') IS NOT NULL THEN
+                     FOR bins IN SELECT bins_table FROM twine.time_pyramids
+                                 WHERE table_name = 'public.{name}' LOOP
+                         EXECUTE format('DROP TABLE IF EXISTS twine.%I', bins);
+                     END LOOP;
+                     DELETE FROM twine.time_pyramids WHERE table_name = 'public.{name}';
+                 END IF;
              END $$;"
         );
         if let Err(e) = self.runtime.block_on(self.client.batch_execute(&sql)) {
@@ -232,9 +239,14 @@ impl<'a> TestLayer<'a> {
             "DROP TABLE IF EXISTS {table} CASCADE;
              DROP TABLE IF EXISTS {bins};
              DROP TABLE IF EXISTS twine.\"bins_{name}_new\";
+             DROP TABLE IF EXISTS twine.\"tb_{name}\";
+             DROP TABLE IF EXISTS twine.\"tb_{name}_new\";
              DO $$ BEGIN
                  IF to_regclass('twine.pyramids') IS NOT NULL THEN
                      DELETE FROM twine.pyramids WHERE table_name = '{key}';
+                 END IF;
+                 IF to_regclass('twine.time_pyramids') IS NOT NULL THEN
+                     DELETE FROM twine.time_pyramids WHERE table_name = '{key}';
                  END IF;
                  IF to_regclass('twine.layers') IS NOT NULL THEN
                      DELETE FROM twine.layers WHERE name = '{name}';

@@ -443,17 +443,23 @@ impl PointSource for MemoryStore {
         Ok(grid)
     }
 
-    fn filtered_dense_from_counts(
+    async fn filtered_dense_from_counts(
         &self,
         zoom: f64,
         aggregate_above: u64,
         filters: &FilterValues,
-    ) -> Option<bool> {
-        let counts = self.window_tile_counts(filters.1.as_ref()?)?;
+    ) -> Result<Option<bool>, SourceError> {
+        let Some(counts) = filters
+            .1
+            .as_ref()
+            .and_then(|filter| self.window_tile_counts(filter))
+        else {
+            return Ok(None);
+        };
         // A tile deeper than zoom 8 holds no more than its zoom 8 ancestor.
         let z = (zoom.max(0.0) as usize).min(counts.len() - 1);
         let dense = counts[z] > aggregate_above;
-        (zoom < counts.len() as f64 || !dense).then_some(dense)
+        Ok((zoom < counts.len() as f64 || !dense).then_some(dense))
     }
 
     fn attribute_schema(&self) -> Option<&AttributeSchema> {

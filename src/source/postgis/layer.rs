@@ -4,6 +4,7 @@
 
 mod attributes;
 mod calls;
+mod time;
 
 use super::check::{check_layout, Problem, ProblemState};
 use super::pyramid::{self, Pyramid};
@@ -14,6 +15,7 @@ use super::table_sql::{
     scan_stats_with, Frame, Resolved,
 };
 pub use super::table_sql::{imported_inner_all, imported_layout, TableLayout};
+use super::time_pyramid::{self, TimePyramid};
 use super::{lock, DbError, TableName};
 use crate::metrics::Metrics;
 use crate::render::WorldPoint;
@@ -39,6 +41,8 @@ struct Stats {
     bounds: Option<WorldBox>,
     /// The layer's bin pyramid, when one was built from this very version.
     pyramid: Option<Arc<Pyramid>>,
+    /// Its time pyramid, likewise.
+    time_pyramid: Option<Arc<TimePyramid>>,
 }
 
 pub struct PostgisLayer {
@@ -64,6 +68,8 @@ pub struct PostgisLayer {
     /// Count grids and cell weights of filtered points by (data version, canonical filter
     /// values): one scan of the matching rows per distinct filter, then reused.
     filtered_grids: Mutex<lru::LruCache<(u64, String), Counted>>,
+    /// The densest tile of each zoom 0..=8 by (time pyramid version, canonical window).
+    window_densest: Mutex<lru::LruCache<(u64, String), time::Densest>>,
     /// The time and category columns requests may filter on, if any.
     schema: Option<AttributeSchema>,
     /// Their extent and values, for TileJSON: computed with the statistics.
@@ -108,6 +114,9 @@ impl PostgisLayer {
             version: AtomicU64::new(0),
             filtered_grids: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::MIN.saturating_add(FILTERED_GRIDS - 1),
+            )),
+            window_densest: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::MIN.saturating_add(time::WINDOW_DENSEST - 1),
             )),
         }
     }
@@ -276,6 +285,9 @@ impl PostgisLayer {
             );
         }
         let pyramid = pyramid.filter(|p| p.version == version && version > 0);
+        let time_pyramid = self
+            .checked(time_pyramid::find(&**client, &self.layout.table).await)?
+            .filter(|p| p.version == version && version > 0);
         let (grid, cells, bounds) = match &pyramid {
             Some(p) => {
                 let (grid, cells) = self.pyramid_grid(&client, p).await?;
@@ -304,6 +316,7 @@ impl PostgisLayer {
             cells: Arc::new(cells),
             bounds,
             pyramid: pyramid.map(Arc::new),
+            time_pyramid: time_pyramid.map(Arc::new),
         });
         *guard = Some(stats.clone());
         Ok(stats)
@@ -580,8 +593,24 @@ impl PointSource for PostgisLayer {
         Ok(bins)
     }
 
+    async fn drawn_bins(&self, q: &PointQuery<'_>, scale: f64) -> Result<Vec<Bin>, SourceError> {
+        if let Some(bins) = self.window_bins(q, scale).await? {
+            return Ok(bins);
+        }
+        self.bins(q, scale).await
+    }
+
     async fn count_grid(&self) -> Result<Arc<CountGrid>, SourceError> {
         self.stats().await.map(|s| s.grid.clone())
+    }
+
+    async fn filtered_dense_from_counts(
+        &self,
+        zoom: f64,
+        aggregate_above: u64,
+        filters: &FilterValues,
+    ) -> Result<Option<bool>, SourceError> {
+        self.window_dense(zoom, aggregate_above, filters).await
     }
 
     async fn filtered_count_grid(

@@ -11,6 +11,7 @@ pub mod pyramid;
 pub mod reference;
 pub mod status;
 pub mod table_sql;
+pub mod time_pyramid;
 pub mod watch;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -175,10 +176,13 @@ impl Default for PoolSettings {
 pub fn pool(url: &str, settings: PoolSettings) -> Result<Pool, DbError> {
     let mut config =
         tokio_postgres::Config::from_str(url).map_err(|e| DbError::Url(e.to_string()))?;
+    // Custom plans: the point queries' optional conditions (`$n IS NULL OR column >= $n`)
+    // then fold to the given ones, so a narrow time window reads through the time column's
+    // index (a generic plan can use neither, and scans every point under the tile).
     add_session_options(
         &mut config,
         &format!(
-            "-c statement_timeout={}",
+            "-c statement_timeout={} -c plan_cache_mode=force_custom_plan",
             settings.statement_timeout.as_millis()
         ),
     );

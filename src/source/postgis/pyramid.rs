@@ -81,6 +81,8 @@ pub fn max_zoom(grid: &CountGrid, aggregate_above: u64) -> Option<u8> {
 pub struct Built {
     pub max_zoom: u8,
     pub bins: u64,
+    /// Entries of the time pyramid built with it (layers with a time column).
+    pub time_entries: Option<u64>,
 }
 
 /// The rows a pyramid is built from: the points query of the layer's table (yielding world
@@ -166,6 +168,7 @@ pub async fn build(
     Ok(Some(Built {
         max_zoom: top_built,
         bins: bins.max(0) as u64,
+        time_entries: None,
     }))
 }
 

@@ -67,6 +67,9 @@ pub(super) struct Resolved {
     pub(super) inner_box: String,
     /// The whole table, no parameters (statistics).
     pub(super) inner_all: String,
+    /// The same with each point's time (`t`, seconds since 1970; NULL without one), for the
+    /// time pyramid.
+    pub(super) inner_all_timed: String,
     /// The declared filters with their columns' types, shared by every request.
     pub(super) filters: Arc<[FilterDef]>,
     /// The time column's type (date, timestamp or timestamptz), when the layer has one.
@@ -139,6 +142,7 @@ pub(super) fn inner_sql(
     envelope: Option<&str>,
     filters: &[FilterDef],
     time_type: Option<ColumnType>,
+    timed: Timed,
 ) -> String {
     let geom = layout.geometry.quoted();
     let lat = MAX_LAT;
@@ -161,6 +165,23 @@ pub(super) fn inner_sql(
     let seq = layout.seq.as_ref().map_or("0::int8".to_string(), |s| {
         format!("coalesce({}::int8, 0::int8)", s.quoted())
     });
+    // The time in seconds since 1970 (UTC for a column without a zone) and the category
+    // columns as text (`c0`, `c1`, ...; NULL as ''), for the time pyramid.
+    let (time_in, time_out) = match (timed, &layout.attributes.time) {
+        (Timed::WithTime, Some(time)) => {
+            let mut inner = format!(", extract(epoch FROM {})::float8 AS t", time.quoted());
+            let mut outer = String::from(", t");
+            for (i, column) in layout.attributes.categories.iter().enumerate() {
+                inner.push_str(&format!(
+                    ", coalesce({}::text, '') AS c{i}",
+                    column.quoted()
+                ));
+                outer.push_str(&format!(", c{i}"));
+            }
+            (inner, outer)
+        }
+        _ => (String::new(), String::new()),
+    };
     let mut conditions = vec![format!("{geom} IS NOT NULL")];
     match (envelope, frame) {
         (Some(envelope), _) => {
@@ -220,8 +241,8 @@ pub(super) fn inner_sql(
         " OFFSET 0"
     };
     let points = format!(
-        "SELECT (ST_X(p) + {half:?}::float8) / {size:?}::float8 AS x, {y} AS y, w, seq \
-         FROM (SELECT {point} AS p{latitude}, {weight} AS w, {seq} AS seq \
+        "SELECT (ST_X(p) + {half:?}::float8) / {size:?}::float8 AS x, {y} AS y, w, seq{time_out} \
+         FROM (SELECT {point} AS p{latitude}, {weight} AS w, {seq} AS seq{time_in} \
          FROM {table} WHERE {conditions}{fence}) q"
     );
     if frame == Frame::WebMercator {
@@ -239,7 +260,7 @@ pub(super) fn inner_sql(
         None => ["0", "0", "1", "1"].map(|v| format!("{v}::float8")),
     };
     format!(
-        "SELECT x, y, w, seq FROM (SELECT x, least(greatest(y, 0::float8), 1::float8) AS y, w, seq \
+        "SELECT x, y, w, seq{time_out} FROM (SELECT x, least(greatest(y, 0::float8), 1::float8) AS y, w, seq{time_out} \
          FROM ({points}) t WHERE abs(y) < 'Infinity'::float8) c \
          WHERE x >= {} AND x <= {} AND y >= {} AND y <= {}",
         area[0], area[2], area[1], area[3]
@@ -285,7 +306,38 @@ pub fn imported_inner_all(table: &TableName) -> Result<String, DbError> {
         None,
         &[],
         None,
+        Timed::No,
     ))
+}
+
+/// [`imported_inner_all`] with each point's time (`t`, seconds since 1970) from `time`, a
+/// timestamptz column, and its `categories` (`c0`, `c1`, ...), for the time pyramid.
+pub fn imported_inner_all_timed(
+    table: &TableName,
+    time: &Ident,
+    categories: &[Ident],
+) -> Result<String, DbError> {
+    let attributes = AttributeColumns {
+        time: Some(time.clone()),
+        categories: categories.to_vec(),
+        ..AttributeColumns::default()
+    };
+    Ok(inner_sql(
+        &imported_layout(table.clone(), None, attributes)?,
+        3857,
+        Frame::WebMercator,
+        None,
+        &[],
+        Some(ColumnType::TimestampTz),
+        Timed::WithTime,
+    ))
+}
+
+/// Whether a point query also yields each point's time (`t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Timed {
+    No,
+    WithTime,
 }
 
 /// Parameters as the client library takes them.
@@ -404,9 +456,34 @@ pub(super) async fn resolve(
     };
     Ok(Resolved {
         frame,
-        inner_tile: inner_sql(layout, srid, frame, Some(tile), &filters, time_type),
-        inner_box: inner_sql(layout, srid, frame, Some(&bbox), &filters, time_type),
-        inner_all: inner_sql(layout, srid, frame, None, &filters, time_type),
+        inner_tile: inner_sql(
+            layout,
+            srid,
+            frame,
+            Some(tile),
+            &filters,
+            time_type,
+            Timed::No,
+        ),
+        inner_box: inner_sql(
+            layout,
+            srid,
+            frame,
+            Some(&bbox),
+            &filters,
+            time_type,
+            Timed::No,
+        ),
+        inner_all: inner_sql(layout, srid, frame, None, &filters, time_type, Timed::No),
+        inner_all_timed: inner_sql(
+            layout,
+            srid,
+            frame,
+            None,
+            &filters,
+            time_type,
+            Timed::WithTime,
+        ),
         where_all: whole_table_conditions(layout, srid, frame).join(" AND "),
         filters,
         time_type,

@@ -28,7 +28,8 @@ pub use rebuild::{rebuild_declared_pyramid, rebuild_pyramid};
 
 use super::layer::imported_inner_all;
 use super::pyramid::{self, Built};
-use super::table_sql::scan_stats;
+use super::table_sql::{imported_inner_all_timed, scan_stats};
+use super::time_pyramid::{self, TimedPoints};
 use super::{
     add_session_options, ensure_schema, ensure_version_trigger, pg_message, DbError, Ident,
     TableName, SCHEMA_LOCK_KEY,
@@ -429,6 +430,20 @@ async fn write_file(
     ))
     .await
     .map_err(copy_error)?;
+    // A window's partial days are read from the points by time, through this index.
+    if let Some(time) = layer_time_column(&tx, &target.layer)
+        .await
+        .map_err(setup_error)?
+    {
+        let index = Ident::new(&format!("points_{}_time", target.layer)).map_err(setup_error)?;
+        tx.batch_execute(&format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {table} ({})",
+            index.quoted(),
+            Ident::new(&time).map_err(setup_error)?.quoted(),
+        ))
+        .await
+        .map_err(copy_error)?;
+    }
     progress.finish_and_clear();
     let pyramid_started = Instant::now();
     let built = build_pyramid(&tx, target, aggregate_above)
@@ -451,14 +466,54 @@ async fn build_pyramid(
     aggregate_above: u64,
 ) -> Result<Option<Built>, DbError> {
     let points_sql = imported_inner_all(&target.table)?;
+    let timed = imported_timed_points(tx, &target.layer, &target.table).await?;
     build_pyramid_of(
         tx,
         &target.layer,
         &target.table,
-        &points_sql,
+        (&points_sql, timed.as_ref()),
         aggregate_above,
     )
     .await
+}
+
+/// The points of an imported layer's table with their times, when the layer keeps a time
+/// column (`import --time`), for its time pyramid.
+pub(super) async fn imported_timed_points(
+    tx: &Transaction<'_>,
+    layer: &str,
+    table: &TableName,
+) -> Result<Option<TimedPoints>, DbError> {
+    let Some(time) = layer_time_column(tx, layer).await? else {
+        return Ok(None);
+    };
+    let categories: Vec<String> = tx
+        .query_opt(
+            "SELECT category_columns FROM twine.layers WHERE name = $1",
+            &[&layer],
+        )
+        .await?
+        .and_then(|row| row.get(0))
+        .unwrap_or_default();
+    let columns = categories
+        .iter()
+        .map(|c| Ident::new(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(TimedPoints {
+        sql: imported_inner_all_timed(table, &Ident::new(&time)?, &columns)?,
+        categories,
+    }))
+}
+
+/// The time column an imported layer keeps, if any.
+async fn layer_time_column(tx: &Transaction<'_>, layer: &str) -> Result<Option<String>, DbError> {
+    Ok(tx
+        .query_opt(
+            "SELECT time_column FROM twine.layers WHERE name = $1",
+            &[&layer],
+        )
+        .await?
+        .and_then(|row| row.get(0)))
 }
 
 /// [`build_pyramid`] of the points `points_sql` yields from `table`, for `layer`.
@@ -466,7 +521,7 @@ pub(super) async fn build_pyramid_of(
     tx: &Transaction<'_>,
     layer: &str,
     table: &TableName,
-    points_sql: &str,
+    (points_sql, timed): (&str, Option<&TimedPoints>),
     aggregate_above: u64,
 ) -> Result<Option<Built>, DbError> {
     let spinner = ProgressBar::new_spinner();
@@ -487,6 +542,27 @@ pub(super) async fn build_pyramid_of(
         stats: &stats,
     };
     let built = pyramid::build(tx, layer, &source, aggregate_above).await;
+    let built = match built {
+        Ok(mut built) => {
+            spinner.set_message(format!("{layer}: building the time pyramid"));
+            let time = time_pyramid::build(
+                tx,
+                layer,
+                table,
+                timed,
+                built.map(|b| b.max_zoom),
+                source.version,
+            )
+            .await;
+            time.map(|time| {
+                if let (Some(b), Some(t)) = (built.as_mut(), time) {
+                    b.time_entries = Some(t.entries);
+                }
+                built
+            })
+        }
+        Err(e) => Err(e),
+    };
     spinner.finish_and_clear();
     built
 }

@@ -2,10 +2,11 @@
 //! config declares, from the table's current rows.
 
 use super::report::PyramidReport;
-use super::{build_pyramid_of, connect, ImportError, Target};
+use super::{build_pyramid_of, connect, imported_timed_points, ImportError, Target};
 use crate::source::postgis::layer::imported_inner_all;
 use crate::source::postgis::pyramid::Built;
 use crate::source::postgis::table_sql::TableLayout;
+use crate::source::postgis::time_pyramid::TimedPoints;
 use crate::source::postgis::{
     ensure_schema, ensure_version_trigger, DbError, TableName, SCHEMA_LOCK_KEY,
 };
@@ -80,15 +81,33 @@ async fn rebuild_in_transaction(
         ensure_version_trigger(tx.client(), table).await?;
     }
     lock_and_bump(&tx, table).await?;
-    let points_sql = match declared {
+    let (points_sql, timed) = match declared {
         Some(layout) => {
-            crate::source::postgis::table_sql::resolve(tx.client(), layout)
-                .await?
-                .inner_all
+            let resolved = crate::source::postgis::table_sql::resolve(tx.client(), layout).await?;
+            let timed = layout.attributes.time.is_some().then(|| TimedPoints {
+                sql: resolved.inner_all_timed,
+                categories: layout
+                    .attributes
+                    .categories
+                    .iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect(),
+            });
+            (resolved.inner_all, timed)
         }
-        None => imported_inner_all(table)?,
+        None => (
+            imported_inner_all(table)?,
+            imported_timed_points(&tx, layer, table).await?,
+        ),
     };
-    let built = build_pyramid_of(&tx, layer, table, &points_sql, aggregate_above).await?;
+    let built = build_pyramid_of(
+        &tx,
+        layer,
+        table,
+        (&points_sql, timed.as_ref()),
+        aggregate_above,
+    )
+    .await?;
     tx.commit().await?;
     Ok(built)
 }

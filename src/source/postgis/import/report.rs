@@ -39,12 +39,18 @@ struct PyramidSummary(Option<Built>);
 impl fmt::Display for PyramidSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some(b) => write!(
-                f,
-                "bin pyramid: zooms 0-{}, {} bins",
-                b.max_zoom,
-                grouped(b.bins)
-            ),
+            Some(b) => {
+                write!(
+                    f,
+                    "bin pyramid: zooms 0-{}, {} bins",
+                    b.max_zoom,
+                    grouped(b.bins)
+                )?;
+                match b.time_entries {
+                    Some(entries) => write!(f, ", time pyramid: {} entries", grouped(entries)),
+                    None => Ok(()),
+                }
+            }
             None => write!(f, "no bin pyramid (no zoom is dense enough to need one)"),
         }
     }
@@ -123,6 +129,7 @@ mod tests {
             pyramid: Some(Built {
                 max_zoom: 4,
                 bins: 5678,
+                time_entries: None,
             }),
             pyramid_elapsed: Duration::from_millis(420),
         };

@@ -130,3 +130,135 @@ BEGIN
     RETURN total;
 END
 $$;
+
+-- Time pyramids of layers with a time column: for each zoom 0..max_zoom and 64x64-pixel
+-- block, the pixels' points through time in UTC days, cut into chunks of `chunk_days` days
+-- (per zoom), so that any window of whole days reads at most two rows per block:
+--   `base`  per pixel with points before the chunk: its offset (int2), count (int4) and
+--           weight (float8) of all its points before the chunk's first day;
+--   `days`  per pixel and day of the chunk holding points: offset (int2), day within the
+--           chunk (int2), count (int4), weight (float8);
+-- big-endian, in (row, column[, day]) order. A pixel's running count up to any day of a
+-- chunk is its base plus its days before that day, and a window is the difference of two
+-- running counts. Chunks are as short as a budget allows: all zoom z's base entries take at
+-- most `budget` times its day entries. Part 0 holds every point with a time; part k > 0
+-- only those whose category column part_columns[k] is part_values[k] (the first two
+-- category columns with at most 16 values). Built by `import` and `twine-heatmap pyramid`
+-- next to the bin pyramid; the server uses it only while the table is at the recorded
+-- version.
+CREATE TABLE IF NOT EXISTS twine.time_pyramids (
+    table_name   text PRIMARY KEY,  -- the points table, as in twine.versions
+    bins_table   text NOT NULL,     -- in schema twine
+    version      bigint NOT NULL,
+    max_zoom     int NOT NULL,
+    first_day    int NOT NULL,      -- days since 1970-01-01 (UTC) of the earliest point
+    days         int NOT NULL,      -- first_day + days is the day after the last point's
+    chunk_days   int[] NOT NULL,    -- per zoom 0..max_zoom, from index 1
+    part_columns text[] NOT NULL,   -- parts 1..: their category column and value
+    part_values  text[] NOT NULL,
+    all_timed    bool NOT NULL,     -- whether every point has a time
+    built_at     timestamptz NOT NULL DEFAULT now()
+);
+
+-- Builds part `part` of the time pyramid of the points `points_sql` yields (world x, y,
+-- weight w, time t in seconds since 1970 (NULL without one: no window holds the point) and
+-- category columns c0, c1, ...) into twine.<bins>_new, created by part 0, which also
+-- chooses first_day, days and chunk_days; other parts take them as given and keep only the
+-- points whose column c<category> is `value`. The caller adds the primary key once every
+-- part is in. Returns (first_day, days, chunk_days, entries); first_day NULL when no point
+-- has a time.
+DROP FUNCTION IF EXISTS twine.build_time_pyramid(text, text, int, float8);
+CREATE OR REPLACE FUNCTION twine.build_time_pyramid(points_sql text, bins text, max_zoom int,
+    budget float8, part int, category int, value text, INOUT first_day int, INOUT days int,
+    INOUT chunk_days int[], OUT entries bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    built text := bins || '_new';
+    pixels bigint;
+    day_entries bigint;
+    chunk int;
+    chunks int;
+    kept text := '';
+BEGIN
+    entries := 0;
+    IF part = 0 THEN
+        chunk_days := array_fill(0, ARRAY[max_zoom + 1]);
+        EXECUTE format('DROP TABLE IF EXISTS twine.%I', built);
+        EXECUTE format(
+            'CREATE TABLE twine.%I (z int2 NOT NULL, part int2 NOT NULL, block_y int4 NOT NULL, '
+            'block_x int4 NOT NULL, chunk int4 NOT NULL, base bytea NOT NULL, days bytea NOT NULL)',
+            built);
+        -- Stored uncompressed: reading a block must be a plain copy.
+        EXECUTE format('ALTER TABLE twine.%I ALTER base SET STORAGE EXTERNAL, '
+            'ALTER days SET STORAGE EXTERNAL', built);
+    ELSE
+        kept := format(' AND %I = %L', 'c' || category, value);
+    END IF;
+    DROP TABLE IF EXISTS pg_temp.twine_tlevel;
+    EXECUTE format(
+        'CREATE TEMP TABLE twine_tlevel AS '
+        'SELECT floor(x * $1)::int8 AS bx, floor(y * $1)::int8 AS by, '
+        'floor(t / 86400)::int4 AS d, count(*)::int8 AS n, sum(w) AS w '
+        'FROM (SELECT x, y, w::float8 AS w, t FROM (%s) q WHERE t IS NOT NULL%s) p GROUP BY 1, 2, 3',
+        points_sql, kept) USING 256 * 2 ^ max_zoom;
+    IF part = 0 THEN
+        SELECT min(d), max(d) - min(d) + 1 INTO first_day, days FROM pg_temp.twine_tlevel;
+    END IF;
+    IF first_day IS NULL THEN
+        DROP TABLE pg_temp.twine_tlevel;
+        RETURN;
+    END IF;
+    FOR zoom IN REVERSE max_zoom..0 LOOP
+        IF zoom < max_zoom THEN
+            DROP TABLE IF EXISTS pg_temp.twine_tcoarser;
+            CREATE TEMP TABLE twine_tcoarser AS
+                SELECT bx >> 1 AS bx, by >> 1 AS by, d, sum(n)::int8 AS n, sum(w) AS w
+                FROM pg_temp.twine_tlevel GROUP BY 1, 2, 3;
+            DROP TABLE pg_temp.twine_tlevel;
+            ALTER TABLE pg_temp.twine_tcoarser RENAME TO twine_tlevel;
+        END IF;
+        SELECT count(*) INTO day_entries FROM pg_temp.twine_tlevel;
+        IF part = 0 THEN
+            SELECT count(*) INTO pixels FROM (SELECT DISTINCT bx, by FROM pg_temp.twine_tlevel) p;
+            -- base entries = chunks * pixels at most, within budget * day_entries.
+            chunk_days[zoom + 1] := least(days, 32767,
+                greatest(1, ceil(days::float8 * pixels / (budget * greatest(day_entries, 1)))::int));
+        END IF;
+        chunk := chunk_days[zoom + 1];
+        chunks := (days + chunk - 1) / chunk;
+        DROP TABLE IF EXISTS pg_temp.twine_tchunked;
+        CREATE TEMP TABLE twine_tchunked AS
+            SELECT bx, by, (d - first_day) / chunk AS c, (d - first_day) % chunk AS day, n, w
+            FROM pg_temp.twine_tlevel;
+        DROP TABLE IF EXISTS pg_temp.twine_tbase;
+        -- Each pixel's running sums through each chunk it has points in hold as the base of
+        -- every later chunk up to (and including) the next one it has points in.
+        CREATE TEMP TABLE twine_tbase AS
+            SELECT bx, by, g AS c, n, w FROM (
+                SELECT bx, by, c, sum(n) OVER run AS n, sum(w) OVER run AS w,
+                       lead(c, 1, chunks) OVER run AS next
+                FROM (SELECT bx, by, c, sum(n) AS n, sum(w) AS w FROM pg_temp.twine_tchunked
+                      GROUP BY 1, 2, 3) per_chunk
+                WINDOW run AS (PARTITION BY bx, by ORDER BY c)) r,
+                generate_series(r.c + 1, least(r.next, chunks - 1)) g;
+        EXECUTE format(
+            'INSERT INTO twine.%I (z, part, block_y, block_x, chunk, base, days) '
+            'SELECT $1, $2, coalesce(b.block_y, k.block_y), coalesce(b.block_x, k.block_x), '
+            'coalesce(b.c, k.c), coalesce(b.base, ''''::bytea), coalesce(k.days, ''''::bytea) '
+            'FROM (SELECT by >> 6 AS block_y, bx >> 6 AS block_x, c, '
+            '  string_agg(int2send(((by & 63) * 64 + (bx & 63))::int2) || int4send(n::int4) '
+            '  || float8send(w), ''''::bytea ORDER BY by, bx) AS base '
+            '  FROM pg_temp.twine_tbase GROUP BY 1, 2, 3) b '
+            'FULL JOIN (SELECT by >> 6 AS block_y, bx >> 6 AS block_x, c, '
+            '  string_agg(int2send(((by & 63) * 64 + (bx & 63))::int2) || int2send(day::int2) '
+            '  || int4send(n::int4) || float8send(w), ''''::bytea ORDER BY by, bx, day) AS days '
+            '  FROM pg_temp.twine_tchunked GROUP BY 1, 2, 3) k '
+            'USING (block_y, block_x, c)', built)
+            USING zoom, part;
+        SELECT entries + day_entries + count(*) INTO entries FROM pg_temp.twine_tbase;
+    END LOOP;
+    DROP TABLE pg_temp.twine_tlevel;
+    DROP TABLE pg_temp.twine_tchunked;
+    DROP TABLE pg_temp.twine_tbase;
+END
+$$;
