@@ -265,6 +265,29 @@ fn filtered_layer_equals_the_prefiltered_file(kind: Kind) {
         compared > 1000 && drawn > 300,
         "{compared} compared, {drawn} drawn"
     );
+    // Those windows and categories were read from the layer's time pyramid (with a part per
+    // category value), not only summed from its points.
+    let bins = format!("tb_{layer}");
+    let parts: Vec<String> = db
+        .query(
+            "SELECT part_columns FROM twine.time_pyramids WHERE bins_table = $1",
+            &[&bins],
+        )
+        .first()
+        .map(|r| r.get(0))
+        .unwrap_or_default();
+    assert!(parts.iter().any(|c| c == "kind"), "{bins}: parts {parts:?}");
+    wait_until(&format!("{bins} read by the server"), 15, || {
+        let reads: i64 = db
+            .query(
+                "SELECT coalesce(idx_scan, 0) + coalesce(seq_scan, 0) FROM pg_stat_user_tables \
+                 WHERE relid = to_regclass('twine.' || quote_ident($1))",
+                &[&bins],
+            )
+            .first()
+            .map_or(0, |r| r.get(0));
+        reads > 0
+    });
 }
 
 #[test]

@@ -319,6 +319,12 @@ pub struct TimedPoints {
     pub categories: Vec<String>,
 }
 
+/// The deepest zoom with a time pyramid: zoom 0's pixels are its tiles, so zoom 0's rows
+/// also say which zooms a window aggregates up to it. Deeper tiles hold few points of any
+/// window and sum them in SQL; pixel-days there are about as many as points, so each zoom
+/// would cost about a row of 16 bytes per point and part.
+const MAX_ZOOM: u8 = 8;
+
 /// Category columns that get parts of their own, and values at most per column: as the
 /// memory store's category cubes.
 const PART_COLUMNS: usize = 2;
@@ -356,40 +362,8 @@ pub async fn build(
     let (Some(points), Some(max_zoom)) = (points, max_zoom) else {
         return drop.await;
     };
+    let max_zoom = max_zoom.min(MAX_ZOOM);
     let zoom = i32::from(max_zoom);
-    let part = |k: i32, category: Option<(i32, &str)>, given: Option<(i32, i32, &[i32])>| {
-        let (category, value) = category.map_or((0, None), |(c, v)| (c, Some(v.to_owned())));
-        let (first_day, days, chunks) = given.map_or((None, None, None), |(f, d, c)| {
-            (Some(f), Some(d), Some(c.to_vec()))
-        });
-        let (sql, bins) = (points.sql.clone(), bins.as_str().to_owned());
-        async move {
-            tx.query_one(
-                "SELECT first_day, days, chunk_days, entries \
-                 FROM twine.build_time_pyramid($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                &[
-                    &sql,
-                    &bins,
-                    &zoom,
-                    &BASE_BUDGET,
-                    &k,
-                    &category,
-                    &value,
-                    &first_day,
-                    &days,
-                    &chunks,
-                ],
-            )
-            .await
-        }
-    };
-    let row = part(0, None, None).await?;
-    let (first_day, days): (Option<i32>, Option<i32>) = (row.get(0), row.get(1));
-    let (Some(first_day), Some(days)) = (first_day, days) else {
-        return drop.await;
-    };
-    let chunk_days: Vec<i32> = row.get(2);
-    let mut entries: i64 = row.get(3);
     // Whether every point has a time, and which category values get parts: those of the
     // first columns with few enough values.
     let all_timed: bool = tx
@@ -399,7 +373,7 @@ pub async fn build(
         )
         .await?
         .get(0);
-    let mut parts: Vec<(usize, String, String)> = Vec::new();
+    let mut parts: Vec<(i32, String, String)> = Vec::new();
     let mut columns_with_parts = 0;
     for (i, column) in points.categories.iter().enumerate() {
         if columns_with_parts == PART_COLUMNS {
@@ -417,16 +391,32 @@ pub async fn build(
             .await?;
         if values.len() <= PART_VALUES {
             columns_with_parts += 1;
-            parts.extend(values.iter().map(|r| (i, column.clone(), r.get(0))));
+            parts.extend(values.iter().map(|r| (i as i32, column.clone(), r.get(0))));
         }
     }
-    for (k, (column, _, value)) in parts.iter().enumerate() {
-        let given = (first_day, days, chunk_days.as_slice());
-        let row = part(k as i32 + 1, Some((*column as i32, value)), Some(given)).await?;
-        entries += row.get::<_, i64>(3);
-    }
-    let (part_columns, part_values): (Vec<String>, Vec<String>) =
-        parts.into_iter().map(|(_, c, v)| (c, v)).unzip();
+    let part_indices: Vec<i32> = parts.iter().map(|p| p.0).collect();
+    let part_values: Vec<String> = parts.iter().map(|p| p.2.clone()).collect();
+    let row = tx
+        .query_one(
+            "SELECT first_day, days, chunk_days, entries \
+             FROM twine.build_time_pyramid($1, $2, $3, $4, $5, $6)",
+            &[
+                &points.sql,
+                &bins.as_str(),
+                &zoom,
+                &BASE_BUDGET,
+                &part_indices,
+                &part_values,
+            ],
+        )
+        .await?;
+    let (first_day, days): (Option<i32>, Option<i32>) = (row.get(0), row.get(1));
+    let (Some(first_day), Some(days)) = (first_day, days) else {
+        return drop.await;
+    };
+    let chunk_days: Vec<i32> = row.get(2);
+    let entries: i64 = row.get(3);
+    let part_columns: Vec<String> = parts.into_iter().map(|(_, c, _)| c).collect();
     tx.batch_execute(&format!(
         "ALTER TABLE twine.{building} ADD CONSTRAINT {building_key} \
              PRIMARY KEY (z, part, block_y, block_x, chunk); \

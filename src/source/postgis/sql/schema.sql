@@ -160,105 +160,94 @@ CREATE TABLE IF NOT EXISTS twine.time_pyramids (
     built_at     timestamptz NOT NULL DEFAULT now()
 );
 
--- Builds part `part` of the time pyramid of the points `points_sql` yields (world x, y,
--- weight w, time t in seconds since 1970 (NULL without one: no window holds the point) and
--- category columns c0, c1, ...) into twine.<bins>_new, created by part 0, which also
--- chooses first_day, days and chunk_days; other parts take them as given and keep only the
--- points whose column c<category> is `value`. The caller adds the primary key once every
--- part is in. Returns (first_day, days, chunk_days, entries); first_day NULL when no point
--- has a time.
+-- Builds the time pyramid of the points `points_sql` yields (world x, y, weight w, time t in
+-- seconds since 1970 (NULL without one: no window holds the point) and category columns c0,
+-- c1, ...) into a new table twine.<bins>_new, for zooms 0..max_zoom: part 0 from every point
+-- with a time, part k from those whose column c<part_columns[k]> is part_values[k]. The
+-- caller adds the primary key and swaps the table in. Returns (first_day, days,
+-- chunk_days, entries); first_day NULL when no point has a time.
+-- Within the caller's transaction every table made here keeps its files until commit, even
+-- once dropped: so one temporary table only (the finest zoom's pixel-days), and each zoom's
+-- rows in one statement, whose sorts' files go when it ends.
 DROP FUNCTION IF EXISTS twine.build_time_pyramid(text, text, int, float8);
+DROP FUNCTION IF EXISTS twine.build_time_pyramid(text, text, int, float8, int, int, text, int, int, int[]);
 CREATE OR REPLACE FUNCTION twine.build_time_pyramid(points_sql text, bins text, max_zoom int,
-    budget float8, part int, category int, value text, INOUT first_day int, INOUT days int,
-    INOUT chunk_days int[], OUT entries bigint)
+    budget float8, part_columns int[], part_values text[], OUT first_day int, OUT days int,
+    OUT chunk_days int[], OUT entries bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     built text := bins || '_new';
+    parts text := 'ARRAY[0';
     pixels bigint;
     day_entries bigint;
     chunk int;
-    chunks int;
-    kept text := '';
 BEGIN
-    entries := 0;
-    IF part = 0 THEN
-        chunk_days := array_fill(0, ARRAY[max_zoom + 1]);
-        EXECUTE format('DROP TABLE IF EXISTS twine.%I', built);
-        EXECUTE format(
-            'CREATE TABLE twine.%I (z int2 NOT NULL, part int2 NOT NULL, block_y int4 NOT NULL, '
-            'block_x int4 NOT NULL, chunk int4 NOT NULL, base bytea NOT NULL, days bytea NOT NULL)',
-            built);
-        -- Stored uncompressed: reading a block must be a plain copy.
-        EXECUTE format('ALTER TABLE twine.%I ALTER base SET STORAGE EXTERNAL, '
-            'ALTER days SET STORAGE EXTERNAL', built);
-    ELSE
-        kept := format(' AND %I = %L', 'c' || category, value);
-    END IF;
+    FOR k IN 1..coalesce(array_length(part_values, 1), 0) LOOP
+        parts := parts || format(', CASE WHEN %I = %L THEN %s END', 'c' || part_columns[k],
+            part_values[k], k);
+    END LOOP;
+    parts := 'array_remove(' || parts || '], NULL)';
+    EXECUTE format('DROP TABLE IF EXISTS twine.%I', built);
+    EXECUTE format(
+        'CREATE TABLE twine.%I (z int2 NOT NULL, part int2 NOT NULL, block_y int4 NOT NULL, '
+        'block_x int4 NOT NULL, chunk int4 NOT NULL, base bytea NOT NULL, days bytea NOT NULL)',
+        built);
+    -- Stored uncompressed: reading a block must be a plain copy.
+    EXECUTE format('ALTER TABLE twine.%I ALTER base SET STORAGE EXTERNAL, '
+        'ALTER days SET STORAGE EXTERNAL', built);
     DROP TABLE IF EXISTS pg_temp.twine_tlevel;
     EXECUTE format(
         'CREATE TEMP TABLE twine_tlevel AS '
-        'SELECT floor(x * $1)::int8 AS bx, floor(y * $1)::int8 AS by, '
+        'SELECT floor(x * $1)::int8 AS bx, floor(y * $1)::int8 AS by, p.part::int2 AS part, '
         'floor(t / 86400)::int4 AS d, count(*)::int8 AS n, sum(w) AS w '
-        'FROM (SELECT x, y, w::float8 AS w, t FROM (%s) q WHERE t IS NOT NULL%s) p GROUP BY 1, 2, 3',
-        points_sql, kept) USING 256 * 2 ^ max_zoom;
-    IF part = 0 THEN
-        SELECT min(d), max(d) - min(d) + 1 INTO first_day, days FROM pg_temp.twine_tlevel;
-    END IF;
+        'FROM (SELECT x, y, w::float8 AS w, t, %s AS parts FROM (%s) q WHERE t IS NOT NULL) s, '
+        'unnest(s.parts) AS p(part) GROUP BY 1, 2, 3, 4',
+        parts, points_sql) USING 256 * 2 ^ max_zoom;
+    SELECT min(d), max(d) - min(d) + 1 INTO first_day, days FROM pg_temp.twine_tlevel;
+    entries := 0;
+    chunk_days := array_fill(1, ARRAY[max_zoom + 1]);
     IF first_day IS NULL THEN
         DROP TABLE pg_temp.twine_tlevel;
         RETURN;
     END IF;
-    FOR zoom IN REVERSE max_zoom..0 LOOP
-        IF zoom < max_zoom THEN
-            DROP TABLE IF EXISTS pg_temp.twine_tcoarser;
-            CREATE TEMP TABLE twine_tcoarser AS
-                SELECT bx >> 1 AS bx, by >> 1 AS by, d, sum(n)::int8 AS n, sum(w) AS w
-                FROM pg_temp.twine_tlevel GROUP BY 1, 2, 3;
-            DROP TABLE pg_temp.twine_tlevel;
-            ALTER TABLE pg_temp.twine_tcoarser RENAME TO twine_tlevel;
-        END IF;
-        SELECT count(*) INTO day_entries FROM pg_temp.twine_tlevel;
-        IF part = 0 THEN
-            SELECT count(*) INTO pixels FROM (SELECT DISTINCT bx, by FROM pg_temp.twine_tlevel) p;
-            -- base entries = chunks * pixels at most, within budget * day_entries.
-            chunk_days[zoom + 1] := least(days, 32767,
-                greatest(1, ceil(days::float8 * pixels / (budget * greatest(day_entries, 1)))::int));
-        END IF;
-        chunk := chunk_days[zoom + 1];
-        chunks := (days + chunk - 1) / chunk;
-        DROP TABLE IF EXISTS pg_temp.twine_tchunked;
-        CREATE TEMP TABLE twine_tchunked AS
-            SELECT bx, by, (d - first_day) / chunk AS c, (d - first_day) % chunk AS day, n, w
-            FROM pg_temp.twine_tlevel;
-        DROP TABLE IF EXISTS pg_temp.twine_tbase;
+    FOR zoom IN 0..max_zoom LOOP
+        SELECT count(*), count(DISTINCT (bx, by)) INTO day_entries, pixels FROM (
+            SELECT bx >> (max_zoom - zoom) AS bx, by >> (max_zoom - zoom) AS by, d
+            FROM pg_temp.twine_tlevel WHERE part = 0 GROUP BY 1, 2, 3) l;
+        -- base entries = chunks * pixels at most, within budget * day_entries.
+        chunk := least(days, 32767,
+            greatest(1, ceil(days::float8 * pixels / (budget * greatest(day_entries, 1)))::int));
+        chunk_days[zoom + 1] := chunk;
         -- Each pixel's running sums through each chunk it has points in hold as the base of
         -- every later chunk up to (and including) the next one it has points in.
-        CREATE TEMP TABLE twine_tbase AS
-            SELECT bx, by, g AS c, n, w FROM (
-                SELECT bx, by, c, sum(n) OVER run AS n, sum(w) OVER run AS w,
-                       lead(c, 1, chunks) OVER run AS next
-                FROM (SELECT bx, by, c, sum(n) AS n, sum(w) AS w FROM pg_temp.twine_tchunked
-                      GROUP BY 1, 2, 3) per_chunk
-                WINDOW run AS (PARTITION BY bx, by ORDER BY c)) r,
-                generate_series(r.c + 1, least(r.next, chunks - 1)) g;
         EXECUTE format(
+            'WITH level AS ('
+            '  SELECT bx >> $2 AS bx, by >> $2 AS by, part, (d - $3) / $4 AS c, (d - $3) %% $4 AS day, '
+            '         sum(n)::int8 AS n, sum(w) AS w '
+            '  FROM pg_temp.twine_tlevel GROUP BY 1, 2, 3, 4, 5), '
+            'runs AS ('
+            '  SELECT bx, by, part, c, sum(n) OVER run AS n, sum(w) OVER run AS w, '
+            '         lead(c, 1, $5) OVER run AS next '
+            '  FROM (SELECT bx, by, part, c, sum(n) AS n, sum(w) AS w FROM level GROUP BY 1, 2, 3, 4) per_chunk '
+            '  WINDOW run AS (PARTITION BY bx, by, part ORDER BY c)), '
+            'base AS ('
+            '  SELECT part, by >> 6 AS block_y, bx >> 6 AS block_x, g AS c, '
+            '         string_agg(int2send(((by & 63) * 64 + (bx & 63))::int2) || int4send(n::int4) '
+            '         || float8send(w), ''''::bytea ORDER BY by, bx) AS base '
+            '  FROM runs, generate_series(runs.c + 1, least(runs.next, $5 - 1)) g GROUP BY 1, 2, 3, 4), '
+            'days AS ('
+            '  SELECT part, by >> 6 AS block_y, bx >> 6 AS block_x, c, '
+            '         string_agg(int2send(((by & 63) * 64 + (bx & 63))::int2) || int2send(day::int2) '
+            '         || int4send(n::int4) || float8send(w), ''''::bytea ORDER BY by, bx, day) AS days '
+            '  FROM level GROUP BY 1, 2, 3, 4) '
             'INSERT INTO twine.%I (z, part, block_y, block_x, chunk, base, days) '
-            'SELECT $1, $2, coalesce(b.block_y, k.block_y), coalesce(b.block_x, k.block_x), '
-            'coalesce(b.c, k.c), coalesce(b.base, ''''::bytea), coalesce(k.days, ''''::bytea) '
-            'FROM (SELECT by >> 6 AS block_y, bx >> 6 AS block_x, c, '
-            '  string_agg(int2send(((by & 63) * 64 + (bx & 63))::int2) || int4send(n::int4) '
-            '  || float8send(w), ''''::bytea ORDER BY by, bx) AS base '
-            '  FROM pg_temp.twine_tbase GROUP BY 1, 2, 3) b '
-            'FULL JOIN (SELECT by >> 6 AS block_y, bx >> 6 AS block_x, c, '
-            '  string_agg(int2send(((by & 63) * 64 + (bx & 63))::int2) || int2send(day::int2) '
-            '  || int4send(n::int4) || float8send(w), ''''::bytea ORDER BY by, bx, day) AS days '
-            '  FROM pg_temp.twine_tchunked GROUP BY 1, 2, 3) k '
-            'USING (block_y, block_x, c)', built)
-            USING zoom, part;
-        SELECT entries + day_entries + count(*) INTO entries FROM pg_temp.twine_tbase;
+            'SELECT $1, part, block_y, block_x, c, coalesce(b.base, ''''::bytea), '
+            '       coalesce(k.days, ''''::bytea) '
+            'FROM base b FULL JOIN days k USING (part, block_y, block_x, c)', built)
+            USING zoom, max_zoom - zoom, first_day, chunk, (days + chunk - 1) / chunk;
     END LOOP;
     DROP TABLE pg_temp.twine_tlevel;
-    DROP TABLE pg_temp.twine_tchunked;
-    DROP TABLE pg_temp.twine_tbase;
+    EXECUTE format('SELECT coalesce(sum(octet_length(base) / 14 + octet_length(days) / 16), 0)::int8 '
+        'FROM twine.%I', built) INTO entries;
 END
 $$;
