@@ -195,21 +195,7 @@ impl CellSums {
 /// Bins `points` on the grid of `scale` cells per world unit, sorted by (row, column), so
 /// every source that holds the same points gives the same bins.
 pub fn bin_points(points: &[WorldPoint], scale: f64) -> Vec<Bin> {
-    let mut index: HashMap<(i64, i64), Bin> = HashMap::new();
-    for p in points {
-        let key = ((p.x * scale).floor() as i64, (p.y * scale).floor() as i64);
-        index
-            .entry(key)
-            .or_insert(Bin {
-                bx: key.0,
-                by: key.1,
-                ..Bin::default()
-            })
-            .add(p);
-    }
-    let mut bins: Vec<Bin> = index.into_values().collect();
-    sort_bins(&mut bins);
-    bins
+    bins_in(points, scale, &CellRange::EVERYTHING)
 }
 
 pub fn sort_bins(bins: &mut [Bin]) {

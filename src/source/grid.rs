@@ -64,6 +64,16 @@ impl CountGrid {
     }
 }
 
+/// Whether tiles at `zoom` are drawn from bins (the densest holds more than
+/// `aggregate_above` points), from [`densest_per_zoom`]'s counts. A tile deeper than those
+/// zooms holds no more than its ancestor at the deepest, so that one not being dense
+/// settles it; None when it is dense (the deeper zoom needs another estimate).
+pub fn dense_from_densest(densest: &[u64], zoom: f64, aggregate_above: u64) -> Option<bool> {
+    let deepest = densest.len().checked_sub(1)?;
+    let dense = densest[(zoom.max(0.0) as usize).min(deepest)] > aggregate_above;
+    (zoom < densest.len() as f64 || !dense).then_some(dense)
+}
+
 /// The largest count of any tile at zooms `0..=level`, from `tiles`, the counts of the
 /// zoom `level` tiles (2^level x 2^level, row by row), merged 2 x 2 zoom by zoom.
 pub fn densest_per_zoom(mut tiles: Vec<u64>, level: u8) -> Vec<u64> {

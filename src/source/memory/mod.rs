@@ -456,10 +456,11 @@ impl PointSource for MemoryStore {
         else {
             return Ok(None);
         };
-        // A tile deeper than zoom 8 holds no more than its zoom 8 ancestor.
-        let z = (zoom.max(0.0) as usize).min(counts.len() - 1);
-        let dense = counts[z] > aggregate_above;
-        Ok((zoom < counts.len() as f64 || !dense).then_some(dense))
+        Ok(crate::source::grid::dense_from_densest(
+            &counts,
+            zoom,
+            aggregate_above,
+        ))
     }
 
     fn attribute_schema(&self) -> Option<&AttributeSchema> {

@@ -209,10 +209,7 @@ pub async fn find(
     else {
         return Ok(None);
     };
-    let bins = TableName {
-        schema: Ident::new("twine")?,
-        table: Ident::new(&row.get::<_, String>(0))?,
-    };
+    let bins = twine_table(&row.get::<_, String>(0))?;
     Ok(Some(Pyramid {
         version: row.get::<_, i64>(1).max(0) as u64,
         max_zoom: row
@@ -228,6 +225,14 @@ pub async fn find(
         blocks_sql: blocks_sql(&bins),
         bins,
     }))
+}
+
+/// A table of schema `twine` named as a bookkeeping row records it (checked, not trusted).
+pub(super) fn twine_table(name: &str) -> Result<TableName, DbError> {
+    Ok(TableName {
+        schema: Ident::new("twine")?,
+        table: Ident::new(name)?,
+    })
 }
 
 /// The SQL reading the blocks of one zoom that hold the cells of a range: `$1` zoom, `$2..$5`

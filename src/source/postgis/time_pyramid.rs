@@ -12,7 +12,7 @@
 //! partly inside it are summed from the points by the caller.
 
 use super::{DbError, Ident, TableName};
-use crate::source::aggregate::{Bin, CellRange};
+use crate::source::aggregate::{pixel_zoom, Bin, CellRange};
 use tokio_postgres::GenericClient;
 
 /// Base entries of a zoom may take up to this many times its day entries: at 10M points
@@ -58,7 +58,7 @@ pub struct WindowDays {
 impl TimePyramid {
     /// The zoom whose pixels are `scale` cells per world unit, if the pyramid has it.
     pub fn zoom_of(&self, scale: f64) -> Option<u8> {
-        (0..=self.max_zoom).find(|&z| 256.0 * f64::from(1u32 << z) == scale)
+        pixel_zoom(scale).filter(|&z| z <= self.max_zoom)
     }
 
     /// `[from, to)` (milliseconds; an open end is `i64::MIN` or `i64::MAX`) as whole days of
@@ -302,20 +302,12 @@ fn f64_at(bytes: &[u8], at: usize) -> f64 {
     f64::from_be_bytes(a)
 }
 
-/// A time pyramid just built.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TimeBuilt {
-    pub days: i64,
-    pub chunk_days: Vec<i64>,
-    pub entries: u64,
-    /// (column, value) of each category part.
-    pub parts: Vec<(String, String)>,
-}
-
 /// The points a time pyramid is built from: [`super::table_sql`]'s timed query (x, y, w, t
 /// and the category columns as `c0`, `c1`, ...) and those columns' names.
 pub struct TimedPoints {
     pub sql: String,
+    /// The time column (its index serves the partial days of unaligned windows).
+    pub time: Ident,
     pub categories: Vec<String>,
 }
 
@@ -331,8 +323,9 @@ const PART_COLUMNS: usize = 2;
 const PART_VALUES: usize = 16;
 
 /// (Re)builds the time pyramid of `table` for `layer` inside the caller's transaction, for
-/// zooms `0..=max_zoom`, recorded as built from `version`; or drops it when `points` or
-/// `max_zoom` is None (no time column, no bin pyramid) or no point has a time.
+/// zooms `0..=max_zoom`, recorded as built from `version`, and returns its entries; or
+/// drops it when `points` or `max_zoom` is None (no time column, no bin pyramid) or no point
+/// has a time.
 pub async fn build(
     tx: &impl GenericClient,
     layer: &str,
@@ -340,7 +333,7 @@ pub async fn build(
     points: Option<&TimedPoints>,
     max_zoom: Option<u8>,
     version: u64,
-) -> Result<Option<TimeBuilt>, DbError> {
+) -> Result<Option<u64>, DbError> {
     let bins = Ident::new(&format!("tb_{layer}"))?;
     let building = Ident::new(&format!("tb_{layer}_new"))?;
     let building_key = Ident::new(&format!("tb_{layer}_new_pk"))?;
@@ -453,12 +446,7 @@ pub async fn build(
         ],
     )
     .await?;
-    Ok(Some(TimeBuilt {
-        days: i64::from(days),
-        chunk_days: chunk_days.into_iter().map(i64::from).collect(),
-        entries: entries.max(0) as u64,
-        parts: part_columns.into_iter().zip(part_values).collect(),
-    }))
+    Ok(Some(entries.max(0) as u64))
 }
 
 /// The time pyramid of `points`, if one was built (whatever its version).
@@ -486,10 +474,7 @@ pub async fn find(
     else {
         return Ok(None);
     };
-    let bins = TableName {
-        schema: Ident::new("twine")?,
-        table: Ident::new(&row.get::<_, String>(0))?,
-    };
+    let bins = super::pyramid::twine_table(&row.get::<_, String>(0))?;
     let max_zoom = row
         .get::<_, i32>(2)
         .clamp(0, i32::from(crate::tile::MAX_ZOOM)) as u8;

@@ -430,23 +430,23 @@ async fn write_file(
     ))
     .await
     .map_err(copy_error)?;
-    // A window's partial days are read from the points by time, through this index.
-    if let Some(time) = layer_time_column(&tx, &target.layer)
+    let timed = imported_timed_points(&tx, &target.layer, &target.table)
         .await
-        .map_err(setup_error)?
-    {
+        .map_err(setup_error)?;
+    // A window's partial days are read from the points by time, through this index.
+    if let Some(timed) = &timed {
         let index = Ident::new(&format!("points_{}_time", target.layer)).map_err(setup_error)?;
         tx.batch_execute(&format!(
             "CREATE INDEX IF NOT EXISTS {} ON {table} ({})",
             index.quoted(),
-            Ident::new(&time).map_err(setup_error)?.quoted(),
+            timed.time.quoted(),
         ))
         .await
         .map_err(copy_error)?;
     }
     progress.finish_and_clear();
     let pyramid_started = Instant::now();
-    let built = build_pyramid(&tx, target, aggregate_above)
+    let built = build_pyramid(&tx, target, timed.as_ref(), aggregate_above)
         .await
         .map_err(|source| ImportError::Pyramid {
             file: file.to_owned(),
@@ -458,62 +458,57 @@ async fn write_file(
     Ok((built, pyramid_elapsed))
 }
 
-/// Rebuilds the layer's bin pyramid from every row of its table, at the table's current
-/// data version, with a spinner while it runs (minutes for tens of millions of points).
+/// Rebuilds the layer's bin pyramid (and, with `timed`, its time pyramid) from every row of
+/// its table, at the table's current data version, with a spinner while it runs (minutes for
+/// tens of millions of points).
 async fn build_pyramid(
     tx: &Transaction<'_>,
     target: &Target,
+    timed: Option<&TimedPoints>,
     aggregate_above: u64,
 ) -> Result<Option<Built>, DbError> {
     let points_sql = imported_inner_all(&target.table)?;
-    let timed = imported_timed_points(tx, &target.layer, &target.table).await?;
     build_pyramid_of(
         tx,
         &target.layer,
         &target.table,
-        (&points_sql, timed.as_ref()),
+        (&points_sql, timed),
         aggregate_above,
     )
     .await
 }
 
-/// The points of an imported layer's table with their times, when the layer keeps a time
-/// column (`import --time`), for its time pyramid.
+/// The points of an imported layer's table with their times and categories, when the layer
+/// keeps a time column (`import --time`), for its time pyramid: the columns `twine.layers`
+/// records for it.
 pub(super) async fn imported_timed_points(
     tx: &Transaction<'_>,
     layer: &str,
     table: &TableName,
 ) -> Result<Option<TimedPoints>, DbError> {
-    let Some(time) = layer_time_column(tx, layer).await? else {
-        return Ok(None);
-    };
-    let categories: Vec<String> = tx
+    let Some(row) = tx
         .query_opt(
-            "SELECT category_columns FROM twine.layers WHERE name = $1",
+            "SELECT time_column, category_columns FROM twine.layers WHERE name = $1",
             &[&layer],
         )
         .await?
-        .and_then(|row| row.get(0))
-        .unwrap_or_default();
+    else {
+        return Ok(None);
+    };
+    let (time, categories): (Option<String>, Vec<String>) = (row.try_get(0)?, row.try_get(1)?);
+    let Some(time) = time else {
+        return Ok(None);
+    };
+    let time = Ident::new(&time)?;
     let columns = categories
         .iter()
         .map(|c| Ident::new(c))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(TimedPoints {
-        sql: imported_inner_all_timed(table, &Ident::new(&time)?, &columns)?,
+        sql: imported_inner_all_timed(table, &time, &columns)?,
+        time,
         categories,
     }))
-}
-
-/// The time column an imported layer keeps, if any.
-async fn layer_time_column(tx: &Transaction<'_>, layer: &str) -> Result<Option<String>, DbError> {
-    Ok(tx
-        .query_opt(
-            "SELECT time_column FROM twine.layers WHERE name = $1",
-            &[&layer],
-        )
-        .await?
-        .and_then(|row| row.get(0)))
 }
 
 /// [`build_pyramid`] of the points `points_sql` yields from `table`, for `layer`.
@@ -541,28 +536,18 @@ pub(super) async fn build_pyramid_of(
         version: version.max(0) as u64,
         stats: &stats,
     };
-    let built = pyramid::build(tx, layer, &source, aggregate_above).await;
-    let built = match built {
-        Ok(mut built) => {
-            spinner.set_message(format!("{layer}: building the time pyramid"));
-            let time = time_pyramid::build(
-                tx,
-                layer,
-                table,
-                timed,
-                built.map(|b| b.max_zoom),
-                source.version,
-            )
-            .await;
-            time.map(|time| {
-                if let (Some(b), Some(t)) = (built.as_mut(), time) {
-                    b.time_entries = Some(t.entries);
-                }
-                built
-            })
+    let built = async {
+        let mut built = pyramid::build(tx, layer, &source, aggregate_above).await?;
+        spinner.set_message(format!("{layer}: building the time pyramid"));
+        let max_zoom = built.map(|b| b.max_zoom);
+        let entries =
+            time_pyramid::build(tx, layer, table, timed, max_zoom, source.version).await?;
+        if let Some(b) = built.as_mut() {
+            b.time_entries = entries;
         }
-        Err(e) => Err(e),
-    };
+        Ok(built)
+    }
+    .await;
     spinner.finish_and_clear();
     built
 }

@@ -84,8 +84,9 @@ async fn rebuild_in_transaction(
     let (points_sql, timed) = match declared {
         Some(layout) => {
             let resolved = crate::source::postgis::table_sql::resolve(tx.client(), layout).await?;
-            let timed = layout.attributes.time.is_some().then(|| TimedPoints {
+            let timed = layout.attributes.time.clone().map(|time| TimedPoints {
                 sql: resolved.inner_all_timed,
+                time,
                 categories: layout
                     .attributes
                     .categories

@@ -190,8 +190,10 @@ impl PostgisLayer {
                 densest
             }
         };
-        let z = (zoom.max(0.0) as usize).min(densest.len() - 1);
-        let dense = densest[z] > aggregate_above;
-        Ok((zoom < densest.len() as f64 || !dense).then_some(dense))
+        Ok(crate::source::grid::dense_from_densest(
+            &densest,
+            zoom,
+            aggregate_above,
+        ))
     }
 }

@@ -169,8 +169,6 @@ CREATE TABLE IF NOT EXISTS twine.time_pyramids (
 -- Within the caller's transaction every table made here keeps its files until commit, even
 -- once dropped: so one temporary table only (the finest zoom's pixel-days), and each zoom's
 -- rows in one statement, whose sorts' files go when it ends.
-DROP FUNCTION IF EXISTS twine.build_time_pyramid(text, text, int, float8);
-DROP FUNCTION IF EXISTS twine.build_time_pyramid(text, text, int, float8, int, int, text, int, int, int[]);
 CREATE OR REPLACE FUNCTION twine.build_time_pyramid(points_sql text, bins text, max_zoom int,
     budget float8, part_columns int[], part_values text[], OUT first_day int, OUT days int,
     OUT chunk_days int[], OUT entries bigint)
