@@ -3,13 +3,16 @@
 //! block, whatever the window's length and however many points it holds.
 //!
 //! Built in SQL (`twine.build_time_pyramid`, schema.sql) next to the bin pyramid, for the
-//! same zooms, by `import` and `twine-heatmap pyramid`; read only while the table is at the
-//! version it was built from. Rows are cut into chunks of days per zoom; a row holds each
+//! same zooms and two coarser levels, by `import` and `twine-heatmap pyramid`; read only while
+//! the table is at the version it was built from. Rows are cut into chunks of days per zoom; a row holds each
 //! pixel's running count and weight before its chunk (`base`) and its count and weight on
 //! each day of the chunk (`days`). A pixel's running sums up to day `d` are its base plus
 //! its days before `d` in the chunk holding `d`, and a window `[a, b)` of days is the
 //! difference of the sums up to `b` and up to `a`. Days at a window's ends that are only
 //! partly inside it are summed from the points by the caller.
+//!
+//! Level -2 (cells of 4 x 4 zoom 0 pixels: the zoom 6 tiles) is one block for the whole
+//! world, so a window's densest tile at zooms 0-6 costs two small rows, not zoom 0's world.
 
 use super::{DbError, Ident, TableName};
 use crate::source::aggregate::{pixel_zoom, Bin, CellRange};
@@ -19,10 +22,18 @@ use tokio_postgres::GenericClient;
 /// over two years, zoom 0 (65,000 pixels, 8M pixel-days) gets chunks of six days.
 const BASE_BUDGET: f64 = 1.0;
 const DAY_MS: i64 = 86_400_000;
-/// Bytes of a base entry (int2 offset, int4 count, float8 weight) and of a day entry (int2
-/// offset, int2 day, int4 count, float8 weight).
-const BASE_BYTES: usize = 14;
-const DAY_BYTES: usize = 16;
+/// The coarsest level built: its cells are the zoom 6 tiles, 64 x 64 for the world.
+pub const COARSEST: i16 = -2;
+/// The row layout this server writes and reads (`twine.time_pyramids.layout`): levels from
+/// [`COARSEST`], weights only in the entries of weighted pyramids.
+const LAYOUT: i32 = 2;
+/// Bytes of a base entry (int2 offset, int4 count) and of a day entry (int2 offset, int2
+/// day, int4 count), each followed by a float8 weight when the pyramid is weighted. Layers
+/// whose weights are all 1 (most) leave it out: 6 and 8 bytes, not 14 and 16.
+fn entry_bytes(weighted: bool) -> (usize, usize) {
+    let weight = if weighted { 8 } else { 0 };
+    (6 + weight, 8 + weight)
+}
 const BLOCK_SHIFT: u32 = 6;
 const BLOCK_SIDE: i64 = 1 << BLOCK_SHIFT;
 
@@ -35,8 +46,10 @@ pub struct TimePyramid {
     /// Days since 1970-01-01 (UTC) of the earliest point, and how many days follow.
     pub first_day: i64,
     pub days: i64,
-    /// Days per chunk, per zoom 0..=max_zoom.
+    /// Days per chunk, per level [`COARSEST`]..=max_zoom.
     pub chunk_days: Vec<i64>,
+    /// Whether entries hold weights (some point's weight is not 1); else a weight is its count.
+    pub weighted: bool,
     /// (category column, value) of parts 1, 2, ...; part 0 holds every timed point.
     pub parts: Vec<(String, String)>,
     /// Whether every point has a time: only then does a filter on categories alone (which
@@ -99,9 +112,15 @@ impl TimePyramid {
         }
     }
 
-    /// The chunks holding the running sums up to days `a` and `b` at `zoom`.
-    pub fn chunks(&self, zoom: u8, (a, b): (i64, i64)) -> (i32, i32) {
-        let every = self.chunk_days[usize::from(zoom)].max(1);
+    /// Days per chunk at `level` ([`COARSEST`]..=max_zoom).
+    pub fn chunk_days(&self, level: i16) -> i64 {
+        let at = usize::try_from(level - COARSEST).unwrap_or(0);
+        self.chunk_days.get(at).copied().unwrap_or(1).max(1)
+    }
+
+    /// The chunks holding the running sums up to days `a` and `b` at `level`.
+    pub fn chunks(&self, level: i16, (a, b): (i64, i64)) -> (i32, i32) {
+        let every = self.chunk_days(level);
         let last = (self.days - 1).div_euclid(every);
         let chunk = |d: i64| (d.div_euclid(every)).min(last) as i32;
         (chunk(a), chunk(b))
@@ -156,6 +175,8 @@ impl TimePyramid {
 pub struct WindowSums {
     cells: CellRange,
     width: i64,
+    /// Bytes of a base entry and of a day entry ([`entry_bytes`]).
+    entry_bytes: (usize, usize),
     counts: Vec<i64>,
     weights: Vec<f64>,
 }
@@ -180,14 +201,15 @@ pub struct Row<'a> {
 }
 
 impl WindowSums {
-    /// Sums over `cells`, which must be a tile's or the world's at one zoom (a few hundred
-    /// thousand cells at most).
-    pub fn new(cells: &CellRange) -> WindowSums {
+    /// Sums over `cells`, which must be a tile's or the world's at one level (a few hundred
+    /// thousand cells at most), from rows of a pyramid that is `weighted` or not.
+    pub fn new(cells: &CellRange, weighted: bool) -> WindowSums {
         let (width, height) = (cells.x1 - cells.x0, cells.y1 - cells.y0);
         let n = (width.max(0) * height.max(0)) as usize;
         WindowSums {
             cells: *cells,
             width,
+            entry_bytes: entry_bytes(weighted),
             counts: vec![0; n],
             weights: vec![0.0; n],
         }
@@ -215,10 +237,12 @@ impl WindowSums {
             chunk: row.chunk,
             what,
         };
-        if row.base.len() % BASE_BYTES != 0 {
+        let (base_bytes, day_bytes) = self.entry_bytes;
+        let weighted = base_bytes > 6;
+        if row.base.len() % base_bytes != 0 {
             return Err(bad("base length"));
         }
-        if row.days.len() % DAY_BYTES != 0 {
+        if row.days.len() % day_bytes != 0 {
             return Err(bad("days length"));
         }
         let origin = (
@@ -236,25 +260,36 @@ impl WindowSums {
         };
         let sign_f = sign as f64;
         if since.is_none() {
-            for e in row.base.chunks_exact(BASE_BYTES) {
+            for e in row.base.chunks_exact(base_bytes) {
                 let (bx, by) = cell(i64::from(i16::from_be_bytes([e[0], e[1]])))?;
                 if let Some(i) = self.at(bx, by) {
-                    self.counts[i] +=
-                        sign * i64::from(i32::from_be_bytes([e[2], e[3], e[4], e[5]]));
-                    self.weights[i] += sign_f * f64_at(e, 6);
+                    let count = i32::from_be_bytes([e[2], e[3], e[4], e[5]]);
+                    self.counts[i] += sign * i64::from(count);
+                    self.weights[i] += sign_f
+                        * if weighted {
+                            f64_at(e, 6)
+                        } else {
+                            f64::from(count)
+                        };
                 }
             }
         }
         let since = since.unwrap_or(i64::MIN);
-        for e in row.days.chunks_exact(DAY_BYTES) {
+        for e in row.days.chunks_exact(day_bytes) {
             let day = i64::from(i16::from_be_bytes([e[2], e[3]]));
             if day < since || day >= until {
                 continue;
             }
             let (bx, by) = cell(i64::from(i16::from_be_bytes([e[0], e[1]])))?;
             if let Some(i) = self.at(bx, by) {
-                self.counts[i] += sign * i64::from(i32::from_be_bytes([e[4], e[5], e[6], e[7]]));
-                self.weights[i] += sign_f * f64_at(e, 8);
+                let count = i32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+                self.counts[i] += sign * i64::from(count);
+                self.weights[i] += sign_f
+                    * if weighted {
+                        f64_at(e, 8)
+                    } else {
+                        f64::from(count)
+                    };
             }
         }
         Ok(())
@@ -391,11 +426,12 @@ pub async fn build(
     let part_values: Vec<String> = parts.iter().map(|p| p.2.clone()).collect();
     let row = tx
         .query_one(
-            "SELECT first_day, days, chunk_days, entries \
-             FROM twine.build_time_pyramid($1, $2, $3, $4, $5, $6)",
+            "SELECT first_day, days, chunk_days, weighted, entries \
+             FROM twine.build_time_pyramid($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &points.sql,
                 &bins.as_str(),
+                &i32::from(COARSEST),
                 &zoom,
                 &BASE_BUDGET,
                 &part_indices,
@@ -408,7 +444,8 @@ pub async fn build(
         return drop.await;
     };
     let chunk_days: Vec<i32> = row.get(2);
-    let entries: i64 = row.get(3);
+    let weighted: bool = row.get(3);
+    let entries: i64 = row.get(4);
     let part_columns: Vec<String> = parts.into_iter().map(|(_, c, _)| c).collect();
     tx.batch_execute(&format!(
         "ALTER TABLE twine.{building} ADD CONSTRAINT {building_key} \
@@ -425,13 +462,14 @@ pub async fn build(
     .await?;
     tx.execute(
         "INSERT INTO twine.time_pyramids (table_name, bins_table, version, max_zoom, first_day, days, \
-             chunk_days, part_columns, part_values, all_timed) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             chunk_days, part_columns, part_values, all_timed, layout, weighted) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (table_name) DO UPDATE SET bins_table = EXCLUDED.bins_table, \
              version = EXCLUDED.version, max_zoom = EXCLUDED.max_zoom, \
              first_day = EXCLUDED.first_day, days = EXCLUDED.days, \
              chunk_days = EXCLUDED.chunk_days, part_columns = EXCLUDED.part_columns, \
-             part_values = EXCLUDED.part_values, all_timed = EXCLUDED.all_timed, built_at = now()",
+             part_values = EXCLUDED.part_values, all_timed = EXCLUDED.all_timed, \
+             layout = EXCLUDED.layout, weighted = EXCLUDED.weighted, built_at = now()",
         &[
             &table.key(),
             &bins.as_str(),
@@ -443,6 +481,8 @@ pub async fn build(
             &part_columns,
             &part_values,
             &all_timed,
+            &LAYOUT,
+            &weighted,
         ],
     )
     .await?;
@@ -466,14 +506,26 @@ pub async fn find(
     let Some(row) = client
         .query_opt(
             "SELECT bins_table, version, max_zoom, first_day, days, chunk_days, part_columns, \
-                 part_values, all_timed \
-             FROM twine.time_pyramids WHERE table_name = $1",
+                 part_values, all_timed, coalesce((to_jsonb(p) ->> 'layout')::int, 1), \
+                 coalesce((to_jsonb(p) ->> 'weighted')::bool, true) \
+             FROM twine.time_pyramids p WHERE table_name = $1",
             &[&points.key()],
         )
         .await?
     else {
         return Ok(None);
     };
+    // Read through to_jsonb: a schema from before the layout column reads as layout 1.
+    let layout: i32 = row.get(9);
+    if layout != LAYOUT {
+        tracing::warn!(
+            table = %points.key(),
+            layout,
+            "the time pyramid was built by an older version: filtered tiles are summed from \
+             the points until `twine-heatmap pyramid` rebuilds it"
+        );
+        return Ok(None);
+    }
     let bins = super::pyramid::twine_table(&row.get::<_, String>(0))?;
     let max_zoom = row
         .get::<_, i32>(2)
@@ -484,7 +536,8 @@ pub async fn find(
         .map(|d| i64::from(d.max(1)))
         .collect();
     let (part_columns, part_values): (Vec<String>, Vec<String>) = (row.get(6), row.get(7));
-    if chunk_days.len() != usize::from(max_zoom) + 1 || part_columns.len() != part_values.len() {
+    let levels = usize::try_from(i16::from(max_zoom) - COARSEST + 1).unwrap_or(0);
+    if chunk_days.len() != levels || part_columns.len() != part_values.len() {
         return Err(DbError::Other(format!(
             "{}: the time pyramid's record is malformed",
             points.key()
@@ -498,6 +551,7 @@ pub async fn find(
         chunk_days,
         parts: part_columns.into_iter().zip(part_values).collect(),
         all_timed: row.get(8),
+        weighted: row.get(10),
         rows_sql: rows_sql(&bins),
         bins,
     }))
@@ -516,7 +570,8 @@ mod tests {
             max_zoom: 0,
             first_day,
             days,
-            chunk_days: vec![chunk],
+            chunk_days: vec![chunk; 3],
+            weighted: true,
             parts: vec![("kind".into(), "a".into()), ("kind".into(), "b".into())],
             all_timed: false,
         }
@@ -589,29 +644,33 @@ mod tests {
         // Chunks: day 10 (the end) is in the last chunk, as is day 8.
         assert_eq!(p.chunks(0, (0, 10)), (0, 2));
         assert_eq!(p.chunks(0, (4, 8)), (1, 2));
+        assert_eq!(p.chunks(COARSEST, (4, 8)), (1, 2));
     }
 
-    fn base(entries: &[(i16, i32, f64)]) -> Vec<u8> {
+    /// Base entries as the build writes them, with their weights when `weighted`.
+    fn base(entries: &[(i16, i32, f64)], weighted: bool) -> Vec<u8> {
         entries
             .iter()
             .flat_map(|(o, n, w)| {
+                let weight = weighted.then(|| w.to_be_bytes()).into_iter().flatten();
                 o.to_be_bytes()
                     .into_iter()
                     .chain(n.to_be_bytes())
-                    .chain(w.to_be_bytes())
+                    .chain(weight)
             })
             .collect()
     }
 
-    fn days(entries: &[(i16, i16, i32, f64)]) -> Vec<u8> {
+    fn days(entries: &[(i16, i16, i32, f64)], weighted: bool) -> Vec<u8> {
         entries
             .iter()
             .flat_map(|(o, d, n, w)| {
+                let weight = weighted.then(|| w.to_be_bytes()).into_iter().flatten();
                 o.to_be_bytes()
                     .into_iter()
                     .chain(d.to_be_bytes())
                     .chain(n.to_be_bytes())
-                    .chain(w.to_be_bytes())
+                    .chain(weight)
             })
             .collect()
     }
@@ -624,45 +683,56 @@ mod tests {
             y0: 0,
             y1: 128,
         };
-        // Block (1, 0): pixel 65 is cell (65, 1); pixel 0 is (64, 0).
-        let (b, d) = (
-            base(&[(0, 3, 3.0), (65, 1, 2.0)]),
-            days(&[(0, 0, 2, 2.0), (0, 3, 1, 1.0), (65, 1, 4, 8.0)]),
-        );
-        let row = Row {
-            block_y: 0,
-            block_x: 1,
-            chunk: 1,
-            base: &b,
-            days: &d,
-        };
-        let (b0, d0) = (base(&[(0, 1, 1.0)]), days(&[(0, 2, 2, 2.0)]));
-        let earlier = Row {
-            block_y: 0,
-            block_x: 1,
-            chunk: 0,
-            base: &b0,
-            days: &d0,
-        };
-        // Up to day 2 of chunk 1, less up to day 3 of chunk 0.
-        let mut sums = WindowSums::new(&cells);
-        sums.apply(&row, None, 2, 1).expect("row");
-        sums.apply(&earlier, None, 3, -1).expect("row");
-        let bins = sums.into_bins(256.0);
-        let got: Vec<(i64, i64, u64, f64)> = bins
-            .iter()
-            .map(|b| (b.bx, b.by, b.count, b.weight))
-            .collect();
-        assert_eq!(got, vec![(64, 0, 2, 2.0), (65, 1, 5, 10.0)]);
-        // Within one chunk: only the days from `since`.
-        let mut sums = WindowSums::new(&cells);
-        sums.apply(&row, Some(1), 4, 1).expect("row");
-        let got: Vec<(i64, u64)> = sums
-            .into_bins(256.0)
-            .iter()
-            .map(|b| (b.bx, b.count))
-            .collect();
-        assert_eq!(got, vec![(64, 1), (65, 4)]);
+        // Unweighted rows leave weights out: a weight is then its count.
+        for weighted in [true, false] {
+            let w = |weight: f64, count: i32| if weighted { weight } else { f64::from(count) };
+            // Block (1, 0): pixel 65 is cell (65, 1); pixel 0 is (64, 0).
+            let (b, d) = (
+                base(&[(0, 3, 3.0), (65, 1, 2.0)], weighted),
+                days(&[(0, 0, 2, 2.0), (0, 3, 1, 1.0), (65, 1, 4, 8.0)], weighted),
+            );
+            let row = Row {
+                block_y: 0,
+                block_x: 1,
+                chunk: 1,
+                base: &b,
+                days: &d,
+            };
+            let (b0, d0) = (
+                base(&[(0, 1, 1.0)], weighted),
+                days(&[(0, 2, 2, 2.0)], weighted),
+            );
+            let earlier = Row {
+                block_y: 0,
+                block_x: 1,
+                chunk: 0,
+                base: &b0,
+                days: &d0,
+            };
+            // Up to day 2 of chunk 1, less up to day 3 of chunk 0.
+            let mut sums = WindowSums::new(&cells, weighted);
+            sums.apply(&row, None, 2, 1).expect("row");
+            sums.apply(&earlier, None, 3, -1).expect("row");
+            let bins = sums.into_bins(256.0);
+            let got: Vec<(i64, i64, u64, f64)> = bins
+                .iter()
+                .map(|b| (b.bx, b.by, b.count, b.weight))
+                .collect();
+            let expected = vec![
+                (64, 0, 2, w(3.0 + 2.0 - 1.0 - 2.0, 2)),
+                (65, 1, 5, w(2.0 + 8.0, 5)),
+            ];
+            assert_eq!(got, expected, "weighted: {weighted}");
+            // Within one chunk: only the days from `since`.
+            let mut sums = WindowSums::new(&cells, weighted);
+            sums.apply(&row, Some(1), 4, 1).expect("row");
+            let got: Vec<(i64, u64)> = sums
+                .into_bins(256.0)
+                .iter()
+                .map(|b| (b.bx, b.count))
+                .collect();
+            assert_eq!(got, vec![(64, 1), (65, 4)]);
+        }
     }
 
     #[test]
@@ -673,13 +743,16 @@ mod tests {
             y0: 0,
             y1: 64,
         };
-        let mut sums = WindowSums::new(&cells);
+        let mut sums = WindowSums::new(&cells, true);
         let short = [0u8; 13];
-        let bad_offset = base(&[(4096, 1, 1.0)]);
+        let bad_offset = base(&[(4096, 1, 1.0)], true);
+        let unweighted = base(&[(1, 1, 1.0)], false);
         for (b, d) in [
             (&short[..], &[][..]),
             (&[][..], &short[..]),
             (&bad_offset[..], &[][..]),
+            // A row without weights where the pyramid says it has them.
+            (&unweighted[..], &[][..]),
         ] {
             let row = Row {
                 block_y: 0,

@@ -5,15 +5,16 @@ use super::PostgisLayer;
 use crate::source::aggregate::{Bin, CellRange};
 use crate::source::attributes::AttributeFilter;
 use crate::source::postgis::pyramid::block_params;
-use crate::source::postgis::time_pyramid::{Row, TimePyramid, WindowSums};
+use crate::source::postgis::time_pyramid::{Row, TimePyramid, WindowSums, COARSEST};
 use crate::source::{FilterValues, PointQuery, PointSource, SourceError};
 use crate::tile::WorldBox;
 use std::sync::Arc;
 
-/// Windows whose zoom 0 counts (the densest tile of each zoom 0..=8) are kept per layer.
+/// Windows whose densest tiles (at zooms 0..=6, or 0..=8) are kept per layer.
 pub(super) const WINDOW_DENSEST: usize = 1024;
 
-/// The point count of the densest tile at each zoom 0..=8.
+/// The point count of the densest tile at each zoom 0..=6 (from the coarsest level) or
+/// 0..=8 (from zoom 0's pixels, the zoom 8 tiles).
 pub(super) type Densest = Arc<[u64]>;
 
 /// A filter the time pyramid answers.
@@ -59,42 +60,35 @@ impl PostgisLayer {
             return Ok(None);
         };
         let cells = CellRange::of(&q.area, scale);
-        let sums = self.window_sums(q, &window, zoom, &cells, scale).await?;
+        let sums = self
+            .window_sums(q, &window, i16::from(zoom), &cells, scale)
+            .await?;
         Ok(Some(sums.into_bins(scale)))
     }
 
-    /// The counts and weights of `cells` at `zoom` through `window`: whole days from the
+    /// The counts and weights of `cells` at `level` through `window`: whole days from the
     /// pyramid's rows, partial days from the points in the same area.
     async fn window_sums(
         &self,
         q: &PointQuery<'_>,
         window: &Window,
-        zoom: u8,
+        level: i16,
         cells: &CellRange,
         scale: f64,
     ) -> Result<WindowSums, SourceError> {
         let pyramid = &window.pyramid;
-        let mut sums = WindowSums::new(cells);
+        let mut sums = WindowSums::new(cells, pyramid.weighted);
         let cut = pyramid.window_days(window.span.0, window.span.1);
         if let Some((a, b)) = cut.days {
-            let (first, last) = pyramid.chunks(zoom, (a, b));
-            let every = pyramid.chunk_days[usize::from(zoom)];
+            let (first, last) = pyramid.chunks(level, (a, b));
+            let every = pyramid.chunk_days(level);
             let [by0, by1, bx0, bx1] = block_params(cells);
             let client = self.client().await?;
             let rows = self
                 .timed_query(
                     &client,
                     &pyramid.rows_sql,
-                    &[
-                        &i16::from(zoom),
-                        &by0,
-                        &by1,
-                        &bx0,
-                        &bx1,
-                        &first,
-                        &last,
-                        &window.parts,
-                    ],
+                    &[&level, &by0, &by1, &bx0, &bx1, &first, &last, &window.parts],
                 )
                 .await?;
             self.metrics
@@ -142,9 +136,10 @@ impl PostgisLayer {
     }
 
     /// Whether the densest tile at `zoom` holds more than `aggregate_above` points of a time
-    /// window, from the window's zoom 0 counts (a zoom 0 pixel is a zoom 8 tile), as the
-    /// memory store decides; None when the layer has no time pyramid for the filter, or the
-    /// zoom is deeper than 8 and zoom 8 is dense.
+    /// window, as the memory store decides; None when the layer has no time pyramid for the
+    /// filter, or the zoom is deeper than 8 and zoom 8 is dense. Zooms 0-6 are decided from
+    /// the coarsest level (two rows); 7 and 8, when the zoom 6 tiles are dense, from zoom 0's
+    /// pixels (the world's rows at zoom 0).
     pub(super) async fn window_dense(
         &self,
         zoom: f64,
@@ -160,32 +155,26 @@ impl PostgisLayer {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
         };
+        // Zooms past those in hand are needed only when the deepest in hand is dense: a
+        // tile never holds more points than its parent.
+        let answers = |densest: &[u64]| {
+            densest.len() > 8
+                || zoom < densest.len() as f64
+                || densest.last().is_some_and(|&d| d <= aggregate_above)
+        };
         let cached = lock().get(&key).cloned();
         let densest = match cached {
-            Some(densest) => densest,
-            None => {
-                let world = CellRange {
-                    x0: 0,
-                    x1: 257,
-                    y0: 0,
-                    y1: 257,
+            Some(densest) if answers(&densest) => densest,
+            _ => {
+                let coarse = match cached {
+                    Some(coarse) => coarse,
+                    None => self.densest_at(&window, filters, COARSEST).await?,
                 };
-                // One column and row past the world's: points on its far edges (x or y = 1).
-                let query = PointQuery {
-                    area: WorldBox {
-                        x1: 257.0 / 256.0,
-                        y1: 257.0 / 256.0,
-                        ..WorldBox::WORLD
-                    },
-                    tile: None,
-                    filters,
+                let densest = if answers(&coarse) {
+                    coarse
+                } else {
+                    self.densest_at(&window, filters, 0).await?
                 };
-                let sums = self.window_sums(&query, &window, 0, &world, 256.0).await?;
-                let mut tiles = vec![0u64; 256 * 256];
-                for b in sums.into_bins(256.0) {
-                    tiles[(b.by.min(255) * 256 + b.bx.min(255)) as usize] += b.count;
-                }
-                let densest: Densest = crate::source::grid::densest_per_zoom(tiles, 8).into();
                 lock().put(key, densest.clone());
                 densest
             }
@@ -195,5 +184,42 @@ impl PostgisLayer {
             zoom,
             aggregate_above,
         ))
+    }
+
+    /// The point count of the densest tile at zooms 0..=8+`level` through `window`, from the
+    /// window's counts at `level`, whose cells are the zoom 8+`level` tiles.
+    async fn densest_at(
+        &self,
+        window: &Window,
+        filters: &FilterValues,
+        level: i16,
+    ) -> Result<Densest, SourceError> {
+        let deepest = u8::try_from(8 + level).unwrap_or(0);
+        let side = 1i64 << deepest;
+        // One column and row past the world's: points on its far edges (x or y = 1).
+        let world = CellRange {
+            x0: 0,
+            x1: side + 1,
+            y0: 0,
+            y1: side + 1,
+        };
+        let query = PointQuery {
+            area: WorldBox {
+                x1: (side + 1) as f64 / side as f64,
+                y1: (side + 1) as f64 / side as f64,
+                ..WorldBox::WORLD
+            },
+            tile: None,
+            filters,
+        };
+        let scale = side as f64;
+        let sums = self
+            .window_sums(&query, window, level, &world, scale)
+            .await?;
+        let mut tiles = vec![0u64; (side * side) as usize];
+        for b in sums.into_bins(scale) {
+            tiles[(b.by.min(side - 1) * side + b.bx.min(side - 1)) as usize] += b.count;
+        }
+        Ok(crate::source::grid::densest_per_zoom(tiles, deepest).into())
     }
 }

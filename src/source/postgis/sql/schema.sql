@@ -160,18 +160,35 @@ CREATE TABLE IF NOT EXISTS twine.time_pyramids (
     built_at     timestamptz NOT NULL DEFAULT now()
 );
 
+-- The layout of a time pyramid's rows (see time_pyramid.rs): 1, the first, which servers
+-- ignore until `twine-heatmap pyramid` rebuilds it; 2, with levels from `coarsest` (below 0:
+-- cells of 2^-level zoom 0 pixels) and entries without weights where every weight is 1
+-- (`weighted` false). Added where missing.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'twine'
+                   AND table_name = 'time_pyramids' AND column_name = 'layout') THEN
+        ALTER TABLE twine.time_pyramids ADD COLUMN layout int NOT NULL DEFAULT 1,
+            ADD COLUMN weighted bool NOT NULL DEFAULT true;
+    END IF;
+END
+$$;
+
 -- Builds the time pyramid of the points `points_sql` yields (world x, y, weight w, time t in
 -- seconds since 1970 (NULL without one: no window holds the point) and category columns c0,
--- c1, ...) into a new table twine.<bins>_new, for zooms 0..max_zoom: part 0 from every point
--- with a time, part k from those whose column c<part_columns[k]> is part_values[k]. The
--- caller adds the primary key and swaps the table in. Returns (first_day, days,
--- chunk_days, entries); first_day NULL when no point has a time.
+-- c1, ...) into a new table twine.<bins>_new, for levels coarsest..max_zoom (a level's cells
+-- are 256 * 2^level to the world's side): part 0 from every point with a time, part k from
+-- those whose column c<part_columns[k]> is part_values[k]. Entries hold weights only when
+-- some point's weight is not 1 (`weighted`). The caller adds the primary key and swaps the
+-- table in. Returns (first_day, days, chunk_days (per level from coarsest), weighted,
+-- entries); first_day NULL when no point has a time.
 -- Within the caller's transaction every table made here keeps its files until commit, even
 -- once dropped: so one temporary table only (the finest zoom's pixel-days), and each zoom's
 -- rows in one statement, whose sorts' files go when it ends.
-CREATE OR REPLACE FUNCTION twine.build_time_pyramid(points_sql text, bins text, max_zoom int,
-    budget float8, part_columns int[], part_values text[], OUT first_day int, OUT days int,
-    OUT chunk_days int[], OUT entries bigint)
+DROP FUNCTION IF EXISTS twine.build_time_pyramid(text, text, int, float8, int[], text[]);
+CREATE OR REPLACE FUNCTION twine.build_time_pyramid(points_sql text, bins text, coarsest int,
+    max_zoom int, budget float8, part_columns int[], part_values text[], OUT first_day int,
+    OUT days int, OUT chunk_days int[], OUT weighted bool, OUT entries bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     built text := bins || '_new';
@@ -201,21 +218,23 @@ BEGIN
         'FROM (SELECT x, y, w::float8 AS w, t, %s AS parts FROM (%s) q WHERE t IS NOT NULL) s, '
         'unnest(s.parts) AS p(part) GROUP BY 1, 2, 3, 4',
         parts, points_sql) USING 256 * 2 ^ max_zoom;
-    SELECT min(d), max(d) - min(d) + 1 INTO first_day, days FROM pg_temp.twine_tlevel;
+    -- Weights sum exactly to counts where every weight is 1: then entries leave them out.
+    SELECT min(d), max(d) - min(d) + 1, NOT coalesce(bool_and(w = n), false)
+        INTO first_day, days, weighted FROM pg_temp.twine_tlevel;
     entries := 0;
-    chunk_days := array_fill(1, ARRAY[max_zoom + 1]);
+    chunk_days := array_fill(1, ARRAY[max_zoom - coarsest + 1]);
     IF first_day IS NULL THEN
         DROP TABLE pg_temp.twine_tlevel;
         RETURN;
     END IF;
-    FOR zoom IN 0..max_zoom LOOP
+    FOR zoom IN coarsest..max_zoom LOOP
         SELECT count(*), count(DISTINCT (bx, by)) INTO day_entries, pixels FROM (
             SELECT bx >> (max_zoom - zoom) AS bx, by >> (max_zoom - zoom) AS by, d
             FROM pg_temp.twine_tlevel WHERE part = 0 GROUP BY 1, 2, 3) l;
         -- base entries = chunks * pixels at most, within budget * day_entries.
         chunk := least(days, 32767,
             greatest(1, ceil(days::float8 * pixels / (budget * greatest(day_entries, 1)))::int));
-        chunk_days[zoom + 1] := chunk;
+        chunk_days[zoom - coarsest + 1] := chunk;
         -- Each pixel's running sums through each chunk it has points in hold as the base of
         -- every later chunk up to (and including) the next one it has points in.
         EXECUTE format(
@@ -231,21 +250,23 @@ BEGIN
             'base AS ('
             '  SELECT part, by >> 6 AS block_y, bx >> 6 AS block_x, g AS c, '
             '         string_agg(int2send(((by & 63) * 64 + (bx & 63))::int2) || int4send(n::int4) '
-            '         || float8send(w), ''''::bytea ORDER BY by, bx) AS base '
+            '         || CASE WHEN $6 THEN float8send(w) ELSE ''''::bytea END, ''''::bytea ORDER BY by, bx) AS base '
             '  FROM runs, generate_series(runs.c + 1, least(runs.next, $5 - 1)) g GROUP BY 1, 2, 3, 4), '
             'days AS ('
             '  SELECT part, by >> 6 AS block_y, bx >> 6 AS block_x, c, '
             '         string_agg(int2send(((by & 63) * 64 + (bx & 63))::int2) || int2send(day::int2) '
-            '         || int4send(n::int4) || float8send(w), ''''::bytea ORDER BY by, bx, day) AS days '
+            '         || int4send(n::int4) || CASE WHEN $6 THEN float8send(w) ELSE ''''::bytea END, '
+            '         ''''::bytea ORDER BY by, bx, day) AS days '
             '  FROM level GROUP BY 1, 2, 3, 4) '
             'INSERT INTO twine.%I (z, part, block_y, block_x, chunk, base, days) '
             'SELECT $1, part, block_y, block_x, c, coalesce(b.base, ''''::bytea), '
             '       coalesce(k.days, ''''::bytea) '
             'FROM base b FULL JOIN days k USING (part, block_y, block_x, c)', built)
-            USING zoom, max_zoom - zoom, first_day, chunk, (days + chunk - 1) / chunk;
+            USING zoom, max_zoom - zoom, first_day, chunk, (days + chunk - 1) / chunk, weighted;
     END LOOP;
     DROP TABLE pg_temp.twine_tlevel;
-    EXECUTE format('SELECT coalesce(sum(octet_length(base) / 14 + octet_length(days) / 16), 0)::int8 '
-        'FROM twine.%I', built) INTO entries;
+    EXECUTE format('SELECT coalesce(sum(octet_length(base) / $1 + octet_length(days) / $2), 0)::int8 '
+        'FROM twine.%I', built) INTO entries
+        USING CASE WHEN weighted THEN 14 ELSE 6 END, CASE WHEN weighted THEN 16 ELSE 8 END;
 END
 $$;
