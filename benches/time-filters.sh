@@ -182,7 +182,7 @@ if [ ! -s "$CSV" ]; then
     || die "building examples/synth_time_points.rs failed"
   say "generating $POINTS synthetic points with times and kinds (seed $SEED) into $CSV ..."
   t0="$(now)"
-  timeout --foreground 1800 "$TARGET_DIR/release/examples/synth_time_points" \
+  timeout --foreground 1800 "$(target_dir)/release/examples/synth_time_points" \
     --count "$POINTS" --seed "$SEED" --out "$CSV" || die "generating $CSV failed"
   say "generated in $(since "$t0") s ($(du -h "$CSV" | cut -f1))"
 fi

@@ -512,3 +512,37 @@ fn a_killed_first_import_leaves_no_layer_and_its_statements_end() {
     assert_eq!(registered(), 0, "the killed import left its layer");
     assert!(!layer.exists(), "the killed import left its table");
 }
+
+#[test]
+fn an_import_does_not_wait_for_another_layers_import_to_end() {
+    let db = Db::connect();
+    let (busy, beside) = (TestLayer::new(&db, "busy"), TestLayer::new(&db, "beside"));
+    let dir = Scratch::new("import-beside");
+    let csv = dir.file("few.csv", "lon,lat\n1,1\n2,2\n");
+    // This build's schema, as the first import leaves it.
+    let (ok, stderr) = import(&busy, &[], &[&csv]);
+    assert!(ok, "{stderr}");
+    // An import in progress holds twine.bump_version from its table's trigger until it
+    // commits (half an hour for 10M points); this open transaction does the same.
+    let holder = Db::connect();
+    let table = format!("public.\"twine_holder_{}\"", std::process::id());
+    holder.batch(&format!(
+        "BEGIN; CREATE TABLE {table} (x int); \
+         CREATE TRIGGER twine_data_version AFTER INSERT ON {table} \
+         FOR EACH STATEMENT EXECUTE FUNCTION twine.bump_version()"
+    ));
+    let outcome = common::process::run_within(
+        &mut common::process::twine(&[
+            "import",
+            "--database-url",
+            &database_url(),
+            "--layer",
+            &beside.name,
+            &csv.display().to_string(),
+        ]),
+        std::time::Duration::from_secs(60),
+    );
+    holder.batch("ROLLBACK");
+    outcome.expect_success();
+    assert_eq!(beside.count(), 2);
+}

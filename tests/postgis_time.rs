@@ -1,10 +1,10 @@
-//! Time and category filters on PostGIS layers over real HTTP: an imported layer (`import
-//! --time --category`) and declared tables (`time`, `categories`: a timestamptz table in
-//! EPSG:4269 whose empty categories are NULL, and a `timestamp` table in EPSG:4326) draw the
-//! same tiles, overlays and `/points`, filtered, as the same points pre-filtered into a file,
-//! with bin pyramids present (which a filtered request must not read); TileJSON describes
-//! them as it does a file's; bad values get a 400 naming the parameter; tables whose columns
-//! cannot serve are refused at start-up.
+//! Time and category filters on PostGIS layers over real HTTP: imported layers (`import
+//! --time --category`, with weights and with every weight 1) and declared tables (`time`,
+//! `categories`: a timestamptz table in EPSG:4269 whose empty categories are NULL, and a
+//! `timestamp` table in EPSG:4326) draw the same tiles, overlays and `/points`, filtered, as
+//! the same points pre-filtered into a file, with bin pyramids present (which a filtered
+//! request must not read); TileJSON describes them as it does a file's; bad values get a 400
+//! naming the parameter; tables whose columns cannot serve are refused at start-up.
 
 mod common;
 
@@ -19,6 +19,8 @@ use twine_heatmap::app::ServeArgs;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Imported,
+    /// Imported with every weight 1: its time pyramid's entries leave weights out.
+    ImportedUnweighted,
     /// timestamptz, EPSG:4269 (geographic, not 4326), NULL for the empty kind.
     DeclaredTz,
     /// timestamp without time zone (UTC), EPSG:4326.
@@ -83,7 +85,12 @@ fn create_table<'a>(
 /// Serves the PostGIS layer of `kind` holding [`rows`], with its bin pyramid, and a file
 /// layer `case{i}` of the points each case keeps (plus `all`, the file with attributes).
 fn fixture<'a>(db: &'a pg::Db, kind: Kind) -> (Fixture<'a>, Vec<Row>) {
-    let rows = rows();
+    let mut rows = rows();
+    if kind == Kind::ImportedUnweighted {
+        for r in &mut rows {
+            r.w = 1;
+        }
+    }
     let pid = std::process::id();
     let dir = Scratch::new(&format!("postgis-time-{kind:?}"));
     let all_csv = dir.file("all.csv", &csv(&rows, true));
@@ -102,7 +109,7 @@ fn fixture<'a>(db: &'a pg::Db, kind: Kind) -> (Fixture<'a>, Vec<Row>) {
     }
     let above = AGGREGATE_ABOVE.to_string();
     let (layer, table, imported) = match kind {
-        Kind::Imported => {
+        Kind::Imported | Kind::ImportedUnweighted => {
             let imported = pg::TestLayer::new(db, "time");
             let flags = [
                 "--time",
@@ -202,8 +209,9 @@ fn filtered_layer_equals_the_prefiltered_file(kind: Kind) {
     let mut failures = Vec::new();
     for (i, case) in cases().iter().enumerate() {
         // The timestamp table differs from the timestamptz one only in how windows are
-        // bound: its category cases would repeat the other's.
-        if kind == Kind::DeclaredNaive
+        // bound, and the unweighted import from the weighted one in the time pyramid's
+        // entries: their category cases would repeat the others'.
+        if matches!(kind, Kind::DeclaredNaive | Kind::ImportedUnweighted)
             && !case.query.contains("from")
             && !case.query.contains("to=")
         {
@@ -237,7 +245,7 @@ fn filtered_layer_equals_the_prefiltered_file(kind: Kind) {
                 ask(&format!("case{i}"), ""),
             );
             let what = format!("{path} {}", case.query);
-            if kind == Kind::Imported {
+            if matches!(kind, Kind::Imported | Kind::ImportedUnweighted) {
                 // Imported points are the file's to the bit.
                 assert_eq!(pg_answer, file_answer, "{what}");
             } else {
@@ -268,15 +276,21 @@ fn filtered_layer_equals_the_prefiltered_file(kind: Kind) {
     // Those windows and categories were read from the layer's time pyramid (with a part per
     // category value), not only summed from its points.
     let bins = format!("tb_{layer}");
-    let parts: Vec<String> = db
+    let (parts, weighted): (Vec<String>, Option<bool>) = db
         .query(
-            "SELECT part_columns FROM twine.time_pyramids WHERE bins_table = $1",
+            "SELECT part_columns, weighted FROM twine.time_pyramids WHERE bins_table = $1",
             &[&bins],
         )
         .first()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .unwrap_or_default();
     assert!(parts.iter().any(|c| c == "kind"), "{bins}: parts {parts:?}");
+    // Entries carry weights only where some weight is not 1.
+    assert_eq!(
+        weighted,
+        Some(kind != Kind::ImportedUnweighted),
+        "{bins}: weighted"
+    );
     wait_until(&format!("{bins} read by the server"), 15, || {
         let reads: i64 = db
             .query(
@@ -293,6 +307,11 @@ fn filtered_layer_equals_the_prefiltered_file(kind: Kind) {
 #[test]
 fn an_imported_layer_filtered_draws_like_the_prefiltered_file() {
     filtered_layer_equals_the_prefiltered_file(Kind::Imported);
+}
+
+#[test]
+fn an_imported_layer_of_unit_weights_filtered_draws_like_the_prefiltered_file() {
+    filtered_layer_equals_the_prefiltered_file(Kind::ImportedUnweighted);
 }
 
 #[test]

@@ -32,7 +32,7 @@ use super::table_sql::{imported_inner_all_timed, scan_stats};
 use super::time_pyramid::{self, TimedPoints};
 use super::{
     add_session_options, ensure_schema, ensure_version_trigger, pg_message, DbError, Ident,
-    TableName, SCHEMA_LOCK_KEY,
+    TableName,
 };
 use crate::render::WorldPoint;
 use crate::source::load::{load_points_file_with, LoadError, WeightMode};
@@ -166,10 +166,6 @@ impl Target {
 /// its own: they are shared by every layer, and exist without any.
 async fn prepare_schema(client: &mut Client) -> Result<(), DbError> {
     let tx = client.transaction().await?;
-    // Concurrent `CREATE OR REPLACE FUNCTION` / `CREATE TABLE IF NOT EXISTS` on the same
-    // objects can fail ("tuple concurrently updated"), so imports run their DDL one at a time.
-    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})"))
-        .await?;
     ensure_schema(tx.client()).await?;
     tx.commit().await?;
     Ok(())

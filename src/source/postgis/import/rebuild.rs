@@ -74,10 +74,12 @@ async fn rebuild_in_transaction(
     aggregate_above: u64,
 ) -> Result<Option<Built>, DbError> {
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})"))
-        .await?;
     ensure_schema(tx.client()).await?;
     if declared.is_some() {
+        // Held to the end of this (long) transaction, but only by rebuilds of declared
+        // tables: concurrent CREATE OR REPLACE TRIGGER on one table can fail.
+        tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})"))
+            .await?;
         ensure_version_trigger(tx.client(), table).await?;
     }
     lock_and_bump(&tx, table).await?;

@@ -270,3 +270,9 @@ BEGIN
         USING CASE WHEN weighted THEN 14 ELSE 6 END, CASE WHEN weighted THEN 16 ELSE 8 END;
 END
 $$;
+
+-- The md5 of the schema.sql that made these objects (one row): `import`, `pyramid` and
+-- `db init` run this file only when it differs (postgis/mod.rs, ensure_schema).
+CREATE TABLE IF NOT EXISTS twine.schema_state (
+    digest text NOT NULL
+);
