@@ -285,24 +285,6 @@ fn filtered_layer_equals_the_prefiltered_file(kind: Kind) {
         .map(|r| (r.get(0), r.get(1)))
         .unwrap_or_default();
     assert!(parts.iter().any(|c| c == "kind"), "{bins}: parts {parts:?}");
-    // An imported layer's points are indexed on place and time together (btree_gist), for
-    // the tiles too sparse for the pyramids.
-    if matches!(kind, Kind::Imported | Kind::ImportedUnweighted) {
-        let indexes: Vec<String> = db
-            .query(
-                "SELECT indexdef FROM pg_indexes WHERE schemaname = 'twine' AND tablename = $1",
-                &[&format!("points_{layer}")],
-            )
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        assert!(
-            indexes
-                .iter()
-                .any(|d| d.contains("USING gist (geom, \"time\")")),
-            "{indexes:?}"
-        );
-    }
     // Entries carry weights only where some weight is not 1.
     assert_eq!(
         weighted,

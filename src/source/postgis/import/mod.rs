@@ -439,10 +439,6 @@ async fn write_file(
         ))
         .await
         .map_err(copy_error)?;
-        let both = Ident::new(&format!("points_{}_gt", target.layer)).map_err(setup_error)?;
-        index_place_and_time(&tx, &table, &both, &timed.time)
-            .await
-            .map_err(copy_error)?;
     }
     progress.finish_and_clear();
     let pyramid_started = Instant::now();
@@ -589,40 +585,6 @@ async fn copy_rows(
     sink.send(Cursor::new(buf)).await?;
     sink.as_mut().finish().await?;
     advance_seq_identity(tx.client(), table).await
-}
-
-/// Indexes `table` on (geom, `time`) together, for the points of a tile in a time window
-/// (a filtered tile too sparse for the pyramids): with the geometry's GiST and the time's
-/// B-tree apart, PostgreSQL joined the tile's points with the window's (a million for a
-/// month of 10M points): 250 ms, against 24 ms through this index. Needs `btree_gist`, a
-/// trusted extension that any role allowed to create in the database may add; where it
-/// cannot, the import goes on without this index (a warning says so).
-async fn index_place_and_time(
-    tx: &tokio_postgres::Transaction<'_>,
-    table: &str,
-    index: &Ident,
-    time: &Ident,
-) -> Result<(), tokio_postgres::Error> {
-    tx.batch_execute("SAVEPOINT btree_gist").await?;
-    if let Err(e) = tx
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
-        .await
-    {
-        tx.batch_execute("ROLLBACK TO SAVEPOINT btree_gist").await?;
-        tracing::warn!(
-            error = %pg_message(&e),
-            "cannot add the btree_gist extension: filtered tiles too sparse for the time pyramid \
-             will read the points through two indexes instead of one (slower on large tables)"
-        );
-        return Ok(());
-    }
-    tx.batch_execute(&format!(
-        "RELEASE SAVEPOINT btree_gist; \
-         CREATE INDEX IF NOT EXISTS {} ON {table} USING gist (geom, {})",
-        index.quoted(),
-        time.quoted(),
-    ))
-    .await
 }
 
 #[cfg(test)]
