@@ -263,13 +263,20 @@ pub async fn ensure_schema(client: &tokio_postgres::Client) -> Result<(), DbErro
     Ok(())
 }
 
+/// Whether the table (or other relation) `name` exists, for objects a newer schema adds.
+pub(super) async fn relation_exists(
+    client: &impl tokio_postgres::GenericClient,
+    name: &str,
+) -> Result<bool, DbError> {
+    Ok(client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await?
+        .get(0))
+}
+
 /// Whether `twine.schema_state` records this build's schema.sql.
 async fn schema_is_current(client: &tokio_postgres::Client) -> Result<bool, DbError> {
-    let present: bool = client
-        .query_one("SELECT to_regclass('twine.schema_state') IS NOT NULL", &[])
-        .await?
-        .get(0);
-    if !present {
+    if !relation_exists(client, "twine.schema_state").await? {
         return Ok(false);
     }
     Ok(client

@@ -175,8 +175,8 @@ impl TimePyramid {
 pub struct WindowSums {
     cells: CellRange,
     width: i64,
-    /// Bytes of a base entry and of a day entry ([`entry_bytes`]).
-    entry_bytes: (usize, usize),
+    /// Whether entries hold weights ([`entry_bytes`]).
+    weighted: bool,
     counts: Vec<i64>,
     weights: Vec<f64>,
 }
@@ -209,7 +209,7 @@ impl WindowSums {
         WindowSums {
             cells: *cells,
             width,
-            entry_bytes: entry_bytes(weighted),
+            weighted,
             counts: vec![0; n],
             weights: vec![0.0; n],
         }
@@ -237,8 +237,7 @@ impl WindowSums {
             chunk: row.chunk,
             what,
         };
-        let (base_bytes, day_bytes) = self.entry_bytes;
-        let weighted = base_bytes > 6;
+        let (base_bytes, day_bytes) = entry_bytes(self.weighted);
         if row.base.len() % base_bytes != 0 {
             return Err(bad("base length"));
         }
@@ -258,19 +257,11 @@ impl WindowSums {
                 origin.1 + (offset >> BLOCK_SHIFT),
             ))
         };
-        let sign_f = sign as f64;
         if since.is_none() {
             for e in row.base.chunks_exact(base_bytes) {
                 let (bx, by) = cell(i64::from(i16::from_be_bytes([e[0], e[1]])))?;
                 if let Some(i) = self.at(bx, by) {
-                    let count = i32::from_be_bytes([e[2], e[3], e[4], e[5]]);
-                    self.counts[i] += sign * i64::from(count);
-                    self.weights[i] += sign_f
-                        * if weighted {
-                            f64_at(e, 6)
-                        } else {
-                            f64::from(count)
-                        };
+                    self.add_entry(i, e, 2, sign);
                 }
             }
         }
@@ -282,17 +273,28 @@ impl WindowSums {
             }
             let (bx, by) = cell(i64::from(i16::from_be_bytes([e[0], e[1]])))?;
             if let Some(i) = self.at(bx, by) {
-                let count = i32::from_be_bytes([e[4], e[5], e[6], e[7]]);
-                self.counts[i] += sign * i64::from(count);
-                self.weights[i] += sign_f
-                    * if weighted {
-                        f64_at(e, 8)
-                    } else {
-                        f64::from(count)
-                    };
+                self.add_entry(i, e, 4, sign);
             }
         }
         Ok(())
+    }
+
+    /// Adds `sign` times the entry `e`'s count (an int4 at `count_at`) and weight (the float8
+    /// after it in a weighted pyramid, else the count) to cell `i`.
+    fn add_entry(&mut self, i: usize, e: &[u8], count_at: usize, sign: i64) {
+        let count = i32::from_be_bytes([
+            e[count_at],
+            e[count_at + 1],
+            e[count_at + 2],
+            e[count_at + 3],
+        ]);
+        let weight = if self.weighted {
+            f64_at(e, count_at + 4)
+        } else {
+            f64::from(count)
+        };
+        self.counts[i] += sign * i64::from(count);
+        self.weights[i] += sign as f64 * weight;
     }
 
     /// Adds bins summed elsewhere (the partial days at a window's ends).
@@ -496,11 +498,7 @@ pub async fn find(
 ) -> Result<Option<TimePyramid>, DbError> {
     // A server only reads: the table exists once a newer `import`, `pyramid` or `db init`
     // made the schema.
-    let present: bool = client
-        .query_one("SELECT to_regclass('twine.time_pyramids') IS NOT NULL", &[])
-        .await?
-        .get(0);
-    if !present {
+    if !super::relation_exists(client, "twine.time_pyramids").await? {
         return Ok(None);
     }
     let Some(row) = client
